@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { type Config, envName, type Setting, type SettingKey, settings } from './schema.ts';
+
+export type { Config } from './schema.ts';
+
+/** Variables the CLI's client commands read (`conveyor upload`); they are not server settings. */
+export const CLIENT_VARIABLES = new Set(['CONVEYOR_CONFIG', 'CONVEYOR_URL', 'CONVEYOR_API_KEY']);
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/**
+ * Builds the effective configuration: defaults, then the JSON file named by CONVEYOR_CONFIG (keys as in
+ * `settings`, e.g. `{"port": 9000}`), then CONVEYOR_* environment variables, then `overrides` (tests).
+ * Collects every problem before failing, so one start-up names all bad keys at once.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const problems: string[] = [];
+  const file = readConfigFile(env['CONVEYOR_CONFIG'], problems);
+  const out: Record<string, unknown> = {};
+
+  for (const key of Object.keys(file)) {
+    if (!(key in settings)) problems.push(`${key} (in ${env['CONVEYOR_CONFIG']}): unknown setting`);
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('CONVEYOR_') && !CLIENT_VARIABLES.has(name) && value !== undefined) {
+      const known = Object.keys(settings).some((key) => envName(key) === name);
+      if (!known) problems.push(`${name}: unknown setting`);
+    }
+  }
+
+  for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
+    const env_ = envName(key);
+    let raw: unknown = setting.default;
+    let source = 'default';
+    if (key in file) {
+      raw = file[key];
+      source = env['CONVEYOR_CONFIG'] ?? 'file';
+    }
+    const fromEnv = env[env_];
+    if (fromEnv !== undefined && fromEnv !== '') {
+      raw = fromEnv;
+      source = env_;
+    }
+    if (key in overrides) {
+      raw = overrides[key];
+      source = 'override';
+    }
+    const parsed = parseSetting(setting, raw);
+    if (parsed.ok) out[key] = parsed.value;
+    else problems.push(`${env_} (${source}): ${parsed.error}`);
+  }
+
+  if (out['storage'] === 's3' && !out['s3Bucket'])
+    problems.push('CONVEYOR_S3_BUCKET: required with storage=s3');
+  const db = out['databaseUrl'] as string | undefined;
+  if (db !== undefined && !/^postgres(ql)?:\/\//.test(db) && !db.startsWith('sqlite:')) {
+    problems.push('CONVEYOR_DATABASE_URL: expected postgres://… or sqlite:<path>');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(out) as Config;
+}
+
+function readConfigFile(path: string | undefined, problems: string[]): Record<string, unknown> {
+  if (!path) return {};
+  try {
+    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+    problems.push(`CONVEYOR_CONFIG: ${path} must hold a JSON object`);
+  } catch (error) {
+    problems.push(`CONVEYOR_CONFIG: cannot read ${path}: ${(error as Error).message}`);
+  }
+  return {};
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; error: string };
+
+function parseSetting(setting: Setting, raw: unknown): Parsed {
+  switch (setting.type) {
+    case 'string':
+    case 'optional':
+      if (raw === undefined || raw === null) {
+        return setting.type === 'optional'
+          ? { ok: true, value: undefined }
+          : { ok: false, error: 'required' };
+      }
+      return typeof raw === 'string' ? { ok: true, value: raw } : { ok: false, error: 'expected a string' };
+    case 'int': {
+      const n =
+        typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? +raw : NaN;
+      if (!Number.isSafeInteger(n))
+        return { ok: false, error: `expected an integer, got ${JSON.stringify(raw)}` };
+      if (n < setting.min || n > setting.max) {
+        return { ok: false, error: `${n} is outside ${setting.min}..${setting.max}` };
+      }
+      return { ok: true, value: n };
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return { ok: true, value: raw };
+      const s = String(raw).trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(s)) return { ok: true, value: true };
+      if (['0', 'false', 'no', 'off'].includes(s)) return { ok: true, value: false };
+      return { ok: false, error: `expected true or false, got ${JSON.stringify(raw)}` };
+    }
+    case 'enum':
+      return typeof raw === 'string' && setting.values.includes(raw)
+        ? { ok: true, value: raw }
+        : { ok: false, error: `expected one of ${setting.values.join(', ')}, got ${JSON.stringify(raw)}` };
+  }
+}
+
+/** The effective config with secrets replaced, for `conveyor config` and start-up logs. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
+    const value = config[key];
+    const secret = 'secret' in setting && setting.secret;
+    if (secret && value !== undefined)
+      out[key] = key === 'databaseUrl' ? redactUrl(String(value)) : '[redacted]';
+    else out[key] = value;
+  }
+  return out;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return '[redacted]';
+  }
+}
+
+/** The README's configuration table. */
+export function configTable(): string {
+  const rows = ['| variable | default | meaning |', '| --- | --- | --- |'];
+  for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
+    const def = setting.default === undefined ? '' : `\`${String(setting.default)}\``;
+    rows.push(`| \`${envName(key)}\` | ${def} | ${setting.doc.replaceAll('|', '\\|')} |`);
+  }
+  return rows.join('\n');
+}
+
+export function publicBaseUrl(config: Config, boundPort?: number): string {
+  return (config.publicUrl ?? `http://localhost:${boundPort ?? config.port}`).replace(/\/+$/, '');
+}

@@ -1,0 +1,197 @@
+/**
+ * Every setting Conveyor reads, in one table: its environment variable, type, default and meaning.
+ * The defaults are the embedded setup (SQLite file + local folder). `conveyor config --table` prints
+ * this table as Markdown for the README, so the docs cannot drift from the code.
+ */
+
+export type Setting =
+  | { type: 'string'; default: string; secret?: boolean; doc: string }
+  | { type: 'optional'; default?: undefined; secret?: boolean; doc: string }
+  | { type: 'int'; default: number; min: number; max: number; doc: string }
+  | { type: 'bool'; default: boolean; doc: string }
+  | { type: 'enum'; default: string; values: readonly string[]; doc: string };
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const DAY = 86_400;
+
+export const settings = {
+  dataDir: { type: 'string', default: './data', doc: 'Folder for the SQLite file and local blobs.' },
+  host: { type: 'string', default: '0.0.0.0', doc: 'Address the HTTP server listens on.' },
+  port: { type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP port (0 picks a free one).' },
+  publicUrl: {
+    type: 'optional',
+    doc: 'Base URL that clients and the CDN use to reach this origin; default http://localhost:<port>.',
+  },
+  logLevel: {
+    type: 'enum',
+    default: 'info',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    doc: 'Log level of the JSON logs.',
+  },
+  trustProxy: {
+    type: 'bool',
+    default: false,
+    doc: 'Take the client address from X-Forwarded-For (only behind a proxy you control).',
+  },
+
+  databaseUrl: {
+    type: 'optional',
+    secret: true,
+    doc: 'postgres://… for PostgreSQL; default: SQLite file <dataDir>/conveyor.db.',
+  },
+  databasePoolSize: { type: 'int', default: 10, min: 1, max: 1000, doc: 'PostgreSQL connection pool size.' },
+  sqliteBusyRetryMs: {
+    type: 'int',
+    default: 10_000,
+    min: 0,
+    max: 600_000,
+    doc: 'How long a SQLite statement keeps retrying (asynchronously) while another process writes.',
+  },
+
+  storage: { type: 'enum', default: 'fs', values: ['fs', 's3'], doc: 'Blob storage backend.' },
+  s3Endpoint: { type: 'optional', doc: 'S3-compatible endpoint URL (R2, MinIO, …); unset for AWS.' },
+  s3Region: { type: 'string', default: 'us-east-1', doc: 'S3 region (R2: auto).' },
+  s3Bucket: { type: 'string', default: 'conveyor', doc: 'S3 bucket.' },
+  s3Prefix: { type: 'string', default: '', doc: 'Key prefix inside the bucket, e.g. "prod/".' },
+  s3ForcePathStyle: {
+    type: 'bool',
+    default: false,
+    doc: 'Path-style addressing (MinIO and most self-hosted).',
+  },
+  s3AccessKeyId: { type: 'optional', doc: 'S3 access key id; unset to use the SDK credential chain.' },
+  s3SecretAccessKey: { type: 'optional', secret: true, doc: 'S3 secret access key.' },
+  s3PartSizeBytes: {
+    type: 'int',
+    default: 16 * MiB,
+    min: 5 * MiB,
+    max: 5 * GiB,
+    doc: 'Multipart upload part size.',
+  },
+  s3QueueSize: { type: 'int', default: 4, min: 1, max: 64, doc: 'Parts uploaded in parallel per upload.' },
+
+  adminKey: {
+    type: 'optional',
+    secret: true,
+    doc: 'Bootstrap operator key created on first start; generated and printed once when unset.',
+  },
+  maxUploadBytes: { type: 'int', default: 5 * GiB, min: 1, max: 5 * 1024 * GiB, doc: 'Largest upload.' },
+  maxJsonBodyBytes: { type: 'int', default: 1 * MiB, min: 1 * KiB, max: 64 * MiB, doc: 'Largest JSON body.' },
+  maxFilenameBytes: {
+    type: 'int',
+    default: 255,
+    min: 16,
+    max: 1024,
+    doc: 'Longest stored filename (UTF-8).',
+  },
+  maxPageSize: { type: 'int', default: 100, min: 1, max: 1000, doc: 'Largest page of a list endpoint.' },
+
+  cacheLatestMaxAge: { type: 'int', default: 60, min: 0, max: 365 * DAY, doc: 'max-age of latest URLs.' },
+  cacheLatestSMaxAge: { type: 'int', default: 3600, min: 0, max: 365 * DAY, doc: 's-maxage of latest URLs.' },
+  cacheStaleWhileRevalidate: {
+    type: 'int',
+    default: 60,
+    min: 0,
+    max: 365 * DAY,
+    doc: 'stale-while-revalidate of latest URLs (0 omits it).',
+  },
+  cacheStaleIfError: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 365 * DAY,
+    doc: 'stale-if-error of latest URLs (0 omits it).',
+  },
+  maxRanges: {
+    type: 'int',
+    default: 16,
+    min: 1,
+    max: 1000,
+    doc: 'More ranges than this in one Range header: the whole body is served (200).',
+  },
+
+  tokenMaxTtlSeconds: {
+    type: 'int',
+    default: 30 * DAY,
+    min: 1,
+    max: 3650 * DAY,
+    doc: 'Longest access token.',
+  },
+  signedUrlMaxTtlSeconds: {
+    type: 'int',
+    default: 7 * DAY,
+    min: 1,
+    max: 3650 * DAY,
+    doc: 'Longest signed URL lifetime.',
+  },
+  signingKeys: {
+    type: 'optional',
+    secret: true,
+    doc: 'Signed-URL keys "kid:secret,kid2:secret2" (first signs, all verify); default: one generated key kept in the database.',
+  },
+
+  jwtSecret: { type: 'optional', secret: true, doc: 'HS256 secret for platform-minted JWTs (32+ bytes).' },
+  jwtJwksUrl: { type: 'optional', doc: 'JWKS URL for RS256/ES256 platform-minted JWTs.' },
+  jwtIssuer: { type: 'optional', doc: 'Required `iss` of JWTs.' },
+  jwtAudience: { type: 'optional', doc: 'Required `aud` of JWTs.' },
+  jwtTenantClaim: { type: 'string', default: 'tenant', doc: 'JWT claim holding the tenant id.' },
+  jwtRoleClaim: { type: 'string', default: 'role', doc: 'JWT claim holding the role.' },
+  jwtMaxLifetimeSeconds: { type: 'int', default: 3600, min: 1, max: 7 * DAY, doc: 'Longest JWT lifetime.' },
+
+  rateLimitPerKey: {
+    type: 'int',
+    default: 1200,
+    min: 0,
+    max: 10_000_000,
+    doc: 'API requests per minute per key or JWT subject (0 = unlimited).',
+  },
+  rateLimitPerAddress: {
+    type: 'int',
+    default: 600,
+    min: 0,
+    max: 10_000_000,
+    doc: 'API requests per minute per client address (0 = unlimited).',
+  },
+  rateLimitDelivery: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 10_000_000,
+    doc: 'Delivery requests per minute per client address (0 = unlimited; the CDN is the shield).',
+  },
+
+  gcIntervalSeconds: {
+    type: 'int',
+    default: 300,
+    min: 0,
+    max: 7 * DAY,
+    doc: 'Blob garbage collection period in `serve` (0 = only `conveyor gc`).',
+  },
+  gcGraceSeconds: {
+    type: 'int',
+    default: 3600,
+    min: 0,
+    max: 30 * DAY,
+    doc: 'An unreferenced blob or temporary survives at least this long.',
+  },
+} as const satisfies Record<string, Setting>;
+
+export type SettingKey = keyof typeof settings;
+
+type ValueOf<S> = S extends { type: 'int' }
+  ? number
+  : S extends { type: 'bool' }
+    ? boolean
+    : S extends { type: 'optional' }
+      ? string | undefined
+      : S extends { type: 'enum'; values: readonly (infer V)[] }
+        ? V
+        : string;
+
+export type Config = { readonly [K in SettingKey]: ValueOf<(typeof settings)[K]> };
+
+/** `dataDir` -> `CONVEYOR_DATA_DIR`. */
+export function envName(key: string): string {
+  return `CONVEYOR_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}

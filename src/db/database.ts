@@ -1,0 +1,61 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config/config.ts';
+import * as initial from './migrations/001-initial.ts';
+import { NodeSqliteDialect } from './sqlite-dialect.ts';
+import type { Database } from './tables.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Db {
+  readonly kysely: Kysely<Database>;
+  readonly dialect: Dialect;
+  close(): Promise<void>;
+}
+
+// PostgreSQL BIGINT (int8) arrives as a string by default, because it can exceed 2^53. Our BIGINT
+// columns hold millisecond times and byte sizes, far below that, so numbers are the honest type.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export function openDatabase(config: Config): Db {
+  const url = config.databaseUrl;
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: config.databasePoolSize });
+    // An idle client's connection error (server restart) must not crash the process; the pool replaces it.
+    pool.on('error', () => {});
+    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { kysely, dialect: 'postgres', close: () => kysely.destroy() };
+  }
+  const path = url?.startsWith('sqlite:')
+    ? url.slice('sqlite:'.length)
+    : resolve(config.dataDir, 'conveyor.db');
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const kysely = new Kysely<Database>({
+    dialect: new NodeSqliteDialect({ path, busyRetryMs: config.sqliteBusyRetryMs }),
+  });
+  return { kysely, dialect: 'sqlite', close: () => kysely.destroy() };
+}
+
+const migrations: Record<string, Migration> = {
+  '001-initial': initial,
+};
+
+class InCodeMigrations implements MigrationProvider {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations;
+  }
+}
+
+/** Applies pending migrations; safe to run from several processes at once (Kysely takes a lock). */
+export async function migrate(db: Db): Promise<string[]> {
+  const migrator = new Migrator({ db: db.kysely, provider: new InCodeMigrations() });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+export async function ping(db: Db): Promise<void> {
+  await sql`select 1`.execute(db.kysely);
+}

@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { AssetService } from '../assets/service.ts';
+import type { Config } from '../config/config.ts';
+import type { AccessService } from '../delivery/access.ts';
+import type { DeliveryLookup } from '../delivery/lookup.ts';
+import { ConveyorError } from '../errors.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
+import type { TenancyService } from '../tenancy/service.ts';
+import { type Authenticator, enforceRateLimit } from './auth.ts';
+import { sendProblem } from './problems.ts';
+import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
+import { assetRoutes } from './routes/assets.ts';
+import { deliveryRoutes } from './routes/delivery.ts';
+import { opsRoutes } from './routes/ops.ts';
+import { tenancyRoutes } from './routes/tenancy.ts';
+import { Problem } from './schemas.ts';
+
+export interface AppDeps {
+  config: Config;
+  tenancy: TenancyService;
+  assets: AssetService;
+  access: AccessService;
+  store: BlobStore;
+  metrics: Metrics;
+  authenticator: Authenticator;
+  /** Readiness of every dependency (database, storage), each 'ok' or 'failed'; the failure is logged there. */
+  ready: () => Promise<Record<string, 'ok' | 'failed'>>;
+  lookup: DeliveryLookup;
+  /** Builds absolute delivery URLs; known once the server has bound its port. */
+  baseUrl: () => string;
+}
+
+export type App = FastifyInstance;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Query parameters that are credentials and must never reach a log line. */
+const SECRET_PARAMS = /([?&](?:token|sig)=)[^&]*/g;
+
+export async function buildApp(
+  deps: AppDeps,
+  options: { logger?: FastifyServerOptions['logger'] } = {},
+): Promise<App> {
+  const { config } = deps;
+  const app = Fastify({
+    logger: options.logger ?? {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie'],
+      serializers: {
+        req: (req) => ({
+          method: req.method,
+          url: String(req.url).replace(SECRET_PARAMS, '$1[redacted]'),
+          remoteAddress: req.ip,
+        }),
+      },
+    },
+    // One line per request is written by the onResponse hook below, at debug level for delivery so that
+    // a busy origin does not spend its time logging.
+    disableRequestLogging: true,
+    trustProxy: config.trustProxy,
+    bodyLimit: config.maxJsonBodyBytes,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Large uploads take as long as they take; slow-loris protection belongs to the proxy or CDN in front.
+    requestTimeout: 0,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', null);
+  app.addSchema(Problem);
+  app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      new ConveyorError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`),
+      request,
+      reply,
+    ),
+  );
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.requests.inc({ method: request.method, route, status: reply.statusCode });
+    const line = { req: request, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
+    if (route.startsWith('/api/')) request.log.info(line, 'request');
+    else request.log.debug(line, 'request');
+    deps.metrics.duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Conveyor API',
+        version: '1',
+        description: 'Self-hosted media origin: upload, process, store and deliver media.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'API key (cvk_…) or platform JWT' },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/v1/docs' });
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const perKey = limiter('api-key', config.rateLimitPerKey);
+  const perAddress = limiter('api-address', config.rateLimitPerAddress);
+
+  await app.register(
+    async (api) => {
+      api.addHook('onRequest', async (request, reply) => {
+        enforceRateLimit(reply, perAddress?.limiter ?? null, perAddress?.rule ?? null, request.ip);
+        const principal = await deps.authenticator.identify(request);
+        if (!principal) {
+          throw new ConveyorError('unauthenticated', 'Use Authorization: Bearer <API key or JWT>', {
+            headers: { 'www-authenticate': 'Bearer' },
+          });
+        }
+        request.principal = principal;
+        enforceRateLimit(reply, perKey?.limiter ?? null, perKey?.rule ?? null, principal.actor);
+      });
+      await api.register(tenancyRoutes, { deps });
+      await api.register(assetRoutes, { deps });
+    },
+    { prefix: '/api/v1' },
+  );
+
+  await app.register(deliveryRoutes, { deps, limit: limiter('delivery', config.rateLimitDelivery) });
+  await app.register(opsRoutes, { deps });
+  return app;
+}
+
+function limiter(name: string, perMinute: number): { limiter: RateLimiter; rule: RateLimitRule } | null {
+  if (perMinute === 0) return null;
+  const rule = { name, limit: perMinute, windowSeconds: 60 };
+  return { limiter: new RateLimiter(rule), rule };
+}

@@ -1,0 +1,85 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ConveyorError } from '../errors.ts';
+import { JwksUnavailableError, type JwtPrincipal, looksLikeJwt } from '../tenancy/jwt.ts';
+import type { Principal } from '../tenancy/principal.ts';
+import type { TenancyService } from '../tenancy/service.ts';
+import { type RateLimiter, type RateLimitRule, rateLimitHeaders } from './rate-limit.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface Authenticator {
+  /** The principal behind the request's `Authorization: Bearer`, or null when there is none. Throws 401 when invalid. */
+  identify(request: FastifyRequest): Promise<Principal | null>;
+}
+
+export function createAuthenticator(deps: {
+  tenancy: TenancyService;
+  verifyJwt: ((token: string) => Promise<JwtPrincipal>) | null;
+}): Authenticator {
+  return {
+    async identify(request) {
+      const header = request.headers.authorization;
+      if (header === undefined) return null;
+      const match = /^Bearer +([^\s]+) *$/i.exec(header);
+      if (!match) throw unauthenticated('Use Authorization: Bearer <API key or JWT>');
+      const credential = match[1]!;
+      if (deps.verifyJwt && looksLikeJwt(credential)) {
+        try {
+          const jwt = await deps.verifyJwt(credential);
+          if (!(await deps.tenancy.tenantExists(jwt.tenantId)))
+            throw unauthenticated('Unknown tenant in token');
+          return {
+            tenantId: jwt.tenantId,
+            role: jwt.role,
+            operator: false,
+            keyId: null,
+            actor: `jwt:${jwt.subject ?? 'anonymous'}`,
+          };
+        } catch (error) {
+          if (error instanceof JwksUnavailableError) {
+            throw new ConveyorError('unavailable', 'The token signing keys cannot be fetched right now');
+          }
+          if (error instanceof ConveyorError) throw error;
+          throw unauthenticated(`Invalid token: ${(error as Error).message}`);
+        }
+      }
+      const principal = await deps.tenancy.authenticateKey(credential);
+      if (!principal) throw unauthenticated('Unknown or revoked API key');
+      return principal;
+    },
+  };
+}
+
+function unauthenticated(detail: string): ConveyorError {
+  return new ConveyorError('unauthenticated', detail, { headers: { 'www-authenticate': 'Bearer' } });
+}
+
+/** Applies a limiter to one key and either sets the RateLimit headers or throws 429 with Retry-After. */
+export function enforceRateLimit(
+  reply: FastifyReply,
+  limiter: RateLimiter | null,
+  rule: RateLimitRule | null,
+  key: string,
+): void {
+  if (!limiter || !rule) return;
+  const decision = limiter.take(key);
+  const headers = rateLimitHeaders(rule, decision);
+  if (!decision.allowed) {
+    throw new ConveyorError(
+      'rate_limited',
+      `Rate limit "${rule.name}" exceeded; retry in ${decision.retryAfterSeconds}s`,
+      {
+        headers,
+      },
+    );
+  }
+  // Two limits can apply to one request (address and key); the draft's fields are lists, so both are kept.
+  for (const [name, value] of Object.entries(headers)) {
+    const previous = reply.getHeader(name);
+    reply.header(name, previous === undefined ? value : `${String(previous)}, ${value}`);
+  }
+}

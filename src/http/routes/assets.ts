@@ -1,0 +1,306 @@
+import type { Readable } from 'node:stream';
+import multipart from '@fastify/multipart';
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ContentInput } from '../../assets/service.ts';
+import { deliveryPath } from '../../delivery/lookup.ts';
+import { ConveyorError } from '../../errors.ts';
+import type { AppDeps } from '../app.ts';
+import { Asset, IdParams, PageQuery, pageOf, problemResponses, Version, Visibility } from '../schemas.ts';
+
+const uploadResponses = {
+  ...problemResponses,
+  413: Type.Ref('Problem'),
+};
+
+/** Assets, their versions, and the two ways to open private ones (tokens and signed URLs). */
+export async function assetRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
+  await base.register(uploadRoutes, opts);
+  await base.register(jsonRoutes, opts);
+}
+
+/**
+ * Upload routes take the body as a raw stream (any Content-Type, so a JSON file is stored, not parsed) or
+ * as multipart/form-data; nothing is buffered, the bytes go straight to the blob store.
+ */
+async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const { assets, config, metrics } = opts.deps;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  await app.register(multipart, {
+    limits: { files: 1, fields: 10, fieldSize: 4096, parts: 20, fileSize: config.maxUploadBytes + 1 },
+    throwFileSizeLimit: false,
+  });
+
+  const readContent = async (
+    request: FastifyRequest,
+  ): Promise<ContentInput & { filename: string | undefined }> => {
+    const declaredLength = Number(request.headers['content-length']);
+    // Refuse what is certain to be too large before reading a byte of it.
+    if (Number.isFinite(declaredLength) && declaredLength > config.maxUploadBytes + 64 * 1024) {
+      throw new ConveyorError(
+        'payload_too_large',
+        `The content exceeds the limit of ${config.maxUploadBytes} bytes`,
+        {
+          extra: { limit: config.maxUploadBytes },
+          headers: { connection: 'close' },
+        },
+      );
+    }
+    if (request.isMultipart()) {
+      const part = await request.file();
+      if (!part) throw new ConveyorError('bad_request', 'The multipart body holds no file part');
+      return { body: part.file, declaredType: part.mimetype, filename: part.filename || undefined };
+    }
+    const query = request.query as { filename?: string };
+    return {
+      body: request.raw as Readable,
+      declaredType: request.headers['content-type'],
+      filename: query.filename,
+    };
+  };
+
+  const uploadQuery = Type.Object({
+    filename: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    visibility: Type.Optional(Visibility),
+  });
+
+  app.post(
+    '/assets',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: 'Upload an asset (raw body with ?filename=, or multipart/form-data)',
+        description:
+          'The body is streamed to storage and hashed on the way (SHA-256, the ETag). The content type is sniffed from the bytes.',
+        querystring: uploadQuery,
+        response: { 201: Asset, ...uploadResponses },
+      },
+    },
+    async (request, reply) => {
+      const content = await readContent(request);
+      const asset = await assets.upload(request.principal!, {
+        ...content,
+        filename: content.filename ?? request.query.filename ?? 'upload',
+        visibility: request.query.visibility ?? 'public',
+      });
+      metrics.uploadedBytes.inc(asset.size);
+      return reply.code(201).header('location', `/api/v1/assets/${asset.id}`).send(asset);
+    },
+  );
+
+  app.put(
+    '/assets/:id/content',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: "Replace an asset's content (the latest URL changes; published versions do not)",
+        params: IdParams,
+        response: { 200: Asset, ...uploadResponses },
+      },
+    },
+    async (request) => {
+      const content = await readContent(request);
+      const asset = await assets.replaceContent(request.principal!, request.params.id, content);
+      metrics.uploadedBytes.inc(asset.size);
+      return asset;
+    },
+  );
+}
+
+async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const { assets, access, config, baseUrl } = opts.deps;
+  const pageLimit = (limit: number | undefined) => Math.min(limit ?? config.maxPageSize, config.maxPageSize);
+
+  app.get(
+    '/assets',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: "List the tenant's assets, newest first",
+        querystring: Type.Object({
+          ...PageQuery,
+          contentType: Type.Optional(Type.String({ maxLength: 255, description: 'Prefix, e.g. image/' })),
+          visibility: Type.Optional(Visibility),
+          filename: Type.Optional(Type.String({ maxLength: 255, description: 'Filename prefix' })),
+        }),
+        response: { 200: pageOf(Asset), ...problemResponses },
+      },
+    },
+    async (request) =>
+      assets.list(request.principal!, {
+        limit: pageLimit(request.query.limit),
+        cursor: request.query.cursor,
+        contentType: request.query.contentType,
+        visibility: request.query.visibility,
+        filenamePrefix: request.query.filename,
+      }),
+  );
+
+  app.get(
+    '/assets/:id',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: 'Get an asset',
+        params: IdParams,
+        response: { 200: Asset, ...problemResponses },
+      },
+    },
+    async (request) => assets.get(request.principal!, request.params.id),
+  );
+
+  app.patch(
+    '/assets/:id',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: 'Rename an asset or change its visibility',
+        params: IdParams,
+        body: Type.Object(
+          {
+            filename: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+            visibility: Type.Optional(Visibility),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Asset, ...problemResponses },
+      },
+    },
+    async (request) => assets.update(request.principal!, request.params.id, request.body),
+  );
+
+  app.delete(
+    '/assets/:id',
+    {
+      schema: {
+        tags: ['assets'],
+        summary: 'Delete an asset with its versions and tokens',
+        params: IdParams,
+        response: { 204: Type.Null(), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await assets.delete(request.principal!, request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/assets/:id/publish',
+    {
+      schema: {
+        tags: ['versions'],
+        summary: 'Snapshot the current content as an immutable version',
+        params: IdParams,
+        response: { 201: Version, ...problemResponses },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await assets.publish(request.principal!, request.params.id)),
+  );
+
+  app.get(
+    '/assets/:id/versions',
+    {
+      schema: {
+        tags: ['versions'],
+        summary: "List an asset's versions, newest first",
+        params: IdParams,
+        querystring: Type.Object(PageQuery),
+        response: { 200: pageOf(Version), ...problemResponses },
+      },
+    },
+    async (request) =>
+      assets.listVersions(request.principal!, request.params.id, {
+        limit: pageLimit(request.query.limit),
+        cursor: request.query.cursor,
+      }),
+  );
+
+  const TtlBody = Type.Object({ ttlSeconds: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+
+  app.post(
+    '/assets/:id/tokens',
+    {
+      schema: {
+        tags: ['access'],
+        summary: 'Create a revocable access token for a private asset',
+        params: IdParams,
+        body: TtlBody,
+        response: {
+          201: Type.Object({
+            id: Type.String(),
+            token: Type.String(),
+            url: Type.String(),
+            expiresAt: Type.String(),
+          }),
+          ...problemResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const created = await access.createToken(
+        request.principal!,
+        request.params.id,
+        request.body.ttlSeconds,
+      );
+      const url = `${baseUrl()}${deliveryPath.latest(request.params.id)}?token=${created.token}`;
+      return reply
+        .code(201)
+        .header('cache-control', 'no-store')
+        .send({ ...created, url });
+    },
+  );
+
+  app.delete(
+    '/tokens/:id',
+    {
+      schema: {
+        tags: ['access'],
+        summary: 'Revoke an access token',
+        params: IdParams,
+        response: { 204: Type.Null(), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      await access.revokeToken(request.principal!, request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/assets/:id/signed-url',
+    {
+      schema: {
+        tags: ['access'],
+        summary: 'Create a signed URL (HMAC-SHA256 over path and expiry) to the latest content or a version',
+        params: IdParams,
+        body: Type.Object(
+          {
+            ttlSeconds: Type.Integer({ minimum: 1 }),
+            versionId: Type.Optional(Type.String({ maxLength: 64 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ url: Type.String(), expiresAt: Type.String() }), ...problemResponses },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const { versionId, ttlSeconds } = request.body;
+      if (versionId !== undefined) await assertVersionOf(opts.deps, id, versionId);
+      const path = versionId === undefined ? deliveryPath.latest(id) : deliveryPath.version(versionId);
+      const signed = await access.signUrl(request.principal!, id, path, ttlSeconds);
+      return { url: `${baseUrl()}${path}?${signed.query}`, expiresAt: signed.expiresAt };
+    },
+  );
+}
+
+async function assertVersionOf(deps: AppDeps, assetId: string, versionId: string): Promise<void> {
+  const version = await deps.lookup.version(versionId);
+  if (!version || version.assetId !== assetId)
+    throw new ConveyorError('not_found', 'No such version of this asset');
+}

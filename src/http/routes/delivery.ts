@@ -1,0 +1,198 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { etagOf } from '../../assets/service.ts';
+import { isActiveContent } from '../../assets/sniff.ts';
+import { multipartByteranges, newBoundary } from '../../delivery/byteranges.ts';
+import { cacheControl } from '../../delivery/cache-policy.ts';
+import { evaluatePreconditions } from '../../delivery/conditional.ts';
+import { contentDisposition } from '../../delivery/content-disposition.ts';
+import { formatHttpDate } from '../../delivery/http-date.ts';
+import { deliveryPath, type Representation } from '../../delivery/lookup.ts';
+import { ifRangeAllowsPartial, parseRange } from '../../delivery/range.ts';
+import { ConveyorError } from '../../errors.ts';
+import type { AppDeps } from '../app.ts';
+import { enforceRateLimit } from '../auth.ts';
+import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
+
+interface DeliveryQuery {
+  token?: string;
+  exp?: string;
+  kid?: string;
+  sig?: string;
+}
+
+/**
+ * The origin: GET and HEAD of `/a/<assetId>` (latest, mutable) and `/v/<versionId>` (immutable),
+ * implementing RFC 9110 conditional requests and ranges and RFC 9111 cache policy. The protocol
+ * decisions are pure functions in src/delivery; this file only wires them to the request and reply.
+ */
+export async function deliveryRoutes(
+  app: FastifyInstance,
+  opts: { deps: AppDeps; limit: { limiter: RateLimiter; rule: RateLimitRule } | null },
+): Promise<void> {
+  const { deps, limit } = opts;
+  const policy = {
+    latestMaxAge: deps.config.cacheLatestMaxAge,
+    latestSMaxAge: deps.config.cacheLatestSMaxAge,
+    staleWhileRevalidate: deps.config.cacheStaleWhileRevalidate,
+    staleIfError: deps.config.cacheStaleIfError,
+  };
+  const querySchema = {
+    type: 'object',
+    properties: {
+      token: { type: 'string', maxLength: 256 },
+      exp: { type: 'string', maxLength: 32 },
+      kid: { type: 'string', maxLength: 64 },
+      sig: { type: 'string', maxLength: 128 },
+    },
+  };
+
+  const serve = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    rep: Representation | null,
+    path: string,
+  ) => {
+    if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+    if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
+    const isPrivate = rep.visibility === 'private';
+    if (isPrivate) {
+      const query = request.query as DeliveryQuery;
+      const principal = request.headers.authorization
+        ? await deps.authenticator.identify(request).catch(() => null)
+        : null;
+      const allowed = await deps.access.mayRead({ id: rep.assetId, tenantId: rep.tenantId }, path, {
+        token: query.token,
+        signature: query.sig === undefined ? undefined : query,
+        principal,
+      });
+      // One answer for no, unknown, expired, revoked and tampered credentials alike.
+      if (!allowed)
+        throw new ConveyorError('access_denied', 'Access denied', {
+          headers: { 'cache-control': 'private, no-store' },
+        });
+    }
+    await respond(request, reply, rep, isPrivate ? 'private' : rep.kind);
+  };
+
+  const respond = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    rep: Representation,
+    kind: 'latest' | 'version' | 'private',
+  ) => {
+    const validators = { etag: etagOf(rep.sha256), lastModified: rep.lastModified };
+    reply.header('etag', validators.etag);
+    reply.header('last-modified', formatHttpDate(rep.lastModified));
+    reply.header('cache-control', cacheControl(kind, policy));
+    reply.header('accept-ranges', 'bytes');
+    reply.header('x-content-type-options', 'nosniff');
+    if (isActiveContent(rep.contentType))
+      reply.header('content-security-policy', "sandbox; default-src 'none'");
+    const h = request.headers;
+    const outcome = evaluatePreconditions(
+      request.method,
+      {
+        ifMatch: h['if-match'],
+        ifNoneMatch: h['if-none-match'],
+        ifModifiedSince: h['if-modified-since'],
+        ifUnmodifiedSince: h['if-unmodified-since'],
+      },
+      validators,
+    );
+    if (outcome === 'not-modified') {
+      deps.metrics.deliveryResponses.inc({ kind: 'not_modified' });
+      // RFC 9110 §15.4.5: the 304 carries the fields a 200 would (ETag, Cache-Control, …) and no content.
+      return reply.code(304).send();
+    }
+    if (outcome === 'precondition-failed') {
+      deps.metrics.deliveryResponses.inc({ kind: 'precondition_failed' });
+      throw new ConveyorError(
+        'precondition_failed',
+        'The representation does not match the request preconditions',
+      );
+    }
+
+    reply.header('content-disposition', contentDisposition(rep.filename, 'inline'));
+    // RFC 9110 §14.2: "A server MUST ignore a Range header field received with a request method that is
+    // unrecognized or for which range handling is not defined. For this specification, GET is the only
+    // method defined to be capable of handling range requests." So HEAD answers as a full GET would.
+    const wantsRange =
+      request.method === 'GET' &&
+      h.range !== undefined &&
+      ifRangeAllowsPartial(single(h['if-range']), validators);
+    const range = wantsRange
+      ? parseRange(h.range, rep.size, { maxRanges: deps.config.maxRanges })
+      : { kind: 'none' as const };
+
+    if (range.kind === 'unsatisfiable') {
+      deps.metrics.deliveryResponses.inc({ kind: 'unsatisfiable' });
+      throw new ConveyorError(
+        'range_not_satisfiable',
+        `The range is outside the ${rep.size} bytes of content`,
+        {
+          headers: { 'content-range': `bytes */${rep.size}` },
+        },
+      );
+    }
+    if (range.kind === 'ranges' && range.ranges.length === 1) {
+      const r = range.ranges[0]!;
+      const length = r.end - r.start + 1;
+      deps.metrics.deliveryResponses.inc({ kind: 'partial' });
+      deps.metrics.deliveryBytes.inc(length);
+      reply.code(206).header('content-type', rep.contentType);
+      reply.header('content-range', `bytes ${r.start}-${r.end}/${rep.size}`).header('content-length', length);
+      return reply.send(await deps.store.get(rep.sha256, r));
+    }
+    if (range.kind === 'ranges') {
+      const multipart = multipartByteranges({
+        ranges: range.ranges,
+        size: rep.size,
+        contentType: rep.contentType,
+        boundary: newBoundary(),
+        open: (r) => deps.store.get(rep.sha256, r),
+      });
+      deps.metrics.deliveryResponses.inc({ kind: 'multipart' });
+      deps.metrics.deliveryBytes.inc(multipart.contentLength);
+      reply
+        .code(206)
+        .header('content-type', multipart.contentType)
+        .header('content-length', multipart.contentLength);
+      return reply.send(multipart.body);
+    }
+
+    reply.code(200).header('content-type', rep.contentType).header('content-length', rep.size);
+    deps.metrics.deliveryResponses.inc({ kind: 'full' });
+    if (request.method === 'HEAD') return reply.send();
+    deps.metrics.deliveryBytes.inc(rep.size);
+    return reply.send(await deps.store.get(rep.sha256));
+  };
+
+  app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
+    method: ['GET', 'HEAD'],
+    url: '/a/:id',
+    schema: { hide: true, querystring: querySchema },
+    handler: async (request, reply) =>
+      serve(
+        request,
+        reply,
+        await deps.lookup.latest(request.params.id),
+        deliveryPath.latest(request.params.id),
+      ),
+  });
+  app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
+    method: ['GET', 'HEAD'],
+    url: '/v/:id',
+    schema: { hide: true, querystring: querySchema },
+    handler: async (request, reply) =>
+      serve(
+        request,
+        reply,
+        await deps.lookup.version(request.params.id),
+        deliveryPath.version(request.params.id),
+      ),
+  });
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}

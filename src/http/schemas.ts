@@ -1,0 +1,102 @@
+import { Type } from '@fastify/type-provider-typebox';
+
+/** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
+
+export const Problem = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.Optional(Type.String()),
+    instance: Type.Optional(Type.String()),
+    code: Type.String(),
+  },
+  { $id: 'Problem', additionalProperties: true },
+);
+
+export const Visibility = Type.Union([Type.Literal('public'), Type.Literal('private')]);
+export const RoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('editor'), Type.Literal('viewer')]);
+export const TierSchema = Type.Union([
+  Type.Literal('free'),
+  Type.Literal('standard'),
+  Type.Literal('premium'),
+  Type.Literal('enterprise'),
+]);
+
+export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  cursor: Type.Optional(Type.String({ maxLength: 64 })),
+};
+
+export const Asset = Type.Object(
+  {
+    id: Type.String(),
+    filename: Type.String(),
+    contentType: Type.String(),
+    size: Type.Integer(),
+    etag: Type.String(),
+    sha256: Type.String(),
+    visibility: Visibility,
+    versionCount: Type.Integer(),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+    contentUpdatedAt: Type.String({ format: 'date-time' }),
+    url: Type.String(),
+  },
+  { $id: 'Asset' },
+);
+
+export const Version = Type.Object(
+  {
+    id: Type.String(),
+    assetId: Type.String(),
+    number: Type.Integer(),
+    filename: Type.String(),
+    contentType: Type.String(),
+    size: Type.Integer(),
+    etag: Type.String(),
+    sha256: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    url: Type.String(),
+  },
+  { $id: 'Version' },
+);
+
+export const ApiKey = Type.Object(
+  {
+    id: Type.String(),
+    tenantId: Type.String(),
+    role: RoleSchema,
+    operator: Type.Boolean(),
+    name: Type.Union([Type.String(), Type.Null()]),
+    prefix: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  },
+  { $id: 'ApiKey' },
+);
+
+export const Tenant = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    tier: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Tenant' },
+);
+
+export const pageOf = <T extends ReturnType<typeof Type.Object>>(item: T) =>
+  Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+
+/** The error responses every authenticated route can give, by reference to the one Problem schema. */
+export const problemResponses = {
+  400: Type.Ref('Problem'),
+  401: Type.Ref('Problem'),
+  403: Type.Ref('Problem'),
+  404: Type.Ref('Problem'),
+  429: Type.Ref('Problem'),
+};

@@ -1,0 +1,162 @@
+import { resolve } from 'node:path';
+import type { FastifyServerOptions } from 'fastify';
+import { BlobLedger } from './assets/blobs.ts';
+import { AssetService } from './assets/service.ts';
+import { type Config, publicBaseUrl } from './config/config.ts';
+import { type Db, migrate, openDatabase, ping } from './db/database.ts';
+import { AccessService, loadSigningKeys } from './delivery/access.ts';
+import { DeliveryLookup, deliveryPath } from './delivery/lookup.ts';
+import { type App, buildApp } from './http/app.ts';
+import { createAuthenticator } from './http/auth.ts';
+import { Metrics } from './ops/metrics.ts';
+import type { BlobStore } from './storage/blob-store.ts';
+import { FsBlobStore } from './storage/fs-store.ts';
+import { S3BlobStore } from './storage/s3-store.ts';
+import { createJwtVerifier } from './tenancy/jwt.ts';
+import { TenancyService } from './tenancy/service.ts';
+
+/** Everything one Conveyor process runs, wired together; `serve`, the CLI and the tests all start here. */
+export interface Conveyor {
+  config: Config;
+  db: Db;
+  store: BlobStore;
+  ledger: BlobLedger;
+  tenancy: TenancyService;
+  assets: AssetService;
+  app: App;
+  /** Set once `listen` has bound the port. */
+  baseUrl(): string;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function openStore(config: Config): Promise<BlobStore> {
+  if (config.storage === 's3') {
+    return new S3BlobStore({
+      ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+      region: config.s3Region,
+      bucket: config.s3Bucket,
+      prefix: config.s3Prefix,
+      forcePathStyle: config.s3ForcePathStyle,
+      ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
+      ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
+      partSizeBytes: config.s3PartSizeBytes,
+      queueSize: config.s3QueueSize,
+    });
+  }
+  return new FsBlobStore(resolve(config.dataDir)).init();
+}
+
+/** Opens the database and applies pending migrations (also what `conveyor migrate` does). */
+export async function openMigratedDatabase(config: Config): Promise<Db> {
+  const db = openDatabase(config);
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return db;
+}
+
+export async function createConveyor(
+  config: Config,
+  options: { logger?: FastifyServerOptions['logger'] } = {},
+): Promise<Conveyor> {
+  const db = await openMigratedDatabase(config);
+  const store = await openStore(config);
+  let boundPort: number | undefined;
+  const baseUrl = () => publicBaseUrl(config, boundPort);
+
+  const tenancy = new TenancyService(db.kysely);
+  const ledger = new BlobLedger(db.kysely, store);
+  const assets = new AssetService({
+    db: db.kysely,
+    store,
+    ledger,
+    urls: {
+      latest: (id) => baseUrl() + deliveryPath.latest(id),
+      version: (id) => baseUrl() + deliveryPath.version(id),
+    },
+    limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
+  });
+  const access = new AccessService({
+    db: db.kysely,
+    signingKeys: await loadSigningKeys(db.kysely, config.signingKeys),
+    limits: {
+      tokenMaxTtlSeconds: config.tokenMaxTtlSeconds,
+      signedUrlMaxTtlSeconds: config.signedUrlMaxTtlSeconds,
+    },
+  });
+  const verifyJwt = createJwtVerifier({
+    ...(config.jwtSecret ? { secret: config.jwtSecret } : {}),
+    ...(config.jwtJwksUrl ? { jwksUrl: config.jwtJwksUrl } : {}),
+    ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+    ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+    tenantClaim: config.jwtTenantClaim,
+    roleClaim: config.jwtRoleClaim,
+    clockToleranceSeconds: 30,
+    maxLifetimeSeconds: config.jwtMaxLifetimeSeconds,
+  });
+  const metrics = new Metrics();
+  const check = async (name: string, probe: () => Promise<void>) => {
+    try {
+      await probe();
+      return 'ok' as const;
+    } catch (error) {
+      app.log.warn({ err: error, check: name }, 'readiness check failed');
+      return 'failed' as const;
+    }
+  };
+  const app = await buildApp(
+    {
+      config,
+      tenancy,
+      assets,
+      access,
+      store,
+      metrics,
+      lookup: new DeliveryLookup(db.kysely),
+      authenticator: createAuthenticator({ tenancy, verifyJwt }),
+      ready: async () => ({
+        database: await check('database', () => ping(db)),
+        storage: await check('storage', () => store.ping()),
+      }),
+      baseUrl,
+    },
+    options,
+  );
+
+  let gcTimer: NodeJS.Timeout | undefined;
+  return {
+    config,
+    db,
+    store,
+    ledger,
+    tenancy,
+    assets,
+    app,
+    baseUrl,
+    async listen() {
+      await app.listen({ host: config.host, port: config.port });
+      const address = app.server.address();
+      if (address && typeof address === 'object') boundPort = address.port;
+      if (config.gcIntervalSeconds > 0) {
+        gcTimer = setInterval(() => {
+          ledger.collect(config.gcGraceSeconds * 1000).then(
+            (result) => app.log.info({ gc: result }, 'garbage collection'),
+            (error) => app.log.error({ err: error }, 'garbage collection failed'),
+          );
+        }, config.gcIntervalSeconds * 1000);
+        gcTimer.unref();
+      }
+      return baseUrl();
+    },
+    async close() {
+      clearInterval(gcTimer);
+      await app.close();
+      await store.close();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Content-addressed blob storage.
+ *
+ * Every blob is named by the lowercase hex SHA-256 of its bytes, so identical content is stored once.
+ * Writing is two-phase so that the metadata database can protect a blob before it becomes visible
+ * (see docs/architecture.md, "Blob lifecycle and garbage collection"):
+ *
+ *   const staged = await store.stage(body, { maxBytes });   // bytes durable in a temporary place
+ *   ... record the blob row in the database ...
+ *   await store.commit(staged);                             // now readable under staged.sha256
+ *
+ * Contract (checked by test/storage/contract.ts against every implementation):
+ * - `stage` consumes the whole stream, computing SHA-256 and size as the bytes pass; nothing is buffered
+ *   whole. If the stream errors, or more than `maxBytes` arrive (BlobTooLargeError), the temporary data is
+ *   removed and the promise rejects; nothing becomes visible.
+ * - `commit` is idempotent and atomic: readers see either no blob or the whole blob, never a prefix.
+ *   Committing content that already exists keeps one copy.
+ * - `discard` removes a staged temporary; safe to call after commit (no-op) or twice.
+ * - `get` streams the blob or an inclusive byte range of it; a missing blob rejects with BlobNotFoundError.
+ * - `stat` answers null for a missing blob. `delete` of a missing blob succeeds.
+ * - `list` yields every committed blob whose hash starts with `prefix` (hex), in no particular order.
+ * - `sweepTemporary` removes staged temporaries older than `olderThanMs` (left behind by a crash).
+ */
+export interface BlobStore {
+  readonly kind: 'fs' | 's3';
+  stage(body: Readable, options: StageOptions): Promise<StagedBlob>;
+  commit(staged: StagedBlob): Promise<void>;
+  discard(staged: StagedBlob): Promise<void>;
+  get(sha256: string, range?: ByteRange): Promise<Readable>;
+  stat(sha256: string): Promise<BlobStat | null>;
+  delete(sha256: string): Promise<void>;
+  list(prefix?: string): AsyncIterable<BlobStat>;
+  sweepTemporary(olderThanMs: number): Promise<number>;
+  /** Cheap reachability probe for /readyz. Rejects when the backend cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StageOptions {
+  /** Reject with BlobTooLargeError once more than this many bytes have arrived. */
+  maxBytes: number;
+  /** Called as bytes are written, at most every few hundred milliseconds or so by the caller's taste. */
+  onProgress?: (bytesWritten: number) => void;
+}
+
+export interface StagedBlob {
+  readonly sha256: string;
+  readonly size: number;
+  /** Implementation-private handle to the temporary data (a path, an object key). */
+  readonly temp: string;
+}
+
+/** Inclusive byte positions, as in an HTTP Range (`bytes=start-end`). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobStat {
+  sha256: string;
+  size: number;
+  /** When the blob was last written (file mtime, object LastModified). */
+  modifiedAt: Date;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(sha256: string) {
+    super(`blob ${sha256} not found`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+export class BlobTooLargeError extends Error {
+  readonly limit: number;
+  constructor(limit: number) {
+    super(`content exceeds the limit of ${limit} bytes`);
+    this.name = 'BlobTooLargeError';
+    this.limit = limit;
+  }
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export function assertSha256(value: string): void {
+  if (!SHA256_HEX.test(value)) throw new TypeError(`not a SHA-256 hex digest: ${JSON.stringify(value)}`);
+}
