@@ -69,8 +69,10 @@ export class FsBlobStore implements BlobStore {
     try {
       await link(staged.temp, target);
     } catch (error) {
-      // Same content is already there (content addressing): keep the existing copy.
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      // EEXIST: the same content is already there (content addressing), so keep the existing copy.
+      // ENOENT with the blob in place: this staged blob was committed before (its temporary is gone).
+      if (code !== 'EEXIST' && !(code === 'ENOENT' && (await this.stat(staged.sha256)))) throw error;
     }
     await syncDirectory(dir);
     await rm(staged.temp, { force: true });
