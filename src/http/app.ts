@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { AssetService } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
@@ -61,7 +61,7 @@ export async function buildApp(
     },
     // One line per request is written by the onResponse hook below, at debug level for delivery so that
     // a busy origin does not spend its time logging.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     bodyLimit: config.maxJsonBodyBytes,
     requestIdHeader: false,

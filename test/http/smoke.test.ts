@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+
+for (const backend of BACKENDS) {
+  describe(`end to end on ${backend.database} + ${backend.storage}`, async () => {
+    const skip = backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    let server: TestServer;
+    before(async () => {
+      if (!skip) server = await startConveyor(backend);
+    });
+    after(async () => server?.close());
+
+    it('uploads, lists, delivers, publishes and deletes', { skip }, async () => {
+      const asset = await upload(server, 'hello world', { filename: 'hello.txt', contentType: 'text/plain' });
+      assert.equal(asset.size, 11);
+      assert.equal(asset.contentType, 'text/plain; charset=utf-8');
+      const res = await fetch(asset.url);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'hello world');
+      assert.equal(res.headers.get('etag'), asset.etag);
+      const published = await server.json('POST', `/api/v1/assets/${asset.id}/publish`);
+      assert.equal(published.status, 201);
+      assert.equal(published.body.number, 1);
+      const version = await fetch(published.body.url);
+      assert.equal(version.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+      assert.equal(await version.text(), 'hello world');
+      const list = await server.json('GET', '/api/v1/assets');
+      assert.deepEqual(
+        list.body.items.map((a: { id: string }) => a.id),
+        [asset.id],
+      );
+      assert.equal((await server.json('DELETE', `/api/v1/assets/${asset.id}`)).status, 204);
+      assert.equal((await fetch(asset.url)).status, 404);
+      const gc = await server.conveyor.ledger.collect(0);
+      assert.equal(gc.deleted, 1);
+      assert.equal(await server.conveyor.store.stat(asset.sha256), null);
+    });
+  });
+}
