@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+for (const backend of BACKENDS) {
+  describe(`blob ledger on ${backend.database} + ${backend.storage}`, async () => {
+    const skip =
+      backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    let server: TestServer;
+    before(async () => {
+      if (!skip) server = await startConveyor(backend);
+    });
+    after(async () => server?.close());
+
+    const stage = (content: string) =>
+      server.conveyor.store.stage(Readable.from([Buffer.from(content)]), { maxBytes: 1 << 20 });
+    const row = (hash: string) =>
+      server.conveyor.db.kysely.selectFrom('blobs').selectAll().where('sha256', '=', hash).executeTakeFirst();
+
+    it('keeps referenced blobs, marks then deletes unreferenced ones after the grace', { skip }, async () => {
+      const kept = await upload(server, 'kept content');
+      const staged = await stage('orphan content');
+      await server.conveyor.ledger.store(staged);
+      assert.equal((await row(staged.sha256))?.state, 'live');
+
+      const first = await server.conveyor.ledger.collect(60_000);
+      assert.equal(first.deleted, 0);
+      assert.ok((await row(staged.sha256))?.orphaned_at, 'marked as orphaned');
+      assert.ok(await server.conveyor.store.stat(staged.sha256), 'bytes survive within the grace');
+
+      const second = await server.conveyor.ledger.collect(0);
+      assert.equal(second.deleted, 1);
+      assert.equal(await row(staged.sha256), undefined);
+      assert.equal(await server.conveyor.store.stat(staged.sha256), null);
+      assert.ok(await server.conveyor.store.stat(kept.sha256), 'referenced blob kept');
+      assert.equal((await row(kept.sha256))?.orphaned_at, null);
+    });
+
+    it('a blob being deleted is never reused: a new upload waits and writes the bytes again', {
+      skip,
+    }, async () => {
+      const content = 'contended content';
+      const staged = await stage(content);
+      await server.conveyor.ledger.store(staged);
+      // The collector has claimed the row and is about to delete the bytes.
+      await server.conveyor.db.kysely
+        .updateTable('blobs')
+        .set({ state: 'deleting' })
+        .where('sha256', '=', staged.sha256)
+        .execute();
+
+      const again = await stage(content);
+      let stored = false;
+      const storing = server.conveyor.ledger.store(again).then(() => {
+        stored = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(stored, false, 'the upload waits while the row is deleting');
+      await server.conveyor.ledger.collect(60_000); // finishes the interrupted deletion
+      await storing;
+      assert.equal((await row(staged.sha256))?.state, 'live');
+      assert.ok(await server.conveyor.store.stat(staged.sha256), 'bytes written again after the deletion');
+    });
+
+    it('a reference cannot be taken on a row that is being deleted', { skip }, async () => {
+      const staged = await stage('claimed while deleting');
+      await server.conveyor.ledger.store(staged);
+      await server.conveyor.db.kysely
+        .updateTable('blobs')
+        .set({ state: 'deleting' })
+        .where('sha256', '=', staged.sha256)
+        .execute();
+      await assert.rejects(
+        server.conveyor.db.kysely
+          .transaction()
+          .execute((tx) => server.conveyor.ledger.claimInTransaction(tx, staged.sha256)),
+        /garbage-collected/,
+      );
+      await server.conveyor.ledger.collect(60_000);
+    });
+
+    it('deletes stray bytes that have no row (a crash between staging and registering)', {
+      skip,
+    }, async () => {
+      const staged = await stage('stray content');
+      await server.conveyor.store.commit(staged);
+      assert.equal(await row(staged.sha256), undefined);
+      assert.equal((await server.conveyor.ledger.collect(60_000)).strays, 0, 'young strays are kept');
+      assert.equal((await server.conveyor.ledger.collect(0)).strays, 1);
+      assert.equal(await server.conveyor.store.stat(staged.sha256), null);
+      assert.equal(await row(staged.sha256), undefined);
+      assert.equal(sha('stray content'), staged.sha256);
+    });
+
+    it('sweeps staged temporaries left by a crash', { skip }, async () => {
+      await stage('never committed');
+      assert.equal((await server.conveyor.ledger.collect(0)).temporaries, 1);
+    });
+  });
+}
