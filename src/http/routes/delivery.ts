@@ -170,7 +170,12 @@ export async function deliveryRoutes(
   app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
     method: ['GET', 'HEAD'],
     url: '/a/:id',
-    schema: { hide: true, querystring: querySchema },
+    schema: {
+      tags: ['delivery'],
+      summary: "The asset's latest content (mutable; conditional and range requests)",
+      security: [],
+      querystring: querySchema,
+    },
     handler: async (request, reply) =>
       serve(
         request,
@@ -182,7 +187,12 @@ export async function deliveryRoutes(
   app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
     method: ['GET', 'HEAD'],
     url: '/v/:id',
-    schema: { hide: true, querystring: querySchema },
+    schema: {
+      tags: ['delivery'],
+      summary: "A published version's content (immutable; conditional and range requests)",
+      security: [],
+      querystring: querySchema,
+    },
     handler: async (request, reply) =>
       serve(
         request,
