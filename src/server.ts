@@ -42,6 +42,7 @@ export async function openStore(config: Config): Promise<BlobStore> {
       ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
       partSizeBytes: config.s3PartSizeBytes,
       queueSize: config.s3QueueSize,
+      maxSockets: config.s3MaxSockets,
     });
   }
   return new FsBlobStore(resolve(config.dataDir)).init();

@@ -70,6 +70,13 @@ export const settings = {
     doc: 'Multipart upload part size.',
   },
   s3QueueSize: { type: 'int', default: 4, min: 1, max: 64, doc: 'Parts uploaded in parallel per upload.' },
+  s3MaxSockets: {
+    type: 'int',
+    default: 256,
+    min: 1,
+    max: 10_000,
+    doc: 'Connections to the S3 endpoint (bounds concurrent downloads from storage).',
+  },
 
   adminKey: {
     type: 'optional',

@@ -50,6 +50,11 @@ export interface S3BlobStoreOptions {
   copyPartSizeBytes?: number;
   /** MaxKeys per ListObjectsV2 page. Defaults to 1000, the server maximum. */
   listPageSize?: number;
+  /**
+   * Connections to the S3 endpoint. A delivery stream holds one until its body has been read, so this
+   * bounds concurrent downloads from storage (the SDK's default of 50 would queue the 51st). Default 256.
+   */
+  maxSockets?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -104,6 +109,10 @@ export class S3BlobStore implements BlobStore {
       // named by the SHA-256 we computed ourselves.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        httpAgent: { keepAlive: true, maxSockets: options.maxSockets ?? 256 },
+        httpsAgent: { keepAlive: true, maxSockets: options.maxSockets ?? 256 },
+      },
     });
   }
 
