@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, configTable, loadConfig, redactedConfig } from '../../src/config/config.ts';
@@ -78,6 +78,11 @@ describe('config', () => {
     const text = JSON.stringify(redactedConfig(config));
     assert.doesNotMatch(text, /supersecret|hunter2|abcdef/);
     assert.match(text, /db\.internal/);
+  });
+
+  it('keeps the README configuration table in step with the settings', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    assert.ok(readme.includes(configTable()), 'README.md table differs: regenerate with `conveyor config --table`');
   });
 
   it('documents every setting in the generated table', () => {
