@@ -50,7 +50,18 @@ class InCodeMigrations implements MigrationProvider {
 
 /** Applies pending migrations; safe to run from several processes at once (Kysely takes a lock). */
 export async function migrate(db: Db): Promise<string[]> {
-  const migrator = new Migrator({ db: db.kysely, provider: new InCodeMigrations() });
+  // On PostgreSQL, pin Kysely's bookkeeping tables to our own schema: without it, Kysely takes a
+  // kysely_migration table in ANY schema of the database as ours (several installs, or test runs, can
+  // share one database in separate schemas).
+  const schema =
+    db.dialect === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db.kysely)).rows[0]?.schema
+      : undefined;
+  const migrator = new Migrator({
+    db: db.kysely,
+    provider: new InCodeMigrations(),
+    ...(schema ? { migrationTableSchema: schema } : {}),
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);

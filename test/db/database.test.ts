@@ -45,7 +45,10 @@ describe('migrations', async () => {
     try {
       const results = await Promise.all([migrate(a), migrate(b)]);
       assert.deepEqual(results.flat(), ['001-initial']);
-      const tables = (await a.kysely.introspection.getTables()).map((t) => t.name).sort();
+      const tables = (await a.kysely.introspection.getTables())
+        .filter((t) => t.schema === schema.name)
+        .map((t) => t.name)
+        .sort();
       assert.deepEqual(tables, TABLES);
     } finally {
       await a.close();

@@ -30,7 +30,8 @@ export function havePostgres(): Promise<boolean> {
       await client.end();
       return true;
     } catch (error) {
-      if (process.env['CI'] === 'true') throw new Error(`PostgreSQL is required in CI: ${(error as Error).message}`);
+      if (process.env['CI'] === 'true')
+        throw new Error(`PostgreSQL is required in CI: ${(error as Error).message}`);
       return false;
     }
   })();
@@ -38,7 +39,7 @@ export function havePostgres(): Promise<boolean> {
 }
 
 /** A fresh schema in the test database, dropped again by `drop`. */
-export async function postgresSchema(): Promise<{ url: string; drop(): Promise<void> }> {
+export async function postgresSchema(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
   const schema = `t_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: POSTGRES_URL });
   await admin.connect();
@@ -47,6 +48,7 @@ export async function postgresSchema(): Promise<{ url: string; drop(): Promise<v
   const url = new URL(POSTGRES_URL);
   url.searchParams.set('options', `-c search_path=${schema}`);
   return {
+    name: schema,
     url: url.toString(),
     async drop() {
       const client = new pg.Client({ connectionString: POSTGRES_URL });
@@ -87,8 +89,27 @@ export async function startConveyor(
 ): Promise<TestServer> {
   const dir = await makeTempDir('conveyor-test-');
   const cleanups: (() => Promise<void>)[] = [() => dir.cleanup()];
+  const cleanup = async () => {
+    for (const step of cleanups.reverse()) await step().catch(() => {});
+  };
+  try {
+    return await start(dir.path, cleanups, cleanup, backend, overrides);
+  } catch (error) {
+    // A half-started server must not leave an s3rver child or a pool behind to hang the test run.
+    await cleanup();
+    throw error;
+  }
+}
+
+async function start(
+  dataDir: string,
+  cleanups: (() => Promise<void>)[],
+  cleanup: () => Promise<void>,
+  backend: Backend,
+  overrides: Partial<Config>,
+): Promise<TestServer> {
   const settings: Partial<Config> = {
-    dataDir: dir.path,
+    dataDir,
     host: '127.0.0.1',
     port: 0,
     logLevel: 'silent',
@@ -118,6 +139,7 @@ export async function startConveyor(
   }
   const config = loadConfig({}, { ...settings, ...overrides });
   const conveyor = await createConveyor(config);
+  cleanups.push(() => conveyor.close());
   const adminKey = generateApiKey();
   const boot = await conveyor.tenancy.bootstrap(adminKey);
   const url = await conveyor.listen();
@@ -134,7 +156,7 @@ export async function startConveyor(
     conveyor,
     url,
     config,
-    dataDir: dir.path,
+    dataDir,
     adminKey,
     tenantId: boot!.tenantId,
     fetch: doFetch,
@@ -149,10 +171,7 @@ export async function startConveyor(
       const text = await res.text();
       return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
     },
-    async close() {
-      await conveyor.close();
-      for (const cleanup of cleanups.reverse()) await cleanup();
-    },
+    close: cleanup,
   };
 }
 
@@ -176,7 +195,10 @@ export async function upload(
 }
 
 /** Creates a tenant and an admin key for it, answering both. */
-export async function createTenant(server: TestServer, name = 'other'): Promise<{ tenantId: string; key: string }> {
+export async function createTenant(
+  server: TestServer,
+  name = 'other',
+): Promise<{ tenantId: string; key: string }> {
   const tenant = await server.json('POST', '/api/v1/tenants', { name, tier: 'standard' });
   if (tenant.status !== 201) throw new Error(`tenant: ${tenant.status} ${JSON.stringify(tenant.body)}`);
   const key = await server.json('POST', '/api/v1/keys', { tenantId: tenant.body.id, role: 'admin' });
