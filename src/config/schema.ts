@@ -110,6 +110,20 @@ export const settings = {
     max: 365 * DAY,
     doc: 'stale-if-error of latest URLs (0 omits it).',
   },
+  blobCacheBytes: {
+    type: 'int',
+    default: 64 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    doc: 'Memory for the bytes of small popular blobs served by delivery (0 turns the cache off).',
+  },
+  blobCacheItemBytes: {
+    type: 'int',
+    default: 256 * KiB,
+    min: 0,
+    max: 1 * GiB,
+    doc: 'Largest blob kept in the delivery cache.',
+  },
   maxRanges: {
     type: 'int',
     default: 16,

@@ -1,6 +1,8 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { etagOf } from '../../assets/service.ts';
 import { isActiveContent } from '../../assets/sniff.ts';
+import { BlobCache } from '../../delivery/blob-cache.ts';
 import { multipartByteranges, newBoundary } from '../../delivery/byteranges.ts';
 import { cacheControl } from '../../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../../delivery/conditional.ts';
@@ -9,6 +11,7 @@ import { formatHttpDate } from '../../delivery/http-date.ts';
 import { deliveryPath, type Representation } from '../../delivery/lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from '../../delivery/range.ts';
 import { ConveyorError } from '../../errors.ts';
+import type { ByteRange } from '../../storage/blob-store.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
 import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
@@ -30,6 +33,16 @@ export async function deliveryRoutes(
   opts: { deps: AppDeps; limit: { limiter: RateLimiter; rule: RateLimitRule } | null },
 ): Promise<void> {
   const { deps, limit } = opts;
+  const cache = new BlobCache(deps.store, {
+    maxBytes: deps.config.blobCacheBytes,
+    maxItemBytes: deps.config.blobCacheItemBytes,
+  });
+  /** The bytes of a blob or of one range of it: from memory for small blobs, else streamed from storage. */
+  const open = async (rep: Representation, r?: ByteRange): Promise<Readable | Buffer> => {
+    if (!cache.accepts(rep.size)) return deps.store.get(rep.sha256, r);
+    const bytes = await cache.get(rep.sha256);
+    return r ? bytes.subarray(r.start, r.end + 1) : bytes;
+  };
   const policy = {
     latestMaxAge: deps.config.cacheLatestMaxAge,
     latestSMaxAge: deps.config.cacheLatestSMaxAge,
@@ -141,7 +154,7 @@ export async function deliveryRoutes(
       deps.metrics.deliveryBytes.inc(length);
       reply.code(206).header('content-type', rep.contentType);
       reply.header('content-range', `bytes ${r.start}-${r.end}/${rep.size}`).header('content-length', length);
-      return reply.send(await deps.store.get(rep.sha256, r));
+      return reply.send(await open(rep, r));
     }
     if (range.kind === 'ranges') {
       const multipart = multipartByteranges({
@@ -149,7 +162,10 @@ export async function deliveryRoutes(
         size: rep.size,
         contentType: rep.contentType,
         boundary: newBoundary(),
-        open: (r) => deps.store.get(rep.sha256, r),
+        open: async (r) => {
+          const part = await open(rep, r);
+          return Buffer.isBuffer(part) ? Readable.from([part]) : part;
+        },
       });
       deps.metrics.deliveryResponses.inc({ kind: 'multipart' });
       deps.metrics.deliveryBytes.inc(multipart.contentLength);
@@ -164,7 +180,7 @@ export async function deliveryRoutes(
     deps.metrics.deliveryResponses.inc({ kind: 'full' });
     if (request.method === 'HEAD') return reply.send();
     deps.metrics.deliveryBytes.inc(rep.size);
-    return reply.send(await deps.store.get(rep.sha256));
+    return reply.send(await open(rep));
   };
 
   app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
