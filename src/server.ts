@@ -62,7 +62,7 @@ export async function openMigratedDatabase(config: Config): Promise<Db> {
 
 export async function createConveyor(
   config: Config,
-  options: { logger?: FastifyServerOptions['logger'] } = {},
+  options: { logger?: FastifyServerOptions['logger']; runCollector?: boolean } = {},
 ): Promise<Conveyor> {
   const db = await openMigratedDatabase(config);
   const store = await openStore(config);
@@ -125,7 +125,7 @@ export async function createConveyor(
       }),
       baseUrl,
     },
-    options,
+    { ...(options.logger !== undefined ? { logger: options.logger } : {}) },
   );
 
   let gcTimer: NodeJS.Timeout | undefined;
@@ -142,7 +142,7 @@ export async function createConveyor(
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
       if (address && typeof address === 'object') boundPort = address.port;
-      if (config.gcIntervalSeconds > 0) {
+      if (config.gcIntervalSeconds > 0 && options.runCollector !== false) {
         gcTimer = setInterval(() => {
           ledger.collect(config.gcGraceSeconds * 1000).then(
             (result) => app.log.info({ gc: result }, 'garbage collection'),

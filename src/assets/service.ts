@@ -122,7 +122,7 @@ export class AssetService {
       const current = await this.#owned(tx, by, assetId);
       await this.#ledger.claimInTransaction(tx, staged.sha256);
       if (current.sha256 === staged.sha256 && current.content_type === contentType) return current;
-      const now = Date.now();
+      const now = nextContentTime(current.content_updated_at);
       const changes = {
         sha256: staged.sha256,
         size: staged.size,
@@ -324,6 +324,17 @@ export class AssetService {
       url: this.#urls.version(row.id),
     };
   }
+}
+
+/**
+ * The Last-Modified of new content: now, but always in a later whole second than the previous content's.
+ * HTTP dates have one-second resolution, so two contents within one second would share a Last-Modified
+ * and a client resuming with `If-Range: <date>` could be sent the tail of the wrong content. Moving the
+ * time on keeps each Last-Modified unique to one content, which makes it a strong validator
+ * (RFC 9110 §8.8.2.2) and If-Range by date safe.
+ */
+export function nextContentTime(previous: number, now = Date.now()): number {
+  return Math.max(now, (Math.floor(previous / 1000) + 1) * 1000);
 }
 
 /** A prefix test that means the same on both dialects (LIKE escaping and collations differ). */

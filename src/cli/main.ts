@@ -3,9 +3,10 @@ import { BlobLedger } from '../assets/blobs.ts';
 import { type Config, ConfigError, configTable, loadConfig, redactedConfig } from '../config/config.ts';
 import { migrate, openDatabase } from '../db/database.ts';
 import { ConveyorError } from '../errors.ts';
-import { createConveyor, openMigratedDatabase, openStore } from '../server.ts';
+import { openMigratedDatabase, openStore } from '../server.ts';
 import { isRole, type Principal, ROLES } from '../tenancy/principal.ts';
 import { TenancyService } from '../tenancy/service.ts';
+import { serve } from './serve.ts';
 import { uploadFile } from './upload.ts';
 
 /** The CLI acts on the database directly, as the operator of this installation. */
@@ -25,28 +26,7 @@ program
   .command('serve')
   .description('run the HTTP server (applies pending migrations first)')
   .action(async () => {
-    const config = loadConfig();
-    const conveyor = await createConveyor(config);
-    const bootstrap = await conveyor.tenancy.bootstrap(config.adminKey);
-    const url = await conveyor.listen();
-    if (bootstrap?.generatedKey) {
-      // Printed once, to the terminal only: it is stored hashed and cannot be shown again.
-      process.stderr.write(
-        `\nCreated the default tenant ${bootstrap.tenantId} and its operator key:\n\n  ${bootstrap.generatedKey}\n\n` +
-          'Keep it now; it is stored hashed and will not be shown again.\n\n',
-      );
-    }
-    conveyor.app.log.info(
-      { url, storage: config.storage, database: conveyor.db.dialect },
-      'Conveyor is listening',
-    );
-    const stop = async (signal: string) => {
-      conveyor.app.log.info({ signal }, 'shutting down');
-      await conveyor.close();
-      process.exit(0);
-    };
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
+    await serve(loadConfig());
   });
 
 program

@@ -3,8 +3,16 @@ import { type Config, envName, type Setting, type SettingKey, settings } from '.
 
 export type { Config } from './schema.ts';
 
-/** Variables the CLI's client commands read (`conveyor upload`); they are not server settings. */
-export const CLIENT_VARIABLES = new Set(['CONVEYOR_CONFIG', 'CONVEYOR_URL', 'CONVEYOR_API_KEY']);
+/**
+ * CONVEYOR_ variables that are not settings: the config file's name, what the CLI's client commands read
+ * (`conveyor upload`), and the index `serve` hands to each process it forks.
+ */
+export const CLIENT_VARIABLES = new Set([
+  'CONVEYOR_CONFIG',
+  'CONVEYOR_URL',
+  'CONVEYOR_API_KEY',
+  'CONVEYOR_WORKER_INDEX',
+]);
 
 export class ConfigError extends Error {
   readonly problems: string[];

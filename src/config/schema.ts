@@ -24,6 +24,13 @@ export const settings = {
     type: 'optional',
     doc: 'Base URL that clients and the CDN use to reach this origin; default http://localhost:<port>.',
   },
+  processes: {
+    type: 'int',
+    default: 1,
+    min: 1,
+    max: 256,
+    doc: '`serve` processes sharing the port (node:cluster); e.g. the number of cores.',
+  },
   logLevel: {
     type: 'enum',
     default: 'info',

@@ -65,6 +65,11 @@ export async function buildApp(
     trustProxy: config.trustProxy,
     bodyLimit: config.maxJsonBodyBytes,
     requestIdHeader: false,
+    // Malformed URLs (bad percent-encoding, over-long ids) fail before routing; answer them in our format too.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      sendProblem(error, request, reply);
+    },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

@@ -23,8 +23,9 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
     ...problem.extra,
   };
   // A HEAD response carries the headers of the GET it mirrors, and never a body.
-  reply.code(problem.status).headers(problem.headers).header('content-type', 'application/problem+json');
+  // Errors are not cached, unless the error chose its own policy (a private asset's 403 says `private`).
   reply.header('cache-control', 'no-store');
+  reply.code(problem.status).headers(problem.headers).header('content-type', 'application/problem+json');
   return request.method === 'HEAD' ? reply.send() : reply.send(JSON.stringify(body));
 }
 
@@ -60,7 +61,10 @@ function codeForFastify(code: string | undefined, status: number): ErrorCode {
       return 'payload_too_large';
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return 'unsupported_media_type';
+    case 'FST_ERR_BAD_URL':
+      return 'bad_request';
   }
+  if (status === 414) return 'uri_too_long';
   if (status === 413) return 'payload_too_large';
   if (status === 415) return 'unsupported_media_type';
   if (status === 404) return 'not_found';

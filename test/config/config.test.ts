@@ -82,7 +82,10 @@ describe('config', () => {
 
   it('keeps the README configuration table in step with the settings', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    assert.ok(readme.includes(configTable()), 'README.md table differs: regenerate with `conveyor config --table`');
+    assert.ok(
+      readme.includes(configTable()),
+      'README.md table differs: regenerate with `conveyor config --table`',
+    );
   });
 
   it('documents every setting in the generated table', () => {

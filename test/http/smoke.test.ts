@@ -4,7 +4,8 @@ import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '
 
 for (const backend of BACKENDS) {
   describe(`end to end on ${backend.database} + ${backend.storage}`, async () => {
-    const skip = backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    const skip =
+      backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
     let server: TestServer;
     before(async () => {
       if (!skip) server = await startConveyor(backend);
@@ -35,6 +36,13 @@ for (const backend of BACKENDS) {
       const gc = await server.conveyor.ledger.collect(0);
       assert.equal(gc.deleted, 1);
       assert.equal(await server.conveyor.store.stat(asset.sha256), null);
+    });
+
+    it('answers other methods on delivery URLs with 405 and Allow', { skip }, async () => {
+      const res = await fetch(`${server.url}/a/ast_00000000000000000000000000`, { method: 'POST' });
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get('allow'), 'GET, HEAD');
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
     });
   });
 }

@@ -8,7 +8,7 @@ import { cacheControl } from '../../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../../delivery/conditional.ts';
 import { contentDisposition } from '../../delivery/content-disposition.ts';
 import { formatHttpDate } from '../../delivery/http-date.ts';
-import { deliveryPath, type Representation } from '../../delivery/lookup.ts';
+import type { Representation } from '../../delivery/lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from '../../delivery/range.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { ByteRange } from '../../storage/blob-store.ts';
@@ -59,12 +59,9 @@ export async function deliveryRoutes(
     },
   };
 
-  const serve = async (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    rep: Representation | null,
-    path: string,
-  ) => {
+  const serve = async (request: FastifyRequest, reply: FastifyReply, rep: Representation | null) => {
+    // The signature covers the path exactly as the client sent it (see signed-url.ts), not the decoded id.
+    const path = request.url.split('?')[0]!;
     if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
     if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
     const isPrivate = rep.visibility === 'private';
@@ -125,7 +122,6 @@ export async function deliveryRoutes(
       );
     }
 
-    reply.header('content-disposition', contentDisposition(rep.filename, 'inline'));
     // RFC 9110 §14.2: "A server MUST ignore a Range header field received with a request method that is
     // unrecognized or for which range handling is not defined. For this specification, GET is the only
     // method defined to be capable of handling range requests." So HEAD answers as a full GET would.
@@ -147,6 +143,7 @@ export async function deliveryRoutes(
         },
       );
     }
+    reply.header('content-disposition', contentDisposition(rep.filename, 'inline'));
     if (range.kind === 'ranges' && range.ranges.length === 1) {
       const r = range.ranges[0]!;
       const length = r.end - r.start + 1;
@@ -192,13 +189,7 @@ export async function deliveryRoutes(
       security: [],
       querystring: querySchema,
     },
-    handler: async (request, reply) =>
-      serve(
-        request,
-        reply,
-        await deps.lookup.latest(request.params.id),
-        deliveryPath.latest(request.params.id),
-      ),
+    handler: async (request, reply) => serve(request, reply, await deps.lookup.latest(request.params.id)),
   });
   app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
     method: ['GET', 'HEAD'],
@@ -209,13 +200,19 @@ export async function deliveryRoutes(
       security: [],
       querystring: querySchema,
     },
-    handler: async (request, reply) =>
-      serve(
-        request,
-        reply,
-        await deps.lookup.version(request.params.id),
-        deliveryPath.version(request.params.id),
-      ),
+    handler: async (request, reply) => serve(request, reply, await deps.lookup.version(request.params.id)),
+  });
+
+  // The origin is read-only: other methods get 405 with Allow (RFC 9110 §15.5.6), not a misleading 404.
+  app.route({
+    method: ['POST', 'PUT', 'PATCH', 'DELETE'],
+    url: '/:kind(^[av]$)/:id',
+    schema: { hide: true },
+    handler: async () => {
+      throw new ConveyorError('method_not_allowed', 'Delivery URLs answer GET and HEAD only', {
+        headers: { allow: 'GET, HEAD' },
+      });
+    },
   });
 }
 

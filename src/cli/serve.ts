@@ -1,0 +1,70 @@
+import cluster from 'node:cluster';
+import type { Config } from '../config/config.ts';
+import { createConveyor, openMigratedDatabase } from '../server.ts';
+import { TenancyService } from '../tenancy/service.ts';
+
+/** A worker that dies is restarted, but not more often than this, so a crash loop can't spin the CPU. */
+const RESTART_DELAY_MS = 1000;
+const WORKER_INDEX = 'CONVEYOR_WORKER_INDEX';
+
+/**
+ * `conveyor serve`. With `CONVEYOR_PROCESSES` = 1 the server runs in this process. With more, this
+ * process migrates and bootstraps once, then forks that many server processes sharing the port
+ * (node:cluster), restarts any that die, and passes SIGTERM/SIGINT on for a graceful stop. Each process is
+ * stateless apart from its caches, exactly as separate hosts behind a load balancer would be.
+ */
+export async function serve(config: Config): Promise<void> {
+  if (cluster.isPrimary && config.processes > 1) return runPrimary(config);
+  const index = Number(process.env[WORKER_INDEX] ?? 0);
+  const conveyor = await createConveyor(config, { runCollector: index === 0 });
+  if (cluster.isPrimary) await bootstrap(config, conveyor.tenancy);
+  const url = await conveyor.listen();
+  conveyor.app.log.info(
+    { url, storage: config.storage, database: conveyor.db.dialect, pid: process.pid },
+    'listening',
+  );
+  const stop = async (signal: string) => {
+    conveyor.app.log.info({ signal }, 'shutting down');
+    await conveyor.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+async function runPrimary(config: Config): Promise<void> {
+  const db = await openMigratedDatabase(config);
+  try {
+    await bootstrap(config, new TenancyService(db.kysely));
+  } finally {
+    await db.close();
+  }
+  let stopping = false;
+  const fork = (index: number) => {
+    const worker = cluster.fork({ [WORKER_INDEX]: String(index) });
+    worker.on('exit', (code, signal) => {
+      if (stopping) return;
+      console.error(`conveyor: server process ${index} exited (${signal ?? code}); restarting`);
+      setTimeout(() => fork(index), RESTART_DELAY_MS);
+    });
+  };
+  for (let i = 0; i < config.processes; i++) fork(i);
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** On an empty database: the default tenant and its operator key, printed once if we generated it. */
+async function bootstrap(config: Config, tenancy: TenancyService): Promise<void> {
+  const result = await tenancy.bootstrap(config.adminKey);
+  if (result?.generatedKey) {
+    // To the terminal only, never the log: the key is stored hashed and cannot be shown again.
+    process.stderr.write(
+      `\nCreated the default tenant ${result.tenantId} and its operator key:\n\n  ${result.generatedKey}\n\n` +
+        'Keep it now; it is stored hashed and will not be shown again.\n\n',
+    );
+  }
+}
