@@ -19,6 +19,7 @@ import { deliveryRoutes } from './routes/delivery.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { tenancyRoutes } from './routes/tenancy.ts';
 import { Problem } from './schemas.ts';
+import { validatorCompiler } from './validation.ts';
 
 export interface AppDeps {
   config: Config;
@@ -76,9 +77,9 @@ export async function buildApp(
     },
     // Large uploads take as long as they take; slow-loris protection belongs to the proxy or CDN in front.
     requestTimeout: 0,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.setValidatorCompiler(validatorCompiler());
   app.decorateRequest('principal', null);
   app.addSchema(Problem);
   app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));

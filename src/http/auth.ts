@@ -37,7 +37,9 @@ export function createAuthenticator(deps: {
             role: jwt.role,
             operator: false,
             keyId: null,
-            actor: `jwt:${jwt.subject ?? 'anonymous'}`,
+            // Qualified by tenant: subjects are only unique within the platform's tenant, and the actor
+            // is the per-key rate-limit bucket, which must never be shared across tenants.
+            actor: `jwt:${jwt.tenantId}:${jwt.subject ?? 'anonymous'}`,
           };
         } catch (error) {
           if (error instanceof JwksUnavailableError) {

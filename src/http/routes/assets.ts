@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -7,6 +7,25 @@ import { deliveryPath } from '../../delivery/lookup.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { AppDeps } from '../app.ts';
 import { Asset, IdParams, PageQuery, pageOf, problemResponses, Version, Visibility } from '../schemas.ts';
+
+/** Room for multipart boundaries and part headers when comparing a declared length with the limit. */
+const MULTIPART_FRAMING_SLACK = 64 * 1024;
+
+const malformed = (error: unknown) =>
+  new ConveyorError('bad_request', `Malformed multipart body: ${(error as Error).message}`);
+const interrupted = (error: unknown) =>
+  new ConveyorError('bad_request', `The upload was interrupted: ${(error as Error).message}`);
+
+/**
+ * The client's bytes, with the client's failures (a dropped connection, broken multipart framing)
+ * turned into 400s: they are the client's doing, not ours, and must not be reported or logged as 500s.
+ */
+function fromClient(source: Readable, wrap: (error: unknown) => ConveyorError): Readable {
+  const body = new PassThrough({ highWaterMark: 256 * 1024 });
+  source.once('error', (error) => body.destroy(wrap(error)));
+  source.pipe(body);
+  return body;
+}
 
 const uploadResponses = {
   ...problemResponses,
@@ -36,30 +55,46 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
   const readContent = async (
     request: FastifyRequest,
   ): Promise<ContentInput & { filename: string | undefined }> => {
+    const multipartBody = request.isMultipart();
     const declaredLength = Number(request.headers['content-length']);
-    // Refuse what is certain to be too large before reading a byte of it.
-    if (Number.isFinite(declaredLength) && declaredLength > config.maxUploadBytes + 64 * 1024) {
+    // Refuse what is certain to be too large before reading a byte of it (a multipart body carries some
+    // framing around the file, so it gets a little slack).
+    const slack = multipartBody ? MULTIPART_FRAMING_SLACK : 0;
+    if (Number.isFinite(declaredLength) && declaredLength > config.maxUploadBytes + slack) {
       throw new ConveyorError(
         'payload_too_large',
         `The content exceeds the limit of ${config.maxUploadBytes} bytes`,
-        {
-          extra: { limit: config.maxUploadBytes },
-          headers: { connection: 'close' },
-        },
+        { extra: { limit: config.maxUploadBytes } },
       );
     }
-    if (request.isMultipart()) {
-      const part = await request.file();
+    if (multipartBody) {
+      let part: Awaited<ReturnType<FastifyRequest['file']>>;
+      try {
+        part = await request.file();
+      } catch (error) {
+        throw malformed(error);
+      }
       if (!part) throw new ConveyorError('bad_request', 'The multipart body holds no file part');
-      return { body: part.file, declaredType: part.mimetype, filename: part.filename || undefined };
+      return {
+        body: fromClient(part.file, malformed),
+        declaredType: part.mimetype,
+        filename: part.filename || undefined,
+      };
     }
     const query = request.query as { filename?: string };
     return {
-      body: request.raw as Readable,
+      body: fromClient(request.raw, interrupted),
       declaredType: request.headers['content-type'],
       filename: query.filename,
     };
   };
+
+  // A refused or failed upload has left the rest of the body unread on the socket. Closing the
+  // connection after the answer is the only honest way out; keeping it alive would leave the client's
+  // next request behind those bytes, and the socket open until the keep-alive timeout.
+  app.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) reply.header('connection', 'close');
+  });
 
   const uploadQuery = Type.Object({
     filename: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
@@ -291,6 +326,8 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     async (request) => {
       const { id } = request.params;
       const { versionId, ttlSeconds } = request.body;
+      // Ownership first: another tenant must learn nothing, not even which version belongs to which asset.
+      await assets.get(request.principal!, id);
       if (versionId !== undefined) await assertVersionOf(opts.deps, id, versionId);
       const path = versionId === undefined ? deliveryPath.latest(id) : deliveryPath.version(versionId);
       const signed = await access.signUrl(request.principal!, id, path, ttlSeconds);
