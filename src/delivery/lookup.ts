@@ -1,6 +1,6 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import { isId } from '../db/ids.ts';
-import type { Database, Visibility } from '../db/tables.ts';
+import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
 
 /** What the origin needs to answer for one URL: the bytes to send and their metadata. */
 export interface Representation {
@@ -21,17 +21,19 @@ export const deliveryPath = {
   version: (versionId: string) => `/v/${versionId}`,
 };
 
-/** One indexed query per delivery request; no tenant filter, since the URL itself names the content. */
+/**
+ * One indexed query per delivery request; no tenant filter, since the URL itself names the content.
+ * The two queries are built and compiled once: building a Kysely query costs more than running this one
+ * on SQLite (about 15 of 22 microseconds), and delivery is the hot path.
+ */
 export class DeliveryLookup {
   readonly #db: Kysely<Database>;
+  readonly #latestSql: string;
+  readonly #versionSql: string;
 
   constructor(db: Kysely<Database>) {
     this.#db = db;
-  }
-
-  async latest(assetId: string): Promise<Representation | null> {
-    if (!isId('ast', assetId)) return null;
-    const row = await this.#db
+    this.#latestSql = db
       .selectFrom('assets')
       .select([
         'id',
@@ -43,8 +45,29 @@ export class DeliveryLookup {
         'content_updated_at',
         'visibility',
       ])
-      .where('id', '=', assetId)
-      .executeTakeFirst();
+      .where('id', '=', '')
+      .compile().sql;
+    this.#versionSql = db
+      .selectFrom('asset_versions as v')
+      .innerJoin('assets as a', 'a.id', 'v.asset_id')
+      .select([
+        'v.asset_id',
+        'v.tenant_id',
+        'v.sha256',
+        'v.size',
+        'v.content_type',
+        'v.filename',
+        'v.created_at',
+        'a.visibility',
+      ])
+      .where('v.id', '=', '')
+      .compile().sql;
+  }
+
+  async latest(assetId: string): Promise<Representation | null> {
+    if (!isId('ast', assetId)) return null;
+    const { rows } = await this.#db.executeQuery<LatestRow>(CompiledQuery.raw(this.#latestSql, [assetId]));
+    const row = rows[0];
     if (!row) return null;
     return {
       kind: 'latest',
@@ -62,21 +85,10 @@ export class DeliveryLookup {
   /** A version inherits the asset's current visibility: making an asset private closes its versions too. */
   async version(versionId: string): Promise<Representation | null> {
     if (!isId('ver', versionId)) return null;
-    const row = await this.#db
-      .selectFrom('asset_versions as v')
-      .innerJoin('assets as a', 'a.id', 'v.asset_id')
-      .select([
-        'v.asset_id',
-        'v.tenant_id',
-        'v.sha256',
-        'v.size',
-        'v.content_type',
-        'v.filename',
-        'v.created_at',
-        'a.visibility',
-      ])
-      .where('v.id', '=', versionId)
-      .executeTakeFirst();
+    const { rows } = await this.#db.executeQuery<VersionRow>(
+      CompiledQuery.raw(this.#versionSql, [versionId]),
+    );
+    const row = rows[0];
     if (!row) return null;
     return {
       kind: 'version',
@@ -91,3 +103,12 @@ export class DeliveryLookup {
     };
   }
 }
+
+type LatestRow = Pick<
+  AssetsTable,
+  'id' | 'tenant_id' | 'sha256' | 'size' | 'content_type' | 'filename' | 'content_updated_at' | 'visibility'
+>;
+type VersionRow = Pick<
+  AssetVersionsTable,
+  'asset_id' | 'tenant_id' | 'sha256' | 'size' | 'content_type' | 'filename' | 'created_at'
+> & { visibility: Visibility };

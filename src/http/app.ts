@@ -94,13 +94,18 @@ export async function buildApp(
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  const debugLogging = config.logLevel === 'debug' || config.logLevel === 'trace';
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    deps.metrics.requests.inc({ method: request.method, route, status: reply.statusCode });
-    const line = { req: request, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 };
-    if (route.startsWith('/api/')) request.log.info(line, 'request');
-    else request.log.debug(line, 'request');
-    deps.metrics.duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    deps.metrics.recordRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    const level = route.startsWith('/api/') ? 'info' : 'debug';
+    // Skip building the line at all for delivery unless debug logging is on: this runs on every request.
+    if (level === 'info' || debugLogging) {
+      request.log[level](
+        { req: request, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+        'request',
+      );
+    }
   });
 
   await app.register(swagger, {

@@ -36,8 +36,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    this.registry.setDefaultLabels({});
+  // prom-client hashes the label object on every call; the set of (method, route, status) is small and
+  // fixed by the routes, so the labelled children are looked up once and kept.
+  readonly #requestChildren = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
+
+  /** Counts one finished HTTP request and its duration. */
+  recordRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) {
+      const counter = this.requests.labels(method, route, String(status));
+      const histogram = this.duration.labels(method, route);
+      child = { count: () => counter.inc(), observe: (s) => histogram.observe(s) };
+      this.#requestChildren.set(key, child);
+    }
+    child.count();
+    child.observe(seconds);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
