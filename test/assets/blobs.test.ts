@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 for (const backend of BACKENDS) {
   describe(`blob ledger on ${backend.database} + ${backend.storage}`, async () => {
-    const skip =
-      backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    const skip = await skipIfNoPostgres(backend.database);
     let server: TestServer;
     before(async () => {
       if (!skip) server = await startConveyor(backend);
@@ -20,6 +19,14 @@ for (const backend of BACKENDS) {
       server.conveyor.store.stage(Readable.from([Buffer.from(content)]), { maxBytes: 1 << 20 });
     const row = (hash: string) =>
       server.conveyor.db.kysely.selectFrom('blobs').selectAll().where('sha256', '=', hash).executeTakeFirst();
+
+    /** Puts a blob row where the collector leaves it once it has claimed the row for deletion. */
+    const markDeleting = (hash: string) =>
+      server.conveyor.db.kysely
+        .updateTable('blobs')
+        .set({ state: 'deleting' })
+        .where('sha256', '=', hash)
+        .execute();
 
     it('keeps referenced blobs, marks then deletes unreferenced ones after the grace', { skip }, async () => {
       const kept = await upload(server, 'kept content');
@@ -47,11 +54,7 @@ for (const backend of BACKENDS) {
       const staged = await stage(content);
       await server.conveyor.ledger.store(staged);
       // The collector has claimed the row and is about to delete the bytes.
-      await server.conveyor.db.kysely
-        .updateTable('blobs')
-        .set({ state: 'deleting' })
-        .where('sha256', '=', staged.sha256)
-        .execute();
+      await markDeleting(staged.sha256);
 
       const again = await stage(content);
       let stored = false;
@@ -69,11 +72,7 @@ for (const backend of BACKENDS) {
     it('a reference cannot be taken on a row that is being deleted', { skip }, async () => {
       const staged = await stage('claimed while deleting');
       await server.conveyor.ledger.store(staged);
-      await server.conveyor.db.kysely
-        .updateTable('blobs')
-        .set({ state: 'deleting' })
-        .where('sha256', '=', staged.sha256)
-        .execute();
+      await markDeleting(staged.sha256);
       await assert.rejects(
         server.conveyor.db.kysely
           .transaction()

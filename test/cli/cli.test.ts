@@ -1,78 +1,16 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
+import { type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
 import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = join(ROOT, 'src/cli/main.ts');
-
-// Every CLI run loads the whole server (Fastify, Kysely, the AWS SDK) and strips its types; Node's compile
-// cache, shared by the runs of this file, takes a good part of that off every run after the first.
-let compileCache: TempDir | undefined;
-before(async () => {
-  compileCache = await makeTempDir('conveyor-cli-cache-');
-});
-after(async () => compileCache?.cleanup());
-
-/** The environment of a child: nothing CONVEYOR_* leaks in from the test runner's own. */
-function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('CONVEYOR_') && !name.startsWith('NODE_TEST') && name !== 'NODE_OPTIONS')
-      env[name] = value;
-  }
-  if (compileCache) env['NODE_COMPILE_CACHE'] = compileCache.path;
-  return { ...env, ...settings };
-}
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `conveyor <args>` with Node 24 (this very runtime) to completion. */
-async function conveyor(args: string[], settings: Record<string, string>): Promise<Run> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: ROOT,
-    env: childEnv(settings),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (text: string) => {
-    stdout += text;
-  });
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-  });
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
 
 function ok(run: Run): Run {
   assert.equal(run.code, 0, `exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
   return run;
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const address = probe.address();
-  probe.close();
-  await once(probe, 'close');
-  if (!address || typeof address !== 'object') throw new Error('no port');
-  return address.port;
 }
 
 describe('conveyor CLI without a server', () => {
@@ -92,7 +30,7 @@ describe('conveyor CLI without a server', () => {
       CONVEYOR_SIGNING_KEYS: `k1:${randomBytes(24).toString('hex')}`,
     };
     const run = ok(
-      await conveyor(['config'], { ...secrets, CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PORT: '9123' }),
+      await runCli(['config'], { ...secrets, CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PORT: '9123' }),
     );
     const config = JSON.parse(run.stdout);
     assert.equal(config.port, 9123);
@@ -115,11 +53,11 @@ describe('conveyor CLI without a server', () => {
   it('refuses an invalid configuration naming every bad variable', async () => {
     const bad = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PORT: 'abc', CONVEYOR_STORAGE: 'ftp' };
     const [run, serve, typo] = await Promise.all([
-      conveyor(['config'], bad),
+      runCli(['config'], bad),
       // serve refuses the same way, before opening anything.
-      conveyor(['serve'], bad),
+      runCli(['serve'], bad),
       // A misspelt variable is named too.
-      conveyor(['config'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PROT: '8080' }),
+      runCli(['config'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PROT: '8080' }),
     ]);
     for (const r of [run, serve]) {
       assert.notEqual(r.code, 0);
@@ -133,10 +71,10 @@ describe('conveyor CLI without a server', () => {
 
   it('migrate prepares a fresh data directory, and is idempotent', async () => {
     const fresh = join(dir.path, 'fresh');
-    const first = ok(await conveyor(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
+    const first = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
     assert.match(first.stdout, /applied: 001-initial/);
     assert.ok((await stat(join(fresh, 'conveyor.db'))).isFile());
-    const second = ok(await conveyor(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
+    const second = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
     assert.match(second.stdout, /up to date/);
   });
 });
@@ -153,11 +91,11 @@ describe('conveyor migrate on PostgreSQL', async () => {
     const second = await postgresSchema();
     try {
       const one = ok(
-        await conveyor(['migrate'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_DATABASE_URL: first.url }),
+        await runCli(['migrate'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_DATABASE_URL: first.url }),
       );
       assert.match(one.stdout, /applied: 001-initial/);
       const two = ok(
-        await conveyor(['migrate'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_DATABASE_URL: second.url }),
+        await runCli(['migrate'], { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_DATABASE_URL: second.url }),
       );
       assert.match(two.stdout, /applied: 001-initial/);
     } finally {
@@ -170,8 +108,7 @@ describe('conveyor migrate on PostgreSQL', async () => {
 
 describe('conveyor CLI against a running server', () => {
   let dir: TempDir;
-  let server: ChildProcess;
-  let serverOutput = '';
+  let server: ServerProcess | undefined;
   let url: string;
   let tenantId: string;
   const adminKey = generateApiKey();
@@ -179,39 +116,14 @@ describe('conveyor CLI against a running server', () => {
 
   before(async () => {
     dir = await makeTempDir('conveyor-cli-server-');
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
     env = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_LOG_LEVEL: 'warn' };
-    server = spawn(process.execPath, [MAIN, 'serve'], {
-      cwd: ROOT,
-      env: childEnv({
-        ...env,
-        CONVEYOR_HOST: '127.0.0.1',
-        CONVEYOR_PORT: String(port),
-        CONVEYOR_PUBLIC_URL: url,
-        CONVEYOR_ADMIN_KEY: adminKey,
-        CONVEYOR_GC_INTERVAL_SECONDS: '0',
-      }),
-      stdio: ['ignore', 'pipe', 'pipe'],
+    server = await startServerProcess({
+      ...env,
+      CONVEYOR_ADMIN_KEY: adminKey,
+      CONVEYOR_GC_INTERVAL_SECONDS: '0',
     });
-    server.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      serverOutput += text;
-    });
-    server.stderr!.setEncoding('utf8').on('data', (text: string) => {
-      serverOutput += text;
-    });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (server.exitCode !== null) throw new Error(`serve exited ${server.exitCode}:\n${serverOutput}`);
-      const ready = await fetch(`${url}/readyz`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (ready) break;
-      if (Date.now() > deadline) throw new Error(`serve is not ready:\n${serverOutput}`);
-      await sleep(50);
-    }
-    const tenants = ok(await conveyor(['tenants'], env));
+    url = server.url;
+    const tenants = ok(await runCli(['tenants'], env));
     const lines = tenants.stdout
       .trim()
       .split('\n')
@@ -222,11 +134,7 @@ describe('conveyor CLI against a running server', () => {
   });
 
   after(async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = once(server, 'exit');
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop('SIGTERM');
     await dir?.cleanup();
   });
 
@@ -235,7 +143,7 @@ describe('conveyor CLI against a running server', () => {
 
   it('keys create prints a working key once; keys list never shows it; keys revoke stops it', async () => {
     const created = ok(
-      await conveyor(['keys', 'create', '--tenant', tenantId, '--role', 'editor', '--name', 'ci'], env),
+      await runCli(['keys', 'create', '--tenant', tenantId, '--role', 'editor', '--name', 'ci'], env),
     );
     const view = JSON.parse(created.stdout);
     assert.match(view.key, /^cvk_[A-Za-z0-9_-]{43}$/);
@@ -252,12 +160,12 @@ describe('conveyor CLI against a running server', () => {
     assert.equal(uploaded.status, 201);
     assert.equal((await api('/api/v1/keys', view.key)).status, 403);
 
-    const revoked = ok(await conveyor(['keys', 'revoke', view.id], env));
+    const revoked = ok(await runCli(['keys', 'revoke', view.id], env));
     assert.match(revoked.stdout, new RegExp(`revoked ${view.id}`));
     const refused = await api('/api/v1/assets', view.key);
     assert.equal(refused.status, 401);
 
-    const listed = ok(await conveyor(['keys', 'list', '--tenant', tenantId], env));
+    const listed = ok(await runCli(['keys', 'list', '--tenant', tenantId], env));
     assert.ok(!listed.stdout.includes(view.key), 'keys list printed a key');
     assert.ok(!listed.stdout.includes(adminKey), 'keys list printed the admin key');
     const keys = listed.stdout
@@ -277,9 +185,9 @@ describe('conveyor CLI against a running server', () => {
 
   it('keys create refuses a bad role and an unknown tenant; revoke refuses an unknown key', async () => {
     const [role, tenant, revoke] = await Promise.all([
-      conveyor(['keys', 'create', '--tenant', tenantId, '--role', 'god'], env),
-      conveyor(['keys', 'create', '--tenant', 'ten_00000000000000000000000000', '--role', 'viewer'], env),
-      conveyor(['keys', 'revoke', 'key_00000000000000000000000000'], env),
+      runCli(['keys', 'create', '--tenant', tenantId, '--role', 'god'], env),
+      runCli(['keys', 'create', '--tenant', 'ten_00000000000000000000000000', '--role', 'viewer'], env),
+      runCli(['keys', 'revoke', 'key_00000000000000000000000000'], env),
     ]);
     assert.notEqual(role.code, 0);
     assert.match(role.stderr, /admin, editor, viewer/);
@@ -294,9 +202,9 @@ describe('conveyor CLI against a running server', () => {
     const file = join(dir.path, 'hello.txt');
     await writeFile(file, 'hello from the CLI\n');
     const [published, hidden] = await Promise.all([
-      conveyor(['upload', file, '--publish'], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
+      runCli(['upload', file, '--publish'], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
       // --private, and the --url/--key flags instead of the variables.
-      conveyor(['upload', file, '--private', '--url', url, '--key', adminKey], env),
+      runCli(['upload', file, '--private', '--url', url, '--key', adminKey], env),
     ]);
     const run = ok(published);
     const result = JSON.parse(run.stdout);
@@ -323,9 +231,7 @@ describe('conveyor CLI against a running server', () => {
     const file = join(dir.path, 'big.bin');
     const bytes = randomBytes(10 * 1024 * 1024);
     await writeFile(file, bytes);
-    const run = ok(
-      await conveyor(['upload', file], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
-    );
+    const run = ok(await runCli(['upload', file], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }));
     assert.match(run.stderr, /uploading \d+\.\d \/ 10\.0 MiB \(\d+%, [\d.]+ MiB\/s\)/);
     const result = JSON.parse(run.stdout);
     assert.equal(result.size, bytes.length);
@@ -337,9 +243,9 @@ describe('conveyor CLI against a running server', () => {
     const file = join(dir.path, 'nokey.txt');
     await writeFile(file, 'x');
     const [noKey, badKey, missing] = await Promise.all([
-      conveyor(['upload', file], { ...env, CONVEYOR_URL: url }),
-      conveyor(['upload', file], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: generateApiKey() }),
-      conveyor(['upload', join(dir.path, 'does-not-exist')], {
+      runCli(['upload', file], { ...env, CONVEYOR_URL: url }),
+      runCli(['upload', file], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: generateApiKey() }),
+      runCli(['upload', join(dir.path, 'does-not-exist')], {
         ...env,
         CONVEYOR_URL: url,
         CONVEYOR_API_KEY: adminKey,

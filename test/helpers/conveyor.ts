@@ -38,6 +38,11 @@ export function havePostgres(): Promise<boolean> {
   return postgresAvailable;
 }
 
+/** The `skip` option of a test on `database`: a reason when that is PostgreSQL and it cannot be reached. */
+export async function skipIfNoPostgres(database: Backend['database']): Promise<string | false> {
+  return database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+}
+
 /** A fresh schema in the test database, dropped again by `drop`. */
 export async function postgresSchema(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
   const schema = `t_${randomBytes(6).toString('hex')}`;

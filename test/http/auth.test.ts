@@ -3,43 +3,15 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { newId } from '../../src/db/ids.ts';
 import { createTenant, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { type Answer, assertProblem, readAnswer } from '../helpers/http.ts';
 
 const JWT_SECRET = 'a-test-secret-that-is-long-enough-for-hs256!';
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
-
-function assertProblem(answer: Answer, status: number, code?: string, what = ''): any {
-  const label = `${what} -> ${answer.status} ${JSON.stringify(answer.body)}`;
-  assert.equal(answer.status, status, label);
-  assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json\b/, label);
-  const body = answer.body;
-  assert.equal(typeof body?.type, 'string', label);
-  assert.equal(typeof body.title, 'string', label);
-  assert.equal(body.status, status, label);
-  assert.equal(typeof body.code, 'string', label);
-  if (code !== undefined) assert.equal(body.code, code, label);
-  return body;
-}
 
 async function request(url: string, init: RequestInit & { bearer?: string } = {}): Promise<Answer> {
   const { bearer, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (bearer !== undefined) headers.set('authorization', `Bearer ${bearer}`);
-  const res = await fetch(url, { ...rest, headers });
-  const text = await res.text();
-  let body: any = null;
-  if (text) {
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = text;
-    }
-  }
-  return { status: res.status, headers: res.headers, body };
+  return readAnswer(await fetch(url, { ...rest, headers }));
 }
 
 function uploadWith(server: TestServer, bearer: string, text = 'jwt upload'): Promise<Answer> {

@@ -8,39 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { newId } from '../../src/db/ids.ts';
 import { havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
-
-/** What one request answered: status, headers and the parsed body (null when empty). */
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
-
-function assertProblem(answer: Answer, status: number, code?: string, what = ''): any {
-  const label = `${what} -> ${answer.status} ${JSON.stringify(answer.body)}`;
-  assert.equal(answer.status, status, label);
-  assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json\b/, label);
-  const body = answer.body;
-  assert.equal(typeof body?.type, 'string', label);
-  assert.equal(typeof body.title, 'string', label);
-  assert.equal(body.status, status, label);
-  assert.equal(typeof body.code, 'string', label);
-  if (code !== undefined) assert.equal(body.code, code, label);
-  return body;
-}
-
-async function answer(res: Response): Promise<Answer> {
-  const text = await res.text();
-  let body: any = null;
-  if (text) {
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = text;
-    }
-  }
-  return { status: res.status, headers: res.headers, body };
-}
+import { type Answer, assertProblem, readAnswer } from '../helpers/http.ts';
 
 /** A request whose body is sent verbatim with the given Content-Type (default application/json). */
 async function send(
@@ -55,7 +23,7 @@ async function send(
     headers['content-type'] = contentType;
   const init: RequestInit = { method, headers };
   if (body !== undefined) init.body = body;
-  return answer(await server.fetch(path, init));
+  return readAnswer(await server.fetch(path, init));
 }
 
 async function poll(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {

@@ -1,132 +1,34 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
-import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = join(ROOT, 'src/cli/main.ts');
+import { type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
+import { postgresSchema, skipIfNoPostgres } from '../helpers/conveyor.ts';
+import { makeTempDir } from '../helpers/tmp.ts';
 
 const UPLOADS = 40;
 const UPLOAD_BYTES = 256 * 1024;
 const KILL_AFTER_RESPONSES = 10;
 
-// The children load the whole server and strip its types; Node's compile cache spares the later ones that.
-let compileCache: TempDir | undefined;
-before(async () => {
-  compileCache = await makeTempDir('conveyor-crash-cache-');
-});
-after(async () => compileCache?.cleanup());
-
-/** The environment of a child Conveyor: nothing CONVEYOR_* leaks in from the test runner's own. */
-function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('CONVEYOR_') && !name.startsWith('NODE_TEST') && name !== 'NODE_OPTIONS')
-      env[name] = value;
-  }
-  if (compileCache) env['NODE_COMPILE_CACHE'] = compileCache.path;
-  return { ...env, ...settings };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const address = probe.address();
-  probe.close();
-  await once(probe, 'close');
-  if (!address || typeof address !== 'object') throw new Error('no port');
-  return address.port;
-}
-
-interface Child {
-  process: ChildProcess;
-  url: string;
-  output(): string;
-}
-
 /** Starts `conveyor serve` as a child process and waits until /readyz answers 200. */
-async function startServer(settings: Record<string, string>): Promise<Child> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
-    cwd: ROOT,
-    env: childEnv({
-      ...settings,
-      CONVEYOR_HOST: '127.0.0.1',
-      CONVEYOR_PORT: String(port),
-      CONVEYOR_PUBLIC_URL: url,
-      CONVEYOR_LOG_LEVEL: 'warn',
-      CONVEYOR_GC_INTERVAL_SECONDS: '0',
-      CONVEYOR_RATE_LIMIT_PER_KEY: '0',
-      CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+function startServer(settings: Record<string, string>): Promise<ServerProcess> {
+  return startServerProcess({
+    ...settings,
+    CONVEYOR_LOG_LEVEL: 'warn',
+    CONVEYOR_GC_INTERVAL_SECONDS: '0',
+    CONVEYOR_RATE_LIMIT_PER_KEY: '0',
+    CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
   });
-  let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-    output += text;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    output += text;
-  });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`conveyor serve exited (${child.exitCode ?? child.signalCode}):\n${output}`);
-    }
-    try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.status === 200) break;
-      await res.arrayBuffer();
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`conveyor serve did not become ready:\n${output}`);
-    }
-    await sleep(50);
-  }
-  return { process: child, url, output: () => output };
-}
-
-async function stop(child: Child, signal: NodeJS.Signals): Promise<void> {
-  const { process: p } = child;
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = once(p, 'exit');
-  p.kill(signal);
-  await exited;
 }
 
 /** Runs the CLI to completion and answers its exit code and output. */
-async function cli(args: string[], settings: Record<string, string>) {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: ROOT,
-    env: childEnv({ ...settings, CONVEYOR_LOG_LEVEL: 'warn' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (text: string) => {
-    stdout += text;
-  });
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-  });
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
+function cli(args: string[], settings: Record<string, string>): Promise<Run> {
+  return runCli(args, { ...settings, CONVEYOR_LOG_LEVEL: 'warn' });
 }
 
 /** A body that arrives in pieces, `delayMs` apart, so that some uploads are still streaming at the kill. */
@@ -173,11 +75,11 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 for (const database of ['sqlite', 'postgres'] as const) {
   describe(`crash safety on ${database} + fs`, async () => {
-    const skip = database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    const skip = await skipIfNoPostgres(database);
     const cleanups: (() => Promise<void>)[] = [];
-    const children: Child[] = [];
+    const children: ServerProcess[] = [];
     after(async () => {
-      for (const child of children) await stop(child, 'SIGKILL');
+      for (const child of children) await child.stop('SIGKILL');
       for (const cleanup of cleanups.reverse()) await cleanup();
     });
 
@@ -218,7 +120,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
         } catch {
           // The server died under this request: no answer, nothing promised.
         } finally {
-          if (++responses === KILL_AFTER_RESPONSES) killed = stop(first, 'SIGKILL');
+          if (++responses === KILL_AFTER_RESPONSES) killed = first.stop('SIGKILL');
         }
         if (answer === null) return;
         // While it lives the server accepts every upload of the burst; it never answers with an error.
@@ -228,7 +130,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
         acknowledged.set(asset.id, asset);
       });
       await Promise.all(attempts);
-      await (killed ?? stop(first, 'SIGKILL'));
+      await (killed ?? first.stop('SIGKILL'));
       t.diagnostic(`${acknowledged.size} of ${UPLOADS} uploads were acknowledged before the kill`);
       // What the kill interrupted: temporaries and maybe unreferenced blobs, both for GC to find.
       const leftovers = (await readdir(join(dir.path, 'tmp'))).length;
@@ -270,7 +172,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
         await db.close();
       }
 
-      await stop(second, 'SIGTERM');
+      await second.stop('SIGTERM');
       assert.equal(second.process.exitCode, 0, second.output());
       const gc = await cli(['gc'], { ...settings, CONVEYOR_GC_GRACE_SECONDS: '0' });
       assert.equal(gc.code, 0, gc.stderr);

@@ -1,43 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { type Reply, request } from '../helpers/http.ts';
 
 /**
  * The origin over real sockets: RFC 9110 conditional requests and ranges, RFC 9111 cache policy, and the
  * safety headers, on both SQLite + fs and PostgreSQL + S3. Requests go through node:http (or a raw socket
  * where the exact bytes on the wire matter) so nothing is normalised or decoded on the way.
  */
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** One request with node:http; `path` is sent exactly as given (no URL normalisation). */
-function request(
-  server: TestServer,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  const { hostname, port } = new URL(server.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: hostname, port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /**
  * Sends one HTTP/1.1 request on a raw socket with `Connection: close` and answers the status line, the

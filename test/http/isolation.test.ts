@@ -7,33 +7,12 @@ import { generateApiKey } from '../../src/tenancy/keys.ts';
 import {
   BACKENDS,
   createTenant,
-  havePostgres,
+  skipIfNoPostgres,
   startConveyor,
   type TestServer,
   upload,
 } from '../helpers/conveyor.ts';
-
-/** What one request answered: status, headers and the parsed body (null when empty). */
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
-
-/** Asserts an RFC 9457 problem document with the given status (and code, when given) and answers it. */
-function assertProblem(answer: Answer, status: number, code?: string, what = ''): any {
-  const label = `${what} -> ${answer.status} ${JSON.stringify(answer.body)}`;
-  assert.equal(answer.status, status, label);
-  assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json\b/, label);
-  const body = answer.body;
-  assert.equal(typeof body?.type, 'string', label);
-  assert.equal(typeof body.title, 'string', label);
-  assert.equal(body.status, status, label);
-  assert.equal(typeof body.code, 'string', label);
-  assert.ok(body.type.endsWith(body.code), label);
-  if (code !== undefined) assert.equal(body.code, code, label);
-  return body;
-}
+import { type Answer, assertProblem, readAnswer } from '../helpers/http.ts';
 
 /** A request with any body: JSON objects are sent as JSON, Buffers as raw octets. */
 async function call(
@@ -53,17 +32,7 @@ async function call(
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
   }
-  const res = await server.fetch(path, init);
-  const text = await res.text();
-  let parsed: any = null;
-  if (text) {
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = text;
-    }
-  }
-  return { status: res.status, headers: res.headers, body: parsed };
+  return readAnswer(await server.fetch(path, init));
 }
 
 /** Every /api/v1 route that names an asset, with a body that would be accepted for an owned asset. */
@@ -82,8 +51,7 @@ function assetRoutes(id: string): [method: string, path: string, body?: unknown]
 
 for (const backend of BACKENDS) {
   describe(`tenant isolation on ${backend.database} + ${backend.storage}`, async () => {
-    const skip =
-      backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    const skip = await skipIfNoPostgres(backend.database);
     let server: TestServer;
     /** Tenant A is the default tenant (server.adminKey); B is a second tenant with its own admin. */
     let b: { tenantId: string; key: string };

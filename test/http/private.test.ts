@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { newId } from '../../src/db/ids.ts';
 import { parseSigningKeys } from '../../src/delivery/access.ts';
@@ -14,40 +13,13 @@ import {
   type TestServer,
   upload,
 } from '../helpers/conveyor.ts';
+import { request } from '../helpers/http.ts';
 
 /**
  * Private content over real sockets: every way of asking without a valid credential gets the same 403,
  * uncacheable and without a byte (or a validator) of the content; the three valid credentials open it,
  * still uncacheable.
  */
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** One request with node:http; `path` is sent exactly as given. */
-function request(
-  server: TestServer,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  const { hostname, port } = new URL(server.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: hostname, port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** Path and query of an absolute URL the API answered. */
 function target(url: string): string {

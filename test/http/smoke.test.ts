@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { BACKENDS, havePostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
 for (const backend of BACKENDS) {
   describe(`end to end on ${backend.database} + ${backend.storage}`, async () => {
-    const skip =
-      backend.database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+    const skip = await skipIfNoPostgres(backend.database);
     let server: TestServer;
     before(async () => {
       if (!skip) server = await startConveyor(backend);

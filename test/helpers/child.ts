@@ -1,0 +1,145 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root: the working directory of every child. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The CLI entry point, run with this very runtime (Node 24 strips the types). */
+export const MAIN = join(ROOT, 'src/cli/main.ts');
+
+// Every child loads the whole server (Fastify, Kysely, the AWS SDK) and strips its types; Node's compile
+// cache, shared by the children of this test process, takes a good part of that off every one after the
+// first. Made on first use, removed when the test process exits.
+let compileCache: string | undefined;
+
+function compileCacheDir(): string {
+  if (compileCache === undefined) {
+    const path = mkdtempSync(join(tmpdir(), 'conveyor-compile-cache-'));
+    compileCache = path;
+    process.once('exit', () => rmSync(path, { recursive: true, force: true, maxRetries: 3 }));
+  }
+  return compileCache;
+}
+
+/**
+ * The environment of a child: the test runner's own, but with nothing CONVEYOR_*, NODE_TEST* or NODE_OPTIONS
+ * leaking in, the shared compile cache, and then `settings`.
+ */
+export function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('CONVEYOR_') && !name.startsWith('NODE_TEST') && name !== 'NODE_OPTIONS')
+      env[name] = value;
+  }
+  env['NODE_COMPILE_CACHE'] = compileCacheDir();
+  return { ...env, ...settings };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const address = probe.address();
+  probe.close();
+  await once(probe, 'close');
+  if (!address || typeof address !== 'object') throw new Error('no port');
+  return address.port;
+}
+
+/** How one CLI run ended. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `conveyor <args>` with this very runtime to completion and answers its exit code and output. */
+export async function runCli(args: string[], settings: Record<string, string>): Promise<Run> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    env: childEnv(settings),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
+  });
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+/** A `conveyor serve` child process. */
+export interface ServerProcess {
+  process: ChildProcess;
+  /** `http://127.0.0.1:<port>`, also its CONVEYOR_PUBLIC_URL. */
+  url: string;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** Sends `signal` (unless it has already exited) and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Starts `conveyor serve` as a child process on a free port of 127.0.0.1 and waits until /readyz answers
+ * 200. `settings` is the rest of its configuration; the address settings (CONVEYOR_HOST, CONVEYOR_PORT,
+ * CONVEYOR_PUBLIC_URL) are set here.
+ */
+export async function startServerProcess(
+  settings: Record<string, string>,
+  readyTimeoutMs = 20_000,
+): Promise<ServerProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    cwd: ROOT,
+    env: childEnv({
+      ...settings,
+      CONVEYOR_HOST: '127.0.0.1',
+      CONVEYOR_PORT: String(port),
+      CONVEYOR_PUBLIC_URL: url,
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+  });
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+  });
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  };
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`conveyor serve exited (${child.exitCode ?? child.signalCode}):\n${output}`);
+    }
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.status === 200) break;
+      await res.arrayBuffer();
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`conveyor serve did not become ready:\n${output}`);
+    }
+    await sleep(50);
+  }
+  return { process: child, url, output: () => output, stop };
+}
