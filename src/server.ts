@@ -11,7 +11,6 @@ import { createAuthenticator } from './http/auth.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
-import { S3BlobStore } from './storage/s3-store.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
 
@@ -32,6 +31,8 @@ export interface Conveyor {
 
 export async function openStore(config: Config): Promise<BlobStore> {
   if (config.storage === 's3') {
+    // Loaded on demand: the AWS SDK costs ~13 MB of memory that a filesystem install never needs.
+    const { S3BlobStore } = await import('./storage/s3-store.ts');
     return new S3BlobStore({
       ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
       region: config.s3Region,
