@@ -106,7 +106,7 @@ class NodeSqliteDriver implements Driver {
 class NodeSqliteConnection implements DatabaseConnection {
   readonly #db: DatabaseSync;
   readonly #config: NodeSqliteConfig;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #statements = new Map<string, Prepared>();
   release: (() => void) | undefined;
 
   constructor(db: DatabaseSync, config: NodeSqliteConfig) {
@@ -114,18 +114,24 @@ class NodeSqliteConnection implements DatabaseConnection {
     this.#config = config;
   }
 
-  #prepare(sql: string): StatementSync {
-    let statement = this.#statements.get(sql);
-    if (statement) {
+  /**
+   * A cached prepared statement and whether it returns rows. Both are worth keeping: preparing parses
+   * the SQL, and `columns()` (how we tell a reader from a writer) costs about 10 microseconds a call,
+   * as much as running a primary-key lookup.
+   */
+  #prepare(sql: string): Prepared {
+    let prepared = this.#statements.get(sql);
+    if (prepared) {
       // Refresh recency: a Map iterates in insertion order, so the first key is the least recently used.
       this.#statements.delete(sql);
     } else {
-      statement = this.#db.prepare(sql);
+      const statement = this.#db.prepare(sql);
+      prepared = { statement, reader: statement.columns().length > 0 };
       const limit = this.#config.statementCacheSize ?? 500;
       if (this.#statements.size >= limit) this.#statements.delete(this.#statements.keys().next().value!);
     }
-    this.#statements.set(sql, statement);
-    return statement;
+    this.#statements.set(sql, prepared);
+    return prepared;
   }
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
@@ -133,10 +139,8 @@ class NodeSqliteConnection implements DatabaseConnection {
     const deadline = Date.now() + this.#config.busyRetryMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        const statement = this.#prepare(query.sql);
-        if (statement.columns().length > 0) {
-          return { rows: statement.all(...parameters) as R[] };
-        }
+        const { statement, reader } = this.#prepare(query.sql);
+        if (reader) return { rows: statement.all(...parameters) as R[] };
         const { changes, lastInsertRowid } = statement.run(...parameters);
         return { rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) };
       } catch (error) {
@@ -156,6 +160,11 @@ class NodeSqliteConnection implements DatabaseConnection {
     this.#statements.clear();
     this.#db.close();
   }
+}
+
+interface Prepared {
+  statement: StatementSync;
+  reader: boolean;
 }
 
 function isBusy(error: unknown): boolean {
