@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   assertSha256,
@@ -13,7 +13,13 @@ import {
   type StagedBlob,
   type StageOptions,
 } from './blob-store.ts';
+import { HandleCache } from './handle-cache.ts';
 import { MeteringStream } from './metering.ts';
+
+/** Ranges up to this size are read in one call into an exact-size buffer instead of streamed. */
+const SINGLE_READ_BYTES = 1024 * 1024;
+/** Read size of streamed responses: large enough for few reads, small enough not to hog memory per client. */
+const STREAM_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Blobs as files under `<root>/blobs/ab/cd/<sha256>`, staged under `<root>/tmp`.
@@ -26,8 +32,10 @@ export class FsBlobStore implements BlobStore {
   readonly kind = 'fs' as const;
   readonly #blobs: string;
   readonly #tmp: string;
+  readonly #handles: HandleCache;
 
-  constructor(root: string) {
+  constructor(root: string, options: { openFiles?: number } = {}) {
+    this.#handles = new HandleCache(options.openFiles ?? 256);
     this.#blobs = join(root, 'blobs');
     this.#tmp = join(root, 'tmp');
   }
@@ -84,16 +92,29 @@ export class FsBlobStore implements BlobStore {
 
   async get(sha256: string, range?: ByteRange): Promise<Readable> {
     const path = this.#path(sha256);
-    // Open first so a missing blob rejects here rather than erroring mid-response.
-    const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
+    // Acquire first so a missing blob rejects here rather than erroring mid-response.
+    const { handle, release } = await this.#handles.acquire(path).catch((error: NodeJS.ErrnoException) => {
       throw error.code === 'ENOENT' ? new BlobNotFoundError(sha256) : error;
     });
-    return createReadStream('', {
+    if (range && range.end - range.start < SINGLE_READ_BYTES) {
+      // A bounded range is one positional read into a buffer of exactly its size.
+      try {
+        const length = range.end - range.start + 1;
+        const { buffer, bytesRead } = await handle.read(Buffer.allocUnsafe(length), 0, length, range.start);
+        return Readable.from([buffer.subarray(0, bytesRead)]);
+      } finally {
+        release();
+      }
+    }
+    const stream = createReadStream('', {
       fd: handle,
+      autoClose: false,
       start: range?.start,
       end: range?.end,
-      highWaterMark: 256 * 1024,
+      highWaterMark: STREAM_CHUNK_BYTES,
     });
+    stream.once('close', release);
+    return stream;
   }
 
   async stat(sha256: string): Promise<BlobStat | null> {
@@ -107,7 +128,9 @@ export class FsBlobStore implements BlobStore {
   }
 
   async delete(sha256: string): Promise<void> {
-    await rm(this.#path(sha256), { force: true });
+    const path = this.#path(sha256);
+    this.#handles.forget(path);
+    await rm(path, { force: true });
   }
 
   async *list(prefix = ''): AsyncIterable<BlobStat> {
@@ -142,7 +165,9 @@ export class FsBlobStore implements BlobStore {
     await stat(this.#blobs);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.#handles.close();
+  }
 }
 
 /** Whether a directory level named `segment` can hold hashes starting with `prefix`. */

@@ -39,7 +39,8 @@ export async function deliveryRoutes(
   });
   /** The bytes of a blob or of one range of it: from memory for small blobs, else streamed from storage. */
   const open = async (rep: Representation, r?: ByteRange): Promise<Readable | Buffer> => {
-    if (!cache.accepts(rep.size)) return deps.store.get(rep.sha256, r);
+    // Naming the end even for the whole body spares the store a read that only discovers end-of-file.
+    if (!cache.accepts(rep.size)) return deps.store.get(rep.sha256, r ?? { start: 0, end: rep.size - 1 });
     const bytes = await cache.get(rep.sha256);
     return r ? bytes.subarray(r.start, r.end + 1) : bytes;
   };

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { HandleCache } from '../../src/storage/handle-cache.ts';
+import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
+
+describe('HandleCache', () => {
+  let dir: TempDir;
+  const file = (name: string) => join(dir.path, name);
+  before(async () => {
+    dir = await makeTempDir('conveyor-handles-');
+    for (const name of ['a', 'b', 'c']) await writeFile(file(name), name.repeat(10));
+  });
+  after(async () => dir.cleanup());
+
+  it('shares one handle between readers of the same file', async () => {
+    const cache = new HandleCache(4);
+    const [one, two] = await Promise.all([cache.acquire(file('a')), cache.acquire(file('a'))]);
+    assert.equal(one.handle, two.handle);
+    one.release();
+    two.release();
+    assert.equal(cache.size, 1);
+    await cache.close();
+  });
+
+  it('evicts idle handles beyond its size, never one in use', async () => {
+    const cache = new HandleCache(1);
+    const a = await cache.acquire(file('a'));
+    const b = await cache.acquire(file('b'));
+    assert.equal(cache.size, 2, 'both are in use, so the cache runs over');
+    const read = await a.handle.read(Buffer.alloc(3), 0, 3, 0);
+    assert.equal(read.buffer.toString(), 'aaa', 'a busy handle stays open');
+    a.release();
+    assert.equal(cache.size, 1, 'the idle one goes once released');
+    b.release();
+    const c = await cache.acquire(file('c'));
+    c.release();
+    assert.equal(cache.size, 1);
+    await cache.close();
+  });
+
+  it('closes a forgotten handle once its last user releases it', async () => {
+    const cache = new HandleCache(4);
+    const a = await cache.acquire(file('a'));
+    cache.forget(file('a'));
+    assert.equal(cache.size, 0);
+    assert.equal((await a.handle.read(Buffer.alloc(1), 0, 1, 0)).bytesRead, 1, 'still readable while held');
+    a.release();
+    assert.equal(a.handle.fd, -1, 'closed on release (FileHandle.close marks the fd at once)');
+    await cache.close();
+  });
+
+  it('rejects a missing file with ENOENT and caches nothing', async () => {
+    const cache = new HandleCache(4);
+    await assert.rejects(cache.acquire(file('missing')), { code: 'ENOENT' });
+    assert.equal(cache.size, 0);
+  });
+});
