@@ -1,16 +1,15 @@
-import { resolve } from 'node:path';
 import type { FastifyServerOptions } from 'fastify';
 import { BlobLedger } from './assets/blobs.ts';
 import { AssetService } from './assets/service.ts';
+import { openMigratedDatabase, openStore } from './backends.ts';
 import { type Config, publicBaseUrl } from './config/config.ts';
-import { type Db, migrate, openDatabase, ping } from './db/database.ts';
+import { type Db, ping } from './db/database.ts';
 import { AccessService, loadSigningKeys } from './delivery/access.ts';
 import { DeliveryLookup, deliveryPath } from './delivery/lookup.ts';
 import { type App, buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
-import { FsBlobStore } from './storage/fs-store.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
 
@@ -27,38 +26,6 @@ export interface Conveyor {
   baseUrl(): string;
   listen(): Promise<string>;
   close(): Promise<void>;
-}
-
-export async function openStore(config: Config): Promise<BlobStore> {
-  if (config.storage === 's3') {
-    // Loaded on demand: the AWS SDK costs ~13 MB of memory that a filesystem install never needs.
-    const { S3BlobStore } = await import('./storage/s3-store.ts');
-    return new S3BlobStore({
-      ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
-      region: config.s3Region,
-      bucket: config.s3Bucket,
-      prefix: config.s3Prefix,
-      forcePathStyle: config.s3ForcePathStyle,
-      ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
-      ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
-      partSizeBytes: config.s3PartSizeBytes,
-      queueSize: config.s3QueueSize,
-      maxSockets: config.s3MaxSockets,
-    });
-  }
-  return new FsBlobStore(resolve(config.dataDir)).init();
-}
-
-/** Opens the database and applies pending migrations (also what `conveyor migrate` does). */
-export async function openMigratedDatabase(config: Config): Promise<Db> {
-  const db = openDatabase(config);
-  try {
-    await migrate(db);
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-  return db;
 }
 
 export async function createConveyor(

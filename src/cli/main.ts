@@ -1,9 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { BlobLedger } from '../assets/blobs.ts';
+import { openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, ConfigError, configTable, loadConfig, redactedConfig } from '../config/config.ts';
 import { migrate, openDatabase } from '../db/database.ts';
 import { ConveyorError } from '../errors.ts';
-import { openMigratedDatabase, openStore } from '../server.ts';
 import { isRole, type Principal, ROLES } from '../tenancy/principal.ts';
 import { TenancyService } from '../tenancy/service.ts';
 import { serve } from './serve.ts';

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
+import { openMigratedDatabase } from '../backends.ts';
 import type { Config } from '../config/config.ts';
-import { createConveyor, openMigratedDatabase } from '../server.ts';
 import { TenancyService } from '../tenancy/service.ts';
 
 /** A worker that dies is restarted, but not more often than this, so a crash loop can't spin the CPU. */
@@ -16,6 +16,9 @@ const WORKER_INDEX = 'CONVEYOR_WORKER_INDEX';
 export async function serve(config: Config): Promise<void> {
   if (cluster.isPrimary && config.processes > 1) return runPrimary(config);
   const index = Number(process.env[WORKER_INDEX] ?? 0);
+  // Loaded here, not at the top: the cluster primary never serves, and the HTTP stack is most of a
+  // process's memory.
+  const { createConveyor } = await import('../server.ts');
   const conveyor = await createConveyor(config, { runCollector: index === 0 });
   if (cluster.isPrimary) await bootstrap(config, conveyor.tenancy);
   const url = await conveyor.listen();

@@ -71,12 +71,12 @@ export const settings = {
   s3SecretAccessKey: { type: 'optional', secret: true, doc: 'S3 secret access key.' },
   s3PartSizeBytes: {
     type: 'int',
-    default: 16 * MiB,
+    default: 8 * MiB,
     min: 5 * MiB,
     max: 5 * GiB,
-    doc: 'Multipart upload part size.',
+    doc: 'Multipart upload part size; an upload buffers about size x (queue + 1).',
   },
-  s3QueueSize: { type: 'int', default: 4, min: 1, max: 64, doc: 'Parts uploaded in parallel per upload.' },
+  s3QueueSize: { type: 'int', default: 3, min: 1, max: 64, doc: 'Parts uploaded in parallel per upload.' },
   s3MaxSockets: {
     type: 'int',
     default: 256,

@@ -1,0 +1,42 @@
+import { resolve } from 'node:path';
+import type { Config } from './config/config.ts';
+import { type Db, migrate, openDatabase } from './db/database.ts';
+import type { BlobStore } from './storage/blob-store.ts';
+import { FsBlobStore } from './storage/fs-store.ts';
+
+/*
+ * Opening the two backends, kept apart from server.ts so that commands which need only the database and
+ * storage (the CLI, the cluster primary) do not load the HTTP stack.
+ */
+
+export async function openStore(config: Config): Promise<BlobStore> {
+  if (config.storage === 's3') {
+    // Loaded on demand: the AWS SDK costs ~13 MB of memory that a filesystem install never needs.
+    const { S3BlobStore } = await import('./storage/s3-store.ts');
+    return new S3BlobStore({
+      ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+      region: config.s3Region,
+      bucket: config.s3Bucket,
+      prefix: config.s3Prefix,
+      forcePathStyle: config.s3ForcePathStyle,
+      ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
+      ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
+      partSizeBytes: config.s3PartSizeBytes,
+      queueSize: config.s3QueueSize,
+      maxSockets: config.s3MaxSockets,
+    });
+  }
+  return new FsBlobStore(resolve(config.dataDir)).init();
+}
+
+/** Opens the database and applies pending migrations (also what `conveyor migrate` does). */
+export async function openMigratedDatabase(config: Config): Promise<Db> {
+  const db = openDatabase(config);
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return db;
+}
