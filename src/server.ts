@@ -38,6 +38,7 @@ export async function createConveyor(
   const baseUrl = () => publicBaseUrl(config, boundPort);
 
   const tenancy = new TenancyService(db.kysely);
+  const lookup = new DeliveryLookup(db.kysely, { ttlMs: config.deliveryMetadataTtlMs });
   const ledger = new BlobLedger(db.kysely, store);
   const assets = new AssetService({
     db: db.kysely,
@@ -48,6 +49,7 @@ export async function createConveyor(
       version: (id) => baseUrl() + deliveryPath.version(id),
     },
     limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
+    changed: () => lookup.invalidate(),
   });
   const access = new AccessService({
     db: db.kysely,
@@ -85,7 +87,7 @@ export async function createConveyor(
       access,
       store,
       metrics,
-      lookup: new DeliveryLookup(db.kysely),
+      lookup,
       authenticator: createAuthenticator({ tenancy, verifyJwt }),
       ready: async () => ({
         database: await check('database', () => ping(db)),

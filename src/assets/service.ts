@@ -72,18 +72,23 @@ export class AssetService {
   readonly #urls: AssetUrls;
   readonly #limits: AssetLimits;
 
+  /** Told after every committed change to an asset's metadata (delivery caches listen). */
+  readonly #changed: () => void;
+
   constructor(deps: {
     db: Kysely<Database>;
     store: BlobStore;
     ledger: BlobLedger;
     urls: AssetUrls;
     limits: AssetLimits;
+    changed?: () => void;
   }) {
     this.#db = deps.db;
     this.#store = deps.store;
     this.#ledger = deps.ledger;
     this.#urls = deps.urls;
     this.#limits = deps.limits;
+    this.#changed = deps.changed ?? (() => {});
   }
 
   async upload(
@@ -140,6 +145,7 @@ export class AssetService {
       });
       return { ...current, ...changes };
     });
+    this.#changed();
     return this.#view(row);
   }
 
@@ -188,6 +194,7 @@ export class AssetService {
       }
       return { ...current, ...changes };
     });
+    this.#changed();
     return this.#view(row);
   }
 
@@ -205,6 +212,7 @@ export class AssetService {
         details: { filename: current.filename, sha256: current.sha256 },
       });
     });
+    this.#changed();
   }
 
   /** Snapshots the current content as the next immutable version. */

@@ -117,6 +117,13 @@ export const settings = {
     max: 365 * DAY,
     doc: 'stale-if-error of latest URLs (0 omits it).',
   },
+  deliveryMetadataTtlMs: {
+    type: 'int',
+    default: 1000,
+    min: 0,
+    max: 60_000,
+    doc: "How long delivery may reuse an asset's metadata; changes made by another process show within this (0 = always query).",
+  },
   blobCacheBytes: {
     type: 'int',
     default: 64 * MiB,

@@ -25,14 +25,25 @@ export const deliveryPath = {
  * One indexed query per delivery request; no tenant filter, since the URL itself names the content.
  * The two queries are built and compiled once: building a Kysely query costs more than running this one
  * on SQLite (about 15 of 22 microseconds), and delivery is the hot path.
+ *
+ * Found representations may be remembered for `ttlMs`. Every change made through this process calls
+ * `invalidate()`, so a single process always answers from current metadata; another process's change
+ * (a second `serve` process or host) is seen within `ttlMs`. That bound is far below the CDN's own
+ * s-maxage, and on SQLite the query it saves is mostly file-locking system calls (about a third of a 304's
+ * cost). Misses are never remembered.
  */
 export class DeliveryLookup {
   readonly #db: Kysely<Database>;
   readonly #latestSql: string;
   readonly #versionSql: string;
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
+  #cache = new Map<string, { rep: Representation; expires: number }>();
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, options: { ttlMs?: number; maxEntries?: number } = {}) {
     this.#db = db;
+    this.#ttlMs = options.ttlMs ?? 0;
+    this.#maxEntries = options.maxEntries ?? 10_000;
     this.#latestSql = db
       .selectFrom('assets')
       .select([
@@ -64,8 +75,37 @@ export class DeliveryLookup {
       .compile().sql;
   }
 
+  /** Forgets every remembered representation: metadata changed in this process. */
+  invalidate(): void {
+    if (this.#cache.size > 0) this.#cache = new Map();
+  }
+
   async latest(assetId: string): Promise<Representation | null> {
     if (!isId('ast', assetId)) return null;
+    return this.#remembered(assetId, () => this.#queryLatest(assetId));
+  }
+
+  async version(versionId: string): Promise<Representation | null> {
+    if (!isId('ver', versionId)) return null;
+    return this.#remembered(versionId, () => this.#queryVersion(versionId));
+  }
+
+  async #remembered(id: string, query: () => Promise<Representation | null>): Promise<Representation | null> {
+    if (this.#ttlMs === 0) return query();
+    const now = Date.now();
+    const hit = this.#cache.get(id);
+    if (hit && hit.expires > now) return hit.rep;
+    const cache = this.#cache;
+    const rep = await query();
+    // Only if no invalidation happened while the query ran (it replaces the map), or we'd keep stale data.
+    if (rep && cache === this.#cache) {
+      if (cache.size >= this.#maxEntries) cache.delete(cache.keys().next().value!);
+      cache.set(id, { rep, expires: now + this.#ttlMs });
+    }
+    return rep;
+  }
+
+  async #queryLatest(assetId: string): Promise<Representation | null> {
     const { rows } = await this.#db.executeQuery<LatestRow>(CompiledQuery.raw(this.#latestSql, [assetId]));
     const row = rows[0];
     if (!row) return null;
@@ -83,8 +123,7 @@ export class DeliveryLookup {
   }
 
   /** A version inherits the asset's current visibility: making an asset private closes its versions too. */
-  async version(versionId: string): Promise<Representation | null> {
-    if (!isId('ver', versionId)) return null;
+  async #queryVersion(versionId: string): Promise<Representation | null> {
     const { rows } = await this.#db.executeQuery<VersionRow>(
       CompiledQuery.raw(this.#versionSql, [versionId]),
     );

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DeliveryLookup } from '../../src/delivery/lookup.ts';
+import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+
+describe('DeliveryLookup metadata reuse', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startConveyor();
+  });
+  after(async () => server?.close());
+
+  it('reuses found metadata for its TTL, and forgets it on invalidate()', async () => {
+    const asset = await upload(server, 'content', { filename: 'a.txt' });
+    const db = server.conveyor.db.kysely;
+    const lookup = new DeliveryLookup(db, { ttlMs: 60_000 });
+    assert.equal((await lookup.latest(asset.id))?.visibility, 'public');
+    // A change made behind this lookup's back (as another process would) is not seen until invalidated.
+    await db.updateTable('assets').set({ visibility: 'private' }).where('id', '=', asset.id).execute();
+    assert.equal((await lookup.latest(asset.id))?.visibility, 'public');
+    lookup.invalidate();
+    assert.equal((await lookup.latest(asset.id))?.visibility, 'private');
+  });
+
+  it('never remembers a miss, and with ttl 0 always queries', async () => {
+    const lookup = new DeliveryLookup(server.conveyor.db.kysely, { ttlMs: 0 });
+    const asset = await upload(server, 'other', { filename: 'b.txt' });
+    assert.ok(await lookup.latest(asset.id));
+    await server.conveyor.db.kysely.deleteFrom('assets').where('id', '=', asset.id).execute();
+    assert.equal(await lookup.latest(asset.id), null);
+  });
+
+  it('is invalidated by changes made through the API in this process', async () => {
+    const asset = await upload(server, 'api', { filename: 'c.txt' });
+    assert.equal((await fetch(asset.url)).status, 200);
+    assert.equal(
+      (await server.json('PATCH', `/api/v1/assets/${asset.id}`, { visibility: 'private' })).status,
+      200,
+    );
+    assert.equal((await fetch(asset.url)).status, 403, 'private at once, not after the TTL');
+    assert.equal((await server.json('DELETE', `/api/v1/assets/${asset.id}`)).status, 204);
+    assert.equal((await fetch(asset.url)).status, 404);
+  });
+});
