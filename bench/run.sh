@@ -11,7 +11,7 @@ for tool in nginx wrk curl dd; do
 done
 node=node_modules/.bin/node
 if [ ! -x "$node" ]; then
-  echo "bench: $node missing; run npm ci first" >&2
+  echo "bench: $node missing; run npm install first" >&2
   exit 1
 fi
 exec "$node" bench/delivery.ts "$@"
