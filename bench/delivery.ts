@@ -15,7 +15,6 @@ import { once } from 'node:events';
 import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -23,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { freePort } from '../test/helpers/child.ts';
 import { type S3Server, startS3Server } from '../test/helpers/s3-server.ts';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -249,16 +249,6 @@ function log(message: string): void {
 
 // ---------------------------------------------------------------------------------------------------------
 // Small helpers
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** VmRSS of a process in bytes, or null once it is gone. */
 function readOneRss(pid: number): number | null {

@@ -341,7 +341,7 @@ export class AssetService {
  * time on keeps each Last-Modified unique to one content, which makes it a strong validator
  * (RFC 9110 §8.8.2.2) and If-Range by date safe.
  */
-export function nextContentTime(previous: number, now = Date.now()): number {
+function nextContentTime(previous: number, now = Date.now()): number {
   return Math.max(now, (Math.floor(previous / 1000) + 1) * 1000);
 }
 

@@ -111,7 +111,7 @@ keys
   .description('revoke a key')
   .action(async (keyId: string) => {
     await withServices(async (_config, tenancy) => {
-      await tenancy.revokeKey({ ...OPERATOR('cli'), operator: true }, keyId);
+      await tenancy.revokeKey(OPERATOR('cli'), keyId);
       console.log(`revoked ${keyId}`);
     });
   });

@@ -7,7 +7,7 @@ export type { Config } from './schema.ts';
  * CONVEYOR_ variables that are not settings: the config file's name, what the CLI's client commands read
  * (`conveyor upload`), and the index `serve` hands to each process it forks.
  */
-export const CLIENT_VARIABLES = new Set([
+export const NON_SETTING_VARIABLES = new Set([
   'CONVEYOR_CONFIG',
   'CONVEYOR_URL',
   'CONVEYOR_API_KEY',
@@ -37,7 +37,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     if (!(key in settings)) problems.push(`${key} (in ${env['CONVEYOR_CONFIG']}): unknown setting`);
   }
   for (const [name, value] of Object.entries(env)) {
-    if (name.startsWith('CONVEYOR_') && !CLIENT_VARIABLES.has(name) && value !== undefined) {
+    if (name.startsWith('CONVEYOR_') && !NON_SETTING_VARIABLES.has(name) && value !== undefined) {
       const known = Object.keys(settings).some((key) => envName(key) === name);
       if (!known) problems.push(`${name}: unknown setting`);
     }

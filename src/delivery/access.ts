@@ -6,6 +6,7 @@ import { ConveyorError, notFound } from '../errors.ts';
 import { audit } from '../tenancy/audit.ts';
 import { hashSecret } from '../tenancy/keys.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
+import { deliveryPath } from './lookup.ts';
 import { type SigningKey, signPath, verifyPathSignature } from './signed-url.ts';
 
 /** Access tokens look like `cvt_<43 base64url characters>`; only their SHA-256 is stored. */
@@ -83,14 +84,31 @@ export class AccessService {
     });
   }
 
-  /** Signs a delivery path (e.g. `/a/<id>`) of one of the caller's assets. */
-  async signUrl(by: Principal, assetId: string, path: string, ttlSeconds: number) {
+  /**
+   * Signs the delivery path of one of the caller's assets: its latest URL, or one of its versions.
+   * Ownership is checked before the version, so another tenant learns nothing, not even which version
+   * belongs to which asset.
+   */
+  async signUrl(by: Principal, assetId: string, versionId: string | undefined, ttlSeconds: number) {
     requireRole(by, 'viewer');
     this.#checkTtl(ttlSeconds, this.#limits.signedUrlMaxTtlSeconds);
     await this.#ownedAsset(by, assetId);
+    if (versionId !== undefined) {
+      const version = isId('ver', versionId)
+        ? await this.#db
+            .selectFrom('asset_versions')
+            .select('id')
+            .where('id', '=', versionId)
+            .where('asset_id', '=', assetId)
+            .executeTakeFirst()
+        : undefined;
+      if (!version) throw new ConveyorError('not_found', 'No such version of this asset');
+    }
+    const path = versionId === undefined ? deliveryPath.latest(assetId) : deliveryPath.version(versionId);
     const expiresAt = Math.floor(Date.now() / 1000) + ttlSeconds;
     const params = signPath(path, expiresAt, this.#keys[0]!);
     return {
+      path,
       query: new URLSearchParams(params).toString(),
       expiresAt: new Date(expiresAt * 1000).toISOString(),
     };

@@ -7,8 +7,7 @@ import {
   type JWTPayload,
   jwtVerify,
 } from 'jose';
-
-export type Role = 'admin' | 'editor' | 'viewer';
+import { isRole, ROLES, type Role } from './principal.ts';
 
 export interface JwtConfig {
   /** Shared HS256 secret (UTF-8 bytes of the string, at least 32 of them). */
@@ -44,8 +43,6 @@ export class JwtError extends Error {
 export class JwksUnavailableError extends JwtError {
   override name = 'JwksUnavailableError';
 }
-
-const ROLES: readonly string[] = ['admin', 'editor', 'viewer'] satisfies Role[];
 
 // RFC 7518 section 3.2: "A key of the same size as the hash output (for instance, 256 bits for "HS256")
 // or larger MUST be used with this algorithm."
@@ -163,14 +160,14 @@ function toPrincipal(payload: JWTPayload, c: JwtConfig): JwtPrincipal {
     throw new JwtError(`token "${c.tenantClaim}" claim must be a non-empty string`);
   }
   const role = payload[c.roleClaim];
-  if (typeof role !== 'string' || !ROLES.includes(role)) {
+  if (!isRole(role)) {
     throw new JwtError(`token "${c.roleClaim}" claim must be one of ${ROLES.join(', ')}`);
   }
   // RFC 7519 section 4.1.2: "The "sub" value is a case-sensitive string containing a StringOrURI value."
   if (payload.sub !== undefined && typeof payload.sub !== 'string') {
     throw new JwtError('token "sub" claim must be a string');
   }
-  return { tenantId, role: role as Role, subject: payload.sub ?? null, expiresAt: new Date(exp * 1000) };
+  return { tenantId, role, subject: payload.sub ?? null, expiresAt: new Date(exp * 1000) };
 }
 
 /** Maps jose's errors (whose messages and properties may carry claims) to client-safe messages. */

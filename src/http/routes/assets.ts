@@ -324,20 +324,9 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
       },
     },
     async (request) => {
-      const { id } = request.params;
       const { versionId, ttlSeconds } = request.body;
-      // Ownership first: another tenant must learn nothing, not even which version belongs to which asset.
-      await assets.get(request.principal!, id);
-      if (versionId !== undefined) await assertVersionOf(opts.deps, id, versionId);
-      const path = versionId === undefined ? deliveryPath.latest(id) : deliveryPath.version(versionId);
-      const signed = await access.signUrl(request.principal!, id, path, ttlSeconds);
-      return { url: `${baseUrl()}${path}?${signed.query}`, expiresAt: signed.expiresAt };
+      const signed = await access.signUrl(request.principal!, request.params.id, versionId, ttlSeconds);
+      return { url: `${baseUrl()}${signed.path}?${signed.query}`, expiresAt: signed.expiresAt };
     },
   );
-}
-
-async function assertVersionOf(deps: AppDeps, assetId: string, versionId: string): Promise<void> {
-  const version = await deps.lookup.version(versionId);
-  if (!version || version.assetId !== assetId)
-    throw new ConveyorError('not_found', 'No such version of this asset');
 }
