@@ -1,8 +1,12 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Config } from './config/config.ts';
 import { type Db, migrate, openDatabase } from './db/database.ts';
 import type { BlobStore } from './storage/blob-store.ts';
+import { DiskCachedBlobStore } from './storage/disk-cache.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
+
+/** Blob files kept open between reads (see src/storage/handle-cache.ts). */
+const OPEN_FILES = 256;
 
 /*
  * Opening the two backends, kept apart from server.ts so that commands which need only the database and
@@ -13,7 +17,7 @@ export async function openStore(config: Config): Promise<BlobStore> {
   if (config.storage === 's3') {
     // Loaded on demand: the AWS SDK costs ~13 MB of memory that a filesystem install never needs.
     const { S3BlobStore } = await import('./storage/s3-store.ts');
-    return new S3BlobStore({
+    const s3 = new S3BlobStore({
       ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
       region: config.s3Region,
       bucket: config.s3Bucket,
@@ -25,8 +29,18 @@ export async function openStore(config: Config): Promise<BlobStore> {
       queueSize: config.s3QueueSize,
       maxSockets: config.s3MaxSockets,
     });
+    if (config.blobDiskCacheMaxBytes === 0) return s3;
+    return new DiskCachedBlobStore(s3, {
+      dir: resolve(config.blobDiskCacheDir ?? join(config.dataDir, 'blob-cache')),
+      maxBytes: config.blobDiskCacheMaxBytes,
+      openFiles: OPEN_FILES,
+      syncReadMaxBytes: config.blobSyncReadMaxBytes,
+    }).init();
   }
-  return new FsBlobStore(resolve(config.dataDir)).init();
+  return new FsBlobStore(resolve(config.dataDir), {
+    openFiles: OPEN_FILES,
+    syncReadMaxBytes: config.blobSyncReadMaxBytes,
+  }).init();
 }
 
 /** Opens the database and applies pending migrations (also what `conveyor migrate` does). */

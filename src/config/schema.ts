@@ -84,6 +84,17 @@ export const settings = {
     max: 10_000,
     doc: 'Connections to the S3 endpoint (bounds concurrent downloads from storage).',
   },
+  blobDiskCacheDir: {
+    type: 'optional',
+    doc: 'Folder of the local disk cache of S3 blobs; default <dataDir>/blob-cache.',
+  },
+  blobDiskCacheMaxBytes: {
+    type: 'int',
+    default: 4 * GiB,
+    min: 0,
+    max: 1024 * 1024 * GiB,
+    doc: 'Disk space per process for S3 blobs cached locally (0 turns the cache off); blobs over an eighth of it are not cached.',
+  },
 
   adminKey: {
     type: 'optional',
@@ -137,6 +148,27 @@ export const settings = {
     min: 0,
     max: 1 * GiB,
     doc: 'Largest blob kept in the delivery cache.',
+  },
+  deliveryBufferMaxBytes: {
+    type: 'int',
+    default: 1 * MiB,
+    min: 16 * KiB,
+    max: 64 * MiB,
+    doc: 'A body or range up to this size is read into one pooled buffer and sent with one write; larger ones are streamed.',
+  },
+  deliveryBufferPoolBytes: {
+    type: 'int',
+    default: 32 * MiB,
+    min: 0,
+    max: 4 * GiB,
+    doc: 'Memory of idle delivery buffers kept for reuse (0 = allocate per response).',
+  },
+  blobSyncReadMaxBytes: {
+    type: 'int',
+    default: 1 * MiB,
+    min: 0,
+    max: 64 * MiB,
+    doc: "Reads up to this size from a recently read blob file run on the event loop, as nginx's do (a read that misses the page cache stalls the process meanwhile); 0 = always libuv's thread pool.",
   },
   maxRanges: {
     type: 'int',

@@ -91,11 +91,14 @@ export async function buildApp(
     ),
   );
 
-  app.addHook('onRequest', async (request, reply) => {
+  // These two run on every request, delivery included: callback hooks, because an async hook costs a
+  // promise and a microtask turn each (measurable on a 304, whose whole cost is about 40 µs).
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
   const debugLogging = config.logLevel === 'debug' || config.logLevel === 'trace';
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     deps.metrics.recordRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     const level = route.startsWith('/api/') ? 'info' : 'debug';
@@ -106,6 +109,7 @@ export async function buildApp(
         'request',
       );
     }
+    done();
   });
 
   await app.register(swagger, {

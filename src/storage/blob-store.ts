@@ -19,6 +19,8 @@ import type { Readable } from 'node:stream';
  *   Committing content that already exists keeps one copy.
  * - `discard` removes a staged temporary; safe to call after commit (no-op) or twice.
  * - `get` streams the blob or an inclusive byte range of it; a missing blob rejects with BlobNotFoundError.
+ * - `readInto` reads an inclusive byte range into the start of a caller's buffer (delivery reuses its
+ *   buffers, see src/delivery/buffer-pool.ts); it rejects like `get`, and when the blob is shorter.
  * - `stat` answers null for a missing blob. `delete` of a missing blob succeeds.
  * - `list` yields every committed blob whose hash starts with `prefix` (hex), in no particular order.
  * - `sweepTemporary` removes staged temporaries older than `olderThanMs` (left behind by a crash).
@@ -29,6 +31,7 @@ export interface BlobStore {
   commit(staged: StagedBlob): Promise<void>;
   discard(staged: StagedBlob): Promise<void>;
   get(sha256: string, range?: ByteRange): Promise<Readable>;
+  readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void>;
   stat(sha256: string): Promise<BlobStat | null>;
   delete(sha256: string): Promise<void>;
   list(prefix?: string): AsyncIterable<BlobStat>;
@@ -85,4 +88,21 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function assertSha256(value: string): void {
   if (!SHA256_HEX.test(value)) throw new TypeError(`not a SHA-256 hex digest: ${JSON.stringify(value)}`);
+}
+
+/**
+ * Copies a stream of exactly `length` bytes into the start of `target`: `readInto` for stores whose reads
+ * are streams. More or fewer bytes than `length` reject, so a short object never passes for a whole one.
+ */
+export async function readStreamInto(stream: Readable, target: Buffer, length: number): Promise<void> {
+  let offset = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    if (offset + chunk.length > length) {
+      stream.destroy();
+      throw new Error(`storage delivered more than the ${length} bytes asked for`);
+    }
+    chunk.copy(target, offset);
+    offset += chunk.length;
+  }
+  if (offset !== length) throw new Error(`storage delivered ${offset} of ${length} bytes`);
 }

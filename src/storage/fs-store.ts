@@ -1,25 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { BlobFiles, type BlobFilesOptions } from './blob-files.ts';
 import {
   assertSha256,
-  BlobNotFoundError,
   type BlobStat,
   type BlobStore,
   type ByteRange,
   type StagedBlob,
   type StageOptions,
 } from './blob-store.ts';
-import { HandleCache } from './handle-cache.ts';
 import { MeteringStream } from './metering.ts';
-
-/** Ranges up to this size are read in one call into an exact-size buffer instead of streamed. */
-const SINGLE_READ_BYTES = 1024 * 1024;
-/** Read size of streamed responses: large enough for few reads, small enough not to hog memory per client. */
-const STREAM_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Blobs as files under `<root>/blobs/ab/cd/<sha256>`, staged under `<root>/tmp`.
@@ -32,10 +26,13 @@ export class FsBlobStore implements BlobStore {
   readonly kind = 'fs' as const;
   readonly #blobs: string;
   readonly #tmp: string;
-  readonly #handles: HandleCache;
+  readonly #files: BlobFiles;
 
-  constructor(root: string, options: { openFiles?: number } = {}) {
-    this.#handles = new HandleCache(options.openFiles ?? 256);
+  constructor(root: string, options: Partial<BlobFilesOptions> = {}) {
+    this.#files = new BlobFiles({
+      openFiles: options.openFiles ?? 256,
+      syncReadMaxBytes: options.syncReadMaxBytes ?? 0,
+    });
     this.#blobs = join(root, 'blobs');
     this.#tmp = join(root, 'tmp');
   }
@@ -91,30 +88,11 @@ export class FsBlobStore implements BlobStore {
   }
 
   async get(sha256: string, range?: ByteRange): Promise<Readable> {
-    const path = this.#path(sha256);
-    // Acquire first so a missing blob rejects here rather than erroring mid-response.
-    const { handle, release } = await this.#handles.acquire(path).catch((error: NodeJS.ErrnoException) => {
-      throw error.code === 'ENOENT' ? new BlobNotFoundError(sha256) : error;
-    });
-    if (range && range.end - range.start < SINGLE_READ_BYTES) {
-      // A bounded range is one positional read into a buffer of exactly its size.
-      try {
-        const length = range.end - range.start + 1;
-        const { buffer, bytesRead } = await handle.read(Buffer.allocUnsafe(length), 0, length, range.start);
-        return Readable.from([buffer.subarray(0, bytesRead)]);
-      } finally {
-        release();
-      }
-    }
-    const stream = createReadStream('', {
-      fd: handle,
-      autoClose: false,
-      start: range?.start,
-      end: range?.end,
-      highWaterMark: STREAM_CHUNK_BYTES,
-    });
-    stream.once('close', release);
-    return stream;
+    return this.#files.stream(this.#path(sha256), sha256, range);
+  }
+
+  async readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void> {
+    await this.#files.readInto(this.#path(sha256), sha256, range, target);
   }
 
   async stat(sha256: string): Promise<BlobStat | null> {
@@ -129,7 +107,7 @@ export class FsBlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<void> {
     const path = this.#path(sha256);
-    this.#handles.forget(path);
+    this.#files.forget(path);
     await rm(path, { force: true });
   }
 
@@ -166,7 +144,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    await this.#handles.close();
+    await this.#files.close();
   }
 }
 

@@ -22,9 +22,13 @@ export class HandleCache {
     this.#max = max;
   }
 
-  /** A handle for `path`; call `release` exactly once when done with it. */
-  async acquire(path: string): Promise<{ handle: FileHandle; release: () => void }> {
+  /**
+   * A handle for `path`; call `release` exactly once when done with it. `warm` says the handle was already
+   * open, i.e. the file was read recently, so its pages are likely in the page cache.
+   */
+  async acquire(path: string): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
     let entry = this.#entries.get(path);
+    const warm = entry !== undefined;
     if (entry) {
       this.#entries.delete(path);
       this.#entries.set(path, entry);
@@ -48,6 +52,7 @@ export class HandleCache {
     this.#evict();
     return {
       handle: held.handle,
+      warm,
       release: () => {
         if (released) return;
         released = true;

@@ -92,6 +92,22 @@ export function blobStoreContract(name: string, setup: () => Promise<ContractSub
       assert.deepEqual(await read(0, 99), content, 'everything');
     });
 
+    it('reads inclusive byte ranges into a caller buffer', async () => {
+      const content = pattern(0, 100, 8);
+      const hash = await put(content);
+      const target = Buffer.alloc(120, 0xff);
+      await store.readInto(hash, { start: 10, end: 29 }, target);
+      assert.deepEqual(target.subarray(0, 20), content.subarray(10, 30), 'middle');
+      assert.equal(target[20], 0xff, 'nothing written past the range');
+      await store.readInto(hash, { start: 0, end: 99 }, target);
+      assert.deepEqual(target.subarray(0, 100), content, 'everything');
+      await assert.rejects(store.readInto(hash, { start: 90, end: 109 }, target), 'past the end');
+      await assert.rejects(
+        store.readInto(sha256(Buffer.from('absent')), { start: 0, end: 0 }, target),
+        BlobNotFoundError,
+      );
+    });
+
     it('makes nothing visible before commit', async () => {
       const content = Buffer.from('not yet');
       const staged = await store.stage(Readable.from([content]), { maxBytes: NO_LIMIT });

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { etagOf } from '../../assets/service.ts';
 import { isActiveContent } from '../../assets/sniff.ts';
 import { BlobCache } from '../../delivery/blob-cache.ts';
+import { BufferPool } from '../../delivery/buffer-pool.ts';
 import { multipartByteranges, newBoundary } from '../../delivery/byteranges.ts';
 import { cacheControl } from '../../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../../delivery/conditional.ts';
@@ -15,6 +16,25 @@ import type { ByteRange } from '../../storage/blob-store.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
 import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
+
+/** The `kind` label values of conveyor_delivery_responses_total. */
+const DELIVERY_KINDS = [
+  'full',
+  'partial',
+  'multipart',
+  'not_modified',
+  'precondition_failed',
+  'unsatisfiable',
+] as const;
+type DeliveryKind = (typeof DELIVERY_KINDS)[number];
+
+interface FixedHeaders {
+  etag: string;
+  lastModified: string;
+  disposition: string;
+  /** Script-capable content, served sandboxed. */
+  active: boolean;
+}
 
 interface DeliveryQuery {
   token?: string;
@@ -37,18 +57,69 @@ export async function deliveryRoutes(
     maxBytes: deps.config.blobCacheBytes,
     maxItemBytes: deps.config.blobCacheItemBytes,
   });
-  /** The bytes of a blob or of one range of it: from memory for small blobs, else streamed from storage. */
-  const open = async (rep: Representation, r?: ByteRange): Promise<Readable | Buffer> => {
-    // Naming the end even for the whole body spares the store a read that only discovers end-of-file.
-    if (!cache.accepts(rep.size)) return deps.store.get(rep.sha256, r ?? { start: 0, end: rep.size - 1 });
-    const bytes = await cache.get(rep.sha256);
-    return r ? bytes.subarray(r.start, r.end + 1) : bytes;
+  const pool = new BufferPool({
+    maxBufferBytes: deps.config.deliveryBufferMaxBytes,
+    maxPooledBytes: deps.config.deliveryBufferPoolBytes,
+  });
+  /** One part of a multipart/byteranges body: from memory for small blobs, else streamed from storage. */
+  const open = async (rep: Representation, r: ByteRange): Promise<Readable> => {
+    if (!cache.accepts(rep.size)) return deps.store.get(rep.sha256, r);
+    return Readable.from([(await cache.get(rep.sha256)).subarray(r.start, r.end + 1)]);
+  };
+  /**
+   * The body of a 200 or single-range 206: from memory for small blobs; otherwise, up to
+   * deliveryBufferMaxBytes, one read into a pooled buffer that the reply sends with its head in one write
+   * (the buffer returns to the pool when the response closes); a larger body is streamed.
+   */
+  const body = async (reply: FastifyReply, rep: Representation, r: ByteRange): Promise<Buffer | Readable> => {
+    if (cache.accepts(rep.size)) return (await cache.get(rep.sha256)).subarray(r.start, r.end + 1);
+    const length = r.end - r.start + 1;
+    if (length > pool.maxBufferBytes) return deps.store.get(rep.sha256, r);
+    const lease = pool.acquire(length);
+    try {
+      await deps.store.readInto(rep.sha256, r, lease.bytes);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    // Not before 'close': until then the socket may still be sending these bytes. A response that closed
+    // already never emits it again, and its buffer is simply left to the garbage collector.
+    reply.raw.once('close', lease.release);
+    return lease.bytes;
   };
   const policy = {
     latestMaxAge: deps.config.cacheLatestMaxAge,
     latestSMaxAge: deps.config.cacheLatestSMaxAge,
     staleWhileRevalidate: deps.config.cacheStaleWhileRevalidate,
     staleIfError: deps.config.cacheStaleIfError,
+  };
+  // prom-client hashes a label object on every call; these six children are looked up once.
+  const counted = Object.fromEntries(
+    DELIVERY_KINDS.map((kind) => [kind, deps.metrics.deliveryResponses.labels(kind)]),
+  ) as Record<DeliveryKind, { inc(): void }>;
+  const cacheControls = {
+    latest: cacheControl('latest', policy),
+    version: cacheControl('version', policy),
+    private: cacheControl('private', policy),
+  };
+  /**
+   * Header values that depend only on the representation, formatted once per looked-up representation
+   * (the lookup hands out the same object for CONVEYOR_DELIVERY_METADATA_TTL_MS): the date and the
+   * filename encoding were a visible share of a 304's time.
+   */
+  const formatted = new WeakMap<Representation, FixedHeaders>();
+  const fixedHeaders = (rep: Representation): FixedHeaders => {
+    let fixed = formatted.get(rep);
+    if (!fixed) {
+      fixed = {
+        etag: etagOf(rep.sha256),
+        lastModified: formatHttpDate(rep.lastModified),
+        disposition: contentDisposition(rep.filename, 'inline'),
+        active: isActiveContent(rep.contentType),
+      };
+      formatted.set(rep, fixed);
+    }
+    return fixed;
   };
   const querySchema = {
     type: 'object',
@@ -91,14 +162,14 @@ export async function deliveryRoutes(
     rep: Representation,
     kind: 'latest' | 'version' | 'private',
   ) => {
-    const validators = { etag: etagOf(rep.sha256), lastModified: rep.lastModified };
-    reply.header('etag', validators.etag);
-    reply.header('last-modified', formatHttpDate(rep.lastModified));
-    reply.header('cache-control', cacheControl(kind, policy));
+    const fixed = fixedHeaders(rep);
+    const validators = { etag: fixed.etag, lastModified: rep.lastModified };
+    reply.header('etag', fixed.etag);
+    reply.header('last-modified', fixed.lastModified);
+    reply.header('cache-control', cacheControls[kind]);
     reply.header('accept-ranges', 'bytes');
     reply.header('x-content-type-options', 'nosniff');
-    if (isActiveContent(rep.contentType))
-      reply.header('content-security-policy', "sandbox; default-src 'none'");
+    if (fixed.active) reply.header('content-security-policy', "sandbox; default-src 'none'");
     const h = request.headers;
     const outcome = evaluatePreconditions(
       request.method,
@@ -111,12 +182,12 @@ export async function deliveryRoutes(
       validators,
     );
     if (outcome === 'not-modified') {
-      deps.metrics.deliveryResponses.inc({ kind: 'not_modified' });
+      counted.not_modified.inc();
       // RFC 9110 §15.4.5: the 304 carries the fields a 200 would (ETag, Cache-Control, …) and no content.
       return reply.code(304).send();
     }
     if (outcome === 'precondition-failed') {
-      deps.metrics.deliveryResponses.inc({ kind: 'precondition_failed' });
+      counted.precondition_failed.inc();
       throw new ConveyorError(
         'precondition_failed',
         'The representation does not match the request preconditions',
@@ -135,7 +206,7 @@ export async function deliveryRoutes(
       : { kind: 'none' as const };
 
     if (range.kind === 'unsatisfiable') {
-      deps.metrics.deliveryResponses.inc({ kind: 'unsatisfiable' });
+      counted.unsatisfiable.inc();
       throw new ConveyorError(
         'range_not_satisfiable',
         `The range is outside the ${rep.size} bytes of content`,
@@ -144,15 +215,15 @@ export async function deliveryRoutes(
         },
       );
     }
-    reply.header('content-disposition', contentDisposition(rep.filename, 'inline'));
+    reply.header('content-disposition', fixed.disposition);
     if (range.kind === 'ranges' && range.ranges.length === 1) {
       const r = range.ranges[0]!;
       const length = r.end - r.start + 1;
-      deps.metrics.deliveryResponses.inc({ kind: 'partial' });
+      counted.partial.inc();
       deps.metrics.deliveryBytes.inc(length);
       reply.code(206).header('content-type', rep.contentType);
       reply.header('content-range', `bytes ${r.start}-${r.end}/${rep.size}`).header('content-length', length);
-      return reply.send(await open(rep, r));
+      return reply.send(await body(reply, rep, r));
     }
     if (range.kind === 'ranges') {
       const multipart = multipartByteranges({
@@ -160,12 +231,9 @@ export async function deliveryRoutes(
         size: rep.size,
         contentType: rep.contentType,
         boundary: newBoundary(),
-        open: async (r) => {
-          const part = await open(rep, r);
-          return Buffer.isBuffer(part) ? Readable.from([part]) : part;
-        },
+        open: (r) => open(rep, r),
       });
-      deps.metrics.deliveryResponses.inc({ kind: 'multipart' });
+      counted.multipart.inc();
       deps.metrics.deliveryBytes.inc(multipart.contentLength);
       reply
         .code(206)
@@ -175,10 +243,10 @@ export async function deliveryRoutes(
     }
 
     reply.code(200).header('content-type', rep.contentType).header('content-length', rep.size);
-    deps.metrics.deliveryResponses.inc({ kind: 'full' });
+    counted.full.inc();
     if (request.method === 'HEAD') return reply.send();
     deps.metrics.deliveryBytes.inc(rep.size);
-    return reply.send(await open(rep));
+    return reply.send(await body(reply, rep, { start: 0, end: rep.size - 1 }));
   };
 
   app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
