@@ -8,6 +8,15 @@ import { AccessService, loadSigningKeys } from './delivery/access.ts';
 import { DeliveryLookup, deliveryPath } from './delivery/lookup.ts';
 import { type App, buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
+import { acceptAccessToken } from './http/routes/job-events.ts';
+import type { JobEvent } from './jobs/context.ts';
+import { JobEngine } from './jobs/engine.ts';
+import { JobEventHub } from './jobs/events.ts';
+import { buildRegistry } from './jobs/modules.ts';
+import { JobMonitor } from './jobs/monitor.ts';
+import type { JobRegistry } from './jobs/registry.ts';
+import type { Worker } from './jobs/worker.ts';
+import { Alerter } from './ops/alerts.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
@@ -21,7 +30,10 @@ export interface Conveyor {
   ledger: BlobLedger;
   tenancy: TenancyService;
   assets: AssetService;
+  jobs: JobEngine;
   app: App;
+  /** The in-process worker, when `serveWorkers` is on and the server listens. */
+  worker(): Worker | undefined;
   /** Set once `listen` has bound the port. */
   baseUrl(): string;
   listen(): Promise<string>;
@@ -30,7 +42,12 @@ export interface Conveyor {
 
 export async function createConveyor(
   config: Config,
-  options: { logger?: FastifyServerOptions['logger']; runCollector?: boolean } = {},
+  options: {
+    logger?: FastifyServerOptions['logger'];
+    runCollector?: boolean;
+    /** Job types beyond the built-in ones (tests, embedding applications). */
+    registry?: JobRegistry;
+  } = {},
 ): Promise<Conveyor> {
   const db = await openMigratedDatabase(config);
   const store = await openStore(config);
@@ -69,7 +86,23 @@ export async function createConveyor(
     clockToleranceSeconds: 30,
     maxLifetimeSeconds: config.jwtMaxLifetimeSeconds,
   });
+  const jobs = new JobEngine(db, options.registry ?? (await buildRegistry(config)), config);
+  const jobEvents = new JobEventHub({
+    context: jobs.context,
+    db,
+    databaseUrl: config.databaseUrl,
+    pollMs: config.jobEventsPollMs,
+    log: { warn: (obj, msg) => app.log.warn(obj, msg) },
+  });
   const metrics = new Metrics();
+  // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
+  const monitor = new JobMonitor(jobs.context, jobs.breakers, {
+    heartbeatMs: config.jobHeartbeatMs,
+    statsMaxRows: config.monitorStatsMaxRows,
+  });
+  metrics.attachJobs({ depthByLane: () => monitor.depthByLane(), breakers: () => monitor.breakers('all') });
+  jobs.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
+  let alerter: Alerter | undefined;
   const check = async (name: string, probe: () => Promise<void>) => {
     try {
       await probe();
@@ -85,10 +118,12 @@ export async function createConveyor(
       tenancy,
       assets,
       access,
+      jobs,
+      jobEvents,
       store,
       metrics,
       lookup,
-      authenticator: createAuthenticator({ tenancy, verifyJwt }),
+      authenticator: acceptAccessToken(createAuthenticator({ tenancy, verifyJwt })),
       ready: async () => ({
         database: await check('database', () => ping(db)),
         storage: await check('storage', () => store.ping()),
@@ -99,6 +134,7 @@ export async function createConveyor(
   );
 
   let gcTimer: NodeJS.Timeout | undefined;
+  let worker: Worker | undefined;
   return {
     config,
     db,
@@ -106,9 +142,12 @@ export async function createConveyor(
     ledger,
     tenancy,
     assets,
+    jobs,
     app,
     baseUrl,
+    worker: () => worker,
     async listen() {
+      await jobEvents.ready();
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
       if (address && typeof address === 'object') boundPort = address.port;
@@ -121,11 +160,20 @@ export async function createConveyor(
         }, config.gcIntervalSeconds * 1000);
         gcTimer.unref();
       }
+      alerter = new Alerter({ config, monitor, log: app.log.child({ component: 'alerts' }) });
+      alerter.start();
+      if (config.serveWorkers) {
+        worker = jobs.createWorker(app.log.child({ component: 'worker' }));
+        await worker.start();
+      }
       return baseUrl();
     },
     async close() {
       clearInterval(gcTimer);
+      await alerter?.stop();
+      await worker?.stop(config.jobShutdownGraceMs);
       await app.close();
+      await jobEvents.close();
       await store.close();
       await db.close();
     },

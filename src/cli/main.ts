@@ -8,6 +8,7 @@ import { isRole, type Principal, ROLES } from '../tenancy/principal.ts';
 import { TenancyService } from '../tenancy/service.ts';
 import { serve } from './serve.ts';
 import { uploadFile } from './upload.ts';
+import { runWorker } from './worker.ts';
 
 /** The CLI acts on the database directly, as the operator of this installation. */
 const OPERATOR = (tenantId: string): Principal => ({
@@ -27,6 +28,20 @@ program
   .description('run the HTTP server (applies pending migrations first)')
   .action(async () => {
     await serve(loadConfig());
+  });
+
+program
+  .command('worker')
+  .description('run job workers (no HTTP); several may run at once, on one host or many')
+  .option('--lanes <lanes>', 'lanes to claim from, e.g. critical,high (default: all)')
+  .option('--types <types>', 'job types to run, e.g. image.variants (default: all registered)')
+  .option('--concurrency <n>', 'jobs run at once (default: CONVEYOR_WORKER_CONCURRENCY)', (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+    return n;
+  })
+  .action(async (flags: { lanes?: string; types?: string; concurrency?: number }) => {
+    await runWorker(loadConfig(), flags);
   });
 
 program

@@ -120,7 +120,49 @@ function parseSetting(setting: Setting, raw: unknown): Parsed {
       return typeof raw === 'string' && setting.values.includes(raw)
         ? { ok: true, value: raw }
         : { ok: false, error: `expected one of ${setting.values.join(', ')}, got ${JSON.stringify(raw)}` };
+    case 'limits':
+      return parseLimits(setting, raw);
   }
+}
+
+function parseLimits(setting: Extract<Setting, { type: 'limits' }>, raw: unknown): Parsed {
+  const entries = (value: unknown): [string, unknown][] | string => {
+    if (typeof value === 'string') {
+      const out: [string, unknown][] = [];
+      for (const item of value.split(',').map((s) => s.trim())) {
+        if (item === '') continue;
+        const match = /^([A-Za-z0-9_.:-]+)\s*=\s*(.*)$/.exec(item);
+        if (!match) return `expected name=number pairs separated by commas, got ${JSON.stringify(item)}`;
+        out.push([match[1]!, match[2]!.trim()]);
+      }
+      return out;
+    }
+    if (value && typeof value === 'object' && !Array.isArray(value)) return Object.entries(value);
+    return `expected "name=number,..." or an object, got ${JSON.stringify(value)}`;
+  };
+  const result: Record<string, number> = {};
+  for (const source of [setting.default, raw]) {
+    const list = entries(source);
+    if (typeof list === 'string') return { ok: false, error: list };
+    for (const [name, value] of list) {
+      if (setting.keys && !setting.keys.includes(name)) {
+        return {
+          ok: false,
+          error: `unknown name ${JSON.stringify(name)}; expected ${setting.keys.join(', ')}`,
+        };
+      }
+      const n =
+        typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value) ? +value : NaN;
+      if (!Number.isSafeInteger(n) || n < 0 || n > setting.max) {
+        return {
+          ok: false,
+          error: `${name}: expected an integer in 0..${setting.max}, got ${JSON.stringify(value)}`,
+        };
+      }
+      result[name] = n;
+    }
+  }
+  return { ok: true, value: Object.freeze(result) };
 }
 
 /** The effective config with secrets replaced, for `conveyor config` and start-up logs. */
@@ -150,7 +192,8 @@ function redactUrl(url: string): string {
 export function configTable(): string {
   const rows = ['| variable | default | meaning |', '| --- | --- | --- |'];
   for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
-    const def = setting.default === undefined ? '' : `\`${String(setting.default)}\``;
+    const def =
+      setting.default === undefined || setting.default === '' ? '' : `\`${String(setting.default)}\``;
     rows.push(`| \`${envName(key)}\` | ${def} | ${setting.doc.replaceAll('|', '\\|')} |`);
   }
   return rows.join('\n');

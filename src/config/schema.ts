@@ -9,7 +9,12 @@ export type Setting =
   | { type: 'optional'; default?: undefined; secret?: boolean; doc: string }
   | { type: 'int'; default: number; min: number; max: number; doc: string }
   | { type: 'bool'; default: boolean; doc: string }
-  | { type: 'enum'; default: string; values: readonly string[]; doc: string };
+  | { type: 'enum'; default: string; values: readonly string[]; doc: string }
+  /**
+   * Named non-negative integers, written `a=1,b=2` (or a JSON object in the config file). Given entries
+   * replace the default's, the rest keep their defaults; `keys`, when set, are the only names allowed.
+   */
+  | { type: 'limits'; default: string; keys?: readonly string[]; max: number; doc: string };
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -228,6 +233,257 @@ export const settings = {
     doc: 'Delivery requests per minute per client address (0 = unlimited; the CDN is the shield).',
   },
 
+  serveWorkers: {
+    type: 'bool',
+    default: true,
+    doc: '`serve` also runs job workers in its process (false: an API-only process; run `conveyor worker`).',
+  },
+  jobModules: {
+    type: 'optional',
+    doc: 'Modules with job types, comma-separated paths or package names; each exports register(registry).',
+  },
+  workerConcurrency: {
+    type: 'int',
+    default: 10,
+    min: 1,
+    max: 10_000,
+    doc: 'Jobs one worker process runs at once.',
+  },
+  workerLanes: { type: 'optional', doc: 'Lanes a worker claims, e.g. "critical,high" (default: all).' },
+  workerTypes: {
+    type: 'optional',
+    doc: 'Job types a worker claims, e.g. "image.variants" (default: all it knows).',
+  },
+  jobLaneConcurrency: {
+    type: 'limits',
+    default: 'critical=3,high=5,normal=8,low=4',
+    keys: ['critical', 'high', 'normal', 'low'],
+    max: 1_000_000,
+    doc: 'Active jobs per lane across all workers (0 = unlimited).',
+  },
+  jobLaneTimeoutSeconds: {
+    type: 'limits',
+    default: 'critical=30,high=120,normal=300,low=600',
+    keys: ['critical', 'high', 'normal', 'low'],
+    max: 7 * DAY,
+    doc: "Default run-time limit of a lane's jobs; a job type may set its own (0 = none).",
+  },
+  jobTypeConcurrency: {
+    type: 'limits',
+    default: '',
+    max: 1_000_000,
+    doc: 'Active jobs per type across all workers, e.g. "video.transcode=2" (unset: the type\'s own default).',
+  },
+  jobTypeRatePerSecond: {
+    type: 'limits',
+    default: '',
+    max: 1_000_000,
+    doc: 'Starts per second per type across all workers, e.g. "cdn.purge=5" (unset: the type\'s own default).',
+  },
+  jobTierConcurrency: {
+    type: 'limits',
+    default: 'free=2,standard=5,premium=10,enterprise=20',
+    keys: ['free', 'standard', 'premium', 'enterprise'],
+    max: 1_000_000,
+    doc: "Active jobs per tenant, by the tenant's tier (0 = unlimited).",
+  },
+  jobTierDailyLimit: {
+    type: 'limits',
+    default: 'free=50,standard=500,premium=2000,enterprise=0',
+    keys: ['free', 'standard', 'premium', 'enterprise'],
+    max: 1_000_000_000,
+    doc: 'Jobs a tenant may enqueue per UTC day, by tier (0 = unlimited); past it enqueue answers 429.',
+  },
+  jobAgingSeconds: {
+    type: 'int',
+    default: 60,
+    min: 1,
+    max: 7 * DAY,
+    doc: 'A waiting job moves up one lane per this many seconds, so a low job is never starved.',
+  },
+  jobMaxAttempts: {
+    type: 'int',
+    default: 3,
+    min: 1,
+    max: 1000,
+    doc: 'Attempts of a job type that sets none.',
+  },
+  jobRetryBaseMs: {
+    type: 'int',
+    default: 5000,
+    min: 0,
+    max: 7 * DAY * 1000,
+    doc: 'First retry backoff; each later one doubles, with full jitter.',
+  },
+  jobRetryMaxMs: {
+    type: 'int',
+    default: 300_000,
+    min: 0,
+    max: 30 * DAY * 1000,
+    doc: 'Longest retry backoff.',
+  },
+  jobLeaseMs: {
+    type: 'int',
+    default: 30_000,
+    min: 1000,
+    max: DAY * 1000,
+    doc: "How long a claimed job stays its worker's without a heartbeat; then the rescuer returns it.",
+  },
+  jobHeartbeatMs: {
+    type: 'int',
+    default: 2000,
+    min: 50,
+    max: 600_000,
+    doc: 'How often a worker extends its leases (and learns of cancelled jobs).',
+  },
+  jobPollMs: {
+    type: 'int',
+    default: 1000,
+    min: 10,
+    max: 600_000,
+    doc: 'Longest a worker waits between claims when no wake-up hint arrives.',
+  },
+  jobClaimBatch: { type: 'int', default: 50, min: 1, max: 1000, doc: 'Most jobs one claim takes.' },
+  jobMaxPayloadBytes: {
+    type: 'int',
+    default: 64 * KiB,
+    min: 2,
+    max: 16 * MiB,
+    doc: 'Largest job payload (JSON).',
+  },
+  jobMaxDelaySeconds: {
+    type: 'int',
+    default: 365 * DAY,
+    min: 0,
+    max: 3650 * DAY,
+    doc: 'Furthest in the future a job may be scheduled (runAt).',
+  },
+  jobBatchMax: { type: 'int', default: 1000, min: 1, max: 100_000, doc: 'Most jobs in one batch enqueue.' },
+  jobBreakerThreshold: {
+    type: 'int',
+    default: 5,
+    min: 1,
+    max: 10_000,
+    doc: 'Consecutive failures that open a circuit breaker.',
+  },
+  jobBreakerOpenSeconds: {
+    type: 'int',
+    default: 30,
+    min: 1,
+    max: DAY,
+    doc: 'How long an open breaker defers the jobs that need it before one probe is let through.',
+  },
+  jobProgressIntervalMs: {
+    type: 'int',
+    default: 500,
+    min: 0,
+    max: 600_000,
+    doc: 'Progress updates of a job are written at most this often.',
+  },
+  jobEventsPollMs: {
+    type: 'int',
+    default: 250,
+    min: 10,
+    max: 60_000,
+    doc: "SQLite: how often live job streams look for other processes' job changes (PostgreSQL uses NOTIFY).",
+  },
+  jobScheduleIntervalMs: {
+    type: 'int',
+    default: 1000,
+    min: 10,
+    max: 3_600_000,
+    doc: 'How often workers look for due recurring jobs (cron schedules); a tick fires at most this late.',
+  },
+  jobShutdownGraceMs: {
+    type: 'int',
+    default: 30_000,
+    min: 0,
+    max: DAY * 1000,
+    doc: 'On SIGTERM, how long running jobs may finish before they are aborted and released.',
+  },
+  monitorStatsMaxRows: {
+    type: 'int',
+    default: 100_000,
+    min: 100,
+    max: 10_000_000,
+    doc: 'Most finished jobs (the newest) /api/v1/statistics and the health check read per window.',
+  },
+  healthWindowMinutes: {
+    type: 'int',
+    default: 5,
+    min: 1,
+    max: 1440,
+    doc: "Window of job attempts over which /api/v1/health judges the job engine's success rate.",
+  },
+  healthHealthyPercent: {
+    type: 'int',
+    default: 95,
+    min: 0,
+    max: 100,
+    doc: 'A component with a success rate above this is healthy.',
+  },
+  healthDegradedPercent: {
+    type: 'int',
+    default: 80,
+    min: 0,
+    max: 100,
+    doc: 'A component with a success rate from this up to the healthy mark is degraded; below it, unhealthy.',
+  },
+  alertWebhookUrl: {
+    type: 'optional',
+    secret: true,
+    doc: 'URL that alerts are POSTed to as JSON (unset: no alerts).',
+  },
+  alertIntervalSeconds: {
+    type: 'int',
+    default: 30,
+    min: 1,
+    max: DAY,
+    doc: 'How often `serve` evaluates the alert rules.',
+  },
+  alertCooldownSeconds: {
+    type: 'int',
+    default: 900,
+    min: 0,
+    max: 7 * DAY,
+    doc: 'After an alert fires, the same rule (and subject) stays quiet this long.',
+  },
+  alertTimeoutMs: {
+    type: 'int',
+    default: 5000,
+    min: 100,
+    max: 600_000,
+    doc: 'Longest an alert webhook POST may take.',
+  },
+  alertSuccessRatePercent: {
+    type: 'int',
+    default: 80,
+    min: 0,
+    max: 100,
+    doc: 'Alert when the job success rate over the health window falls below this (0 = off).',
+  },
+  alertQueueDepth: {
+    type: 'int',
+    default: 10_000,
+    min: 0,
+    max: 1_000_000_000,
+    doc: 'Alert when a lane holds more waiting (queued or retrying) jobs than this (0 = off).',
+  },
+  alertOldestQueuedSeconds: {
+    type: 'int',
+    default: 600,
+    min: 0,
+    max: 30 * DAY,
+    doc: "Alert when a lane's oldest due job has waited longer than this (0 = off).",
+  },
+  alertBreakerOpenSeconds: {
+    type: 'int',
+    default: 300,
+    min: 0,
+    max: 30 * DAY,
+    doc: 'Alert when a circuit breaker has been open (or half-open) longer than this (0 = off).',
+  },
+
   gcIntervalSeconds: {
     type: 'int',
     default: 300,
@@ -248,13 +504,15 @@ export type SettingKey = keyof typeof settings;
 
 type ValueOf<S> = S extends { type: 'int' }
   ? number
-  : S extends { type: 'bool' }
-    ? boolean
-    : S extends { type: 'optional' }
-      ? string | undefined
-      : S extends { type: 'enum'; values: readonly (infer V)[] }
-        ? V
-        : string;
+  : S extends { type: 'limits' }
+    ? Readonly<Record<string, number>>
+    : S extends { type: 'bool' }
+      ? boolean
+      : S extends { type: 'optional' }
+        ? string | undefined
+        : S extends { type: 'enum'; values: readonly (infer V)[] }
+          ? V
+          : string;
 
 export type Config = { readonly [K in SettingKey]: ValueOf<(typeof settings)[K]> };
 

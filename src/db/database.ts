@@ -4,6 +4,8 @@ import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDiale
 import pg from 'pg';
 import type { Config } from '../config/config.ts';
 import * as initial from './migrations/001-initial.ts';
+import * as jobs from './migrations/002-jobs.ts';
+import * as schedules from './migrations/003-schedules.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
 
@@ -12,6 +14,11 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Db {
   readonly kysely: Kysely<Database>;
   readonly dialect: Dialect;
+  /**
+   * PostgreSQL only: calls `onNotify` for every NOTIFY on `channel`, over a dedicated connection that is
+   * re-established after a failure. Answers an unsubscribe.
+   */
+  readonly listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -26,7 +33,12 @@ export function openDatabase(config: Config): Db {
     // An idle client's connection error (server restart) must not crash the process; the pool replaces it.
     pool.on('error', () => {});
     const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { kysely, dialect: 'postgres', close: () => kysely.destroy() };
+    return {
+      kysely,
+      dialect: 'postgres',
+      listen: (channel, onNotify) => listen(url, channel, onNotify),
+      close: () => kysely.destroy(),
+    };
   }
   const path = url?.startsWith('sqlite:')
     ? url.slice('sqlite:'.length)
@@ -40,6 +52,8 @@ export function openDatabase(config: Config): Db {
 
 const migrations: Record<string, Migration> = {
   '001-initial': initial,
+  '002-jobs': jobs,
+  '003-schedules': schedules,
 };
 
 class InCodeMigrations implements MigrationProvider {
@@ -65,6 +79,37 @@ export async function migrate(db: Db): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * LISTEN on a connection of its own (a pooled one would be handed to other queries). Notifications are
+ * hints: whoever relies on them also polls, so a lost connection costs latency until it is back, never
+ * correctness.
+ */
+async function listen(url: string, channel: string, onNotify: () => void): Promise<() => Promise<void>> {
+  let client: pg.Client | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString: url });
+    next.on('notification', (message) => {
+      if (message.channel === channel) onNotify();
+    });
+    next.on('error', () => {
+      next.end().catch(() => {});
+      if (!closed) retry = setTimeout(() => void connect().catch(() => {}), 1000);
+    });
+    await next.connect();
+    await next.query(`LISTEN ${pg.Client.prototype.escapeIdentifier(channel)}`);
+    if (closed) await next.end();
+    else client = next;
+  };
+  await connect();
+  return async () => {
+    closed = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => {});
+  };
 }
 
 export async function ping(db: Db): Promise<void> {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
  */
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 
-export type IdPrefix = 'ten' | 'key' | 'ast' | 'ver' | 'tok' | 'aud';
+export type IdPrefix = 'ten' | 'key' | 'ast' | 'ver' | 'tok' | 'aud' | 'job' | 'crd' | 'wkr' | 'sch';
 
 export function newId(prefix: IdPrefix, now = Date.now()): string {
   let time = '';

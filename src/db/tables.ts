@@ -11,6 +11,8 @@ export interface TenantsTable {
   name: string;
   tier: string;
   created_at: number;
+  /** Credits left for billable jobs; null when the tenant does not use credits. */
+  credit_balance: number | null;
 }
 
 export interface ApiKeysTable {
@@ -94,6 +96,108 @@ export interface ServerSecretsTable {
   created_at: number;
 }
 
+/** One row per job; the words (lane, lease, attempt, ...) are defined in src/jobs/types.ts. */
+export interface JobsTable {
+  id: string;
+  tenant_id: string;
+  type: string;
+  lane: string;
+  /** `lane/type/tenant_id`: the claim's unit of fairness (a group), one indexed column for its loose scan. */
+  queue: string;
+  state: string;
+  payload: string;
+  /** SHA-256 of the canonical payload: the identity of "the same request" for result freshness. */
+  payload_hash: string;
+  result: string | null;
+  /** JSON array of every failed attempt's error, oldest first. */
+  errors: string;
+  attempts: number;
+  max_attempts: number;
+  /** When the job may next start (enqueue time, a requested delay, or the end of a retry backoff). */
+  run_at: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  progress_percent: number | null;
+  progress_stage: string | null;
+  progress_message: string | null;
+  idempotency_key: string | null;
+  parent_id: string | null;
+  breaker_key: string | null;
+  /** Credits reserved at enqueue (0 for free job types or tenants without credits). */
+  cost: number;
+  created_at: number;
+  updated_at: number;
+  /** When the current (or last) attempt started. */
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export interface JobBreakersTable {
+  key: string;
+  state: 'closed' | 'open' | 'half_open';
+  failures: number;
+  opened_at: number | null;
+  open_until: number | null;
+  probe_job_id: string | null;
+  updated_at: number;
+}
+
+export interface JobRateLimitsTable {
+  key: string;
+  tat: number;
+}
+
+export interface TenantJobUsageTable {
+  tenant_id: string;
+  /** UTC day, YYYY-MM-DD. */
+  day: string;
+  jobs: number;
+}
+
+export interface CreditLedgerTable {
+  id: string;
+  tenant_id: string;
+  job_id: string | null;
+  /** Positive for a grant or refund, negative for a charge. */
+  amount: number;
+  /** The balance after this movement. */
+  balance: number;
+  reason: string;
+  actor: string | null;
+  created_at: number;
+}
+
+export interface JobWorkersTable {
+  id: string;
+  host: string;
+  pid: number;
+  /** JSON arrays of the lanes and types this worker claims ([] = all). */
+  lanes: string;
+  types: string;
+  concurrency: number;
+  running: number;
+  started_at: number;
+  seen_at: number;
+  stopped_at: number | null;
+}
+
+export interface JobSchedulesTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  cron: string;
+  /** IANA time zone the cron expression is read in. */
+  timezone: string;
+  type: string;
+  payload: string;
+  lane: string;
+  next_run_at: number;
+  last_run_at: number | null;
+  last_job_id: string | null;
+  last_error: string | null;
+  created_at: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
@@ -103,4 +207,11 @@ export interface Database {
   access_tokens: AccessTokensTable;
   audit_log: AuditLogTable;
   server_secrets: ServerSecretsTable;
+  jobs: JobsTable;
+  job_breakers: JobBreakersTable;
+  job_rate_limits: JobRateLimitsTable;
+  tenant_job_usage: TenantJobUsageTable;
+  credit_ledger: CreditLedgerTable;
+  job_workers: JobWorkersTable;
+  job_schedules: JobSchedulesTable;
 }

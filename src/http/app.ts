@@ -8,6 +8,8 @@ import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
 import type { DeliveryLookup } from '../delivery/lookup.ts';
 import { ConveyorError } from '../errors.ts';
+import type { JobEngine } from '../jobs/engine.ts';
+import type { JobEventHub } from '../jobs/events.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { TenancyService } from '../tenancy/service.ts';
@@ -16,7 +18,11 @@ import { sendProblem } from './problems.ts';
 import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
 import { assetRoutes } from './routes/assets.ts';
 import { deliveryRoutes } from './routes/delivery.ts';
+import { jobEventRoutes } from './routes/job-events.ts';
+import { JobSchema, jobRoutes } from './routes/jobs.ts';
 import { opsRoutes } from './routes/ops.ts';
+import { queueRoutes } from './routes/queue.ts';
+import { scheduleRoutes } from './routes/schedules.ts';
 import { tenancyRoutes } from './routes/tenancy.ts';
 import { Problem } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
@@ -26,6 +32,8 @@ export interface AppDeps {
   tenancy: TenancyService;
   assets: AssetService;
   access: AccessService;
+  jobs: JobEngine;
+  jobEvents: JobEventHub;
   store: BlobStore;
   metrics: Metrics;
   authenticator: Authenticator;
@@ -41,7 +49,7 @@ export type App = FastifyInstance;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Query parameters that are credentials and must never reach a log line. */
-const SECRET_PARAMS = /([?&](?:token|sig)=)[^&]*/g;
+const SECRET_PARAMS = /([?&](?:token|sig|access_token)=)[^&]*/g;
 
 export async function buildApp(
   deps: AppDeps,
@@ -81,7 +89,11 @@ export async function buildApp(
 
   app.setValidatorCompiler(validatorCompiler());
   app.decorateRequest('principal', null);
+  // Shared schemas are added here, at the root: a plugin that adds one gets a schema controller of its
+  // own, which does not inherit our validator compiler (and Fastify's default strips unknown properties
+  // instead of refusing them).
   app.addSchema(Problem);
+  app.addSchema(JobSchema);
   app.setErrorHandler((error, request, reply) => sendProblem(error, request, reply));
   app.setNotFoundHandler((request, reply) =>
     sendProblem(
@@ -150,6 +162,10 @@ export async function buildApp(
       });
       await api.register(tenancyRoutes, { deps });
       await api.register(assetRoutes, { deps });
+      await api.register(jobRoutes, { deps });
+      await api.register(scheduleRoutes, { deps });
+      await api.register(queueRoutes, { deps });
+      await api.register(jobEventRoutes, { deps });
     },
     { prefix: '/api/v1' },
   );

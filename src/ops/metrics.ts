@@ -1,4 +1,14 @@
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { JobEvent } from '../jobs/context.ts';
+
+/** Where the job gauges read their values on each scrape (set by the server once the engine exists). */
+export interface JobGaugeSource {
+  depthByLane(): Promise<{ lane: string; state: string; count: number }[]>;
+  breakers(): Promise<{ key: string; state: 'closed' | 'open' | 'half_open' }[]>;
+}
+
+const JOB_SECONDS_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
+const BREAKER_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 /**
  * Prometheus metrics of one Conveyor instance. Each instance owns its registry (not prom-client's global
@@ -35,6 +45,95 @@ export class Metrics {
     help: 'Bytes received and stored by uploads',
     registers: [this.registry],
   });
+
+  readonly jobQueueDepth: Gauge<'lane' | 'state'>;
+  readonly jobBreakerState: Gauge<'key'>;
+  readonly jobWait = new Histogram({
+    name: 'conveyor_job_wait_seconds',
+    help: 'Time from a job being due (run_at) to the start of its attempt, by type and lane (jobs run in this process)',
+    labelNames: ['type', 'lane'] as const,
+    buckets: JOB_SECONDS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly jobRun = new Histogram({
+    name: 'conveyor_job_run_seconds',
+    help: 'Run time of job attempts, by type and lane (attempts run in this process)',
+    labelNames: ['type', 'lane'] as const,
+    buckets: JOB_SECONDS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly jobFailures = new Counter({
+    name: 'conveyor_job_failures_total',
+    help: 'Failed job attempts by type and error code (attempts run in this process)',
+    labelNames: ['type', 'code'] as const,
+    registers: [this.registry],
+  });
+  #jobSource: JobGaugeSource | undefined;
+
+  constructor() {
+    const self = this;
+    this.jobQueueDepth = new Gauge({
+      name: 'conveyor_job_queue_depth',
+      help: 'Unfinished jobs of every tenant by lane and state (queued, failed = awaiting a retry, active)',
+      labelNames: ['lane', 'state'] as const,
+      registers: [this.registry],
+      async collect() {
+        const source = self.#jobSource;
+        if (!source) return;
+        this.reset();
+        const rows = await source.depthByLane();
+        for (const lane of ['critical', 'high', 'normal', 'low']) {
+          for (const state of ['queued', 'failed', 'active']) this.set({ lane, state }, 0);
+        }
+        for (const row of rows) this.set({ lane: row.lane, state: row.state }, row.count);
+      },
+    });
+    this.jobBreakerState = new Gauge({
+      name: 'conveyor_job_breaker_state',
+      help: 'Circuit breaker state by key: 0 closed, 1 half-open, 2 open',
+      labelNames: ['key'] as const,
+      registers: [this.registry],
+      async collect() {
+        const source = self.#jobSource;
+        if (!source) return;
+        this.reset();
+        for (const breaker of await source.breakers())
+          this.set({ key: breaker.key }, BREAKER_VALUE[breaker.state]);
+      },
+    });
+  }
+
+  /** Lets the job gauges read the queue on each scrape. */
+  attachJobs(source: JobGaugeSource): void {
+    this.#jobSource = source;
+  }
+
+  /** Observes a job event of this process: wait time at start, run time and failures at the end. */
+  observeJob(event: JobEvent): void {
+    const { job } = event;
+    const seconds = (from: string | null, to: string | null) =>
+      from === null || to === null ? null : Math.max(0, (Date.parse(to) - Date.parse(from)) / 1000);
+    switch (event.kind) {
+      case 'started': {
+        const wait = seconds(job.runAt, job.startedAt);
+        if (wait !== null) this.jobWait.labels(job.type, job.lane).observe(wait);
+        return;
+      }
+      case 'succeeded':
+      case 'failed':
+      case 'dead': {
+        // A retrying job has no finished_at; its attempt ended when it was last updated.
+        const run = seconds(job.startedAt, job.finishedAt ?? job.updatedAt);
+        if (run !== null) this.jobRun.labels(job.type, job.lane).observe(run);
+        if (event.kind !== 'succeeded') {
+          this.jobFailures.labels(job.type, job.errors.at(-1)?.code ?? 'error').inc();
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
 
   // prom-client hashes the label object on every call; the set of (method, route, status) is small and
   // fixed by the routes, so the labelled children are looked up once and kept.

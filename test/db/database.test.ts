@@ -14,7 +14,14 @@ const TABLES = [
   'assets',
   'audit_log',
   'blobs',
+  'credit_ledger',
+  'job_breakers',
+  'job_rate_limits',
+  'job_schedules',
+  'job_workers',
+  'jobs',
   'server_secrets',
+  'tenant_job_usage',
   'tenants',
 ];
 
@@ -25,7 +32,7 @@ describe('migrations', async () => {
     const dir = await makeTempDir('conveyor-db-');
     const db = openDatabase(loadConfig({}, { dataDir: dir.path }));
     try {
-      assert.deepEqual(await migrate(db), ['001-initial']);
+      assert.deepEqual(await migrate(db), ['001-initial', '002-jobs', '003-schedules']);
       assert.deepEqual(await migrate(db), []);
       const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
       assert.deepEqual(tables, TABLES);
@@ -44,7 +51,7 @@ describe('migrations', async () => {
     const b = openDatabase(loadConfig({}, { databaseUrl: schema.url }));
     try {
       const results = await Promise.all([migrate(a), migrate(b)]);
-      assert.deepEqual(results.flat(), ['001-initial']);
+      assert.deepEqual(results.flat().sort(), ['001-initial', '002-jobs', '003-schedules']);
       const tables = (await a.kysely.introspection.getTables())
         .filter((t) => t.schema === schema.name)
         .map((t) => t.name)

@@ -121,6 +121,8 @@ async function start(
     gcIntervalSeconds: 0,
     rateLimitPerKey: 0,
     rateLimitPerAddress: 0,
+    // Suites that test jobs turn the in-process worker on; the others need no polling in the background.
+    serveWorkers: false,
   };
   if (backend.database === 'postgres') {
     const schema = await postgresSchema();

@@ -1,0 +1,54 @@
+import { pino } from 'pino';
+import { openMigratedDatabase } from '../backends.ts';
+import type { Config } from '../config/config.ts';
+import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
+import { JobEventHub } from '../jobs/events.ts';
+import { buildRegistry } from '../jobs/modules.ts';
+
+export interface WorkerFlags {
+  lanes?: string;
+  types?: string;
+  concurrency?: number;
+}
+
+/**
+ * `conveyor worker`: runs jobs, and nothing else (no HTTP). Several can run against one database, on
+ * one host (sharing the SQLite file with `serve`) or many (PostgreSQL); `--lanes` and `--types` let heavy
+ * and light work live in separate processes. SIGTERM or SIGINT stops it gracefully: no new claims,
+ * running jobs get CONVEYOR_JOB_SHUTDOWN_GRACE_MS to finish, the rest go back to the queue.
+ */
+export async function runWorker(config: Config, flags: WorkerFlags): Promise<void> {
+  const log = pino({ level: config.logLevel, base: { pid: process.pid, component: 'worker' } });
+  const db = await openMigratedDatabase(config);
+  const engine = new JobEngine(db, await buildRegistry(config), config);
+  // Publishes this process's job events (NOTIFY on PostgreSQL) for the servers' live streams; it
+  // subscribes to nothing itself.
+  const events = new JobEventHub({ context: engine.context, db, pollMs: config.jobEventsPollMs, log });
+  const types = parseList(flags.types) ?? parseList(config.workerTypes);
+  const unknown = (types ?? []).filter((t) => !engine.registry.get(t));
+  if (unknown.length > 0)
+    throw new Error(`unknown job types ${unknown.join(', ')}; known: ${engine.registry.types().join(', ')}`);
+  const worker = engine.createWorker(log, {
+    lanes: parseLanes(flags.lanes) ?? parseLanes(config.workerLanes),
+    types,
+    ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
+  });
+  await worker.start();
+  log.info(
+    { worker: worker.id, lanes: flags.lanes ?? 'all', types: types ?? 'all', database: db.dialect },
+    'worker started',
+  );
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, graceMs: config.jobShutdownGraceMs }, 'worker stopping');
+    const result = await worker.stop(config.jobShutdownGraceMs);
+    log.info(result, 'worker stopped');
+    await events.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}

@@ -1,0 +1,228 @@
+import { PassThrough } from 'node:stream';
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import websocket, { type WebSocket } from '@fastify/websocket';
+import type { FastifyInstance } from 'fastify';
+import type { JobEvent } from '../../jobs/context.ts';
+import type { JobEventFilter } from '../../jobs/events.ts';
+import { FINAL_STATES, type Job } from '../../jobs/types.ts';
+import type { AppDeps } from '../app.ts';
+import type { Authenticator } from '../auth.ts';
+import { IdParams, problemResponses } from '../schemas.ts';
+import { jobView } from './jobs.ts';
+
+/**
+ * A comment line this often keeps idle streams open through proxies and load balancers, most of which
+ * drop a connection silent for 30-60 s, and lets the server notice a vanished client.
+ */
+export const HEARTBEAT_MS = 15_000;
+
+/** The paths whose clients (EventSource, browser WebSocket) cannot set headers: they may use ?access_token=. */
+const EVENT_ROUTES = new Set(['/api/v1/jobs/:id/events', '/api/v1/events']);
+
+/**
+ * Lets the live event routes, and only them, take the credential from `?access_token=` when there is no
+ * Authorization header. (The URL is redacted in logs: see SECRET_PARAMS in app.ts.)
+ */
+export function acceptAccessToken(authenticator: Authenticator): Authenticator {
+  return {
+    identify(request) {
+      if (request.headers.authorization === undefined && EVENT_ROUTES.has(request.routeOptions.url ?? '')) {
+        const token = (request.query as Record<string, unknown> | undefined)?.['access_token'];
+        if (typeof token === 'string' && token !== '') request.headers.authorization = `Bearer ${token}`;
+      }
+      return authenticator.identify(request);
+    },
+  };
+}
+
+type EventName = JobEvent['kind'] | 'snapshot';
+
+/** One open stream, whatever the transport. */
+interface Sink {
+  send(event: EventName, job: Job): void;
+  heartbeat(): void;
+  end(): void;
+}
+
+const EventsQuery = Type.Object({
+  type: Type.Optional(Type.String({ maxLength: 64, description: 'Only jobs of this type' })),
+  access_token: Type.Optional(
+    Type.String({ description: 'The API key or JWT, for clients that cannot set headers' }),
+  ),
+});
+const TokenQuery = Type.Object({ access_token: EventsQuery.properties.access_token });
+
+const description = (what: string) =>
+  `${what} as Server-Sent Events (\`text/event-stream\`: \`event: <kind>\`, \`data: <job JSON>\`), or over WebSocket on the same path (JSON messages \`{event, job}\`). Kinds: enqueued, started, progress, succeeded, failed, dead, cancelled, released.`;
+
+/** Live job events: one job's (`/jobs/:id/events`) and a tenant's (`/events`), as SSE or WebSocket. */
+export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
+  await base.register(websocket);
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const { jobs, jobEvents: hub } = opts.deps;
+  const open = new Set<Sink>();
+  // Open streams would hold the server's close forever: end them first.
+  app.addHook('preClose', async () => {
+    for (const sink of open) sink.end();
+  });
+
+  /** Wires a sink to the hub; answers the function that starts it (after any snapshot was sent). */
+  const stream = (sink: Sink, filter: JobEventFilter, type?: string) => {
+    const buffered: JobEvent[] = [];
+    let floor = 0;
+    let started = false;
+    let done = false;
+    const forward = (event: JobEvent) => {
+      if (type !== undefined && event.job.type !== type) return;
+      // Events older than the snapshot (loaded after subscribing) are already in it.
+      if (Date.parse(event.job.updatedAt) < floor) return;
+      sink.send(event.kind, event.job);
+      if (filter.jobId !== undefined && FINAL_STATES.includes(event.job.state)) finish();
+    };
+    const unsubscribe = hub.subscribe(filter, (event) => {
+      if (started) forward(event);
+      else buffered.push(event);
+    });
+    const heartbeat = setInterval(() => sink.heartbeat(), HEARTBEAT_MS);
+    heartbeat.unref();
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      open.delete(entry);
+      sink.end();
+    };
+    const entry: Sink = { ...sink, end: finish };
+    open.add(entry);
+    return {
+      finish,
+      start(snapshot?: Job) {
+        if (done) return;
+        if (snapshot) {
+          floor = Date.parse(snapshot.updatedAt);
+          sink.send('snapshot', snapshot);
+          if (FINAL_STATES.includes(snapshot.state)) return finish();
+        }
+        started = true;
+        for (const event of buffered.splice(0)) {
+          if (done) break;
+          forward(event);
+        }
+      },
+    };
+  };
+
+  const sse = (): Sink & { body: PassThrough } => {
+    const body = new PassThrough();
+    const write = (text: string) => {
+      if (!body.destroyed && !body.writableEnded) body.write(text);
+    };
+    let id = 0;
+    return {
+      body,
+      send: (event, job) => write(`event: ${event}\nid: ${++id}\ndata: ${JSON.stringify(jobView(job))}\n\n`),
+      heartbeat: () => write(': heartbeat\n\n'),
+      end() {
+        if (!body.writableEnded) body.end();
+      },
+    };
+  };
+
+  const ws = (socket: WebSocket): Sink => ({
+    send(event, job) {
+      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ event, job: jobView(job) }));
+    },
+    heartbeat() {
+      if (socket.readyState === socket.OPEN) socket.ping();
+    },
+    end() {
+      if (socket.readyState === socket.OPEN || socket.readyState === socket.CONNECTING)
+        socket.close(1000, 'done');
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/jobs/:id/events',
+    schema: {
+      tags: ['jobs'],
+      summary: "A job's live events",
+      description: description('The job’s current state (event `snapshot`), then its changes until it ends,'),
+      params: IdParams,
+      querystring: TokenQuery,
+      response: { ...problemResponses },
+    },
+    // 404 (unknown, or another tenant's job) before any stream starts or the socket is upgraded.
+    preHandler: async (request) => {
+      await jobs.admin.get(request.principal!.tenantId, (request.params as { id: string }).id);
+    },
+    handler: async (request, reply) => {
+      const principal = request.principal!;
+      const sink = sse();
+      const s = stream(sink, { tenantId: principal.tenantId, jobId: request.params.id });
+      sink.body.on('close', s.finish);
+      reply.raw.once('close', s.finish);
+      // Subscribed first, then the snapshot is read: no change can fall between the two.
+      void jobs.admin.get(principal.tenantId, request.params.id).then(
+        (job) => s.start(job),
+        () => s.finish(),
+      );
+      return (
+        reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('x-accel-buffering', 'no')
+          // Not reused once the stream ends: a stream ended at shutdown must not hold the close for the keep-alive timeout.
+          .header('connection', 'close')
+          .send(sink.body)
+      );
+    },
+    wsHandler: async (socket, request) => {
+      const principal = request.principal!;
+      const { id } = request.params as { id: string };
+      const s = stream(ws(socket), { tenantId: principal.tenantId, jobId: id });
+      socket.once('close', s.finish);
+      await jobs.admin.get(principal.tenantId, id).then(
+        (job) => s.start(job),
+        () => s.finish(),
+      );
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/events',
+    schema: {
+      tags: ['jobs'],
+      summary: "The tenant's live job events",
+      description: description('Every change to the tenant’s jobs (optionally of one `type`),'),
+      querystring: EventsQuery,
+      response: { ...problemResponses },
+    },
+    handler: async (request, reply) => {
+      const sink = sse();
+      const s = stream(sink, { tenantId: request.principal!.tenantId }, request.query.type);
+      sink.body.on('close', s.finish);
+      reply.raw.once('close', s.finish);
+      s.start();
+      // A first comment flushes the headers at once, so clients know they are subscribed.
+      sink.body.write(': subscribed\n\n');
+      return (
+        reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('x-accel-buffering', 'no')
+          // Not reused once the stream ends: a stream ended at shutdown must not hold the close for the keep-alive timeout.
+          .header('connection', 'close')
+          .send(sink.body)
+      );
+    },
+    wsHandler: (socket, request) => {
+      const { type } = request.query as { type?: string };
+      const s = stream(ws(socket), { tenantId: request.principal!.tenantId }, type);
+      socket.once('close', s.finish);
+      s.start();
+    },
+  });
+}

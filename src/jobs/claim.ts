@@ -1,0 +1,319 @@
+import { sql, type Transaction } from 'kysely';
+import type { Database } from '../db/tables.ts';
+import type { Breakers } from './breakers.ts';
+import { type EngineContext, toJob } from './context.ts';
+import {
+  type Candidate,
+  type Capacity,
+  effectiveRank,
+  orderCandidates,
+  parseQueueKey,
+  selectClaims,
+  takeStarts,
+} from './policy.ts';
+import type { Job, Lane } from './types.ts';
+
+export interface ClaimRequest {
+  workerId: string;
+  /** Free slots of the worker: the most jobs to take. */
+  slots: number;
+  /** Lanes the worker serves; null for all. */
+  lanes: readonly Lane[] | null;
+  /** Types the worker has handlers for. */
+  types: readonly string[];
+}
+
+export interface ClaimResult {
+  jobs: Job[];
+  /** When a job that is not due yet (delay, backoff, start rate) becomes due; null if none is known. */
+  nextWakeAt: number | null;
+}
+
+interface Group {
+  queue: string;
+  lane: Lane;
+  type: string;
+  tenantId: string;
+  /** run_at of the group's oldest job. */
+  head: number;
+}
+
+/**
+ * The claim: one short exclusive transaction (see EngineContext.exclusive) in four steps.
+ *
+ * 1. List the groups (lane/type/tenant) that hold ready jobs, with each group's oldest run_at, by a loose
+ *    index scan (a recursive query that hops from one distinct `queue` value to the next). Its cost grows
+ *    with the number of groups, not with the number of queued jobs.
+ * 2. Read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
+ *    concurrency limit. Decide how many jobs to fetch from each due group: each group's first job before
+ *    any group's second, best lane (after aging) first.
+ * 3. Fetch those candidates (on PostgreSQL with FOR UPDATE SKIP LOCKED), apply start rates and breakers,
+ *    order them (policy.orderCandidates) and take what every limit allows (policy.selectClaims).
+ * 4. Mark the chosen jobs active under the worker's lease and count the attempt.
+ */
+export class Claimer {
+  readonly #ctx: EngineContext;
+  readonly #breakers: Breakers;
+
+  constructor(ctx: EngineContext, breakers: Breakers) {
+    this.#ctx = ctx;
+    this.#breakers = breakers;
+  }
+
+  async claim(request: ClaimRequest): Promise<ClaimResult> {
+    if (request.slots <= 0) return { jobs: [], nextWakeAt: null };
+    return this.#ctx.exclusive(async (trx) => {
+      const now = this.#ctx.now();
+      const types = new Set(request.types);
+      const lanes = request.lanes ? new Set<string>(request.lanes) : null;
+      const groups = (await this.#groups(trx)).filter(
+        (g) => types.has(g.type) && (!lanes || lanes.has(g.lane)),
+      );
+      const due = groups.filter((g) => g.head <= now);
+      let nextWakeAt = min(groups.filter((g) => g.head > now).map((g) => g.head));
+      if (due.length === 0) return { jobs: [], nextWakeAt };
+
+      const capacity = await this.#capacity(trx, due, request.slots);
+      const limits = this.#fetchLimits(due, capacity, now);
+      if (limits.size === 0) return { jobs: [], nextWakeAt };
+      const candidates = await this.#candidates(trx, limits, now);
+
+      for (const [type, rate] of this.#rates(candidates)) {
+        const state = await trx
+          .selectFrom('job_rate_limits')
+          .select('tat')
+          .where('key', '=', `type:${type}`)
+          .executeTakeFirst();
+        const wanted = candidates.filter((c) => c.type === type).length;
+        const starts = takeStarts(state?.tat ?? 0, now, rate, wanted);
+        capacity.rates.set(type, starts.granted);
+        if (starts.granted < wanted) nextWakeAt = min([nextWakeAt, starts.nextAt]);
+      }
+      const breakerRows = await this.#breakers.load(trx, unique(candidates.map((c) => c.breakerKey)));
+      for (const key of unique(candidates.map((c) => c.breakerKey))) {
+        capacity.breakers.set(key, await this.#breakers.allowance(trx, breakerRows.get(key), now));
+      }
+
+      const chosen = selectClaims(orderCandidates(candidates, now, this.#ctx.settings.agingMs), capacity);
+      if (chosen.length === 0) return { jobs: [], nextWakeAt };
+      await this.#spendRates(trx, chosen, now);
+      for (const c of chosen) {
+        if (
+          c.breakerKey !== null &&
+          capacity.breakers.get(c.breakerKey) === 1 &&
+          breakerRows.get(c.breakerKey)
+        ) {
+          await this.#breakers.startProbe(trx, c.breakerKey, c.id, now);
+        }
+      }
+      const rows = await trx
+        .updateTable('jobs')
+        .set((eb) => ({
+          state: 'active',
+          attempts: eb('attempts', '+', 1),
+          lease_owner: request.workerId,
+          lease_expires_at: now + this.#ctx.settings.leaseMs,
+          started_at: now,
+          updated_at: now,
+        }))
+        .where(
+          'id',
+          'in',
+          chosen.map((c) => c.id),
+        )
+        .where('state', 'in', ['queued', 'failed'])
+        .returningAll()
+        .execute();
+      return { jobs: rows.map(toJob), nextWakeAt };
+    });
+  }
+
+  /** Step 1: the groups with ready jobs and each one's oldest run_at. */
+  async #groups(trx: Transaction<Database>): Promise<Group[]> {
+    // SQLite would rather use jobs_state (an equality on state) and sort, which reads every ready job at
+    // every step; INDEXED BY holds it to the index the loose scan needs.
+    const jobs = sql.raw(this.#ctx.dialect === 'sqlite' ? 'jobs indexed by jobs_ready' : 'jobs');
+    const { rows } = await sql<{ queue: string; head: number }>`
+      with recursive groups(queue) as (
+        select (select queue from ${jobs} where state in ('queued', 'failed') order by queue limit 1)
+        union all
+        select (select queue from ${jobs} where state in ('queued', 'failed') and queue > groups.queue
+                order by queue limit 1)
+        from groups where groups.queue is not null
+      )
+      select queue,
+             (select run_at from ${jobs} where state in ('queued', 'failed') and queue = groups.queue
+              order by run_at limit 1) as head
+      from groups where queue is not null`.execute(trx);
+    return rows.map((r) => ({ queue: r.queue, head: Number(r.head), ...parseQueueKey(r.queue) }));
+  }
+
+  /** Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited). */
+  async #capacity(trx: Transaction<Database>, due: readonly Group[], slots: number): Promise<Capacity> {
+    const active = await trx
+      .selectFrom('jobs')
+      .select(['lane', 'type', 'tenant_id', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('state', '=', 'active')
+      .groupBy(['lane', 'type', 'tenant_id'])
+      .execute();
+    const count = (pick: (r: (typeof active)[number]) => string) => {
+      const out = new Map<string, number>();
+      for (const r of active) out.set(pick(r), (out.get(pick(r)) ?? 0) + Number(r.n));
+      return out;
+    };
+    const room = (limit: number | undefined, used: number | undefined) =>
+      limit === undefined || limit === 0 ? undefined : Math.max(0, limit - (used ?? 0));
+    const { settings } = this.#ctx;
+    const capacity: Capacity = {
+      slots,
+      lanes: new Map(),
+      types: new Map(),
+      tenants: new Map(),
+      rates: new Map(),
+      breakers: new Map(),
+    };
+    const laneUse = count((r) => r.lane);
+    const typeUse = count((r) => r.type);
+    const tenantUse = count((r) => r.tenant_id);
+    for (const lane of unique(due.map((g) => g.lane))) {
+      const r = room(settings.laneConcurrency[lane], laneUse.get(lane));
+      if (r !== undefined) capacity.lanes.set(lane, r);
+    }
+    for (const type of unique(due.map((g) => g.type))) {
+      const limit = settings.typeConcurrency[type] ?? this.#ctx.typeOf(type)?.concurrency;
+      const r = room(limit, typeUse.get(type));
+      if (r !== undefined) capacity.types.set(type, r);
+    }
+    const tenants = await trx
+      .selectFrom('tenants')
+      .select(['id', 'tier'])
+      .where('id', 'in', unique(due.map((g) => g.tenantId)))
+      .execute();
+    for (const t of tenants) {
+      const r = room(settings.tierConcurrency[t.tier], tenantUse.get(t.id));
+      if (r !== undefined) capacity.tenants.set(t.id, r);
+    }
+    return capacity;
+  }
+
+  /**
+   * How many jobs to fetch per due group: groups in order of their head (best lane after aging, then
+   * oldest); each group gets a share of the slots, never more than its lane, type and tenant have room
+   * for. Asking a little more than will be taken is harmless; asking every group for every slot is not
+   * (a thousand tenants would mean fetching a thousand times the batch).
+   */
+  #fetchLimits(due: readonly Group[], capacity: Capacity, now: number): Map<string, number> {
+    const { agingMs } = this.#ctx.settings;
+    const open = due
+      .filter((g) =>
+        [capacity.lanes.get(g.lane), capacity.types.get(g.type), capacity.tenants.get(g.tenantId)].every(
+          (r) => r === undefined || r > 0,
+        ),
+      )
+      .sort(
+        (a, b) =>
+          effectiveRank(a.lane, a.head, now, agingMs) - effectiveRank(b.lane, b.head, now, agingMs) ||
+          a.head - b.head,
+      )
+      .slice(0, capacity.slots);
+    const share = Math.ceil(capacity.slots / Math.max(1, open.length)) + 1;
+    const limits = new Map<string, number>();
+    for (const g of open) {
+      const room = Math.min(
+        capacity.slots,
+        share,
+        capacity.lanes.get(g.lane) ?? Infinity,
+        capacity.types.get(g.type) ?? Infinity,
+        capacity.tenants.get(g.tenantId) ?? Infinity,
+      );
+      limits.set(g.queue, room);
+    }
+    return limits;
+  }
+
+  /** Step 3: the oldest due jobs of each chosen group. */
+  async #candidates(
+    trx: Transaction<Database>,
+    limits: Map<string, number>,
+    now: number,
+  ): Promise<Candidate[]> {
+    type Row = {
+      id: string;
+      lane: Lane;
+      type: string;
+      tenant_id: string;
+      run_at: number;
+      breaker_key: string | null;
+    };
+    let rows: Row[];
+    if (this.#ctx.dialect === 'postgres') {
+      // One round trip for all groups; SKIP LOCKED passes over a job that a cancel or replay holds.
+      const queues = [...limits.keys()];
+      const counts = queues.map((q) => limits.get(q)!);
+      ({ rows } = await sql<Row>`
+        select c.* from unnest(${queues}::text[], ${counts}::int[]) as g(queue, n)
+        cross join lateral (
+          select id, lane, type, tenant_id, run_at, breaker_key from jobs
+          where state in ('queued', 'failed') and queue = g.queue and run_at <= ${now}
+          order by run_at, id limit g.n
+          for update skip locked
+        ) c`.execute(trx));
+    } else {
+      // SQLite answers in-process in microseconds, so a query per group costs less than building one
+      // statement per shape of claim (which would defeat the statement cache).
+      rows = [];
+      for (const [queue, n] of limits) {
+        // INDEXED BY for the same reason as in #groups: left alone, SQLite reads every ready job by state.
+        const found = await sql<Row>`
+          select id, lane, type, tenant_id, run_at, breaker_key from jobs indexed by jobs_ready
+          where state in ('queued', 'failed') and queue = ${queue} and run_at <= ${now}
+          order by run_at, id limit ${n}`.execute(trx);
+        rows.push(...found.rows);
+      }
+    }
+    return rows.map((r) => ({
+      id: r.id,
+      lane: r.lane,
+      type: r.type,
+      tenantId: r.tenant_id,
+      runAt: Number(r.run_at),
+      breakerKey: r.breaker_key,
+    }));
+  }
+
+  /** Start-rate limits of the candidates' types: config first, then the type's own. */
+  #rates(candidates: readonly Candidate[]): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const type of unique(candidates.map((c) => c.type))) {
+      const rate = this.#ctx.settings.typeRatePerSecond[type] ?? this.#ctx.typeOf(type)?.ratePerSecond;
+      if (rate) out.set(type, rate);
+    }
+    return out;
+  }
+
+  async #spendRates(trx: Transaction<Database>, chosen: readonly Candidate[], now: number): Promise<void> {
+    for (const [type, rate] of this.#rates(chosen)) {
+      const key = `type:${type}`;
+      const state = await trx
+        .selectFrom('job_rate_limits')
+        .select('tat')
+        .where('key', '=', key)
+        .executeTakeFirst();
+      const { tat } = takeStarts(state?.tat ?? 0, now, rate, chosen.filter((c) => c.type === type).length);
+      await trx
+        .insertInto('job_rate_limits')
+        .values({ key, tat: Math.ceil(tat) })
+        .onConflict((oc) => oc.column('key').doUpdateSet({ tat: Math.ceil(tat) }))
+        .execute();
+    }
+  }
+}
+
+function unique<T>(values: readonly (T | null)[]): T[] {
+  return [...new Set(values.filter((v): v is T => v !== null))];
+}
+
+function min(values: readonly (number | null)[]): number | null {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length === 0 ? null : Math.min(...present);
+}

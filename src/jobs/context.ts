@@ -1,0 +1,156 @@
+import { EventEmitter } from 'node:events';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import type { Config } from '../config/config.ts';
+import type { Dialect } from '../db/database.ts';
+import type { Database, JobsTable } from '../db/tables.ts';
+import type { JobRegistry, RegisteredType } from './registry.ts';
+import type { Job, JobError, JobState, Lane } from './types.ts';
+
+/** The engine's limits and timings, read once from the config. */
+export interface EngineSettings {
+  laneConcurrency: Readonly<Record<string, number>>;
+  laneTimeoutMs: Readonly<Record<string, number>>;
+  typeConcurrency: Readonly<Record<string, number>>;
+  typeRatePerSecond: Readonly<Record<string, number>>;
+  tierConcurrency: Readonly<Record<string, number>>;
+  tierDailyLimit: Readonly<Record<string, number>>;
+  agingMs: number;
+  maxAttempts: number;
+  backoff: { baseMs: number; maxMs: number };
+  leaseMs: number;
+  breakerThreshold: number;
+  breakerOpenMs: number;
+  maxPayloadBytes: number;
+  maxDelayMs: number;
+  batchMax: number;
+  claimBatch: number;
+}
+
+export function engineSettings(config: Config): EngineSettings {
+  const seconds = (limits: Readonly<Record<string, number>>) =>
+    Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v * 1000]));
+  return {
+    laneConcurrency: config.jobLaneConcurrency,
+    laneTimeoutMs: seconds(config.jobLaneTimeoutSeconds),
+    typeConcurrency: config.jobTypeConcurrency,
+    typeRatePerSecond: config.jobTypeRatePerSecond,
+    tierConcurrency: config.jobTierConcurrency,
+    tierDailyLimit: config.jobTierDailyLimit,
+    agingMs: config.jobAgingSeconds * 1000,
+    maxAttempts: config.jobMaxAttempts,
+    backoff: { baseMs: config.jobRetryBaseMs, maxMs: config.jobRetryMaxMs },
+    leaseMs: config.jobLeaseMs,
+    breakerThreshold: config.jobBreakerThreshold,
+    breakerOpenMs: config.jobBreakerOpenSeconds * 1000,
+    maxPayloadBytes: config.jobMaxPayloadBytes,
+    maxDelayMs: config.jobMaxDelaySeconds * 1000,
+    batchMax: config.jobBatchMax,
+    claimBatch: config.jobClaimBatch,
+  };
+}
+
+/** A change to a job, for live progress streams and for waking workers. */
+export interface JobEvent {
+  kind: 'enqueued' | 'started' | 'progress' | 'succeeded' | 'failed' | 'dead' | 'cancelled' | 'released';
+  job: Job;
+}
+
+export type Executor = Kysely<Database> | Transaction<Database>;
+
+/** What every part of the engine shares: the database, the registered types, settings and the event bus. */
+export class EngineContext {
+  readonly db: Kysely<Database>;
+  readonly dialect: Dialect;
+  readonly registry: JobRegistry;
+  readonly settings: EngineSettings;
+  /** In-process events: `wake` (work may be due), `cancel` (job id), `job` (a JobEvent). */
+  readonly events = new EventEmitter();
+  readonly now: () => number;
+
+  constructor(options: {
+    db: Kysely<Database>;
+    dialect: Dialect;
+    registry: JobRegistry;
+    settings: EngineSettings;
+    now?: () => number;
+  }) {
+    this.db = options.db;
+    this.dialect = options.dialect;
+    this.registry = options.registry;
+    this.settings = options.settings;
+    this.now = options.now ?? Date.now;
+    this.events.setMaxListeners(0);
+  }
+
+  /**
+   * Runs `work` in a transaction that no other claim runs alongside. SQLite's BEGIN IMMEDIATE already
+   * serialises writers; on PostgreSQL a transaction-scoped advisory lock does, because the limits are
+   * counts (active jobs per lane, type and tenant) that two concurrent claims would both read as "room
+   * for one more" under READ COMMITTED. Claims are short, so the lock costs throughput only past
+   * thousands of claims per second; the jobs themselves are still taken with FOR UPDATE SKIP LOCKED,
+   * so a claim never waits on a row another statement (cancel, replay) holds.
+   */
+  async exclusive<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(async (trx) => {
+      if (this.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
+      return work(trx);
+    });
+  }
+
+  /** Tells workers (this process now, others through NOTIFY on PostgreSQL) that work may be due. */
+  async wake(executor: Executor): Promise<void> {
+    if (this.dialect === 'postgres') await sql`select pg_notify(${WAKE_CHANNEL}, '')`.execute(executor);
+    this.events.emit('wake');
+  }
+
+  emit(kind: JobEvent['kind'], job: Job): void {
+    this.events.emit('job', { kind, job } satisfies JobEvent);
+  }
+
+  typeOf(type: string): RegisteredType | undefined {
+    return this.registry.get(type);
+  }
+
+  maxAttemptsOf(type: string): number {
+    return this.typeOf(type)?.maxAttempts ?? this.settings.maxAttempts;
+  }
+
+  timeoutOf(type: string, lane: Lane): number {
+    return this.typeOf(type)?.timeoutMs ?? this.settings.laneTimeoutMs[lane] ?? 0;
+  }
+}
+
+/** An arbitrary constant naming the claim lock among the database's advisory locks. */
+const CLAIM_LOCK = 0x636f6e76; // "conv"
+export const WAKE_CHANNEL = 'conveyor_jobs';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function toJob(row: Selectable<JobsTable>): Job {
+  const hasProgress =
+    row.progress_percent !== null || row.progress_stage !== null || row.progress_message !== null;
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    type: row.type,
+    lane: row.lane as Lane,
+    state: row.state as JobState,
+    payload: JSON.parse(row.payload),
+    result: row.result === null ? null : JSON.parse(row.result),
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    runAt: iso(row.run_at)!,
+    progress: hasProgress
+      ? { percent: row.progress_percent, stage: row.progress_stage, message: row.progress_message }
+      : null,
+    errors: JSON.parse(row.errors) as JobError[],
+    idempotencyKey: row.idempotency_key,
+    parentId: row.parent_id,
+    breakerKey: row.breaker_key,
+    cost: row.cost,
+    createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
+    startedAt: iso(row.started_at),
+    finishedAt: iso(row.finished_at),
+  };
+}

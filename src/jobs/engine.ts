@@ -1,0 +1,83 @@
+import type { Config } from '../config/config.ts';
+import type { Db } from '../db/database.ts';
+import { JobAdmin } from './admin.ts';
+import { Breakers } from './breakers.ts';
+import { Claimer } from './claim.ts';
+import { EngineContext, engineSettings, WAKE_CHANNEL } from './context.ts';
+import { Enqueuer } from './enqueue.ts';
+import { Outcomes } from './outcome.ts';
+import type { JobRegistry } from './registry.ts';
+import { Schedules } from './schedules.ts';
+import { isLane, type Lane } from './types.ts';
+import { Worker, type WorkerOptions } from './worker.ts';
+
+/** The job engine of one process: enqueue, read and manage jobs, and run workers. */
+export class JobEngine {
+  readonly context: EngineContext;
+  readonly enqueuer: Enqueuer;
+  readonly admin: JobAdmin;
+  readonly breakers: Breakers;
+  readonly claimer: Claimer;
+  readonly outcomes: Outcomes;
+  readonly schedules: Schedules;
+  readonly #db: Db;
+  readonly #config: Config;
+
+  constructor(db: Db, registry: JobRegistry, config: Config, options: { now?: () => number } = {}) {
+    this.#db = db;
+    this.#config = config;
+    this.context = new EngineContext({
+      db: db.kysely,
+      dialect: db.dialect,
+      registry,
+      settings: engineSettings(config),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    this.enqueuer = new Enqueuer(this.context);
+    this.admin = new JobAdmin(this.context);
+    this.breakers = new Breakers(this.context);
+    this.claimer = new Claimer(this.context, this.breakers);
+    this.outcomes = new Outcomes(this.context, this.breakers);
+    this.schedules = new Schedules(this.context, this.enqueuer);
+  }
+
+  get registry(): JobRegistry {
+    return this.context.registry;
+  }
+
+  /** A worker with the config's settings; `overrides` for the CLI's flags and tests. */
+  createWorker(log: WorkerOptions['log'], overrides: Partial<WorkerOptions> = {}): Worker {
+    const config = this.#config;
+    const listen = this.#db.listen;
+    return new Worker(this.context, this.claimer, this.outcomes, {
+      concurrency: config.workerConcurrency,
+      lanes: parseLanes(config.workerLanes),
+      types: parseList(config.workerTypes),
+      pollMs: config.jobPollMs,
+      heartbeatMs: config.jobHeartbeatMs,
+      progressIntervalMs: config.jobProgressIntervalMs,
+      schedules: this.schedules,
+      scheduleIntervalMs: config.jobScheduleIntervalMs,
+      log,
+      ...(listen ? { listen: (onWake: () => void) => listen(WAKE_CHANNEL, onWake) } : {}),
+      ...overrides,
+    });
+  }
+}
+
+export function parseList(value: string | undefined): string[] | null {
+  const items = (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return items.length === 0 ? null : items;
+}
+
+export function parseLanes(value: string | undefined): Lane[] | null {
+  const items = parseList(value);
+  if (!items) return null;
+  const bad = items.filter((l) => !isLane(l));
+  if (bad.length > 0)
+    throw new Error(`unknown lanes ${bad.join(', ')}; expected critical, high, normal, low`);
+  return items as Lane[];
+}

@@ -1,0 +1,288 @@
+import type { Insertable, Transaction } from 'kysely';
+import { newId } from '../db/ids.ts';
+import type { Database, JobsTable } from '../db/tables.ts';
+import { ConveyorError } from '../errors.ts';
+import { type EngineContext, toJob } from './context.ts';
+import { charge } from './credits.ts';
+import { payloadHash, queueKey, secondsToNextUtcDay, utcDay } from './policy.ts';
+import type { RegisteredType } from './registry.ts';
+import { type EnqueueInput, type EnqueueResult, isLane, type Lane } from './types.ts';
+
+/** Rows per multi-row insert: well inside SQLite's and PostgreSQL's limits on bound parameters. */
+const INSERT_CHUNK = 250;
+
+/** An enqueue request after validation: everything the insert needs, nothing left to check. */
+interface Prepared {
+  definition: RegisteredType;
+  lane: Lane;
+  payload: string;
+  hash: string;
+  runAt: number;
+  breakerKey: string | null;
+  idempotencyKey: string | null;
+  parentId: string | null;
+}
+
+export interface EnqueueOptions {
+  /** Join the caller's transaction, so that (say) an asset row and its processing job commit together. */
+  trx?: Transaction<Database>;
+  /** Who enqueued, for the credit ledger. */
+  actor?: string;
+}
+
+/**
+ * Enqueue: validation first (no database work for bad input), then one transaction that applies, in order,
+ * idempotency (the same key returns the same job), freshness (an identical recent success is reused),
+ * the tenant's daily limit (429 past it) and credits (402 when short). A refusal rolls everything back.
+ */
+export class Enqueuer {
+  readonly #ctx: EngineContext;
+
+  constructor(ctx: EngineContext) {
+    this.#ctx = ctx;
+  }
+
+  async enqueue(tenantId: string, input: EnqueueInput, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const [result] = await this.enqueueMany(tenantId, [input], options);
+    return result!;
+  }
+
+  /** All or nothing: one bad item (reported with its index) or one refusal enqueues none. */
+  async enqueueMany(
+    tenantId: string,
+    inputs: readonly EnqueueInput[],
+    options: EnqueueOptions = {},
+  ): Promise<EnqueueResult[]> {
+    if (inputs.length > this.#ctx.settings.batchMax) {
+      throw new ConveyorError(
+        'validation_failed',
+        `A batch holds at most ${this.#ctx.settings.batchMax} jobs`,
+        {
+          extra: { limit: this.#ctx.settings.batchMax },
+        },
+      );
+    }
+    const now = this.#ctx.now();
+    const prepared = inputs.map((input, index) =>
+      this.#prepare(input, now, inputs.length > 1 ? index : null),
+    );
+    const run = async (trx: Transaction<Database>) => {
+      const tenant = await trx
+        .selectFrom('tenants')
+        .select(['tier', 'credit_balance'])
+        .where('id', '=', tenantId)
+        .executeTakeFirst();
+      if (!tenant) throw new ConveyorError('not_found', 'No such tenant');
+      const results = new Array<EnqueueResult>(prepared.length);
+      const usesCredits = tenant.credit_balance !== null;
+      // Most jobs need no lookup before their insert (no idempotency key, freshness, breaker or charge):
+      // those go in multi-row inserts, which is what makes a 1,000-job batch one statement, not 1,000.
+      const plain: { index: number; row: Insertable<JobsTable> }[] = [];
+      for (const [index, item] of prepared.entries()) {
+        const charged = usesCredits && (item.definition.cost ?? 0) > 0;
+        if (
+          item.idempotencyKey === null &&
+          !item.definition.freshnessMs &&
+          item.breakerKey === null &&
+          !charged
+        ) {
+          plain.push({ index, row: this.#row(tenantId, item, item.runAt, 0, now) });
+        } else {
+          results[index] = await this.#insert(trx, tenantId, item, now, usesCredits, options.actor);
+        }
+      }
+      for (let i = 0; i < plain.length; i += INSERT_CHUNK) {
+        const chunk = plain.slice(i, i + INSERT_CHUNK);
+        const rows = await trx
+          .insertInto('jobs')
+          .values(chunk.map((p) => p.row))
+          .returningAll()
+          .execute();
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        for (const { index, row } of chunk)
+          results[index] = { job: toJob(byId.get(row.id)!), outcome: 'created' };
+      }
+      const created = results.filter((r) => r.outcome === 'created');
+      await this.#countDaily(trx, tenantId, tenant.tier, created.length, now);
+      if (created.length > 0) await this.#ctx.wake(trx);
+      return results;
+    };
+    const results = options.trx ? await run(options.trx) : await this.#ctx.db.transaction().execute(run);
+    for (const r of results) if (r.outcome === 'created') this.#ctx.emit('enqueued', r.job);
+    return results;
+  }
+
+  #prepare(input: EnqueueInput, now: number, index: number | null): Prepared {
+    const where = index === null ? '' : `jobs[${index}]: `;
+    const bad = (detail: string, extra: Record<string, unknown> = {}) =>
+      new ConveyorError('validation_failed', where + detail, {
+        extra: { ...extra, ...(index === null ? {} : { index }) },
+      });
+    const definition = this.#ctx.registry.get(input.type);
+    if (!definition)
+      throw bad(`Unknown job type ${JSON.stringify(input.type)}`, { knownTypes: this.#ctx.registry.types() });
+    if (input.lane !== undefined && !isLane(input.lane))
+      throw bad(`Unknown lane ${JSON.stringify(input.lane)}`);
+    const payloadValue = input.payload ?? {};
+    const payload = JSON.stringify(payloadValue);
+    if (Buffer.byteLength(payload) > this.#ctx.settings.maxPayloadBytes) {
+      throw bad(`The payload is larger than ${this.#ctx.settings.maxPayloadBytes} bytes`, {
+        limit: this.#ctx.settings.maxPayloadBytes,
+      });
+    }
+    // Validate a copy: Ajv fills defaults in place, and the stored payload should be the validated one.
+    const checked = JSON.parse(payload) as unknown;
+    if (!definition.validate(checked)) {
+      const errors = (definition.validate.errors ?? []).map((e) => ({
+        path: `/payload${e.instancePath}`,
+        message: e.message,
+      }));
+      throw bad(`The payload does not match the schema of ${definition.type}`, { errors });
+    }
+    const runAt = input.runAt ?? now;
+    if (!Number.isFinite(runAt)) throw bad('runAt is not a valid time');
+    if (runAt > now + this.#ctx.settings.maxDelayMs) {
+      throw bad(`runAt is more than ${this.#ctx.settings.maxDelayMs / 1000} s ahead`, {
+        limit: this.#ctx.settings.maxDelayMs / 1000,
+      });
+    }
+    const breakerKey = input.breakerKey ?? definition.breakerKey?.(checked) ?? null;
+    return {
+      definition,
+      lane: input.lane ?? definition.lane ?? 'normal',
+      payload: JSON.stringify(checked),
+      hash: payloadHash(definition.type, checked),
+      runAt: Math.max(Math.trunc(runAt), 0),
+      breakerKey,
+      idempotencyKey: input.idempotencyKey ?? null,
+      parentId: input.parentId ?? null,
+    };
+  }
+
+  async #insert(
+    trx: Transaction<Database>,
+    tenantId: string,
+    item: Prepared,
+    now: number,
+    usesCredits: boolean,
+    actor: string | undefined,
+  ): Promise<EnqueueResult> {
+    const existing = async () =>
+      trx
+        .selectFrom('jobs')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('idempotency_key', '=', item.idempotencyKey)
+        .executeTakeFirst();
+    if (item.idempotencyKey !== null) {
+      const found = await existing();
+      if (found) return { job: toJob(found), outcome: 'existing' };
+    }
+    if (item.definition.freshnessMs) {
+      const fresh = await trx
+        .selectFrom('jobs')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('type', '=', item.definition.type)
+        .where('payload_hash', '=', item.hash)
+        .where('state', '=', 'succeeded')
+        .where('finished_at', '>=', now - item.definition.freshnessMs)
+        .orderBy('finished_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      if (fresh) return { job: toJob(fresh), outcome: 'fresh' };
+    }
+    let runAt = item.runAt;
+    if (item.breakerKey !== null) {
+      // A job that needs an open breaker waits for it from the start, as the queued ones were deferred.
+      const breaker = await trx
+        .selectFrom('job_breakers')
+        .select('open_until')
+        .where('key', '=', item.breakerKey)
+        .where('state', '=', 'open')
+        .executeTakeFirst();
+      if (breaker?.open_until) runAt = Math.max(runAt, breaker.open_until);
+    }
+    const cost = usesCredits ? (item.definition.cost ?? 0) : 0;
+    const inserted = await trx
+      .insertInto('jobs')
+      .values(this.#row(tenantId, item, runAt, cost, now))
+      // Two enqueues with one key racing past the lookup above: the loser inserts nothing and returns
+      // the winner's job (on PostgreSQL it waits for the winner's commit first).
+      .onConflict((oc) =>
+        oc.columns(['tenant_id', 'idempotency_key']).where('idempotency_key', 'is not', null).doNothing(),
+      )
+      .returningAll()
+      .executeTakeFirst();
+    if (!inserted) {
+      const winner = await existing();
+      if (!winner) throw new Error('idempotent enqueue found neither its insert nor the conflicting job');
+      return { job: toJob(winner), outcome: 'existing' };
+    }
+    if (cost > 0) {
+      await charge(trx, {
+        tenantId,
+        jobId: inserted.id,
+        amount: cost,
+        reason: `reserve ${item.definition.type}`,
+        now,
+        actor: actor ?? null,
+      });
+    }
+    return { job: toJob(inserted), outcome: 'created' };
+  }
+
+  #row(tenantId: string, item: Prepared, runAt: number, cost: number, now: number): Insertable<JobsTable> {
+    return {
+      id: newId('job', now),
+      tenant_id: tenantId,
+      type: item.definition.type,
+      lane: item.lane,
+      queue: queueKey(item.lane, item.definition.type, tenantId),
+      state: 'queued',
+      payload: item.payload,
+      payload_hash: item.hash,
+      errors: '[]',
+      attempts: 0,
+      max_attempts: this.#ctx.maxAttemptsOf(item.definition.type),
+      run_at: runAt,
+      idempotency_key: item.idempotencyKey,
+      parent_id: item.parentId,
+      breaker_key: item.breakerKey,
+      cost,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  /** Counts created jobs against the tenant's daily limit, atomically; 429 until midnight UTC past it. */
+  async #countDaily(
+    trx: Transaction<Database>,
+    tenantId: string,
+    tier: string,
+    created: number,
+    now: number,
+  ) {
+    if (created === 0) return;
+    const limit = this.#ctx.settings.tierDailyLimit[tier] ?? 0;
+    const refuse = () =>
+      new ConveyorError('rate_limited', `The daily limit of ${limit} jobs for the ${tier} tier is reached`, {
+        headers: { 'retry-after': String(secondsToNextUtcDay(now)) },
+        extra: { limit },
+      });
+    if (limit === 0) return;
+    if (created > limit) throw refuse();
+    const counted = await trx
+      .insertInto('tenant_job_usage')
+      .values({ tenant_id: tenantId, day: utcDay(now), jobs: created })
+      .onConflict((oc) =>
+        oc
+          .columns(['tenant_id', 'day'])
+          .doUpdateSet((eb) => ({ jobs: eb('tenant_job_usage.jobs', '+', eb.ref('excluded.jobs')) }))
+          .where((eb) => eb(eb('tenant_job_usage.jobs', '+', eb.ref('excluded.jobs')), '<=', limit)),
+      )
+      .returning('jobs')
+      .executeTakeFirst();
+    if (!counted) throw refuse();
+  }
+}

@@ -1,0 +1,488 @@
+import { sql } from 'kysely';
+import type { Breakers, BreakerView } from './breakers.ts';
+import { type EngineContext, toJob } from './context.ts';
+import { refund } from './credits.ts';
+import type { JobError, JobState, Lane } from './types.ts';
+import { LANES } from './types.ts';
+
+/** Whose jobs a view covers: one tenant's (tenant keys), or everyone's (operator keys, the alerter, metrics). */
+export type Scope = { tenantId: string } | 'all';
+
+export interface MonitorSettings {
+  /** Workers heartbeat this often; one unseen for 3 heartbeats is not live. */
+  heartbeatMs: number;
+  /** Most finished jobs one statistics or health read takes (the newest). */
+  statsMaxRows: number;
+}
+
+/** Jobs still to finish, by one (lane, type, state). */
+export interface DepthRow {
+  lane: Lane;
+  type: string;
+  state: 'queued' | 'failed' | 'active';
+  count: number;
+  /** Epoch ms of the oldest due (`run_at` passed) job in this group; null if none is due. */
+  oldestDueAt: number | null;
+}
+
+export interface Counts {
+  queued: number;
+  failed: number;
+  active: number;
+}
+
+export interface LaneStatus extends Counts {
+  lane: Lane;
+  /** Seconds the longest-waiting due job of the lane has been due (queued or retrying); null if none. */
+  oldestDueAgeSeconds: number | null;
+}
+
+export interface WorkerView {
+  id: string;
+  host: string;
+  pid: number;
+  lanes: string[];
+  types: string[];
+  concurrency: number;
+  running: number;
+  startedAt: string;
+  seenAt: string;
+}
+
+export interface ActiveJobView {
+  id: string;
+  tenantId: string;
+  type: string;
+  lane: Lane;
+  attempts: number;
+  maxAttempts: number;
+  startedAt: string | null;
+  leaseOwner: string | null;
+  leaseExpiresAt: string | null;
+}
+
+export interface QueueStatus {
+  scope: 'tenant' | 'all';
+  generatedAt: string;
+  totals: Counts;
+  lanes: LaneStatus[];
+  types: (Counts & { type: string })[];
+  depth: { lane: Lane; type: string; state: DepthRow['state']; count: number }[];
+  /** The longest-running active jobs, at most ACTIVE_LIMIT; `activeTotal` counts them all. */
+  active: ActiveJobView[];
+  activeTotal: number;
+  liveWorkers: number;
+  /** Live workers (operator scope only: hosts and pids are the platform's, not a tenant's). */
+  workers: WorkerView[];
+  breakers: BreakerView[];
+}
+
+export interface Percentiles {
+  count: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+export interface Bucket {
+  start: string;
+  started: number;
+  succeeded: number;
+  /** Failed attempts (each error recorded in the bucket, including the last one of a job that died). */
+  failed: number;
+  dead: number;
+}
+
+export interface WindowStats {
+  from: string;
+  to: string;
+  bucketSeconds: number;
+  totals: Omit<Bucket, 'start'> & { successRate: number | null };
+  /** Time from `run_at` to the start of the last attempt, of jobs that finished in the window. */
+  waitMs: Percentiles;
+  /** Time from the start to the end of the last attempt, of jobs that finished in the window. */
+  runMs: Percentiles;
+  buckets: Bucket[];
+}
+
+export interface Statistics {
+  scope: 'tenant' | 'all';
+  generatedAt: string;
+  /** Most job rows read (monitorStatsMaxRows); `truncated` when the window held more. */
+  maxRows: number;
+  rowsRead: number;
+  truncated: boolean;
+  hour: WindowStats;
+  day: WindowStats;
+}
+
+export interface AttemptCounts {
+  succeeded: number;
+  failed: number;
+  /** succeeded / (succeeded + failed); null when no attempt finished in the window. */
+  successRate: number | null;
+}
+
+const ACTIVE_LIMIT = 100;
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const WAITING: readonly JobState[] = ['queued', 'failed'];
+const CLEAR_BATCH = 500;
+
+type StatsRow = {
+  state: string;
+  run_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  errors: string;
+};
+
+/**
+ * Read-only views of the queue for the monitoring API, the health check, the alerter and /metrics, and
+ * the one bulk action they need (clear). Everything is read from the database, so it covers every
+ * worker process; the counts are GROUP BYs over unfinished jobs, which the partial indexes keep small.
+ */
+export class JobMonitor {
+  readonly #ctx: EngineContext;
+  readonly #breakers: Breakers;
+  readonly #settings: MonitorSettings;
+
+  constructor(ctx: EngineContext, breakers: Breakers, settings: MonitorSettings) {
+    this.#ctx = ctx;
+    this.#breakers = breakers;
+    this.#settings = settings;
+  }
+
+  /** Unfinished jobs by (lane, type, state), with each group's oldest due time: one GROUP BY. */
+  async depth(scope: Scope): Promise<DepthRow[]> {
+    const now = this.#ctx.now();
+    let query = this.#ctx.db
+      .selectFrom('jobs')
+      .select((eb) => [
+        'lane',
+        'type',
+        'state',
+        eb.fn.countAll().as('n'),
+        sql<number | string | null>`min(case when run_at <= ${now} then run_at end)`.as('oldest'),
+      ])
+      .where('state', 'in', ['queued', 'failed', 'active']);
+    if (scope !== 'all') query = query.where('tenant_id', '=', scope.tenantId);
+    const rows = await query.groupBy(['lane', 'type', 'state']).execute();
+    return rows.map((r) => ({
+      lane: r.lane as Lane,
+      type: r.type,
+      state: r.state as DepthRow['state'],
+      count: Number(r.n),
+      // Only waiting jobs are "due"; an active job's run_at is in the past by definition.
+      oldestDueAt: r.state === 'active' || r.oldest === null ? null : Number(r.oldest),
+    }));
+  }
+
+  /** Unfinished jobs by lane and state only: what /metrics exposes on every scrape. */
+  async depthByLane(): Promise<{ lane: string; state: string; count: number }[]> {
+    const rows = await this.#ctx.db
+      .selectFrom('jobs')
+      .select((eb) => ['lane', 'state', eb.fn.countAll().as('n')])
+      .where('state', 'in', ['queued', 'failed', 'active'])
+      .groupBy(['lane', 'state'])
+      .execute();
+    return rows.map((r) => ({ lane: r.lane, state: r.state, count: Number(r.n) }));
+  }
+
+  async status(scope: Scope): Promise<QueueStatus> {
+    const now = this.#ctx.now();
+    const depth = await this.depth(scope);
+    const zero = (): Counts => ({ queued: 0, failed: 0, active: 0 });
+    const totals = zero();
+    const lanes = new Map<Lane, LaneStatus>(
+      LANES.map((lane) => [lane, { lane, ...zero(), oldestDueAgeSeconds: null }]),
+    );
+    const types = new Map<string, Counts & { type: string }>();
+    const oldest = new Map<Lane, number>();
+    for (const row of depth) {
+      totals[row.state] += row.count;
+      const lane = lanes.get(row.lane) ?? { lane: row.lane, ...zero(), oldestDueAgeSeconds: null };
+      lanes.set(row.lane, lane);
+      lane[row.state] += row.count;
+      let type = types.get(row.type);
+      if (!type) {
+        type = { type: row.type, ...zero() };
+        types.set(row.type, type);
+      }
+      type[row.state] += row.count;
+      if (row.oldestDueAt !== null)
+        oldest.set(row.lane, Math.min(oldest.get(row.lane) ?? Infinity, row.oldestDueAt));
+    }
+    for (const [lane, at] of oldest) lanes.get(lane)!.oldestDueAgeSeconds = Math.max(0, (now - at) / 1000);
+
+    let activeQuery = this.#ctx.db
+      .selectFrom('jobs')
+      .select([
+        'id',
+        'tenant_id',
+        'type',
+        'lane',
+        'attempts',
+        'max_attempts',
+        'started_at',
+        'lease_owner',
+        'lease_expires_at',
+      ])
+      .where('state', '=', 'active');
+    if (scope !== 'all') activeQuery = activeQuery.where('tenant_id', '=', scope.tenantId);
+    const active = await activeQuery.orderBy('started_at').orderBy('id').limit(ACTIVE_LIMIT).execute();
+
+    const workers = await this.liveWorkers();
+    const breakers = await this.breakers(scope);
+    const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+    return {
+      scope: scope === 'all' ? 'all' : 'tenant',
+      generatedAt: new Date(now).toISOString(),
+      totals,
+      lanes: [...lanes.values()],
+      types: [...types.values()].sort((a, b) => a.type.localeCompare(b.type)),
+      depth: depth
+        .map(({ lane, type, state, count }) => ({ lane, type, state, count }))
+        .sort((a, b) => `${a.lane}/${a.type}/${a.state}`.localeCompare(`${b.lane}/${b.type}/${b.state}`)),
+      active: active.map((r) => ({
+        id: r.id,
+        tenantId: r.tenant_id,
+        type: r.type,
+        lane: r.lane as Lane,
+        attempts: r.attempts,
+        maxAttempts: r.max_attempts,
+        startedAt: iso(r.started_at),
+        leaseOwner: r.lease_owner,
+        leaseExpiresAt: iso(r.lease_expires_at),
+      })),
+      activeTotal: totals.active,
+      liveWorkers: workers.length,
+      workers: scope === 'all' ? workers : [],
+      breakers,
+    };
+  }
+
+  /** Workers seen within 3 heartbeats that have not stopped. */
+  async liveWorkers(): Promise<WorkerView[]> {
+    const since = this.#ctx.now() - 3 * this.#settings.heartbeatMs;
+    const rows = await this.#ctx.db
+      .selectFrom('job_workers')
+      .selectAll()
+      .where('stopped_at', 'is', null)
+      .where('seen_at', '>=', since)
+      .orderBy('started_at')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      host: r.host,
+      pid: r.pid,
+      lanes: JSON.parse(r.lanes) as string[],
+      types: JSON.parse(r.types) as string[],
+      concurrency: r.concurrency,
+      running: r.running,
+      startedAt: new Date(Number(r.started_at)).toISOString(),
+      seenAt: new Date(Number(r.seen_at)).toISOString(),
+    }));
+  }
+
+  /**
+   * Breakers: all of them for the operator; for a tenant, those its waiting or running jobs name (a
+   * breaker key is an origin host, which another tenant's jobs should not reveal).
+   */
+  async breakers(scope: Scope): Promise<BreakerView[]> {
+    if (scope === 'all') return this.#breakers.list();
+    const rows = await this.#ctx.db
+      .selectFrom('jobs')
+      .select('breaker_key')
+      .distinct()
+      .where('tenant_id', '=', scope.tenantId)
+      .where('breaker_key', 'is not', null)
+      .where('state', 'in', ['queued', 'failed', 'active'])
+      .execute();
+    return this.#breakers.list(rows.map((r) => r.breaker_key!));
+  }
+
+  /**
+   * Throughput and latency over the last hour (1-minute buckets) and day (1-hour buckets). Reads the
+   * newest `statsMaxRows` jobs touched in the last day (succeeded, failed, dead or active) and computes
+   * the buckets and percentiles from them; started counts the last attempt of each job only.
+   */
+  async statistics(scope: Scope): Promise<Statistics> {
+    const now = this.#ctx.now();
+    const hour = windowOf(now, MINUTE, 60);
+    const day = windowOf(now, HOUR, 24);
+    const rows = await this.#rows(scope, day.from);
+    const max = this.#settings.statsMaxRows;
+    return {
+      scope: scope === 'all' ? 'all' : 'tenant',
+      generatedAt: new Date(now).toISOString(),
+      maxRows: max,
+      rowsRead: rows.length,
+      truncated: rows.length >= max,
+      hour: summarise(rows, hour, now),
+      day: summarise(rows, day, now),
+    };
+  }
+
+  /** Attempts that ended since `since`: succeeded jobs and failed attempts (each recorded error). */
+  async attempts(since: number, scope: Scope = 'all'): Promise<AttemptCounts> {
+    const rows = await this.#rows(scope, since);
+    let succeeded = 0;
+    let failed = 0;
+    for (const row of rows) {
+      if (row.state === 'succeeded' && row.finished_at !== null && Number(row.finished_at) >= since)
+        succeeded++;
+      failed += failuresSince(row, since).length;
+    }
+    const total = succeeded + failed;
+    return { succeeded, failed, successRate: total === 0 ? null : succeeded / total };
+  }
+
+  /**
+   * Cancels the tenant's waiting (queued, or failed awaiting a retry) jobs matching the filter, with the
+   * same refund a cancel gives, in batches; answers how many. Cancelling rather than deleting keeps the
+   * rows the credit ledger, idempotency keys and child jobs refer to, and costs the claim nothing: the
+   * partial indexes hold unfinished jobs only.
+   */
+  async clear(
+    tenantId: string,
+    filter: { type?: string | undefined; lane?: Lane | undefined },
+  ): Promise<number> {
+    let cleared = 0;
+    for (;;) {
+      const now = this.#ctx.now();
+      const rows = await this.#ctx.db.transaction().execute(async (trx) => {
+        let pick = trx
+          .selectFrom('jobs')
+          .select('id')
+          .where('tenant_id', '=', tenantId)
+          .where('state', 'in', WAITING);
+        if (filter.type) pick = pick.where('type', '=', filter.type);
+        if (filter.lane) pick = pick.where('lane', '=', filter.lane);
+        const ids = (await pick.orderBy('id').limit(CLEAR_BATCH).execute()).map((r) => r.id);
+        if (ids.length === 0) return [];
+        const updated = await trx
+          .updateTable('jobs')
+          .set({
+            state: 'cancelled',
+            finished_at: now,
+            updated_at: now,
+            lease_owner: null,
+            lease_expires_at: null,
+          })
+          .where('id', 'in', ids)
+          .where('state', 'in', WAITING)
+          .returningAll()
+          .execute();
+        for (const row of updated) {
+          if (row.cost > 0) {
+            await refund(trx, {
+              tenantId,
+              jobId: row.id,
+              amount: row.cost,
+              reason: `refund ${row.type}: cancelled`,
+              now,
+              actor: null,
+            });
+          }
+        }
+        return updated;
+      });
+      if (rows.length === 0) return cleared;
+      cleared += rows.length;
+      for (const row of rows) this.#ctx.emit('cancelled', toJob(row));
+    }
+  }
+
+  async #rows(scope: Scope, since: number): Promise<StatsRow[]> {
+    let query = this.#ctx.db
+      .selectFrom('jobs')
+      .select(['state', 'run_at', 'started_at', 'finished_at', 'errors'])
+      .where('updated_at', '>=', since)
+      .where('state', 'in', ['succeeded', 'failed', 'dead', 'active']);
+    if (scope !== 'all') query = query.where('tenant_id', '=', scope.tenantId);
+    const rows = await query.orderBy('updated_at', 'desc').limit(this.#settings.statsMaxRows).execute();
+    return rows.map((r) => ({
+      state: r.state,
+      run_at: Number(r.run_at),
+      started_at: r.started_at === null ? null : Number(r.started_at),
+      finished_at: r.finished_at === null ? null : Number(r.finished_at),
+      errors: r.errors,
+    }));
+  }
+}
+
+interface Window {
+  from: number;
+  size: number;
+  count: number;
+}
+
+/** `count` buckets of `size` ms, the last one holding `now`. */
+function windowOf(now: number, size: number, count: number): Window {
+  return { from: Math.floor(now / size) * size - (count - 1) * size, size, count };
+}
+
+function failuresSince(row: StatsRow, since: number): number[] {
+  if (row.errors === '[]') return [];
+  const times: number[] = [];
+  for (const error of JSON.parse(row.errors) as JobError[]) {
+    const at = Date.parse(error.at);
+    if (at >= since) times.push(at);
+  }
+  return times;
+}
+
+function summarise(rows: readonly StatsRow[], window: Window, now: number): WindowStats {
+  const buckets: Bucket[] = Array.from({ length: window.count }, (_, i) => ({
+    start: new Date(window.from + i * window.size).toISOString(),
+    started: 0,
+    succeeded: 0,
+    failed: 0,
+    dead: 0,
+  }));
+  const at = (ms: number | null) => {
+    if (ms === null || ms < window.from) return undefined;
+    return buckets[Math.min(window.count - 1, Math.floor((ms - window.from) / window.size))];
+  };
+  const waits: number[] = [];
+  const runs: number[] = [];
+  for (const row of rows) {
+    const started = at(row.started_at);
+    if (started) started.started++;
+    for (const time of failuresSince(row, window.from)) at(time)!.failed++;
+    if (row.state !== 'succeeded' && row.state !== 'dead') continue;
+    const finished = at(row.finished_at);
+    if (!finished) continue;
+    finished[row.state]++;
+    if (row.started_at !== null) {
+      waits.push(Math.max(0, row.started_at - row.run_at));
+      runs.push(Math.max(0, row.finished_at! - row.started_at));
+    }
+  }
+  const totals = { started: 0, succeeded: 0, failed: 0, dead: 0 };
+  for (const b of buckets) {
+    totals.started += b.started;
+    totals.succeeded += b.succeeded;
+    totals.failed += b.failed;
+    totals.dead += b.dead;
+  }
+  const attempts = totals.succeeded + totals.failed;
+  return {
+    from: new Date(window.from).toISOString(),
+    to: new Date(now).toISOString(),
+    bucketSeconds: window.size / 1000,
+    totals: { ...totals, successRate: attempts === 0 ? null : totals.succeeded / attempts },
+    waitMs: percentiles(waits),
+    runMs: percentiles(runs),
+    buckets,
+  };
+}
+
+/** Nearest-rank percentiles. */
+export function percentiles(values: number[]): Percentiles {
+  if (values.length === 0) return { count: 0, p50: null, p95: null, p99: null };
+  const sorted = Float64Array.from(values).sort();
+  const rank = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+  return { count: sorted.length, p50: rank(50), p95: rank(95), p99: rank(99) };
+}

@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto';
+import { fullJitterGenerator, noJitterGenerator } from 'cockatiel';
+import { LANES, type Lane } from './types.ts';
+
+/**
+ * The scheduling policy as pure functions: which due jobs a claim takes, in which order, and how long a
+ * retry waits. The claim (claim.ts) reads the inputs from the database and applies the answer there.
+ */
+
+export interface Candidate {
+  id: string;
+  lane: Lane;
+  type: string;
+  tenantId: string;
+  runAt: number;
+  breakerKey: string | null;
+}
+
+/** The group a job belongs to, as stored in `jobs.queue`: `lane/type/tenant`. */
+export function queueKey(lane: Lane, type: string, tenantId: string): string {
+  return `${lane}/${type}/${tenantId}`;
+}
+
+export function parseQueueKey(queue: string): { lane: Lane; type: string; tenantId: string } {
+  const [lane, type, tenantId] = queue.split('/') as [Lane, string, string];
+  return { lane, type, tenantId };
+}
+
+/**
+ * A lane's rank after aging: 0 is `critical`. Every `agingMs` a due job has waited lifts it one lane,
+ * so strict priority holds between jobs that became due at about the same time, and a `low` job beats
+ * fresh `critical` work after waiting 3 x agingMs at most.
+ */
+export function effectiveRank(lane: Lane, runAt: number, now: number, agingMs: number): number {
+  const waited = Math.max(0, now - runAt);
+  return Math.max(0, LANES.indexOf(lane) - Math.floor(waited / agingMs));
+}
+
+/**
+ * Orders candidates for a claim: by effective lane first (priority with aging), then round-robin between
+ * tenants (each tenant's best job, then each tenant's second best, ...), then oldest first. So a tenant
+ * with 10,000 due jobs and a tenant with one get their first jobs into the same claim, and neither's
+ * `normal` jobs get ahead of anyone's `critical` ones.
+ */
+export function orderCandidates(candidates: readonly Candidate[], now: number, agingMs: number): Candidate[] {
+  const rank = new Map<string, number>();
+  for (const c of candidates) rank.set(c.id, effectiveRank(c.lane, c.runAt, now, agingMs));
+  const byAge = (a: Candidate, b: Candidate) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  const best = (a: Candidate, b: Candidate) => rank.get(a.id)! - rank.get(b.id)! || byAge(a, b);
+
+  const turn = new Map<string, number>();
+  const perTenant = new Map<string, Candidate[]>();
+  for (const c of candidates) {
+    const list = perTenant.get(c.tenantId);
+    if (list) list.push(c);
+    else perTenant.set(c.tenantId, [c]);
+  }
+  for (const list of perTenant.values()) {
+    list.sort(best);
+    for (const [i, c] of list.entries()) turn.set(c.id, i);
+  }
+  return [...candidates].sort(
+    (a, b) => rank.get(a.id)! - rank.get(b.id)! || turn.get(a.id)! - turn.get(b.id)! || byAge(a, b),
+  );
+}
+
+/**
+ * What a claim may still start. A missing entry means unlimited; the maps are keyed by lane, type, tenant
+ * id, type (start rate) and breaker key.
+ */
+export interface Capacity {
+  slots: number;
+  lanes: Map<string, number>;
+  types: Map<string, number>;
+  tenants: Map<string, number>;
+  rates: Map<string, number>;
+  breakers: Map<string, number>;
+}
+
+/** Takes candidates in order while every limit they fall under has room; the rest stay queued. */
+export function selectClaims(ordered: readonly Candidate[], capacity: Capacity): Candidate[] {
+  const left = {
+    lanes: new Map(capacity.lanes),
+    types: new Map(capacity.types),
+    tenants: new Map(capacity.tenants),
+    rates: new Map(capacity.rates),
+    breakers: new Map(capacity.breakers),
+  };
+  const chosen: Candidate[] = [];
+  for (const c of ordered) {
+    if (chosen.length >= capacity.slots) break;
+    const scopes: [Map<string, number>, string][] = [
+      [left.lanes, c.lane],
+      [left.types, c.type],
+      [left.tenants, c.tenantId],
+      [left.rates, c.type],
+    ];
+    if (c.breakerKey !== null) scopes.push([left.breakers, c.breakerKey]);
+    if (scopes.some(([map, key]) => (map.get(key) ?? Infinity) <= 0)) continue;
+    for (const [map, key] of scopes) {
+      const room = map.get(key);
+      if (room !== undefined) map.set(key, room - 1);
+    }
+    chosen.push(c);
+  }
+  return chosen;
+}
+
+/**
+ * The wait before attempt `attempt + 1`, after `attempt` failures: exponential from `baseMs`, capped at
+ * `maxMs`, with full jitter (uniform in [0, cap)), the variant that spreads a thundering herd best
+ * (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/). cockatiel does the maths.
+ */
+export function retryDelay(attempt: number, backoff: { baseMs: number; maxMs: number }): number {
+  const options = {
+    initialDelay: backoff.baseMs,
+    maxDelay: backoff.maxMs,
+    exponent: 2,
+    generator: fullJitterGenerator,
+  };
+  return fullJitterGenerator(Math.max(0, attempt - 1), options)[0];
+}
+
+/** The cap of `retryDelay` for this attempt (the jitter's upper bound), for docs and tests. */
+export function retryDelayCap(attempt: number, backoff: { baseMs: number; maxMs: number }): number {
+  const options = {
+    initialDelay: backoff.baseMs,
+    maxDelay: backoff.maxMs,
+    exponent: 2,
+    generator: noJitterGenerator,
+  };
+  return noJitterGenerator(Math.max(0, attempt - 1), options)[0];
+}
+
+/**
+ * Start-rate limiting with GCRA (the generic cell rate algorithm): `tat` is the theoretical arrival time
+ * of the next start. At `ratePerSecond`, starts are spaced 1000/rate ms apart, with a burst of at most a
+ * tenth of a second's worth (at least one). Answers how many of `wanted` starts are allowed now, the new
+ * tat, and when the next start would be allowed.
+ */
+export function takeStarts(
+  tat: number,
+  now: number,
+  ratePerSecond: number,
+  wanted: number,
+): { granted: number; tat: number; nextAt: number } {
+  const interval = 1000 / ratePerSecond;
+  const burst = Math.max(1, Math.ceil(ratePerSecond / 10));
+  const tolerance = interval * (burst - 1);
+  let next = Math.max(tat, now);
+  let granted = 0;
+  while (granted < wanted && next - now <= tolerance) {
+    next += interval;
+    granted++;
+  }
+  return { granted, tat: next, nextAt: Math.max(now, next - tolerance) };
+}
+
+/** The UTC day of a time, `YYYY-MM-DD`: the unit of tenants' daily job limits. */
+export function utcDay(now: number): string {
+  return new Date(now).toISOString().slice(0, 10);
+}
+
+/** Seconds until the next UTC midnight, when daily limits reset (Retry-After of a 429). */
+export function secondsToNextUtcDay(now: number): number {
+  const next = new Date(now);
+  next.setUTCHours(24, 0, 0, 0);
+  return Math.max(1, Math.ceil((next.getTime() - now) / 1000));
+}
+
+/** JSON with object keys sorted at every level, so equal payloads have equal text and hash. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+export function payloadHash(type: string, payload: unknown): string {
+  return createHash('sha256').update(type).update('\n').update(canonicalJson(payload)).digest('hex');
+}

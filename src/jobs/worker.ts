@@ -1,0 +1,390 @@
+import { hostname } from 'node:os';
+import { newId } from '../db/ids.ts';
+import type { Claimer } from './claim.ts';
+import type { EngineContext } from './context.ts';
+import type { Outcomes } from './outcome.ts';
+import {
+  type AbortCause,
+  type Job,
+  JobAbort,
+  type JobProgress,
+  type Lane,
+  PermanentJobError,
+} from './types.ts';
+
+export interface WorkerOptions {
+  concurrency: number;
+  /** Lanes to claim from; null for all. */
+  lanes: readonly Lane[] | null;
+  /** Types to claim; null for every registered type. */
+  types: readonly string[] | null;
+  pollMs: number;
+  heartbeatMs: number;
+  progressIntervalMs: number;
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
+  /** Fires due recurring jobs every `scheduleIntervalMs` (every worker does; each tick fires once). */
+  schedules?: { fire(): Promise<number> };
+  scheduleIntervalMs?: number;
+  /** Subscribes to cross-process wake-ups (PostgreSQL LISTEN); answers an unsubscribe. */
+  listen?: (onWake: () => void) => Promise<() => Promise<void>>;
+}
+
+interface Running {
+  job: Job;
+  controller: AbortController;
+  /** Settles when the attempt's outcome is recorded (or dropped). */
+  done: Promise<void>;
+  progress: ProgressWriter;
+}
+
+/**
+ * One worker process's runtime: claims up to `concurrency` jobs, runs their handlers, heartbeats their
+ * leases, rescues other workers' expired ones, and shuts down gracefully (stop claiming, let running jobs
+ * finish within a grace period, release the rest).
+ */
+export class Worker {
+  readonly id = newId('wkr');
+  readonly #ctx: EngineContext;
+  readonly #claimer: Claimer;
+  readonly #outcomes: Outcomes;
+  readonly #options: WorkerOptions;
+  readonly #running = new Map<string, Running>();
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #woken = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #scheduler: NodeJS.Timeout | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
+  #beats = 0;
+  readonly #completions: CompletionBatch;
+  readonly #onWake = () => this.#signal();
+  readonly #onCancel = (id: string) => this.#running.get(id)?.controller.abort(new JobAbort('cancelled'));
+
+  constructor(ctx: EngineContext, claimer: Claimer, outcomes: Outcomes, options: WorkerOptions) {
+    this.#ctx = ctx;
+    this.#claimer = claimer;
+    this.#outcomes = outcomes;
+    this.#options = options;
+    this.#completions = new CompletionBatch((items) => outcomes.succeedMany(this.id, items));
+  }
+
+  get running(): number {
+    return this.#running.size;
+  }
+
+  async start(): Promise<void> {
+    const now = this.#ctx.now();
+    await this.#ctx.db
+      .insertInto('job_workers')
+      .values({
+        id: this.id,
+        host: hostname(),
+        pid: process.pid,
+        lanes: JSON.stringify(this.#options.lanes ?? []),
+        types: JSON.stringify(this.#options.types ?? []),
+        concurrency: this.#options.concurrency,
+        running: 0,
+        started_at: now,
+        seen_at: now,
+      })
+      .execute();
+    this.#ctx.events.on('wake', this.#onWake);
+    this.#ctx.events.on('cancel', this.#onCancel);
+    if (this.#options.listen) this.#unlisten = await this.#options.listen(this.#onWake);
+    this.#heartbeat = setInterval(() => void this.#beat(), this.#options.heartbeatMs);
+    this.#heartbeat.unref();
+    const { schedules, scheduleIntervalMs } = this.#options;
+    if (schedules && scheduleIntervalMs) {
+      this.#scheduler = setInterval(() => {
+        schedules.fire().catch((error) => this.#options.log.warn({ err: error }, 'firing schedules failed'));
+      }, scheduleIntervalMs);
+      this.#scheduler.unref();
+    }
+    this.#loop = this.#claimLoop();
+  }
+
+  /**
+   * Stops claiming, waits up to `graceMs` for running jobs, then aborts the rest and hands them back to
+   * the queue (their attempt not counted).
+   */
+  async stop(graceMs: number): Promise<{ finished: number; released: number }> {
+    if (this.#stopping) return { finished: 0, released: 0 };
+    this.#stopping = true;
+    clearInterval(this.#scheduler);
+    this.#signal();
+    await this.#loop;
+    const before = this.#running.size;
+    const all = Promise.all([...this.#running.values()].map((r) => r.done));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    const left = [...this.#running.values()];
+    for (const r of left) r.controller.abort(new JobAbort('shutdown'));
+    const released = await this.#outcomes.release(
+      this.id,
+      left.map((r) => r.job.id),
+    );
+    clearInterval(this.#heartbeat);
+    this.#ctx.events.off('wake', this.#onWake);
+    this.#ctx.events.off('cancel', this.#onCancel);
+    await this.#unlisten?.();
+    await this.#ctx.db
+      .updateTable('job_workers')
+      .set({ stopped_at: this.#ctx.now(), running: 0 })
+      .where('id', '=', this.id)
+      .execute();
+    return { finished: before - left.length, released };
+  }
+
+  #signal(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  async #claimLoop(): Promise<void> {
+    const types = this.#options.types ?? this.#ctx.registry.types();
+    while (!this.#stopping) {
+      const slots = this.#options.concurrency - this.#running.size;
+      let nextWakeAt: number | null = null;
+      // Cleared before looking, so a wake-up that arrives during the claim is not lost. With no free slot
+      // the loop sleeps until a job ends (which wakes it) or the poll interval passes.
+      this.#woken = false;
+      if (slots > 0) {
+        try {
+          const claimed = await this.#claimer.claim({
+            workerId: this.id,
+            slots,
+            lanes: this.#options.lanes,
+            types,
+          });
+          nextWakeAt = claimed.nextWakeAt;
+          for (const job of claimed.jobs) this.#start(job);
+          // A full claim may have left more behind: go again at once while there is room.
+          if (claimed.jobs.length > 0 && claimed.jobs.length === slots) continue;
+        } catch (error) {
+          this.#options.log.error({ err: error }, 'claim failed; retrying after the poll interval');
+        }
+      }
+      if (this.#stopping || this.#woken) continue;
+      const wait =
+        nextWakeAt === null
+          ? this.#options.pollMs
+          : Math.max(0, Math.min(this.#options.pollMs, nextWakeAt - this.#ctx.now()));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  #start(job: Job): void {
+    const controller = new AbortController();
+    const progress = new ProgressWriter(this.#options.progressIntervalMs, (p) =>
+      this.#outcomes.progress(job, this.id, p).then((mine) => {
+        if (!mine) controller.abort(new JobAbort('lease_lost'));
+      }),
+    );
+    const running: Running = { job, controller, progress, done: Promise.resolve() };
+    this.#running.set(job.id, running);
+    running.done = this.#attempt(running).finally(() => {
+      this.#running.delete(job.id);
+      this.#signal();
+    });
+    this.#ctx.emit('started', job);
+  }
+
+  async #attempt({ job, controller, progress }: Running): Promise<void> {
+    const definition = this.#ctx.typeOf(job.type);
+    const timeoutMs = this.#ctx.timeoutOf(job.type, job.lane);
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => controller.abort(new JobAbort('timeout')), timeoutMs) : undefined;
+    // The handler is raced against its abort signal: a handler that ignores the signal must not hold the
+    // slot (or the outcome) hostage.
+    const aborted = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+    });
+    aborted.catch(() => {});
+    let result: unknown;
+    try {
+      if (!definition)
+        throw new PermanentJobError(`No handler for job type ${job.type} in this worker`, 'unknown_type');
+      const context = {
+        job: {
+          id: job.id,
+          tenantId: job.tenantId,
+          type: job.type,
+          lane: job.lane,
+          attempts: job.attempts,
+          maxAttempts: job.maxAttempts,
+          parentId: job.parentId,
+        },
+        signal: controller.signal,
+        progress: (update: { percent?: number; stage?: string; message?: string }) => progress.update(update),
+      };
+      result = await Promise.race([definition.handler(job.payload, context), aborted]);
+      await progress.flush();
+    } catch (error) {
+      clearTimeout(timer);
+      await progress.flush().catch(() => {});
+      const cause: AbortCause | undefined = error instanceof JobAbort ? error.reason : undefined;
+      // Cancelled, lost or released jobs are no longer ours to record anything about.
+      if (cause === 'cancelled' || cause === 'lease_lost' || cause === 'shutdown') return;
+      const permanent = error instanceof PermanentJobError;
+      await this.#record(job, () =>
+        this.#outcomes.fail(job, this.id, {
+          message: cause === 'timeout' ? `The attempt ran longer than ${timeoutMs} ms` : errorMessage(error),
+          ...(cause === 'timeout' ? { code: 'timeout' } : permanent ? { code: error.code } : {}),
+          permanent,
+        }),
+      );
+      return;
+    }
+    clearTimeout(timer);
+    await this.#record(job, () => this.#completions.add(job, result));
+  }
+
+  /**
+   * Records an outcome. When the database refuses (it is down, say), the job is left to its lease: the
+   * rescuer returns it once the lease expires and it runs again, which at-least-once delivery allows.
+   */
+  async #record(job: Job, write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      this.#options.log.error(
+        { err: error, job: job.id },
+        'could not record the outcome; the job runs again after its lease',
+      );
+    }
+  }
+
+  /** Extends leases (aborting jobs that are no longer ours), records liveness, and rescues now and then. */
+  async #beat(): Promise<void> {
+    try {
+      const ids = [...this.#running.keys()];
+      const mine = await this.#outcomes.heartbeat(this.id, ids);
+      for (const id of ids) {
+        const running = this.#running.get(id);
+        if (!running || mine.has(id) || running.controller.signal.aborted) continue;
+        const row = await this.#ctx.db
+          .selectFrom('jobs')
+          .select('state')
+          .where('id', '=', id)
+          .executeTakeFirst();
+        running.controller.abort(new JobAbort(row?.state === 'cancelled' ? 'cancelled' : 'lease_lost'));
+      }
+      await this.#ctx.db
+        .updateTable('job_workers')
+        .set({ seen_at: this.#ctx.now(), running: this.#running.size })
+        .where('id', '=', this.id)
+        .execute();
+      // Rescue about twice per lease period: often enough that a dead worker's jobs come back soon after
+      // their lease ends, rarely enough to cost nothing.
+      const every = Math.max(1, Math.floor(this.#ctx.settings.leaseMs / 2 / this.#options.heartbeatMs));
+      if (++this.#beats % every === 0) {
+        const rescued = await this.#outcomes.rescue();
+        if (rescued > 0) {
+          this.#options.log.warn({ rescued }, 'returned jobs with expired leases to the queue');
+          this.#signal();
+        }
+      }
+    } catch (error) {
+      this.#options.log.warn({ err: error }, 'heartbeat failed; leases are retried at the next beat');
+    }
+  }
+}
+
+/**
+ * Collects the successes that arrive in one turn of the event loop and records them together, so a
+ * worker finishing fifty no-op jobs at once commits once, not fifty times.
+ */
+class CompletionBatch {
+  readonly #record: (items: { job: Job; result: unknown }[]) => Promise<boolean[]>;
+  #pending: { job: Job; result: unknown; done: (ok: boolean) => void; fail: (error: unknown) => void }[] = [];
+
+  constructor(record: (items: { job: Job; result: unknown }[]) => Promise<boolean[]>) {
+    this.#record = record;
+  }
+
+  /** Resolves once the success is recorded: true, or false when the job was no longer this worker's. */
+  add(job: Job, result: unknown): Promise<boolean> {
+    return new Promise((done, fail) => {
+      if (this.#pending.length === 0) setImmediate(() => void this.#flush());
+      this.#pending.push({ job, result, done, fail });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    try {
+      const outcome = await this.#record(batch.map(({ job, result }) => ({ job, result })));
+      for (const [i, item] of batch.entries()) item.done(outcome[i]!);
+    } catch (error) {
+      for (const item of batch) item.fail(error);
+    }
+  }
+}
+
+/** Throttles a job's progress writes to one per interval; the latest update always lands (trailing write). */
+class ProgressWriter {
+  readonly #intervalMs: number;
+  readonly #write: (progress: JobProgress) => Promise<void>;
+  #current: JobProgress = { percent: null, stage: null, message: null };
+  #lastWrite = 0;
+  #pending = false;
+  #timer: NodeJS.Timeout | undefined;
+  #inFlight: Promise<void> = Promise.resolve();
+
+  constructor(intervalMs: number, write: (progress: JobProgress) => Promise<void>) {
+    this.#intervalMs = intervalMs;
+    this.#write = write;
+  }
+
+  update(update: { percent?: number; stage?: string; message?: string }): void {
+    const percent =
+      update.percent === undefined
+        ? this.#current.percent
+        : Math.max(0, Math.min(100, Number(update.percent) || 0));
+    this.#current = {
+      percent,
+      stage: update.stage === undefined ? this.#current.stage : String(update.stage).slice(0, 200),
+      message: update.message === undefined ? this.#current.message : String(update.message).slice(0, 1000),
+    };
+    this.#pending = true;
+    const wait = this.#lastWrite + this.#intervalMs - Date.now();
+    if (wait <= 0) this.#send();
+    else this.#timer ??= setTimeout(() => this.#send(), wait);
+  }
+
+  /** Writes what is pending now (before the outcome, so progress never lands after it). */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending) this.#send();
+    await this.#inFlight;
+  }
+
+  #send(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = false;
+    this.#lastWrite = Date.now();
+    const snapshot = this.#current;
+    this.#inFlight = this.#inFlight.then(() => this.#write(snapshot)).catch(() => {});
+  }
+}
+
+function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}

@@ -1,0 +1,103 @@
+import type { Config } from '../config/config.ts';
+import type { JobMonitor } from '../jobs/monitor.ts';
+
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
+
+export interface ComponentHealth {
+  name: string;
+  kind: 'database' | 'storage' | 'jobs' | 'breaker';
+  status: HealthStatus;
+  /** 0..1 where the status comes from a success rate; null when nothing was measured (no attempts). */
+  successRate: number | null;
+  detail: string;
+}
+
+export interface HealthReport {
+  status: HealthStatus;
+  checkedAt: string;
+  windowMinutes: number;
+  thresholds: { healthyPercent: number; degradedPercent: number };
+  components: ComponentHealth[];
+}
+
+export interface Thresholds {
+  healthyPercent: number;
+  degradedPercent: number;
+}
+
+/**
+ * A success rate's status: above `healthyPercent` healthy, from `degradedPercent` up to it degraded,
+ * below it unhealthy. No measurement (null) is healthy: an idle engine is not a sick one.
+ */
+export function classify(rate: number | null, thresholds: Thresholds): HealthStatus {
+  if (rate === null) return 'healthy';
+  const percent = rate * 100;
+  if (percent > thresholds.healthyPercent) return 'healthy';
+  if (percent >= thresholds.degradedPercent) return 'degraded';
+  return 'unhealthy';
+}
+
+const RANK: Record<HealthStatus, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
+
+export function worst(statuses: readonly HealthStatus[]): HealthStatus {
+  return statuses.reduce<HealthStatus>((a, b) => (RANK[b] > RANK[a] ? b : a), 'healthy');
+}
+
+/**
+ * Every component's health: the database and storage by a ping (the readiness checks), the job engine
+ * by the success rate of attempts that ended in the last `healthWindowMinutes`, each breaker by its
+ * state (open unhealthy, half-open degraded).
+ */
+export async function checkHealth(deps: {
+  config: Config;
+  monitor: JobMonitor;
+  ready: () => Promise<Record<string, 'ok' | 'failed'>>;
+  now?: () => number;
+}): Promise<HealthReport> {
+  const { config, monitor } = deps;
+  const now = (deps.now ?? Date.now)();
+  const thresholds = {
+    healthyPercent: config.healthHealthyPercent,
+    degradedPercent: config.healthDegradedPercent,
+  };
+  const components: ComponentHealth[] = [];
+  const checks = await deps.ready();
+  for (const [name, result] of Object.entries(checks)) {
+    components.push({
+      name,
+      kind: name === 'storage' ? 'storage' : 'database',
+      status: result === 'ok' ? 'healthy' : 'unhealthy',
+      successRate: null,
+      detail: result === 'ok' ? 'ping ok' : 'ping failed',
+    });
+  }
+  // Without the database there is nothing to read the job engine's state from.
+  if (checks['database'] === 'ok') {
+    const windowMs = config.healthWindowMinutes * 60_000;
+    const attempts = await monitor.attempts(now - windowMs);
+    components.push({
+      name: 'jobs',
+      kind: 'jobs',
+      status: classify(attempts.successRate, thresholds),
+      successRate: attempts.successRate,
+      detail: `${attempts.succeeded} succeeded, ${attempts.failed} failed attempts in ${config.healthWindowMinutes} min`,
+    });
+    for (const breaker of await monitor.breakers('all')) {
+      components.push({
+        name: `breaker:${breaker.key}`,
+        kind: 'breaker',
+        status:
+          breaker.state === 'open' ? 'unhealthy' : breaker.state === 'half_open' ? 'degraded' : 'healthy',
+        successRate: null,
+        detail: `${breaker.state}, ${breaker.failures} consecutive failures`,
+      });
+    }
+  }
+  return {
+    status: worst(components.map((c) => c.status)),
+    checkedAt: new Date(now).toISOString(),
+    windowMinutes: config.healthWindowMinutes,
+    thresholds,
+    components,
+  };
+}

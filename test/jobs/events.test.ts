@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { childEnv, MAIN, ROOT } from '../helpers/child.ts';
+import {
+  BACKENDS,
+  createTenant,
+  skipIfNoPostgres,
+  startConveyor,
+  type TestServer,
+} from '../helpers/conveyor.ts';
+import { waitFor } from '../helpers/jobs.ts';
+
+interface Received {
+  event: string;
+  id?: string;
+  data: any;
+}
+
+interface SseClient {
+  status: number;
+  headers: Headers;
+  events: Received[];
+  /** Resolves when the server ends the stream (or the client closes it). */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** A minimal EventSource over fetch: parses `event:`/`id:`/`data:` blocks as they arrive. */
+async function openSse(url: string, key?: string | null): Promise<SseClient> {
+  const controller = new AbortController();
+  const res = await fetch(url, {
+    headers: key ? { authorization: `Bearer ${key}` } : {},
+    signal: controller.signal,
+  });
+  const events: Received[] = [];
+  let ended = Promise.resolve();
+  if (res.ok && res.body) {
+    const body = res.body;
+    ended = (async () => {
+      const decoder = new TextDecoder();
+      let buffer = '';
+      try {
+        for await (const chunk of body) {
+          buffer += decoder.decode(chunk, { stream: true });
+          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const fields: Record<string, string> = {};
+            for (const line of block.split('\n')) {
+              if (line.startsWith(':')) continue;
+              const colon = line.indexOf(': ');
+              fields[line.slice(0, colon)] = line.slice(colon + 2);
+            }
+            if (fields['event'] && fields['data'])
+              events.push({ event: fields['event'], id: fields['id'], data: JSON.parse(fields['data']) });
+          }
+        }
+      } catch {
+        // Aborted by close().
+      }
+    })();
+  } else {
+    await res.arrayBuffer();
+  }
+  return { status: res.status, headers: res.headers, events, ended, close: () => controller.abort() };
+}
+
+interface WsClient {
+  messages: { event: string; job: any }[];
+  closed: Promise<number>;
+  opened: Promise<boolean>;
+  close(): void;
+}
+
+function openWs(url: string): WsClient {
+  const socket = new WebSocket(url.replace(/^http/, 'ws'));
+  const messages: WsClient['messages'] = [];
+  socket.addEventListener('message', (event) => messages.push(JSON.parse(String(event.data))));
+  const closed = new Promise<number>((resolve) =>
+    socket.addEventListener('close', (event) => resolve(event.code)),
+  );
+  const opened = new Promise<boolean>((resolve) => {
+    socket.addEventListener('open', () => resolve(true));
+    socket.addEventListener('error', () => resolve(false));
+  });
+  return { messages, closed, opened, close: () => socket.close() };
+}
+
+const kinds = (events: { event: string }[]) => events.map((e) => e.event);
+
+const SETTINGS = { jobPollMs: 20, jobHeartbeatMs: 50, jobProgressIntervalMs: 0, jobEventsPollMs: 50 };
+
+for (const backend of BACKENDS) {
+  describe(`live job events on ${backend.database}`, async () => {
+    const skip = await skipIfNoPostgres(backend.database);
+    let server: TestServer;
+    before(async () => {
+      if (skip) return;
+      server = await startConveyor(backend, { serveWorkers: true, ...SETTINGS });
+    });
+    after(() => server?.close());
+
+    test('SSE for one job: a snapshot, progress, then succeeded, and the stream ends', {
+      skip,
+      timeout: 30_000,
+    }, async () => {
+      // Due a little later, so that the stream is open before the job starts.
+      const runAt = Date.now() + 300;
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 300 }, runAt });
+      assert.equal(job.status, 202);
+      const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
+      assert.equal(stream.status, 200);
+      assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
+      await stream.ended;
+      const seen = kinds(stream.events);
+      assert.equal(seen[0], 'snapshot');
+      assert.equal(stream.events[0]!.data.state, 'queued');
+      assert.equal(seen.at(-1), 'succeeded');
+      assert.ok(seen.includes('started'), seen.join());
+      assert.ok(seen.includes('progress'), seen.join());
+      assert.ok(seen.indexOf('started') < seen.indexOf('progress'));
+      assert.deepEqual(stream.events.at(-1)!.data.result, { slept: 300 });
+      assert.ok(stream.events.every((e) => e.data.id === job.body.id && e.data.links.self));
+      assert.deepEqual(
+        stream.events.map((e) => Number(e.id)),
+        stream.events.map((_, i) => i + 1),
+      );
+    });
+
+    test('a finished job answers its snapshot and ends at once', { skip, timeout: 30_000 }, async () => {
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'noop' });
+      await waitFor(
+        'the job to succeed',
+        async () => (await server.json('GET', `/api/v1/jobs/${job.body.id}`)).body.state === 'succeeded',
+      );
+      const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
+      await stream.ended;
+      assert.deepEqual(kinds(stream.events), ['snapshot']);
+      assert.equal(stream.events[0]!.data.state, 'succeeded');
+    });
+
+    test('the tenant stream sees every job; ?type= filters', { skip, timeout: 30_000 }, async () => {
+      const all = await openSse(`${server.url}/api/v1/events`, server.adminKey);
+      const noops = await openSse(`${server.url}/api/v1/events?type=noop`, server.adminKey);
+      try {
+        const a = await server.json('POST', '/api/v1/jobs', { type: 'noop' });
+        const b = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 5 } });
+        const finished = (stream: SseClient, id: string) =>
+          stream.events.some((e) => e.data.id === id && e.event === 'succeeded');
+        await waitFor(
+          'both jobs on the tenant stream',
+          async () => finished(all, a.body.id) && finished(all, b.body.id),
+        );
+        await waitFor('the noop on the filtered stream', async () => finished(noops, a.body.id));
+        assert.deepEqual(kinds(all.events.filter((e) => e.data.id === a.body.id)), [
+          'enqueued',
+          'started',
+          'succeeded',
+        ]);
+        assert.ok(noops.events.every((e) => e.data.type === 'noop'));
+      } finally {
+        all.close();
+        noops.close();
+      }
+    });
+
+    test('tenant isolation: 404 for another tenant or an unknown id; their stream sees nothing of ours', {
+      skip,
+      timeout: 30_000,
+    }, async () => {
+      const other = await createTenant(server, `events-${backend.database}`);
+      const ours = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 50 } });
+      const foreign = await openSse(`${server.url}/api/v1/jobs/${ours.body.id}/events`, other.key);
+      assert.equal(foreign.status, 404);
+      const unknown = await openSse(`${server.url}/api/v1/jobs/job_doesnotexist/events`, server.adminKey);
+      assert.equal(unknown.status, 404);
+      const unauthenticated = await openSse(`${server.url}/api/v1/events`, null);
+      assert.equal(unauthenticated.status, 401);
+
+      const theirs = await openSse(`${server.url}/api/v1/events`, other.key);
+      try {
+        const mine = await server.json('POST', '/api/v1/jobs', { type: 'noop' });
+        const own = await server.json('POST', '/api/v1/jobs', { type: 'noop' }, other.key);
+        assert.equal(own.status, 202);
+        // Their own job's end comes after ours was enqueued: had ours leaked, it would be there by then.
+        await waitFor('their job on their stream', async () =>
+          theirs.events.some((e) => e.data.id === own.body.id && e.event === 'succeeded'),
+        );
+        await waitFor(
+          'our job to succeed',
+          async () => (await server.json('GET', `/api/v1/jobs/${mine.body.id}`)).body.state === 'succeeded',
+        );
+        assert.ok(theirs.events.every((e) => e.data.tenantId === other.tenantId));
+      } finally {
+        theirs.close();
+      }
+    });
+
+    test('WebSocket with ?access_token=: JSON messages for one job and for the tenant', {
+      skip,
+      timeout: 30_000,
+    }, async () => {
+      const tenantWs = openWs(`${server.url}/api/v1/events?access_token=${server.adminKey}`);
+      assert.equal(await tenantWs.opened, true);
+      const runAt = Date.now() + 300;
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 20 }, runAt });
+      const jobWs = openWs(`${server.url}/api/v1/jobs/${job.body.id}/events?access_token=${server.adminKey}`);
+      assert.equal(await jobWs.opened, true);
+      assert.equal(await jobWs.closed, 1000);
+      const seen = kinds(jobWs.messages);
+      assert.equal(seen[0], 'snapshot');
+      assert.equal(seen.at(-1), 'succeeded');
+      assert.ok(jobWs.messages.every((m) => m.job.id === job.body.id));
+      await waitFor('the job on the tenant socket', async () =>
+        tenantWs.messages.some((m) => m.job.id === job.body.id && m.event === 'succeeded'),
+      );
+      tenantWs.close();
+      await tenantWs.closed;
+
+      // TODO: a refused upgrade (401) holds the server's close open (see report); not tested here yet.
+      // SSE takes the token too (EventSource cannot set headers either).
+      const sse = await openSse(
+        `${server.url}/api/v1/jobs/${job.body.id}/events?access_token=${server.adminKey}`,
+        null,
+      );
+      assert.equal(sse.status, 200);
+      await sse.ended;
+      // Other API routes do not.
+      const res = await fetch(`${server.url}/api/v1/jobs?access_token=${server.adminKey}`);
+      assert.equal(res.status, 401);
+    });
+
+    test('closed clients leave no subscriptions behind', { skip, timeout: 30_000 }, async () => {
+      const stream = await openSse(`${server.url}/api/v1/events`, server.adminKey);
+      stream.close();
+      await stream.ended;
+      const ws = openWs(`${server.url}/api/v1/events?access_token=${server.adminKey}`);
+      await ws.opened;
+      ws.close();
+      await ws.closed;
+      // The server notices the disconnects asynchronously: a fresh stream must still work and be the only one.
+      const again = await openSse(`${server.url}/api/v1/events`, server.adminKey);
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'noop' });
+      await waitFor('the job on the new stream', async () =>
+        again.events.some((e) => e.data.id === job.body.id && e.event === 'succeeded'),
+      );
+      again.close();
+    });
+  });
+
+  describe(`live job events across processes on ${backend.database}`, async () => {
+    const skip = await skipIfNoPostgres(backend.database);
+    let server: TestServer;
+    let worker: ChildProcess | undefined;
+    let output = '';
+    before(async () => {
+      if (skip) return;
+      // An API-only server: every job runs in the separate worker process.
+      server = await startConveyor(backend, { ...SETTINGS, serveWorkers: false });
+    });
+    after(async () => {
+      if (worker && worker.exitCode === null && worker.signalCode === null) {
+        const exited = once(worker, 'exit');
+        worker.kill('SIGTERM');
+        await exited;
+      }
+      await server?.close();
+    });
+
+    test('a job run by `conveyor worker` is seen live by an SSE client of the server', {
+      skip,
+      timeout: 60_000,
+    }, async () => {
+      // Long enough that a mid-way progress (at 50%) is there for a while: SQLite polls see states, not every write.
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 2000 } });
+      const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
+      const tenant = await openSse(`${server.url}/api/v1/events`, server.adminKey);
+      try {
+        worker = spawn(process.execPath, [MAIN, 'worker'], {
+          cwd: ROOT,
+          env: childEnv({
+            CONVEYOR_DATA_DIR: server.config.dataDir,
+            ...(server.config.databaseUrl ? { CONVEYOR_DATABASE_URL: server.config.databaseUrl } : {}),
+            CONVEYOR_LOG_LEVEL: 'warn',
+            CONVEYOR_JOB_POLL_MS: '20',
+            CONVEYOR_JOB_HEARTBEAT_MS: '50',
+            CONVEYOR_JOB_PROGRESS_INTERVAL_MS: '0',
+          }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        worker.stdout!.on('data', (text) => (output += text));
+        worker.stderr!.on('data', (text) => (output += text));
+        await stream.ended;
+        const seen = kinds(stream.events);
+        assert.deepEqual(seen.slice(0, 3), ['snapshot', 'started', 'progress'], output);
+        assert.equal(seen.at(-1), 'succeeded', output);
+        assert.deepEqual(stream.events.at(-1)!.data.result, { slept: 2000 });
+        await waitFor('the job on the tenant stream', async () =>
+          tenant.events.some((e) => e.data.id === job.body.id && e.event === 'succeeded'),
+        );
+      } finally {
+        tenant.close();
+        stream.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { describe, test } from 'node:test';
+import type { ConveyorError } from '../../src/errors.ts';
+import { nextTick } from '../../src/jobs/schedules.ts';
+import { childEnv, MAIN, ROOT } from '../helpers/child.ts';
+import { skipIfNoPostgres, startConveyor } from '../helpers/conveyor.ts';
+import { Clock, DATABASES, startEngine, waitFor } from '../helpers/jobs.ts';
+
+test('cron ticks: five and six fields, nicknames, time zones; bad expressions are 400s', () => {
+  const t = Date.UTC(2026, 10, 24, 12, 0, 30);
+  assert.equal(nextTick('*/5 * * * *', 'UTC', t), Date.UTC(2026, 10, 24, 12, 5, 0));
+  assert.equal(nextTick('* * * * * *', 'UTC', t), t + 1000);
+  assert.equal(nextTick('@hourly', 'UTC', t), Date.UTC(2026, 10, 24, 13, 0, 0));
+  assert.equal(nextTick('0 9 * * *', 'Europe/Paris', t), Date.UTC(2026, 10, 25, 8, 0, 0));
+  for (const bad of ['not cron', '61 * * * *']) {
+    assert.throws(
+      () => nextTick(bad, 'UTC', t),
+      (e: ConveyorError) => e.status === 400,
+    );
+  }
+  assert.throws(
+    () => nextTick('* * * * *', 'Mars/Olympus', t),
+    (e: ConveyorError) => e.status === 400,
+  );
+});
+
+for (const database of DATABASES) {
+  describe(`recurring jobs on ${database}`, async () => {
+    const skip = await skipIfNoPostgres(database);
+
+    test('each tick fires once however many processes fire; missed ticks are not made up', {
+      skip,
+    }, async () => {
+      const clock = new Clock();
+      const t = await startEngine(database, {}, { clock });
+      try {
+        const tenant = await t.tenant();
+        const schedule = await t.engine.schedules.create(tenant, {
+          name: 'minutely',
+          cron: '* * * * *',
+          type: 'noop',
+        });
+        assert.equal(Date.parse(schedule.nextRunAt), clock.t + 60_000);
+        assert.equal(await t.engine.schedules.fire(), 0);
+        clock.advance(60_000);
+        const fired = await Promise.all(Array.from({ length: 5 }, () => t.engine.schedules.fire()));
+        assert.equal(
+          fired.reduce((a, b) => a + b, 0),
+          1,
+        );
+        clock.advance(10 * 60_000);
+        assert.equal(await t.engine.schedules.fire(), 1);
+        const jobs = await t.db.kysely.selectFrom('jobs').select('idempotency_key').execute();
+        assert.equal(jobs.length, 2);
+        const [listed] = await t.engine.schedules.list(tenant);
+        assert.equal(Date.parse(listed!.nextRunAt), clock.t + 60_000);
+      } finally {
+        await t.close();
+      }
+    });
+
+    test('three worker processes fire a every-second schedule once per tick', {
+      skip,
+      timeout: 60_000,
+    }, async () => {
+      const t = await startEngine(database);
+      const workers: ChildProcess[] = [];
+      try {
+        const tenant = await t.tenant();
+        await t.engine.schedules.create(tenant, { name: 'every-second', cron: '* * * * * *', type: 'noop' });
+        const env = childEnv({
+          CONVEYOR_DATA_DIR: t.config.dataDir,
+          ...(t.config.databaseUrl ? { CONVEYOR_DATABASE_URL: t.config.databaseUrl } : {}),
+          CONVEYOR_LOG_LEVEL: 'warn',
+          CONVEYOR_JOB_SCHEDULE_INTERVAL_MS: '20',
+          CONVEYOR_JOB_POLL_MS: '50',
+        });
+        for (let i = 0; i < 3; i++) {
+          workers.push(
+            spawn(process.execPath, [MAIN, 'worker'], {
+              cwd: ROOT,
+              env,
+              stdio: ['ignore', 'ignore', 'inherit'],
+            }),
+          );
+        }
+        const ticks = async () =>
+          (await t.db.kysely.selectFrom('jobs').select(['idempotency_key', 'state']).execute()).map((r) => ({
+            tick: Number(r.idempotency_key!.split(':')[2]),
+            state: r.state,
+          }));
+        await waitFor('six ticks', async () => (await ticks()).length >= 6, 45_000);
+        for (const w of workers) w.kill('SIGTERM');
+        const seen = (await ticks()).map((r) => r.tick).sort((a, b) => a - b);
+        assert.equal(new Set(seen).size, seen.length, 'no tick fired twice');
+        // The first firing catches up on the ticks missed while the workers started; after it, every second.
+        for (let i = 2; i < seen.length; i++)
+          assert.equal(seen[i]! - seen[i - 1]!, 1000, 'no tick skipped while workers ran');
+      } finally {
+        for (const w of workers) w.kill('SIGKILL');
+        await t.close();
+      }
+    });
+  });
+}
+
+describe('schedules API', () => {
+  test('create, list, delete; admin only; bad cron, unknown type and duplicate names refused', async () => {
+    const server = await startConveyor();
+    try {
+      const created = await server.json('POST', '/api/v1/schedules', {
+        name: 'nightly',
+        cron: '0 3 * * *',
+        type: 'noop',
+        priority: 'low',
+      });
+      assert.equal(created.status, 201);
+      assert.equal(created.body.priority, 'low');
+      assert.equal(
+        (await server.json('POST', '/api/v1/schedules', { name: 'nightly', cron: '0 3 * * *', type: 'noop' }))
+          .status,
+        409,
+      );
+      assert.equal(
+        (await server.json('POST', '/api/v1/schedules', { name: 'x', cron: 'often', type: 'noop' })).status,
+        400,
+      );
+      assert.equal(
+        (await server.json('POST', '/api/v1/schedules', { name: 'y', cron: '@daily', type: 'nope' })).status,
+        400,
+      );
+      assert.equal(
+        (
+          await server.json('POST', '/api/v1/schedules', {
+            name: 'z',
+            cron: '@daily',
+            type: 'sleep',
+            payload: {},
+          })
+        ).status,
+        400,
+      );
+      const list = await server.json('GET', '/api/v1/schedules');
+      assert.deepEqual(
+        list.body.items.map((s: any) => s.name),
+        ['nightly'],
+      );
+      assert.equal((await server.json('DELETE', `/api/v1/schedules/${created.body.id}`)).status, 204);
+      assert.equal((await server.json('DELETE', `/api/v1/schedules/${created.body.id}`)).status, 404);
+    } finally {
+      await server.close();
+    }
+  });
+});
