@@ -90,7 +90,7 @@ export async function createConveyor(
   const jobEvents = new JobEventHub({
     context: jobs.context,
     db,
-    databaseUrl: config.databaseUrl,
+    subscribeRemote: true,
     pollMs: config.jobEventsPollMs,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });

@@ -18,7 +18,7 @@ export interface Db {
    * PostgreSQL only: calls `onNotify` for every NOTIFY on `channel`, over a dedicated connection that is
    * re-established after a failure. Answers an unsubscribe.
    */
-  readonly listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
+  readonly listen?: (channel: string, onNotify: (payload: string) => void) => Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -86,14 +86,18 @@ export async function migrate(db: Db): Promise<string[]> {
  * hints: whoever relies on them also polls, so a lost connection costs latency until it is back, never
  * correctness.
  */
-async function listen(url: string, channel: string, onNotify: () => void): Promise<() => Promise<void>> {
+async function listen(
+  url: string,
+  channel: string,
+  onNotify: (payload: string) => void,
+): Promise<() => Promise<void>> {
   let client: pg.Client | undefined;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
   const connect = async (): Promise<void> => {
     const next = new pg.Client({ connectionString: url });
     next.on('notification', (message) => {
-      if (message.channel === channel) onNotify();
+      if (message.channel === channel) onNotify(message.payload ?? '');
     });
     next.on('error', () => {
       next.end().catch(() => {});

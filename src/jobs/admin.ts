@@ -1,6 +1,6 @@
-import type { SelectQueryBuilder, Transaction } from 'kysely';
+import type { Selectable, SelectQueryBuilder, Transaction } from 'kysely';
 import { isId } from '../db/ids.ts';
-import type { Database } from '../db/tables.ts';
+import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError, notFound } from '../errors.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { charge, refund } from './credits.ts';
@@ -12,6 +12,35 @@ export interface JobFilter {
   lane?: Lane | undefined;
   /** Jobs created before this time (epoch ms). */
   createdBefore?: number | undefined;
+}
+
+/**
+ * Cancels `ids` of the tenant that are in one of `states`, giving reserved credits back; answers the rows
+ * it changed. (The one way to cancel, for a single job and for clearing a queue.)
+ */
+export async function cancelJobs(
+  trx: Transaction<Database>,
+  tenantId: string,
+  ids: readonly string[],
+  states: readonly JobState[],
+  now: number,
+): Promise<Selectable<JobsTable>[]> {
+  if (ids.length === 0) return [];
+  const updated = await trx
+    .updateTable('jobs')
+    .set({ state: 'cancelled', finished_at: now, updated_at: now, lease_owner: null, lease_expires_at: null })
+    .where('id', 'in', ids)
+    .where('tenant_id', '=', tenantId)
+    .where('state', 'in', states)
+    .returningAll()
+    .execute();
+  for (const row of updated) {
+    if (row.cost > 0) {
+      const reason = `refund ${row.type}: cancelled`;
+      await refund(trx, { tenantId, jobId: row.id, amount: row.cost, reason, now, actor: null });
+    }
+  }
+  return updated;
 }
 
 /** Reading jobs, and the operator's actions on them: cancel, retry, dead-letter replay and purge. */
@@ -58,32 +87,9 @@ export class JobAdmin {
   async cancel(tenantId: string, id: string): Promise<Job> {
     const job = await this.get(tenantId, id);
     const now = this.#ctx.now();
-    const row = await this.#ctx.db.transaction().execute(async (trx) => {
-      const updated = await trx
-        .updateTable('jobs')
-        .set({
-          state: 'cancelled',
-          finished_at: now,
-          updated_at: now,
-          lease_owner: null,
-          lease_expires_at: null,
-        })
-        .where('id', '=', job.id)
-        .where('state', 'in', ['queued', 'failed', 'active'])
-        .returningAll()
-        .executeTakeFirst();
-      if (updated && updated.cost > 0) {
-        await refund(trx, {
-          tenantId,
-          jobId: id,
-          amount: updated.cost,
-          reason: `refund ${updated.type}: cancelled`,
-          now,
-          actor: null,
-        });
-      }
-      return updated;
-    });
+    const [row] = await this.#ctx.db
+      .transaction()
+      .execute((trx) => cancelJobs(trx, tenantId, [job.id], ['queued', 'failed', 'active'], now));
     if (!row) {
       throw new ConveyorError(
         'conflict',

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
-import pg from 'pg';
 import type { Db } from '../db/database.ts';
 import type { JobsTable } from '../db/tables.ts';
 import { type EngineContext, type JobEvent, toJob } from './context.ts';
@@ -80,7 +79,8 @@ export class JobEventHub {
   constructor(options: {
     context: EngineContext;
     db: Db;
-    databaseUrl?: string | undefined;
+    /** Receive other processes' events (PostgreSQL LISTEN); a `conveyor worker` only publishes. */
+    subscribeRemote?: boolean;
     pollMs: number;
     log: Log;
   }) {
@@ -89,14 +89,13 @@ export class JobEventHub {
     this.#log = options.log;
     this.#pollMs = options.pollMs;
     this.#ctx.events.on('job', this.#onJob);
-    if (this.#db.dialect === 'postgres' && options.databaseUrl) {
-      const url = options.databaseUrl;
-      this.#unlisten = listenWithPayload(url, JOB_EVENTS_CHANNEL, (payload) => this.#remote(payload)).catch(
-        (error) => {
+    if (this.#db.listen && options.subscribeRemote) {
+      this.#unlisten = this.#db
+        .listen(JOB_EVENTS_CHANNEL, (payload) => this.#remote(payload))
+        .catch((error) => {
           this.#log.warn({ err: error }, 'job events: LISTEN failed; only in-process events are delivered');
           return undefined;
-        },
-      );
+        });
     }
   }
 
@@ -259,38 +258,4 @@ function kindOf(row: Selectable<JobsTable>, known: boolean): JobEvent['kind'] {
     default:
       return state;
   }
-}
-
-/**
- * LISTEN on `channel` with a dedicated connection, reconnecting after errors, handing each notification's
- * payload to `onNotify`. (Db.listen does not pass payloads on.)
- */
-async function listenWithPayload(
-  url: string,
-  channel: string,
-  onNotify: (payload: string) => void,
-): Promise<() => Promise<void>> {
-  let client: pg.Client | undefined;
-  let closed = false;
-  let retry: NodeJS.Timeout | undefined;
-  const connect = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString: url });
-    next.on('notification', (message) => {
-      if (message.channel === channel && message.payload !== undefined) onNotify(message.payload);
-    });
-    next.on('error', () => {
-      next.end().catch(() => {});
-      if (!closed) retry = setTimeout(() => void connect().catch(() => {}), 1000);
-    });
-    await next.connect();
-    await next.query(`LISTEN ${pg.Client.prototype.escapeIdentifier(channel)}`);
-    if (closed) await next.end();
-    else client = next;
-  };
-  await connect();
-  return async () => {
-    closed = true;
-    clearTimeout(retry);
-    await client?.end().catch(() => {});
-  };
 }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
+import { cancelJobs } from './admin.ts';
 import type { Breakers, BreakerView } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
-import { refund } from './credits.ts';
 import type { JobError, JobState, Lane } from './types.ts';
 import { LANES } from './types.ts';
 
@@ -360,33 +360,7 @@ export class JobMonitor {
         if (filter.type) pick = pick.where('type', '=', filter.type);
         if (filter.lane) pick = pick.where('lane', '=', filter.lane);
         const ids = (await pick.orderBy('id').limit(CLEAR_BATCH).execute()).map((r) => r.id);
-        if (ids.length === 0) return [];
-        const updated = await trx
-          .updateTable('jobs')
-          .set({
-            state: 'cancelled',
-            finished_at: now,
-            updated_at: now,
-            lease_owner: null,
-            lease_expires_at: null,
-          })
-          .where('id', 'in', ids)
-          .where('state', 'in', WAITING)
-          .returningAll()
-          .execute();
-        for (const row of updated) {
-          if (row.cost > 0) {
-            await refund(trx, {
-              tenantId,
-              jobId: row.id,
-              amount: row.cost,
-              reason: `refund ${row.type}: cancelled`,
-              now,
-              actor: null,
-            });
-          }
-        }
-        return updated;
+        return cancelJobs(trx, tenantId, ids, WAITING, now);
       });
       if (rows.length === 0) return cleared;
       cleared += rows.length;
