@@ -6,6 +6,7 @@ import type { Config } from '../config/config.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as jobs from './migrations/002-jobs.ts';
 import * as schedules from './migrations/003-schedules.ts';
+import * as turns from './migrations/004-job-turns.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
 
@@ -54,6 +55,7 @@ const migrations: Record<string, Migration> = {
   '001-initial': initial,
   '002-jobs': jobs,
   '003-schedules': schedules,
+  '004-job-turns': turns,
 };
 
 class InCodeMigrations implements MigrationProvider {

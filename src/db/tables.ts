@@ -198,6 +198,12 @@ export interface JobSchedulesTable {
   created_at: number;
 }
 
+export interface JobTurnsTable {
+  tenant_id: string;
+  /** When a claim last took one of the tenant's jobs. */
+  claimed_at: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
@@ -214,4 +220,5 @@ export interface Database {
   credit_ledger: CreditLedgerTable;
   job_workers: JobWorkersTable;
   job_schedules: JobSchedulesTable;
+  job_turns: JobTurnsTable;
 }

@@ -74,7 +74,8 @@ export class Claimer {
       if (due.length === 0) return { jobs: [], nextWakeAt };
 
       const capacity = await this.#capacity(trx, due, request.slots);
-      const limits = this.#fetchLimits(due, capacity, now);
+      const turns = await this.#turns(trx, due);
+      const limits = this.#fetchLimits(due, capacity, turns, now);
       if (limits.size === 0) return { jobs: [], nextWakeAt };
       const candidates = await this.#candidates(trx, limits, now);
 
@@ -94,9 +95,11 @@ export class Claimer {
         capacity.breakers.set(key, await this.#breakers.allowance(trx, breakerRows.get(key), now));
       }
 
-      const chosen = selectClaims(orderCandidates(candidates, now, this.#ctx.settings.agingMs), capacity);
+      const ordered = orderCandidates(candidates, now, this.#ctx.settings.agingMs, turns);
+      const chosen = selectClaims(ordered, capacity);
       if (chosen.length === 0) return { jobs: [], nextWakeAt };
       await this.#spendRates(trx, chosen, now);
+      await this.#takeTurns(trx, chosen, now);
       for (const c of chosen) {
         if (
           c.breakerKey !== null &&
@@ -197,12 +200,17 @@ export class Claimer {
   }
 
   /**
-   * How many jobs to fetch per due group: groups in order of their head (best lane after aging, then
-   * oldest); each group gets a share of the slots, never more than its lane, type and tenant have room
+   * How many jobs to fetch per due group: groups in order of their head's lane after aging, then of their
+   * tenant's last turn (longest ago first), then of age; each group gets a share of the slots, never more than its lane, type and tenant have room
    * for. Asking a little more than will be taken is harmless; asking every group for every slot is not
    * (a thousand tenants would mean fetching a thousand times the batch).
    */
-  #fetchLimits(due: readonly Group[], capacity: Capacity, now: number): Map<string, number> {
+  #fetchLimits(
+    due: readonly Group[],
+    capacity: Capacity,
+    turns: ReadonlyMap<string, number>,
+    now: number,
+  ): Map<string, number> {
     const { agingMs } = this.#ctx.settings;
     const open = due
       .filter((g) =>
@@ -213,6 +221,7 @@ export class Claimer {
       .sort(
         (a, b) =>
           effectiveRank(a.lane, a.head, now, agingMs) - effectiveRank(b.lane, b.head, now, agingMs) ||
+          (turns.get(a.tenantId) ?? 0) - (turns.get(b.tenantId) ?? 0) ||
           a.head - b.head,
       )
       .slice(0, capacity.slots);
@@ -229,6 +238,26 @@ export class Claimer {
       limits.set(g.queue, room);
     }
     return limits;
+  }
+
+  /** When each due group's tenant last had a job claimed (never: absent). */
+  async #turns(trx: Transaction<Database>, due: readonly Group[]): Promise<Map<string, number>> {
+    const rows = await trx
+      .selectFrom('job_turns')
+      .select(['tenant_id', 'claimed_at'])
+      .where('tenant_id', 'in', unique(due.map((g) => g.tenantId)))
+      .execute();
+    return new Map(rows.map((r) => [r.tenant_id, Number(r.claimed_at)]));
+  }
+
+  /** Records that the chosen jobs' tenants had their turn, so the next claim serves the others first. */
+  async #takeTurns(trx: Transaction<Database>, chosen: readonly Candidate[], now: number): Promise<void> {
+    const rows = unique(chosen.map((c) => c.tenantId)).map((tenant_id) => ({ tenant_id, claimed_at: now }));
+    await trx
+      .insertInto('job_turns')
+      .values(rows)
+      .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ claimed_at: now }))
+      .execute();
   }
 
   /** Step 3: the oldest due jobs of each chosen group. */

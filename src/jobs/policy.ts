@@ -40,9 +40,15 @@ export function effectiveRank(lane: Lane, runAt: number, now: number, agingMs: n
  * Orders candidates for a claim: by effective lane first (priority with aging), then round-robin between
  * tenants (each tenant's best job, then each tenant's second best, ...), then oldest first. So a tenant
  * with 10,000 due jobs and a tenant with one get their first jobs into the same claim, and neither's
- * `normal` jobs get ahead of anyone's `critical` ones.
+ * `normal` jobs get ahead of anyone's `critical` ones. Among equal turns, the tenant whose last claim is
+ * longest ago goes first (`lastTurn`), so turns carry over when one claim cannot serve every tenant.
  */
-export function orderCandidates(candidates: readonly Candidate[], now: number, agingMs: number): Candidate[] {
+export function orderCandidates(
+  candidates: readonly Candidate[],
+  now: number,
+  agingMs: number,
+  lastTurn: ReadonlyMap<string, number> = new Map(),
+): Candidate[] {
   const rank = new Map<string, number>();
   for (const c of candidates) rank.set(c.id, effectiveRank(c.lane, c.runAt, now, agingMs));
   const byAge = (a: Candidate, b: Candidate) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -59,8 +65,13 @@ export function orderCandidates(candidates: readonly Candidate[], now: number, a
     list.sort(best);
     for (const [i, c] of list.entries()) turn.set(c.id, i);
   }
+  const served = (c: Candidate) => lastTurn.get(c.tenantId) ?? 0;
   return [...candidates].sort(
-    (a, b) => rank.get(a.id)! - rank.get(b.id)! || turn.get(a.id)! - turn.get(b.id)! || byAge(a, b),
+    (a, b) =>
+      rank.get(a.id)! - rank.get(b.id)! ||
+      turn.get(a.id)! - turn.get(b.id)! ||
+      served(a) - served(b) ||
+      byAge(a, b),
   );
 }
 

@@ -18,6 +18,7 @@ const TABLES = [
   'job_breakers',
   'job_rate_limits',
   'job_schedules',
+  'job_turns',
   'job_workers',
   'jobs',
   'server_secrets',
@@ -32,7 +33,7 @@ describe('migrations', async () => {
     const dir = await makeTempDir('conveyor-db-');
     const db = openDatabase(loadConfig({}, { dataDir: dir.path }));
     try {
-      assert.deepEqual(await migrate(db), ['001-initial', '002-jobs', '003-schedules']);
+      assert.deepEqual(await migrate(db), ['001-initial', '002-jobs', '003-schedules', '004-job-turns']);
       assert.deepEqual(await migrate(db), []);
       const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
       assert.deepEqual(tables, TABLES);
@@ -51,7 +52,7 @@ describe('migrations', async () => {
     const b = openDatabase(loadConfig({}, { databaseUrl: schema.url }));
     try {
       const results = await Promise.all([migrate(a), migrate(b)]);
-      assert.deepEqual(results.flat().sort(), ['001-initial', '002-jobs', '003-schedules']);
+      assert.deepEqual(results.flat().sort(), ['001-initial', '002-jobs', '003-schedules', '004-job-turns']);
       const tables = (await a.kysely.introspection.getTables())
         .filter((t) => t.schema === schema.name)
         .map((t) => t.name)

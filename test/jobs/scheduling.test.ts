@@ -206,3 +206,42 @@ for (const database of DATABASES) {
     });
   });
 }
+
+for (const database of DATABASES) {
+  describe(`turns across claims on ${database}`, async () => {
+    const skip = await skipIfNoPostgres(database);
+
+    test('with more tenants than a claim can serve, every tenant’s first job starts before anyone’s second', {
+      skip,
+    }, async () => {
+      const clock = new Clock();
+      const t = await startEngine(database, { jobLaneConcurrency: unlimitedLanes }, { clock });
+      try {
+        const tenants: string[] = [];
+        for (let i = 0; i < 30; i++) {
+          const tenant = await t.tenant();
+          tenants.push(tenant);
+          await t.engine.enqueuer.enqueueMany(
+            tenant,
+            Array.from({ length: 5 }, () => ({ type: 'noop' })),
+          );
+          clock.advance(1);
+        }
+        const started: string[] = [];
+        for (let round = 0; round < 6; round++) {
+          clock.advance(1);
+          for (const job of await t.claim(10)) {
+            started.push(job.tenantId);
+            await t.engine.outcomes.succeed(job, 'wkr_test', null);
+          }
+        }
+        // 30 tenants, 10 slots a claim: the first three claims serve each tenant once, whatever order
+        // they enqueued in; the next three serve each once more.
+        assert.equal(new Set(started.slice(0, 30)).size, 30);
+        assert.equal(new Set(started.slice(30, 60)).size, 30);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+}
