@@ -145,7 +145,8 @@ async function httpEnqueue(database: Database, perSecond: number, seconds: numbe
       );
     }
     await Promise.all(inflight);
-    return { ...summary(latencies), failures: failures.length };
+    const inServer = serverPercentiles(await (await fetch(`${base}/metrics`)).text(), 'POST', '/api/v1/jobs');
+    return { ...summary(latencies), failures: failures.length, inServer };
   } finally {
     server.kill('SIGTERM');
     await once(server, 'exit');
@@ -158,6 +159,26 @@ async function httpEnqueue(database: Database, perSecond: number, seconds: numbe
  * asks), and as a backlog the worker finds when it starts (which isolates the claim's fairness from the
  * order in which 1,000 concurrent enqueue transactions happen to commit).
  */
+/**
+ * The server's own view of a route's latency (warm-up included), from its Prometheus histogram: the
+ * upper bounds of the buckets holding p50 and p99. What a client measures adds its own queueing and,
+ * on a 2-core machine shared with the load generator, its own scheduling delays.
+ */
+function serverPercentiles(metrics: string, method: string, route: string) {
+  const buckets: [number, number][] = [];
+  for (const line of metrics.split('\n')) {
+    const match =
+      /^conveyor_http_request_duration_seconds_bucket\{le="([^"]+)",method="([^"]+)",route="([^"]+)"\} (\d+)/.exec(
+        line,
+      );
+    if (match && match[2] === method && match[3] === route)
+      buckets.push([Number(match[1]), Number(match[4])]);
+  }
+  const total = buckets.at(-1)?.[1] ?? 0;
+  const bound = (p: number) => (buckets.find(([, n]) => n >= total * p)?.[0] ?? Number.NaN) * 1000;
+  return { requests: total, p50AtMostMs: bound(0.5), p99AtMostMs: bound(0.99), maxAtMostMs: bound(1) };
+}
+
 async function tenantsAtOnce(database: Database, tenants: number, each: number, backlog: boolean) {
   const bench = await openBench(database, {
     jobTierConcurrency: { free: 0, standard: 0, premium: 0, enterprise: 20 },
