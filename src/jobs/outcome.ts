@@ -1,4 +1,4 @@
-import { type Selectable, sql, type Transaction } from 'kysely';
+import { type ExpressionBuilder, type Selectable, sql, type Transaction } from 'kysely';
 import type { Database, JobsTable } from '../db/tables.ts';
 import type { Breakers } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
@@ -287,31 +287,25 @@ export class Outcomes {
   }
 
   #fenced(executor: EngineContext['db'] | Transaction<Database>, id: string, fence: Fence) {
-    let query = executor
-      .updateTable('jobs')
-      .where('id', '=', id)
-      .where('state', '=', 'active')
-      .where('attempts', '=', fence.attempts);
-    query =
-      'owner' in fence
-        ? query.where('lease_owner', '=', fence.owner)
-        : query.where('lease_expires_at', '<', fence.expiredBefore);
-    return query;
+    return executor.updateTable('jobs').where((eb) => fenceOf(eb, id, fence));
   }
 
   #selectFenced(trx: Transaction<Database>, id: string, fence: Fence) {
-    let query = trx
+    return trx
       .selectFrom('jobs')
       .selectAll()
-      .where('id', '=', id)
-      .where('state', '=', 'active')
-      .where('attempts', '=', fence.attempts);
-    query =
-      'owner' in fence
-        ? query.where('lease_owner', '=', fence.owner)
-        : query.where('lease_expires_at', '<', fence.expiredBefore);
-    return query;
+      .where((eb) => fenceOf(eb, id, fence));
   }
+}
+
+/** The row of the attempt `fence` names, while it is still active under that lease (or expired lease). */
+function fenceOf(eb: ExpressionBuilder<Database, 'jobs'>, id: string, fence: Fence) {
+  return eb.and([
+    eb('id', '=', id),
+    eb('state', '=', 'active'),
+    eb('attempts', '=', fence.attempts),
+    'owner' in fence ? eb('lease_owner', '=', fence.owner) : eb('lease_expires_at', '<', fence.expiredBefore),
+  ]);
 }
 
 function breakerOptions(type: { breaker?: { threshold?: number; openSeconds?: number } } | undefined) {

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { newId } from '../../src/db/ids.ts';
-import { JobMonitor, percentiles } from '../../src/jobs/monitor.ts';
+import { JobMonitor } from '../../src/jobs/monitor.ts';
 import { JobRegistry, registerBuiltinTypes } from '../../src/jobs/registry.ts';
+import { percentiles } from '../../src/jobs/statistics.ts';
 import { Alerter } from '../../src/ops/alerts.ts';
 import { classify } from '../../src/ops/health.ts';
 import {

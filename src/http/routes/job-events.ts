@@ -1,7 +1,7 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import websocket, { type WebSocket } from '@fastify/websocket';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JobEvent } from '../../jobs/context.ts';
 import type { JobEventFilter } from '../../jobs/events.ts';
 import { FINAL_STATES, type Job } from '../../jobs/types.ts';
@@ -168,15 +168,7 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
         (job) => s.start(job),
         () => s.finish(),
       );
-      return (
-        reply
-          .header('content-type', 'text/event-stream; charset=utf-8')
-          .header('cache-control', 'no-cache')
-          .header('x-accel-buffering', 'no')
-          // Not reused once the stream ends: a stream ended at shutdown must not hold the close for the keep-alive timeout.
-          .header('connection', 'close')
-          .send(sink.body)
-      );
+      return sendEventStream(reply, sink.body);
     },
     wsHandler: async (socket, request) => {
       const principal = request.principal!;
@@ -208,15 +200,7 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       s.start();
       // A first comment flushes the headers at once, so clients know they are subscribed.
       sink.body.write(': subscribed\n\n');
-      return (
-        reply
-          .header('content-type', 'text/event-stream; charset=utf-8')
-          .header('cache-control', 'no-cache')
-          .header('x-accel-buffering', 'no')
-          // Not reused once the stream ends: a stream ended at shutdown must not hold the close for the keep-alive timeout.
-          .header('connection', 'close')
-          .send(sink.body)
-      );
+      return sendEventStream(reply, sink.body);
     },
     wsHandler: (socket, request) => {
       const { type } = request.query as { type?: string };
@@ -225,4 +209,18 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       s.start();
     },
   });
+}
+
+/** Answers with an event stream. */
+function sendEventStream(reply: FastifyReply, body: Readable) {
+  return (
+    reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('x-accel-buffering', 'no')
+      // Not reused once the stream ends: a stream ended at shutdown must not hold the close for the
+      // keep-alive timeout.
+      .header('connection', 'close')
+      .send(body)
+  );
 }

@@ -125,6 +125,22 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
   const { jobs, config } = opts.deps;
   const JobRef = Type.Ref('Job');
 
+  /** A page of the tenant's jobs, newest first (the jobs list and the dead-letter list). */
+  const listPage = async (
+    tenantId: string,
+    query: { limit?: number; cursor?: string; type?: string; priority?: string },
+    state: string | undefined,
+  ) => {
+    const page = await jobs.admin.list(tenantId, {
+      limit: Math.min(query.limit ?? 50, config.maxPageSize),
+      cursor: query.cursor,
+      state: state as Job['state'] | undefined,
+      type: query.type,
+      lane: query.priority as Job['lane'] | undefined,
+    });
+    return { items: page.items.map(jobView), nextCursor: page.nextCursor };
+  };
+
   app.post(
     '/jobs',
     {
@@ -199,17 +215,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
         response: { 200: pageOf(JobRef as never), ...problemResponses },
       },
     },
-    async (request) => {
-      const { limit, cursor, state, type, priority } = request.query;
-      const page = await jobs.admin.list(request.principal!.tenantId, {
-        limit: Math.min(limit ?? 50, config.maxPageSize),
-        cursor,
-        state: state as Job['state'] | undefined,
-        type,
-        lane: priority as Job['lane'] | undefined,
-      });
-      return { items: page.items.map(jobView), nextCursor: page.nextCursor };
-    },
+    async (request) => listPage(request.principal!.tenantId, request.query, request.query.state),
   );
 
   app.get(
@@ -271,17 +277,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
         response: { 200: pageOf(JobRef as never), ...problemResponses },
       },
     },
-    async (request) => {
-      const { limit, cursor, type, priority } = request.query;
-      const page = await jobs.admin.list(request.principal!.tenantId, {
-        limit: Math.min(limit ?? 50, config.maxPageSize),
-        cursor,
-        state: 'dead',
-        type,
-        lane: priority as Job['lane'] | undefined,
-      });
-      return { items: page.items.map(jobView), nextCursor: page.nextCursor };
-    },
+    async (request) => listPage(request.principal!.tenantId, request.query, 'dead'),
   );
 
   const deadFilter = (body: Static<typeof DeadFilter>) => ({
