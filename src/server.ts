@@ -92,6 +92,7 @@ export async function createConveyor(
     db,
     subscribeRemote: true,
     pollMs: config.jobEventsPollMs,
+    flushMs: config.jobEventsFlushMs,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
   const metrics = new Metrics();

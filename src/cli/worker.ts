@@ -23,7 +23,13 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
   const engine = new JobEngine(db, await buildRegistry(config), config);
   // Publishes this process's job events (NOTIFY on PostgreSQL) for the servers' live streams; it
   // subscribes to nothing itself.
-  const events = new JobEventHub({ context: engine.context, db, pollMs: config.jobEventsPollMs, log });
+  const events = new JobEventHub({
+    context: engine.context,
+    db,
+    pollMs: config.jobEventsPollMs,
+    flushMs: config.jobEventsFlushMs,
+    log,
+  });
   const types = parseList(flags.types) ?? parseList(config.workerTypes);
   const unknown = (types ?? []).filter((t) => !engine.registry.get(t));
   if (unknown.length > 0)

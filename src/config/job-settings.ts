@@ -161,6 +161,13 @@ export const jobSettings = {
     max: 60_000,
     doc: "SQLite: how often live job streams look for other processes' job changes (PostgreSQL uses NOTIFY).",
   },
+  jobEventsFlushMs: {
+    type: 'int',
+    default: 20,
+    min: 0,
+    max: 10_000,
+    doc: "PostgreSQL: a process publishes its job events to the others' live streams in one NOTIFY at most this often (0: every event-loop turn).",
+  },
   jobScheduleIntervalMs: {
     type: 'int',
     default: 1000,

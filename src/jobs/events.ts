@@ -59,11 +59,13 @@ export class JobEventHub {
   readonly #db: Db;
   readonly #log: Log;
   readonly #pollMs: number;
+  readonly #flushMs: number;
   readonly #subscriptions = new Set<Subscription>();
   readonly #onJob = (event: JobEvent) => this.#local(event);
   /** Publisher: notices waiting for the next flush. */
   #outbox: Notice[] = [];
   #flushing: Promise<void> | undefined;
+  #flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   /** Receiver (PostgreSQL): notices waiting to be loaded, one load at a time so order is kept. */
   #inbox: Notice[] = [];
   #loading: Promise<void> | undefined;
@@ -82,12 +84,15 @@ export class JobEventHub {
     /** Receive other processes' events (PostgreSQL LISTEN); a `conveyor worker` only publishes. */
     subscribeRemote?: boolean;
     pollMs: number;
+    /** PostgreSQL: publish this process's events at most this often (0: every event-loop turn). */
+    flushMs?: number;
     log: Log;
   }) {
     this.#ctx = options.context;
     this.#db = options.db;
     this.#log = options.log;
     this.#pollMs = options.pollMs;
+    this.#flushMs = options.flushMs ?? 0;
     this.#ctx.events.on('job', this.#onJob);
     if (this.#db.listen && options.subscribeRemote) {
       this.#unlisten = this.#db
@@ -172,11 +177,20 @@ export class JobEventHub {
     if (this.#wants(event.job.tenantId)) this.#deliver(event);
     if (this.#db.dialect !== 'postgres' || this.#closed) return;
     this.#outbox.push({ i: this.instanceId, k: event.kind, j: event.job.id, t: event.job.tenantId });
-    // One statement per event-loop turn, whatever the number of events in it; off the engine's path.
-    if (this.#outbox.length === 1) setImmediate(() => void this.#flush());
+    // One statement per flush interval, whatever the number of events in it; off the engine's path. At
+    // hundreds of jobs a second, a NOTIFY per event-loop turn was a good part of the database's work.
+    if (this.#outbox.length === 1) {
+      this.#flushTimer =
+        this.#flushMs === 0
+          ? setImmediate(() => void this.#flush())
+          : setTimeout(() => void this.#flush(), this.#flushMs);
+    }
   }
 
   async #flush(): Promise<void> {
+    clearTimeout(this.#flushTimer as NodeJS.Timeout);
+    clearImmediate(this.#flushTimer as NodeJS.Immediate);
+    this.#flushTimer = undefined;
     await this.#flushing;
     if (this.#outbox.length === 0) return;
     const notices = this.#outbox.map((n) => JSON.stringify(n));
@@ -214,7 +228,9 @@ export class JobEventHub {
         const ids = [...new Set(batch.map((n) => n.j))];
         const rows = await this.#db.kysely.selectFrom('jobs').selectAll().where('id', 'in', ids).execute();
         const byId = new Map(rows.map((row) => [row.id, row]));
-        for (const notice of batch) {
+        // One event per job and batch, the latest: each would carry the same (latest) row.
+        const latest = new Map(batch.map((notice) => [notice.j, notice]));
+        for (const notice of latest.values()) {
           const row = byId.get(notice.j);
           // Absent: another schema's job on the same database (channels are database-wide), or purged.
           if (row && row.tenant_id === notice.t) this.#deliver({ kind: notice.k, job: toJob(row) });

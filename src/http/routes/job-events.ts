@@ -4,7 +4,7 @@ import websocket, { type WebSocket } from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JobEvent } from '../../jobs/context.ts';
 import type { JobEventFilter } from '../../jobs/events.ts';
-import { FINAL_STATES, type Job } from '../../jobs/types.ts';
+import { FINAL_STATES, type Job, type JobState } from '../../jobs/types.ts';
 import type { AppDeps } from '../app.ts';
 import type { Authenticator } from '../auth.ts';
 import { IdParams, problemResponses } from '../schemas.ts';
@@ -77,7 +77,9 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       // Events older than the snapshot (loaded after subscribing) are already in it.
       if (Date.parse(event.job.updatedAt) < floor) return;
       sink.send(event.kind, event.job);
-      if (filter.jobId !== undefined && FINAL_STATES.includes(event.job.state)) finish();
+      // By the event's kind, not the job's state: an event from another process carries the row as it
+      // is when loaded, which may already be final while the final event itself is still on its way.
+      if (filter.jobId !== undefined && FINAL_STATES.includes(event.kind as JobState)) finish();
     };
     const unsubscribe = hub.subscribe(filter, (event) => {
       if (started) forward(event);
