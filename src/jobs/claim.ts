@@ -1,13 +1,14 @@
 import { sql, type Transaction } from 'kysely';
 import type { Database } from '../db/tables.ts';
 import type { Breakers } from './breakers.ts';
-import { type EngineContext, toJob } from './context.ts';
+import { type EngineContext, type Executor, toJob } from './context.ts';
 import {
   type Candidate,
   type Capacity,
   effectiveRank,
   orderCandidates,
   parseQueueKey,
+  queueKey,
   selectClaims,
   takeStarts,
 } from './policy.ts';
@@ -27,6 +28,14 @@ export interface ClaimResult {
   jobs: Job[];
   /** When a job that is not due yet (delay, backoff, start rate) becomes due; null if none is known. */
   nextWakeAt: number | null;
+  /** Due jobs may be left that this claim did not take (no room, or a limit): worth claiming again soon. */
+  more: boolean;
+}
+
+interface TenantState {
+  tier: string;
+  /** When the tenant last had a job claimed (ms; 0: never). */
+  turn: number;
 }
 
 interface Group {
@@ -39,12 +48,12 @@ interface Group {
 }
 
 /**
- * The claim: one short exclusive transaction (see EngineContext.exclusive) in four steps.
+ * The claim: a read, then one short exclusive transaction (see EngineContext.exclusive), in four steps.
  *
  * 1. List the groups (lane/type/tenant) that hold ready jobs, with each group's oldest run_at, by a loose
  *    index scan (a recursive query that hops from one distinct `queue` value to the next). Its cost grows
- *    with the number of groups, not with the number of queued jobs.
- * 2. Read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
+ *    with the number of groups, not with the number of queued jobs. Nothing due: no transaction at all.
+ * 2. Under the lock, read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
  *    concurrency limit. Decide how many jobs to fetch from each due group: each group's first job before
  *    any group's second, best lane (after aging) first.
  * 3. Fetch those candidates (on PostgreSQL with FOR UPDATE SKIP LOCKED), apply start rates and breakers,
@@ -61,23 +70,33 @@ export class Claimer {
   }
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {
-    if (request.slots <= 0) return { jobs: [], nextWakeAt: null };
+    if (request.slots <= 0) return { jobs: [], nextWakeAt: null, more: false };
+    const now = this.#ctx.now();
+    const types = new Set(request.types);
+    const lanes = request.lanes ? new Set<string>(request.lanes) : null;
+    // Step 1 runs before the exclusive transaction: most claims of an idle or lightly loaded queue find
+    // nothing due, and then cost one read instead of a locked transaction. What it reads may be a moment
+    // old by the time the lock is held, which is harmless: it only says where to look. The candidates are
+    // read again under the lock, and a group that appears meanwhile is found by the next claim (its
+    // enqueue wakes the worker).
+    const groups = (await this.#groups(this.#ctx.db)).filter(
+      (g) => types.has(g.type) && (!lanes || lanes.has(g.lane)),
+    );
+    const due = groups.filter((g) => g.head <= now);
+    const waiting = min(groups.filter((g) => g.head > now).map((g) => g.head));
+    if (due.length === 0) return { jobs: [], nextWakeAt: waiting, more: false };
     return this.#ctx.exclusive(async (trx) => {
-      const now = this.#ctx.now();
-      const types = new Set(request.types);
-      const lanes = request.lanes ? new Set<string>(request.lanes) : null;
-      const groups = (await this.#groups(trx)).filter(
-        (g) => types.has(g.type) && (!lanes || lanes.has(g.lane)),
-      );
-      const due = groups.filter((g) => g.head <= now);
-      let nextWakeAt = min(groups.filter((g) => g.head > now).map((g) => g.head));
-      if (due.length === 0) return { jobs: [], nextWakeAt };
-
-      const capacity = await this.#capacity(trx, due, request.slots);
-      const turns = await this.#turns(trx, due);
-      const limits = this.#fetchLimits(due, capacity, turns, now);
-      if (limits.size === 0) return { jobs: [], nextWakeAt };
+      let nextWakeAt = waiting;
+      const tenants = await this.#tenants(trx, due);
+      const capacity = await this.#capacity(trx, due, tenants, request.slots);
+      const limits = this.#fetchLimits(due, capacity, tenants, now);
+      if (limits.size === 0) return { jobs: [], nextWakeAt, more: true };
       const candidates = await this.#candidates(trx, limits, now);
+      // More may be due than this claim takes: a group that was left out or gave all it was asked for, or
+      // candidates that a limit held back. The worker then claims again when one of its jobs ends.
+      const more =
+        limits.size < due.length ||
+        [...limits].some(([queue, n]) => candidates.filter((c) => queueOf(c) === queue).length >= n);
 
       for (const [type, rate] of this.#rates(candidates)) {
         const state = await trx
@@ -95,9 +114,10 @@ export class Claimer {
         capacity.breakers.set(key, await this.#breakers.allowance(trx, breakerRows.get(key), now));
       }
 
+      const turns = new Map([...tenants].map(([id, t]) => [id, t.turn]));
       const ordered = orderCandidates(candidates, now, this.#ctx.settings.agingMs, turns);
       const chosen = selectClaims(ordered, capacity);
-      if (chosen.length === 0) return { jobs: [], nextWakeAt };
+      if (chosen.length === 0) return { jobs: [], nextWakeAt, more: candidates.length > 0 || more };
       await this.#spendRates(trx, chosen, now);
       await this.#takeTurns(trx, chosen, now);
       for (const c of chosen) {
@@ -127,12 +147,12 @@ export class Claimer {
         .where('state', 'in', ['queued', 'failed'])
         .returningAll()
         .execute();
-      return { jobs: rows.map(toJob), nextWakeAt };
+      return { jobs: rows.map(toJob), nextWakeAt, more: more || chosen.length < candidates.length };
     });
   }
 
   /** Step 1: the groups with ready jobs and each one's oldest run_at. */
-  async #groups(trx: Transaction<Database>): Promise<Group[]> {
+  async #groups(executor: Executor): Promise<Group[]> {
     // SQLite would rather use jobs_state (an equality on state) and sort, which reads every ready job at
     // every step; INDEXED BY holds it to the index the loose scan needs.
     const jobs = sql.raw(this.#ctx.dialect === 'sqlite' ? 'jobs indexed by jobs_ready' : 'jobs');
@@ -147,12 +167,28 @@ export class Claimer {
       select queue,
              (select run_at from ${jobs} where state in ('queued', 'failed') and queue = groups.queue
               order by run_at limit 1) as head
-      from groups where queue is not null`.execute(trx);
+      from groups where queue is not null`.execute(executor);
     return rows.map((r) => ({ queue: r.queue, head: Number(r.head), ...parseQueueKey(r.queue) }));
   }
 
+  /** The due groups' tenants: their tier, and when they last had a job claimed (never: 0). */
+  async #tenants(trx: Transaction<Database>, due: readonly Group[]): Promise<Map<string, TenantState>> {
+    const rows = await trx
+      .selectFrom('tenants')
+      .leftJoin('job_turns', 'job_turns.tenant_id', 'tenants.id')
+      .select(['tenants.id', 'tenants.tier', 'job_turns.claimed_at'])
+      .where('tenants.id', 'in', unique(due.map((g) => g.tenantId)))
+      .execute();
+    return new Map(rows.map((r) => [r.id, { tier: r.tier, turn: Number(r.claimed_at ?? 0) }]));
+  }
+
   /** Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited). */
-  async #capacity(trx: Transaction<Database>, due: readonly Group[], slots: number): Promise<Capacity> {
+  async #capacity(
+    trx: Transaction<Database>,
+    due: readonly Group[],
+    tenants: ReadonlyMap<string, TenantState>,
+    slots: number,
+  ): Promise<Capacity> {
     const active = await trx
       .selectFrom('jobs')
       .select(['lane', 'type', 'tenant_id', (eb) => eb.fn.countAll<number>().as('n')])
@@ -187,14 +223,9 @@ export class Claimer {
       const r = room(limit, typeUse.get(type));
       if (r !== undefined) capacity.types.set(type, r);
     }
-    const tenants = await trx
-      .selectFrom('tenants')
-      .select(['id', 'tier'])
-      .where('id', 'in', unique(due.map((g) => g.tenantId)))
-      .execute();
-    for (const t of tenants) {
-      const r = room(settings.tierConcurrency[t.tier], tenantUse.get(t.id));
-      if (r !== undefined) capacity.tenants.set(t.id, r);
+    for (const [id, t] of tenants) {
+      const r = room(settings.tierConcurrency[t.tier], tenantUse.get(id));
+      if (r !== undefined) capacity.tenants.set(id, r);
     }
     return capacity;
   }
@@ -208,9 +239,10 @@ export class Claimer {
   #fetchLimits(
     due: readonly Group[],
     capacity: Capacity,
-    turns: ReadonlyMap<string, number>,
+    tenants: ReadonlyMap<string, TenantState>,
     now: number,
   ): Map<string, number> {
+    const turn = (tenantId: string) => tenants.get(tenantId)?.turn ?? 0;
     const { agingMs } = this.#ctx.settings;
     const open = due
       .filter((g) =>
@@ -221,7 +253,7 @@ export class Claimer {
       .sort(
         (a, b) =>
           effectiveRank(a.lane, a.head, now, agingMs) - effectiveRank(b.lane, b.head, now, agingMs) ||
-          (turns.get(a.tenantId) ?? 0) - (turns.get(b.tenantId) ?? 0) ||
+          turn(a.tenantId) - turn(b.tenantId) ||
           a.head - b.head,
       )
       .slice(0, capacity.slots);
@@ -238,16 +270,6 @@ export class Claimer {
       limits.set(g.queue, room);
     }
     return limits;
-  }
-
-  /** When each due group's tenant last had a job claimed (never: absent). */
-  async #turns(trx: Transaction<Database>, due: readonly Group[]): Promise<Map<string, number>> {
-    const rows = await trx
-      .selectFrom('job_turns')
-      .select(['tenant_id', 'claimed_at'])
-      .where('tenant_id', 'in', unique(due.map((g) => g.tenantId)))
-      .execute();
-    return new Map(rows.map((r) => [r.tenant_id, Number(r.claimed_at)]));
   }
 
   /** Records that the chosen jobs' tenants had their turn, so the next claim serves the others first. */
@@ -336,6 +358,10 @@ export class Claimer {
         .execute();
     }
   }
+}
+
+function queueOf(c: Candidate): string {
+  return queueKey(c.lane, c.type, c.tenantId);
 }
 
 function unique<T>(values: readonly (T | null)[]): T[] {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Config } from '../config/config.ts';
@@ -66,6 +67,8 @@ export class EngineContext {
   /** In-process events: `wake` (work may be due), `cancel` (job id), `job` (a JobEvent). */
   readonly events = new EventEmitter();
   readonly now: () => number;
+  /** Names this engine in wake-up notifications. */
+  readonly instanceId = randomUUID();
 
   constructor(options: {
     db: Kysely<Database>;
@@ -97,10 +100,35 @@ export class EngineContext {
     });
   }
 
-  /** Tells workers (this process now, others through NOTIFY on PostgreSQL) that work may be due. */
+  /**
+   * Tells workers that work may be due once `executor`'s transaction commits, when that commit is not
+   * ours to await (the caller's transaction). PostgreSQL: NOTIFY reaches every process, this one too, at
+   * the commit. SQLite: this process's workers are woken now; their claim runs on the same connection,
+   * so after the commit, and other processes poll.
+   */
   async wake(executor: Executor): Promise<void> {
     if (this.dialect === 'postgres') await sql`select pg_notify(${WAKE_CHANNEL}, '')`.execute(executor);
+    else this.wakeHere();
+  }
+
+  /**
+   * Tells other processes' workers (PostgreSQL NOTIFY, at `executor`'s commit) that work may be due; the
+   * notification names this engine, so that its own listener skips the echo. Call `wakeHere()` once the
+   * commit is done: woken earlier, a worker could look before the rows are visible and go back to sleep.
+   */
+  async wakeOthers(executor: Executor): Promise<void> {
+    if (this.dialect === 'postgres')
+      await sql`select pg_notify(${WAKE_CHANNEL}, ${this.instanceId})`.execute(executor);
+  }
+
+  /** Wakes this process's workers. */
+  wakeHere(): void {
     this.events.emit('wake');
+  }
+
+  /** Whether a wake-up notification (its payload) came from this very engine. */
+  isOwnWake(payload: string): boolean {
+    return payload === this.instanceId;
   }
 
   emit(kind: JobEvent['kind'], job: Job): void {

@@ -59,7 +59,14 @@ export class JobEngine {
       schedules: this.schedules,
       scheduleIntervalMs: config.jobScheduleIntervalMs,
       log,
-      ...(listen ? { listen: (onWake: () => void) => listen(WAKE_CHANNEL, onWake) } : {}),
+      ...(listen
+        ? {
+            listen: (onWake: () => void) =>
+              listen(WAKE_CHANNEL, (payload) => {
+                if (!this.context.isOwnWake(payload)) onWake();
+              }),
+          }
+        : {}),
       ...overrides,
     });
   }

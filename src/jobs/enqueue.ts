@@ -1,8 +1,8 @@
-import type { Insertable, Transaction } from 'kysely';
+import { type Insertable, type Selectable, sql, type Transaction } from 'kysely';
 import { newId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
-import { type EngineContext, toJob } from './context.ts';
+import { type EngineContext, toJob, WAKE_CHANNEL } from './context.ts';
 import { charge } from './credits.ts';
 import { payloadHash, queueKey, secondsToNextUtcDay, utcDay } from './policy.ts';
 import type { RegisteredType } from './registry.ts';
@@ -10,6 +10,9 @@ import { type EnqueueInput, type EnqueueResult, isLane, type Lane } from './type
 
 /** Rows per multi-row insert: well inside SQLite's and PostgreSQL's limits on bound parameters. */
 const INSERT_CHUNK = 250;
+
+/** How many tenants the fast path's hint remembers before it starts again (a bound on memory, nothing more). */
+const REMEMBERED_TENANTS = 10_000;
 
 /** An enqueue request after validation: everything the insert needs, nothing left to check. */
 interface Prepared {
@@ -37,6 +40,8 @@ export interface EnqueueOptions {
  */
 export class Enqueuer {
   readonly #ctx: EngineContext;
+  /** Tenants last seen without a credit balance, and their tier: the PostgreSQL fast path's hint. */
+  readonly #plainTenants = new Map<string, string>();
 
   constructor(ctx: EngineContext) {
     this.#ctx = ctx;
@@ -66,6 +71,14 @@ export class Enqueuer {
     const prepared = inputs.map((input, index) =>
       this.#prepare(input, now, inputs.length > 1 ? index : null),
     );
+    if (!options.trx) {
+      const fast = await this.#insertPlainPostgres(tenantId, prepared, now);
+      if (fast) {
+        this.#ctx.wakeHere();
+        for (const r of fast) this.#ctx.emit('enqueued', r.job);
+        return fast;
+      }
+    }
     const run = async (trx: Transaction<Database>) => {
       const tenant = await trx
         .selectFrom('tenants')
@@ -73,6 +86,7 @@ export class Enqueuer {
         .where('id', '=', tenantId)
         .executeTakeFirst();
       if (!tenant) throw new ConveyorError('not_found', 'No such tenant');
+      this.#rememberTenant(tenantId, tenant);
       const results = new Array<EnqueueResult>(prepared.length);
       const usesCredits = tenant.credit_balance !== null;
       // Most jobs need no lookup before their insert (no idempotency key, freshness, breaker or charge):
@@ -80,12 +94,7 @@ export class Enqueuer {
       const plain: { index: number; row: Insertable<JobsTable> }[] = [];
       for (const [index, item] of prepared.entries()) {
         const charged = usesCredits && (item.definition.cost ?? 0) > 0;
-        if (
-          item.idempotencyKey === null &&
-          !item.definition.freshnessMs &&
-          item.breakerKey === null &&
-          !charged
-        ) {
+        if (isPlain(item) && !charged) {
           plain.push({ index, row: this.#row(tenantId, item, item.runAt, 0, now) });
         } else {
           results[index] = await this.#insert(trx, tenantId, item, now, usesCredits, options.actor);
@@ -104,12 +113,79 @@ export class Enqueuer {
       }
       const created = results.filter((r) => r.outcome === 'created');
       await this.#countDaily(trx, tenantId, tenant.tier, created.length, now);
-      if (created.length > 0) await this.#ctx.wake(trx);
+      if (created.length > 0) await (options.trx ? this.#ctx.wake(trx) : this.#ctx.wakeOthers(trx));
       return results;
     };
     const results = options.trx ? await run(options.trx) : await this.#ctx.db.transaction().execute(run);
-    for (const r of results) if (r.outcome === 'created') this.#ctx.emit('enqueued', r.job);
+    const created = results.filter((r) => r.outcome === 'created');
+    if (!options.trx && created.length > 0) this.#ctx.wakeHere();
+    for (const r of created) this.#ctx.emit('enqueued', r.job);
     return results;
+  }
+
+  /**
+   * PostgreSQL's fast path for the common enqueue: jobs that need no lookup first (see `isPlain`), for a
+   * tenant last seen without credits. It is one statement instead of a transaction of five round trips
+   * (BEGIN, tenant, INSERT, NOTIFY, COMMIT), which at hundreds of enqueues a second is most of the
+   * database's and the pool's work. The statement re-checks everything the transaction would: the tenant
+   * still has that tier and no credit balance, and the daily count (when the tier has a limit) has room.
+   * When any check fails it inserts nothing and answers null, and the caller takes the full path, which
+   * finds out why (no such tenant, credits, 429) and refreshes what is remembered of the tenant.
+   * SQLite runs in-process, where a transaction's statements cost microseconds; it has no such path.
+   */
+  async #insertPlainPostgres(
+    tenantId: string,
+    prepared: readonly Prepared[],
+    now: number,
+  ): Promise<EnqueueResult[] | null> {
+    const tier = this.#plainTenants.get(tenantId);
+    if (this.#ctx.dialect !== 'postgres' || tier === undefined || !prepared.every(isPlain)) return null;
+    const rows = prepared.map((item) => this.#row(tenantId, item, item.runAt, 0, now));
+    const columns = sql.join(Object.keys(rows[0]!).map((c) => sql.ref(c)));
+    const limit = this.#ctx.settings.tierDailyLimit[tier] ?? 0;
+    if (limit > 0 && rows.length > limit) return null;
+    // With a daily limit, the jobs go in only if the count took them (the upsert's WHERE refuses past
+    // the limit, and then returns no row); without one, only if the tenant is as remembered.
+    const admitted =
+      limit > 0
+        ? sql`counted as (
+            insert into tenant_job_usage (tenant_id, day, jobs)
+            select id, ${utcDay(now)}, ${rows.length} from tenant
+            on conflict (tenant_id, day) do update set jobs = tenant_job_usage.jobs + excluded.jobs
+            where tenant_job_usage.jobs + excluded.jobs <= ${limit}
+            returning jobs),`
+        : sql`counted as (select 1 from tenant),`;
+    // pg_notify per row is harmless: PostgreSQL delivers identical notifications of one transaction once.
+    const { rows: inserted } = await sql<Selectable<JobsTable>>`
+      with tenant as (
+        select id from tenants where id = ${tenantId} and tier = ${tier} and credit_balance is null
+      ),
+      ${admitted}
+      inserted as (
+        insert into jobs (${columns})
+        select ${columns} from jsonb_populate_recordset(null::jobs, ${JSON.stringify(rows)}::jsonb)
+        where exists (select 1 from counted)
+        returning *
+      )
+      select inserted.*, pg_notify(${WAKE_CHANNEL}, ${this.#ctx.instanceId}) as woken from inserted`.execute(
+      this.#ctx.db,
+    );
+    if (inserted.length === 0) {
+      this.#plainTenants.delete(tenantId);
+      return null;
+    }
+    const byId = new Map(inserted.map((row) => [row.id, row]));
+    return rows.map((row) => ({ job: toJob(byId.get(row.id as string)!), outcome: 'created' as const }));
+  }
+
+  /** Remembers (boundedly) whether a tenant can take the fast path: it has no credit balance. */
+  #rememberTenant(tenantId: string, tenant: { tier: string; credit_balance: number | null }): void {
+    if (tenant.credit_balance !== null) {
+      this.#plainTenants.delete(tenantId);
+      return;
+    }
+    if (this.#plainTenants.size >= REMEMBERED_TENANTS) this.#plainTenants.clear();
+    this.#plainTenants.set(tenantId, tenant.tier);
   }
 
   #prepare(input: EnqueueInput, now: number, index: number | null): Prepared {
@@ -285,4 +361,9 @@ export class Enqueuer {
       .executeTakeFirst();
     if (!counted) throw refuse();
   }
+}
+
+/** A job that needs no lookup before its insert: no idempotency key, freshness window or breaker. */
+function isPlain(item: Prepared): boolean {
+  return item.idempotencyKey === null && !item.definition.freshnessMs && item.breakerKey === null;
 }

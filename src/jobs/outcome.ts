@@ -92,35 +92,37 @@ export class Outcomes {
     );
     if (simple.length === 0) return outcome;
     const now = this.#ctx.now();
-    const rows = await this.#ctx.db.transaction().execute(async (trx) => {
-      if (this.#ctx.dialect === 'postgres') {
-        const { rows } = await sql<Selectable<JobsTable>>`
-          update jobs set state = 'succeeded', result = v.result, finished_at = ${now}, updated_at = ${now},
-                          lease_owner = null, lease_expires_at = null
-          from unnest(${simple.map((i) => i.job.id)}::text[], ${simple.map((i) => i.job.attempts)}::int[],
-                      ${simple.map((i) => i.text)}::text[]) as v(id, attempts, result)
-          where jobs.id = v.id and jobs.attempts = v.attempts and jobs.state = 'active'
-            and jobs.lease_owner = ${owner}
-          returning jobs.*`.execute(trx);
-        return rows;
-      }
-      const done: Selectable<JobsTable>[] = [];
-      for (const item of simple) {
-        const row = await this.#fenced(trx, item.job.id, { owner, attempts: item.job.attempts })
-          .set({
-            state: 'succeeded',
-            result: item.text,
-            finished_at: now,
-            updated_at: now,
-            lease_owner: null,
-            lease_expires_at: null,
-          })
-          .returningAll()
-          .executeTakeFirst();
-        if (row) done.push(row);
-      }
-      return done;
-    });
+    // PostgreSQL: one statement, atomic on its own, so no transaction's BEGIN and COMMIT round trips.
+    const rows =
+      this.#ctx.dialect === 'postgres'
+        ? (
+            await sql<Selectable<JobsTable>>`
+              update jobs set state = 'succeeded', result = v.result, finished_at = ${now},
+                              updated_at = ${now}, lease_owner = null, lease_expires_at = null
+              from unnest(${simple.map((i) => i.job.id)}::text[], ${simple.map((i) => i.job.attempts)}::int[],
+                          ${simple.map((i) => i.text)}::text[]) as v(id, attempts, result)
+              where jobs.id = v.id and jobs.attempts = v.attempts and jobs.state = 'active'
+                and jobs.lease_owner = ${owner}
+              returning jobs.*`.execute(this.#ctx.db)
+          ).rows
+        : await this.#ctx.db.transaction().execute(async (trx) => {
+            const done: Selectable<JobsTable>[] = [];
+            for (const item of simple) {
+              const row = await this.#fenced(trx, item.job.id, { owner, attempts: item.job.attempts })
+                .set({
+                  state: 'succeeded',
+                  result: item.text,
+                  finished_at: now,
+                  updated_at: now,
+                  lease_owner: null,
+                  lease_expires_at: null,
+                })
+                .returningAll()
+                .executeTakeFirst();
+              if (row) done.push(row);
+            }
+            return done;
+          });
     const succeeded = new Set(rows.map((r) => r.id));
     for (const item of simple) outcome[item.index] = succeeded.has(item.job.id);
     for (const row of rows) this.#ended('succeeded', row);
@@ -214,7 +216,10 @@ export class Outcomes {
       .returningAll()
       .execute();
     for (const row of rows) this.#ctx.emit('released', toJob(row));
-    if (rows.length > 0) await this.#ctx.wake(this.#ctx.db);
+    if (rows.length > 0) {
+      await this.#ctx.wakeOthers(this.#ctx.db);
+      this.#ctx.wakeHere();
+    }
     return rows.length;
   }
 

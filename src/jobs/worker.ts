@@ -57,6 +57,8 @@ export class Worker {
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #woken = false;
+  /** The last claim left due jobs behind (no free slot, or a limit held them back). */
+  #more = false;
   #heartbeat: NodeJS.Timeout | undefined;
   #scheduler: NodeJS.Timeout | undefined;
   #unlisten: (() => Promise<void>) | undefined;
@@ -163,12 +165,16 @@ export class Worker {
             types,
           });
           nextWakeAt = claimed.nextWakeAt;
+          this.#more = claimed.more;
           for (const job of claimed.jobs) this.#start(job);
           // A full claim may have left more behind: go again at once while there is room.
           if (claimed.jobs.length > 0 && claimed.jobs.length === slots) continue;
         } catch (error) {
           this.#options.log.error({ err: error }, 'claim failed; retrying after the poll interval');
         }
+      } else {
+        // Woken (or polled) while full: work may be waiting, so the first job to end claims again.
+        this.#more = true;
       }
       if (this.#stopping || this.#woken) continue;
       const wait =
@@ -197,7 +203,9 @@ export class Worker {
     this.#running.set(job.id, running);
     running.done = this.#attempt(running).finally(() => {
       this.#running.delete(job.id);
-      this.#signal();
+      // A free slot matters only if the last claim left due work behind; otherwise the next enqueue's
+      // wake-up (or the poll) brings the worker back, and a claim now would find nothing.
+      if (this.#more) this.#signal();
     });
     this.#ctx.emit('started', job);
   }
