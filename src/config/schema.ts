@@ -59,6 +59,13 @@ export const settings = {
     max: 600_000,
     doc: 'How long a SQLite statement keeps retrying (asynchronously) while another process writes.',
   },
+  sqliteCheckpointMs: {
+    type: 'int',
+    default: 100,
+    min: 0,
+    max: 60_000,
+    doc: "How often a background thread checkpoints SQLite's WAL into the database file (0: SQLite's own automatic checkpoints, which run on the event loop).",
+  },
 
   storage: { type: 'enum', default: 'fs', values: ['fs', 's3'], doc: 'Blob storage backend.' },
   s3Endpoint: { type: 'optional', doc: 'S3-compatible endpoint URL (R2, MinIO, …); unset for AWS.' },

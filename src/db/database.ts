@@ -46,7 +46,11 @@ export function openDatabase(config: Config): Db {
     : resolve(config.dataDir, 'conveyor.db');
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const kysely = new Kysely<Database>({
-    dialect: new NodeSqliteDialect({ path, busyRetryMs: config.sqliteBusyRetryMs }),
+    dialect: new NodeSqliteDialect({
+      path,
+      busyRetryMs: config.sqliteBusyRetryMs,
+      checkpointMs: config.sqliteCheckpointMs,
+    }),
   });
   return { kysely, dialect: 'sqlite', close: () => kysely.destroy() };
 }

@@ -14,6 +14,11 @@ import {
   SqliteIntrospector,
   SqliteQueryCompiler,
 } from 'kysely';
+import {
+  type Checkpointer,
+  FALLBACK_AUTOCHECKPOINT_PAGES,
+  startCheckpointer,
+} from './sqlite-checkpointer.ts';
 
 /**
  * Kysely dialect over Node's built-in `node:sqlite`.
@@ -23,12 +28,17 @@ import {
  * spinning) and retry SQLITE_BUSY ourselves with asynchronous, jittered sleeps up to `busyRetryMs`, so
  * a contended database slows one request down instead of freezing the whole server.
  *
+ * WAL checkpoints run on a background thread (sqlite-checkpointer.ts), not in whichever commit fills
+ * the WAL.
+ *
  * Write transactions start with BEGIN IMMEDIATE: taking the write lock up front means a transaction
  * never fails half-way with SQLITE_BUSY on its first write (which a deferred BEGIN can, unretryably).
  */
 export interface NodeSqliteConfig {
   path: string;
   busyRetryMs: number;
+  /** Checkpoint the WAL on a background thread this often; 0 leaves it to SQLite (on the event loop). */
+  checkpointMs?: number;
   statementCacheSize?: number;
 }
 
@@ -57,6 +67,7 @@ const SQLITE_BUSY_TIMEOUT_MS = 5;
 class NodeSqliteDriver implements Driver {
   readonly #config: NodeSqliteConfig;
   #connection: NodeSqliteConnection | undefined;
+  #checkpointer: Checkpointer | undefined;
   #queue: Promise<void> = Promise.resolve();
 
   constructor(config: NodeSqliteConfig) {
@@ -70,6 +81,11 @@ class NodeSqliteDriver implements Driver {
     // transactions but never corrupts the file (https://sqlite.org/pragma.html#pragma_synchronous).
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA foreign_keys = ON');
+    const { path, checkpointMs = 0 } = this.#config;
+    if (checkpointMs > 0 && path !== ':memory:') {
+      db.exec(`PRAGMA wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      this.#checkpointer = startCheckpointer(path, checkpointMs);
+    }
     this.#connection = new NodeSqliteConnection(db, this.#config);
   }
 
@@ -99,6 +115,7 @@ class NodeSqliteDriver implements Driver {
     (connection as NodeSqliteConnection).release?.();
   }
   async destroy(): Promise<void> {
+    await this.#checkpointer?.stop();
     this.#connection?.close();
   }
 }

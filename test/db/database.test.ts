@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { loadConfig } from '../../src/config/config.ts';
 import { type Db, migrate, openDatabase, ping } from '../../src/db/database.ts';
+import { FALLBACK_AUTOCHECKPOINT_PAGES } from '../../src/db/sqlite-checkpointer.ts';
 import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
+import { waitFor } from '../helpers/jobs.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
 const TABLES = [
@@ -145,6 +150,54 @@ describe('SQLite under a competing writer', () => {
       assert.equal(row, undefined);
     } finally {
       await db.close();
+    }
+  });
+});
+
+describe('SQLite WAL checkpoints on a background thread', () => {
+  /**
+   * The WAL-index (the `-shm` file, https://sqlite.org/walformat.html) in native byte order: mxFrame, the
+   * frames in the WAL, at byte 16, and nBackfill, the frames already copied into the database, at byte 96.
+   */
+  async function walIndex(path: string) {
+    const shm = await readFile(`${path}-shm`);
+    const read = (offset: number) =>
+      endianness() === 'LE' ? shm.readUInt32LE(offset) : shm.readUInt32BE(offset);
+    return { frames: read(16), copied: read(96) };
+  }
+
+  it('copies the WAL into the database while the writer goes on, so the WAL starts over', async () => {
+    const dir = await makeTempDir('conveyor-wal-');
+    const path = join(dir.path, 'wal.db');
+    const db = openDatabase(loadConfig({}, { databaseUrl: `sqlite:${path}`, sqliteCheckpointMs: 10 }));
+    try {
+      await sql`create table scratch (v blob)`.execute(db.kysely);
+      const writer = await sql<{ wal_autocheckpoint: number }>`pragma wal_autocheckpoint`.execute(db.kysely);
+      assert.equal(writer.rows[0]!.wal_autocheckpoint, FALLBACK_AUTOCHECKPOINT_PAGES);
+      // 2,000 pages in 500 commits: below the writer's own (fallback) threshold of 10,000 pages, so only
+      // the background thread can have copied them.
+      const round = async () => {
+        for (let i = 0; i < 500; i++) {
+          await sql`insert into scratch (v) values (randomblob(16384))`.execute(db.kysely);
+        }
+        return waitFor('the checkpointer to copy every frame', async () => {
+          const index = await walIndex(path);
+          return index.frames > 0 && index.copied === index.frames && index;
+        });
+      };
+      await round();
+      const first = (await stat(`${path}-wal`)).size;
+      await round();
+      const second = (await stat(`${path}-wal`)).size;
+      // Had the WAL not started over once copied, the second round would have doubled the file.
+      assert.ok(second < first * 1.5, `WAL grew from ${first} to ${second} bytes`);
+      assert.equal(
+        (await sql<{ n: number }>`select count(*) as n from scratch`.execute(db.kysely)).rows[0]!.n,
+        1000,
+      );
+    } finally {
+      await db.close();
+      await dir.cleanup();
     }
   });
 });
