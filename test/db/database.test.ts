@@ -63,6 +63,14 @@ describe('migrations', async () => {
         .map((t) => t.name)
         .sort();
       assert.deepEqual(tables, TABLES);
+      // Every pooled connection has JIT off (see openDatabase): check a few of them at once.
+      const settings = await Promise.all(
+        Array.from({ length: 4 }, () => sql<{ jit: string }>`show jit`.execute(a.kysely)),
+      );
+      assert.deepEqual(
+        settings.map((s) => s.rows[0]!.jit),
+        ['off', 'off', 'off', 'off'],
+      );
     } finally {
       await a.close();
       await b.close();
