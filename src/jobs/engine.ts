@@ -7,6 +7,7 @@ import { EngineContext, engineSettings, WAKE_CHANNEL } from './context.ts';
 import { Enqueuer } from './enqueue.ts';
 import { Outcomes } from './outcome.ts';
 import type { JobRegistry } from './registry.ts';
+import { Retention } from './retention.ts';
 import { Schedules } from './schedules.ts';
 import { isLane, type Lane } from './types.ts';
 import { Worker, type WorkerOptions } from './worker.ts';
@@ -20,6 +21,7 @@ export class JobEngine {
   readonly claimer: Claimer;
   readonly outcomes: Outcomes;
   readonly schedules: Schedules;
+  readonly retention: Retention;
   readonly #db: Db;
   readonly #config: Config;
 
@@ -39,6 +41,12 @@ export class JobEngine {
     this.claimer = new Claimer(this.context, this.breakers);
     this.outcomes = new Outcomes(this.context, this.breakers);
     this.schedules = new Schedules(this.context, this.enqueuer);
+    const hours = (h: number) => h * 3_600_000;
+    this.retention = new Retention(this.context, {
+      finishedMs: hours(config.jobRetentionHours),
+      deadMs: hours(config.jobDeadRetentionHours),
+      batch: config.jobCleanupBatch,
+    });
   }
 
   get registry(): JobRegistry {
@@ -58,6 +66,9 @@ export class JobEngine {
       progressIntervalMs: config.jobProgressIntervalMs,
       schedules: this.schedules,
       scheduleIntervalMs: config.jobScheduleIntervalMs,
+      ...(this.retention.enabled
+        ? { retention: this.retention, retentionIntervalMs: config.jobCleanupIntervalMs }
+        : {}),
       log,
       ...(listen
         ? {

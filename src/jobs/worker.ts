@@ -29,6 +29,9 @@ export interface WorkerOptions {
   /** Fires due recurring jobs every `scheduleIntervalMs` (every worker does; each tick fires once). */
   schedules?: { fire(): Promise<number> };
   scheduleIntervalMs?: number;
+  /** Deletes jobs past their retention every `retentionIntervalMs` (every worker does; any number may). */
+  retention?: { sweep(): Promise<{ finished: number; dead: number; workers: number }> };
+  retentionIntervalMs?: number;
   /** Subscribes to cross-process wake-ups (PostgreSQL LISTEN); answers an unsubscribe. */
   listen?: (onWake: () => void) => Promise<() => Promise<void>>;
 }
@@ -61,6 +64,8 @@ export class Worker {
   #more = false;
   #heartbeat: NodeJS.Timeout | undefined;
   #scheduler: NodeJS.Timeout | undefined;
+  #cleanup: NodeJS.Timeout | undefined;
+  #sweeping = false;
   #unlisten: (() => Promise<void>) | undefined;
   #beats = 0;
   readonly #completions: CompletionBatch;
@@ -107,7 +112,27 @@ export class Worker {
       }, scheduleIntervalMs);
       this.#scheduler.unref();
     }
+    const { retention, retentionIntervalMs } = this.#options;
+    if (retention && retentionIntervalMs) {
+      this.#cleanup = setInterval(() => void this.#sweep(retention), retentionIntervalMs);
+      this.#cleanup.unref();
+    }
     this.#loop = this.#claimLoop();
+  }
+
+  /** One retention sweep at a time: a sweep through a large backlog may outlast the interval. */
+  async #sweep(retention: NonNullable<WorkerOptions['retention']>): Promise<void> {
+    if (this.#sweeping) return;
+    this.#sweeping = true;
+    try {
+      const deleted = await retention.sweep();
+      if (deleted.finished + deleted.dead > 0)
+        this.#options.log.info(deleted, 'deleted jobs past their retention');
+    } catch (error) {
+      this.#options.log.warn({ err: error }, 'deleting jobs past their retention failed');
+    } finally {
+      this.#sweeping = false;
+    }
   }
 
   /**
@@ -118,6 +143,7 @@ export class Worker {
     if (this.#stopping) return { finished: 0, released: 0 };
     this.#stopping = true;
     clearInterval(this.#scheduler);
+    clearInterval(this.#cleanup);
     this.#signal();
     await this.#loop;
     const before = this.#running.size;
