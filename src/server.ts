@@ -1,3 +1,5 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyServerOptions } from 'fastify';
 import { BlobLedger } from './assets/blobs.ts';
 import { AssetService } from './assets/service.ts';
@@ -134,6 +136,7 @@ export async function createConveyor(
     { ...(options.logger !== undefined ? { logger: options.logger } : {}) },
   );
 
+  const connections = trackConnections(app.server);
   let gcTimer: NodeJS.Timeout | undefined;
   let worker: Worker | undefined;
   return {
@@ -173,10 +176,50 @@ export async function createConveyor(
       clearInterval(gcTimer);
       await alerter?.stop();
       await worker?.stop(config.jobShutdownGraceMs);
-      await app.close();
+      const closing = app.close();
+      connections.drain();
+      await closing;
       await jobEvents.close();
       await store.close();
       await db.close();
+    },
+  };
+}
+
+/**
+ * Connections by whether a request is in flight on them, so that a close ends each one as soon as it
+ * carries no request. Fastify's close ends the keep-alive connections idle at that moment, but not one
+ * that never sent a request (a client's spare, a browser's preconnect: Node counts it as active until its
+ * headers timeout, which held the close for 60-90 s), nor one whose request is answered after the close
+ * began (it then idled for the keep-alive timeout). No response is lost either way.
+ */
+function trackConnections(server: Server) {
+  const busy = new Map<Socket, number>();
+  let closing = false;
+  server.on('connection', (socket: Socket) => {
+    busy.set(socket, 0);
+    socket.once('close', () => busy.delete(socket));
+  });
+  const begin = (socket: Socket) => busy.set(socket, (busy.get(socket) ?? 0) + 1);
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    begin(socket);
+    response.once('close', () => {
+      if (!busy.has(socket)) return;
+      const left = Math.max(0, busy.get(socket)! - 1);
+      busy.set(socket, left);
+      if (closing && left === 0) finish(socket);
+    });
+  });
+  // A WebSocket is busy for as long as it lives (the events route ends it at close, with a close frame).
+  server.on('upgrade', (request: IncomingMessage) => begin(request.socket));
+  // Flush what was written, then close, without waiting for the client to close its side.
+  const finish = (socket: Socket) => socket.end(() => socket.destroy());
+  return {
+    /** Ends the connections without a request in flight now, and the others once they have none. */
+    drain() {
+      closing = true;
+      for (const [socket, requests] of busy) if (requests === 0) finish(socket);
     },
   };
 }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type IncomingMessage, request } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
@@ -45,3 +48,35 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('shutdown', () => {
+  it('is not held by a connection that never sent a request, and lets an in-flight request finish', {
+    timeout: 20_000,
+  }, async () => {
+    const server = await startConveyor({ database: 'sqlite', storage: 'fs' });
+    const { port } = new URL(server.url);
+    // A client's spare connection: Node counts it active until its headers timeout (60 s and more).
+    const spare = connect(Number(port), '127.0.0.1');
+    await once(spare, 'connect');
+    const spareClosed = once(spare, 'close');
+    // A request whose body is still arriving when the close starts must still get its answer.
+    const inFlight = request(`${server.url}/api/v1/jobs`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${server.adminKey}`,
+        'content-type': 'application/json',
+        'content-length': '15',
+      },
+    });
+    const answered = once(inFlight, 'response');
+    inFlight.write('{"type":');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const closed = server.close();
+    inFlight.end('"noop"}');
+    const [response] = (await answered) as [IncomingMessage];
+    response.resume();
+    assert.equal(response.statusCode, 202);
+    await closed;
+    await spareClosed;
+  });
+});
