@@ -164,7 +164,7 @@ export async function createConveyor(
         }, config.gcIntervalSeconds * 1000);
         gcTimer.unref();
       }
-      alerter = new Alerter({ config, monitor, log: app.log.child({ component: 'alerts' }) });
+      alerter = new Alerter({ config, db: db.kysely, monitor, log: app.log.child({ component: 'alerts' }) });
       alerter.start();
       if (config.serveWorkers) {
         worker = jobs.createWorker(app.log.child({ component: 'worker' }));

@@ -7,6 +7,7 @@ import * as initial from './migrations/001-initial.ts';
 import * as jobs from './migrations/002-jobs.ts';
 import * as schedules from './migrations/003-schedules.ts';
 import * as turns from './migrations/004-job-turns.ts';
+import * as alertDeliveries from './migrations/005-alert-deliveries.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
 
@@ -67,6 +68,7 @@ const migrations: Record<string, Migration> = {
   '002-jobs': jobs,
   '003-schedules': schedules,
   '004-job-turns': turns,
+  '005-alert-deliveries': alertDeliveries,
 };
 
 class InCodeMigrations implements MigrationProvider {

@@ -204,6 +204,13 @@ export interface JobTurnsTable {
   claimed_at: number;
 }
 
+export interface AlertDeliveriesTable {
+  /** `rule/subject`. */
+  key: string;
+  /** When the alert last reached the webhook (0: a failed delivery's claim, handed back). */
+  sent_at: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
@@ -221,4 +228,5 @@ export interface Database {
   job_workers: JobWorkersTable;
   job_schedules: JobSchedulesTable;
   job_turns: JobTurnsTable;
+  alert_deliveries: AlertDeliveriesTable;
 }

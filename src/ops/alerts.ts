@@ -1,4 +1,6 @@
+import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.ts';
+import type { Database } from '../db/tables.ts';
 import type { JobMonitor } from '../jobs/monitor.ts';
 
 export interface Alert {
@@ -21,22 +23,31 @@ interface Log {
 /**
  * Alert rules over the job engine, evaluated every `alertIntervalSeconds` by `serve`: each firing rule
  * (per subject) is POSTed as JSON to `alertWebhookUrl`, then stays quiet for `alertCooldownSeconds`.
- * A failed delivery is logged and tried again at the next evaluation; nothing here ever throws.
+ * The cooldown lives in the database (`alert_deliveries`), so however many processes evaluate the rules,
+ * one of them sends each alert: a process claims the delivery with a conditional upsert before it POSTs,
+ * and hands the claim back if the POST fails. A failed delivery is logged and tried again at the next
+ * evaluation; nothing here ever throws.
  */
 export class Alerter {
   readonly #config: Config;
   readonly #monitor: JobMonitor;
   readonly #log: Log;
   readonly #now: () => number;
-  /** When each rule/subject last reached the webhook. */
-  readonly #sent = new Map<string, number>();
+  readonly #db: Kysely<Database>;
   /** When this process first saw each breaker not closed: a failing probe re-opens it with a new opened_at. */
   readonly #breakerSince = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
 
-  constructor(options: { config: Config; monitor: JobMonitor; log: Log; now?: () => number }) {
+  constructor(options: {
+    config: Config;
+    db: Kysely<Database>;
+    monitor: JobMonitor;
+    log: Log;
+    now?: () => number;
+  }) {
     this.#config = options.config;
+    this.#db = options.db;
     this.#monitor = options.monitor;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
@@ -150,8 +161,15 @@ export class Alerter {
     const cooldownMs = this.#config.alertCooldownSeconds * 1000;
     for (const alert of alerts) {
       const key = `${alert.rule}/${alert.subject}`;
-      const last = this.#sent.get(key);
-      if (last !== undefined && this.#now() - last < cooldownMs) continue;
+      const now = this.#now();
+      let claimed: boolean;
+      try {
+        claimed = await this.#claim(key, now, cooldownMs);
+      } catch (error) {
+        this.#log.error({ err: error, alert: key }, 'alert cooldown could not be read');
+        continue;
+      }
+      if (!claimed) continue;
       try {
         const res = await fetch(url, {
           method: 'POST',
@@ -161,13 +179,36 @@ export class Alerter {
         });
         await res.body?.cancel();
         if (!res.ok) throw new Error(`webhook answered ${res.status}`);
-        this.#sent.set(key, this.#now());
         delivered.push(alert);
         this.#log.warn({ alert }, 'alert sent');
       } catch (error) {
         this.#log.error({ err: error, alert: key }, 'alert delivery failed');
+        // Hand the claim back, so that the next evaluation (of any process) tries again.
+        await this.#db
+          .updateTable('alert_deliveries')
+          .set({ sent_at: 0 })
+          .where('key', '=', key)
+          .where('sent_at', '=', now)
+          .execute()
+          .catch(() => {});
       }
     }
     return delivered;
+  }
+
+  /** Takes the right to send `key` now: true unless it reached the webhook within the cooldown. */
+  async #claim(key: string, now: number, cooldownMs: number): Promise<boolean> {
+    const row = await this.#db
+      .insertInto('alert_deliveries')
+      .values({ key, sent_at: now })
+      .onConflict((oc) =>
+        oc
+          .column('key')
+          .doUpdateSet({ sent_at: now })
+          .where('alert_deliveries.sent_at', '<=', now - cooldownMs),
+      )
+      .returning('key')
+      .executeTakeFirst();
+    return row !== undefined;
   }
 }

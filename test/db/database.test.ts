@@ -14,6 +14,7 @@ import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
 const TABLES = [
   'access_tokens',
+  'alert_deliveries',
   'api_keys',
   'asset_versions',
   'assets',
@@ -31,6 +32,8 @@ const TABLES = [
   'tenants',
 ];
 
+const MIGRATIONS = ['001-initial', '002-jobs', '003-schedules', '004-job-turns', '005-alert-deliveries'];
+
 describe('migrations', async () => {
   const pgSkip = (await havePostgres()) ? false : 'PostgreSQL is not running';
 
@@ -38,7 +41,7 @@ describe('migrations', async () => {
     const dir = await makeTempDir('conveyor-db-');
     const db = openDatabase(loadConfig({}, { dataDir: dir.path }));
     try {
-      assert.deepEqual(await migrate(db), ['001-initial', '002-jobs', '003-schedules', '004-job-turns']);
+      assert.deepEqual(await migrate(db), MIGRATIONS);
       assert.deepEqual(await migrate(db), []);
       const tables = (await db.kysely.introspection.getTables()).map((t) => t.name).sort();
       assert.deepEqual(tables, TABLES);
@@ -57,7 +60,7 @@ describe('migrations', async () => {
     const b = openDatabase(loadConfig({}, { databaseUrl: schema.url }));
     try {
       const results = await Promise.all([migrate(a), migrate(b)]);
-      assert.deepEqual(results.flat().sort(), ['001-initial', '002-jobs', '003-schedules', '004-job-turns']);
+      assert.deepEqual(results.flat().sort(), MIGRATIONS);
       const tables = (await a.kysely.introspection.getTables())
         .filter((t) => t.schema === schema.name)
         .map((t) => t.name)

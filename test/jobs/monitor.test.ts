@@ -288,7 +288,9 @@ for (const database of DATABASES) {
       }
     });
 
-    test('alerts: POSTed to the webhook, once per cooldown; failures are logged', { skip }, async () => {
+    test('alerts: POSTed to the webhook, once per cooldown across processes; failures are logged', {
+      skip,
+    }, async () => {
       const received: any[] = [];
       let answer = 200;
       const hook: Server = createServer((req, res) => {
@@ -317,17 +319,23 @@ for (const database of DATABASES) {
         const tenant = await t.tenant();
         for (let i = 0; i < 3; i++) await t.engine.enqueuer.enqueue(tenant, { type: 'noop', lane: 'low' });
         const errors: unknown[] = [];
-        const alerter = new Alerter({
-          config: t.config,
-          monitor: monitorOf(t),
-          log: { ...quietLog, error: (obj: unknown) => errors.push(obj) },
-          now: clock.now,
-        });
+        const alerterOf = () =>
+          new Alerter({
+            config: t.config,
+            db: t.db.kysely,
+            monitor: monitorOf(t),
+            log: { ...quietLog, error: (obj: unknown) => errors.push(obj) },
+            now: clock.now,
+          });
+        const alerter = alerterOf();
+        // Another process evaluating the same rules on the same database.
+        const other = alerterOf();
         let sent = await alerter.evaluate();
         assert.deepEqual(
           sent.map((a) => `${a.rule}/${a.subject}`),
           ['queue_depth/low'],
         );
+        assert.deepEqual(await other.evaluate(), [], 'the cooldown holds across processes');
         assert.equal(received.length, 1);
         assert.equal(received[0].rule, 'queue_depth');
         assert.equal(received[0].value, 3);
