@@ -1,9 +1,13 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { pino } from 'pino';
 import { openMigratedDatabase } from '../backends.ts';
 import type { Config } from '../config/config.ts';
+import type { JobEvent } from '../jobs/context.ts';
 import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
+import { Metrics } from '../ops/metrics.ts';
 
 export interface WorkerFlags {
   lanes?: string;
@@ -39,9 +43,16 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     types,
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
   });
+  const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config) : undefined;
   await worker.start();
   log.info(
-    { worker: worker.id, lanes: flags.lanes ?? 'all', types: types ?? 'all', database: db.dialect },
+    {
+      worker: worker.id,
+      lanes: flags.lanes ?? 'all',
+      types: types ?? 'all',
+      database: db.dialect,
+      ...(metrics ? { metrics: metrics.url } : {}),
+    },
     'worker started',
   );
   let stopping = false;
@@ -51,10 +62,47 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     log.info({ signal, graceMs: config.jobShutdownGraceMs }, 'worker stopping');
     const result = await worker.stop(config.jobShutdownGraceMs);
     log.info(result, 'worker stopped');
+    await metrics?.close();
     await events.close();
     await db.close();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+/**
+ * The worker's own Prometheus endpoint: the wait and run time histograms and failure counts of the jobs
+ * this process runs, which no server sees. (The queue's gauges, depth and breakers, are the same from
+ * every process and stay with the servers' /metrics.)
+ */
+async function serveMetrics(
+  engine: JobEngine,
+  config: Config,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const metrics = new Metrics();
+  engine.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
+  const server = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+      response
+        .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('This port serves GET /metrics\n');
+      return;
+    }
+    metrics.render().then(
+      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
+      () => response.writeHead(500).end(),
+    );
+  });
+  server.listen(config.workerMetricsPort, config.host);
+  await once(server, 'listening');
+  return {
+    url: `http://${config.host}:${config.workerMetricsPort}/metrics`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // A scraper's keep-alive connection must not hold the shutdown.
+        server.closeAllConnections();
+      }),
+  };
 }

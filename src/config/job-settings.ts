@@ -28,6 +28,13 @@ export const jobSettings = {
     type: 'optional',
     doc: 'Job types a worker claims, e.g. "image.variants" (default: all it knows).',
   },
+  workerMetricsPort: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 65_535,
+    doc: '`conveyor worker` serves Prometheus metrics of its own jobs (wait and run times, failures) at /metrics on this port, on CONVEYOR_HOST (0: none).',
+  },
   jobLaneConcurrency: {
     type: 'limits',
     default: 'critical=3,high=5,normal=8,low=4',

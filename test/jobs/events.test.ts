@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { childEnv, MAIN, ROOT } from '../helpers/child.ts';
+import { childEnv, freePort, MAIN, ROOT } from '../helpers/child.ts';
 import {
   BACKENDS,
   createTenant,
@@ -269,7 +269,7 @@ for (const backend of BACKENDS) {
       await server?.close();
     });
 
-    test('a job run by `conveyor worker` is seen live by an SSE client of the server', {
+    test('a job run by `conveyor worker` is seen live by an SSE client of the server, and on its /metrics', {
       skip,
       timeout: 60_000,
     }, async () => {
@@ -277,10 +277,12 @@ for (const backend of BACKENDS) {
       const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 2000 } });
       const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
       const tenant = await openSse(`${server.url}/api/v1/events`, server.adminKey);
+      const metricsPort = await freePort();
       try {
         worker = spawn(process.execPath, [MAIN, 'worker'], {
           cwd: ROOT,
           env: childEnv({
+            CONVEYOR_WORKER_METRICS_PORT: String(metricsPort),
             CONVEYOR_DATA_DIR: server.config.dataDir,
             ...(server.config.databaseUrl ? { CONVEYOR_DATABASE_URL: server.config.databaseUrl } : {}),
             CONVEYOR_LOG_LEVEL: 'warn',
@@ -300,6 +302,13 @@ for (const backend of BACKENDS) {
         await waitFor('the job on the tenant stream', async () =>
           tenant.events.some((e) => e.data.id === job.body.id && e.event === 'succeeded'),
         );
+        // The worker's own /metrics has the run, which the API-only server never saw.
+        const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        assert.match(metrics, /^conveyor_job_run_seconds_count\{type="sleep",lane="normal"\} 1$/m);
+        assert.match(metrics, /^conveyor_job_wait_seconds_count\{type="sleep",lane="normal"\} 1$/m);
+        assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
+        const serverMetrics = await (await fetch(`${server.url}/metrics`)).text();
+        assert.doesNotMatch(serverMetrics, /^conveyor_job_run_seconds_count\{type="sleep"/m);
       } finally {
         tenant.close();
         stream.close();
