@@ -43,17 +43,7 @@ export class Outcomes {
     }
     const done = await this.#transaction(job.breakerKey, async (trx) => {
       const now = this.#ctx.now();
-      const row = await this.#fenced(trx, job.id, { owner, attempts: job.attempts })
-        .set({
-          state: 'succeeded',
-          result: text,
-          finished_at: now,
-          updated_at: now,
-          lease_owner: null,
-          lease_expires_at: null,
-        })
-        .returningAll()
-        .executeTakeFirst();
+      const row = await this.#markSucceeded(trx, job.id, { owner, attempts: job.attempts }, text, now);
       if (row?.breaker_key) {
         const type = this.#ctx.typeOf(row.type);
         await this.#breakers.record(
@@ -108,17 +98,8 @@ export class Outcomes {
         : await this.#ctx.db.transaction().execute(async (trx) => {
             const done: Selectable<JobsTable>[] = [];
             for (const item of simple) {
-              const row = await this.#fenced(trx, item.job.id, { owner, attempts: item.job.attempts })
-                .set({
-                  state: 'succeeded',
-                  result: item.text,
-                  finished_at: now,
-                  updated_at: now,
-                  lease_owner: null,
-                  lease_expires_at: null,
-                })
-                .returningAll()
-                .executeTakeFirst();
+              const fence = { owner, attempts: item.job.attempts };
+              const row = await this.#markSucceeded(trx, item.job.id, fence, item.text, now);
               if (row) done.push(row);
             }
             return done;
@@ -289,6 +270,21 @@ export class Outcomes {
   /** Breaker bookkeeping must not interleave between processes (two failures read as one). */
   #transaction<T>(breakerKey: string | null, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     return breakerKey === null ? this.#ctx.db.transaction().execute(work) : this.#ctx.exclusive(work);
+  }
+
+  /** The fenced update that records a success; undefined when the job is no longer this attempt's. */
+  #markSucceeded(trx: Transaction<Database>, id: string, fence: Fence, result: string, now: number) {
+    return this.#fenced(trx, id, fence)
+      .set({
+        state: 'succeeded',
+        result,
+        finished_at: now,
+        updated_at: now,
+        lease_owner: null,
+        lease_expires_at: null,
+      })
+      .returningAll()
+      .executeTakeFirst();
   }
 
   #fenced(executor: EngineContext['db'] | Transaction<Database>, id: string, fence: Fence) {
