@@ -17,7 +17,6 @@ import {
   S3ServiceException,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import {
   assertSha256,
   BlobNotFoundError,
@@ -30,6 +29,7 @@ import {
 } from './blob-store.ts';
 import { MeteringStream } from './metering.ts';
 import { isMissingKey, isUnsupported, parseContentRange, runPool, slice } from './s3-helpers.ts';
+import { MAX_PARTS, putInParts } from './s3-parts.ts';
 
 export interface S3BlobStoreOptions {
   /** Omit for AWS S3; set for R2, MinIO and other S3-compatible servers. */
@@ -61,7 +61,6 @@ export interface S3BlobStoreOptions {
 
 const MIB = 1024 * 1024;
 const MIN_PART_SIZE = 5 * MIB;
-const MAX_PARTS = 10_000;
 const PING_TIMEOUT_MS = 5_000;
 
 /**
@@ -134,8 +133,8 @@ export class S3BlobStore implements BlobStore {
   async stage(body: Readable, options: StageOptions): Promise<StagedBlob> {
     const temp = `${this.#prefix}tmp/${randomUUID()}`;
     const meter = new MeteringStream(options.maxBytes, options.onProgress);
-    // The Upload only sees the symptom of a failing body, and may report a failed cleanup instead, so keep
-    // the first error the streams themselves raised (the listeners run before the Upload can react).
+    // The part loop only sees the symptom of a failing body (a stream error), so keep the first error the
+    // streams themselves raised: the size limit's 413, or the client's disconnect.
     let sourceError: unknown;
     const remember = (error: unknown) => {
       sourceError ??= error;
@@ -143,19 +142,18 @@ export class S3BlobStore implements BlobStore {
     body.on('error', remember);
     meter.on('error', remember);
     pipeline(body, meter, () => {});
-    const upload = new Upload({
-      client: this.#client,
-      params: { Bucket: this.#bucket, Key: temp, Body: meter, ContentType: 'application/octet-stream' },
-      partSize: this.#partSize,
-      queueSize: this.#queueSize,
-      // We abort ourselves so that a server without AbortMultipartUpload cannot mask the original error.
-      leavePartsOnError: true,
-    });
+    const upload: { id?: string } = {};
     try {
-      await upload.done();
+      await putInParts(
+        this.#client,
+        { Bucket: this.#bucket, Key: temp, ContentType: 'application/octet-stream' },
+        meter,
+        { partSize: this.#partSize, queueSize: this.#queueSize },
+        upload,
+      );
     } catch (error) {
       meter.destroy();
-      await this.#abortUpload(temp, upload.uploadId).catch(() => {});
+      await this.#abortUpload(temp, upload.id).catch(() => {});
       // A single-request upload may have landed even though the call failed (lost response).
       await this.#deleteKey(temp).catch(() => {});
       throw sourceError ?? error;
