@@ -139,7 +139,8 @@ export class Enqueuer {
     now: number,
   ): Promise<EnqueueResult[] | null> {
     const tier = this.#plainTenants.get(tenantId);
-    if (this.#ctx.dialect !== 'postgres' || tier === undefined || !prepared.every(isPlain)) return null;
+    if (this.#ctx.dialect !== 'postgres' || tier === undefined) return null;
+    if (prepared.length === 0 || !prepared.every(isPlain)) return null;
     const rows = prepared.map((item) => this.#row(tenantId, item, item.runAt, 0, now));
     const columns = sql.join(Object.keys(rows[0]!).map((c) => sql.ref(c)));
     const limit = this.#ctx.settings.tierDailyLimit[tier] ?? 0;

@@ -208,6 +208,43 @@ for (const database of DATABASES) {
       }
     });
 
+    test('what enqueue remembers of a tenant (PostgreSQL’s one-statement path) is checked again each time', {
+      skip,
+    }, async () => {
+      const t = await startEngine(
+        database,
+        { jobTierDailyLimit: { free: 2 } as any },
+        { registry: registry() },
+      );
+      try {
+        const tenant = await t.tenant('enterprise', null);
+        const set = (values: { tier?: string; credit_balance?: number | null }) =>
+          t.db.kysely.updateTable('tenants').set(values).where('id', '=', tenant).execute();
+        await t.engine.enqueuer.enqueue(tenant, { type: 'noop' });
+        assert.equal((await t.engine.enqueuer.enqueue(tenant, { type: 'billable' })).job.cost, 0);
+        // Another process gives the tenant a balance: the next billable job must be charged (402 here).
+        await set({ credit_balance: 2 });
+        await rejects(t.engine.enqueuer.enqueue(tenant, { type: 'billable' }), 'insufficient_credit', 402);
+        // ...and a lower tier: its daily limit applies from the next enqueue on.
+        await set({ credit_balance: null, tier: 'free' });
+        await t.engine.enqueuer.enqueue(tenant, { type: 'noop' });
+        await t.engine.enqueuer.enqueue(tenant, { type: 'noop' });
+        await assert.rejects(t.engine.enqueuer.enqueue(tenant, { type: 'noop' }), (error: ConveyorError) => {
+          assert.equal(error.status, 429);
+          return true;
+        });
+        assert.deepEqual(await t.engine.enqueuer.enqueueMany(tenant, []), []);
+        const jobs = await t.db.kysely
+          .selectFrom('jobs')
+          .select('id')
+          .where('tenant_id', '=', tenant)
+          .execute();
+        assert.equal(jobs.length, 4);
+      } finally {
+        await t.close();
+      }
+    });
+
     test('credits: reserved at enqueue, 402 when short, refunded when the job dies or is cancelled', {
       skip,
     }, async () => {
