@@ -22,6 +22,8 @@ export const FALLBACK_AUTOCHECKPOINT_PAGES = 10_000;
 export function startCheckpointer(path: string, intervalMs: number): Checkpointer {
   const worker = new Worker(new URL('./sqlite-checkpoint-worker.ts', import.meta.url), {
     workerData: { path, intervalMs } satisfies CheckpointWorkerData,
+    // It allocates next to nothing; V8's default young generation alone would be most of its memory.
+    resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 },
   });
   // Never keeps the process alive by itself, and an error in it (it only logs to nobody) must not crash
   // the process: the writer's fallback checkpoint still bounds the WAL.
