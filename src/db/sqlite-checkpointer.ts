@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import type { CheckpointWorkerData } from './sqlite-checkpoint-worker.ts';
 
 /**
  * WAL checkpoints on a thread of their own.
@@ -20,15 +19,19 @@ export interface Checkpointer {
 export const FALLBACK_AUTOCHECKPOINT_PAGES = 10_000;
 
 export function startCheckpointer(path: string, intervalMs: number): Checkpointer {
-  const worker = new Worker(new URL('./sqlite-checkpoint-worker.ts', import.meta.url), {
-    workerData: { path, intervalMs } satisfies CheckpointWorkerData,
-    // It allocates next to nothing; V8's default young generation alone would be most of its memory.
+  const worker = new Worker(new URL('./sqlite-checkpoint-worker.js', import.meta.url), {
+    workerData: { path, intervalMs },
+    // It runs one statement and allocates next to nothing (see the worker file for what this saves).
     resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 },
   });
-  // Never keeps the process alive by itself, and an error in it (it only logs to nobody) must not crash
-  // the process: the writer's fallback checkpoint still bounds the WAL.
+  // Never keeps the process alive by itself, and an error in it must not crash the process: it is a
+  // warning on stderr, and the writer's fallback checkpoint still bounds the WAL.
   worker.unref();
-  worker.on('error', () => {});
+  worker.on('error', (error) => {
+    process.emitWarning(
+      `SQLite checkpoint thread failed (${error.message}); SQLite's own checkpoints take over`,
+    );
+  });
   const exited = once(worker, 'exit').catch(() => {});
   return {
     async stop() {
