@@ -1,7 +1,7 @@
 import { ConsecutiveBreaker } from 'cockatiel';
-import type { Selectable, Transaction } from 'kysely';
-import type { Database, JobBreakersTable } from '../db/tables.ts';
-import type { EngineContext } from './context.ts';
+import type { Selectable } from 'kysely';
+import type { JobBreakersTable } from '../db/tables.ts';
+import type { EngineContext, Executor } from './context.ts';
 
 type BreakerRow = Selectable<JobBreakersTable>;
 
@@ -28,7 +28,7 @@ export class Breakers {
     this.#ctx = ctx;
   }
 
-  async load(trx: Transaction<Database>, keys: readonly string[]): Promise<Map<string, BreakerRow>> {
+  async load(trx: Executor, keys: readonly string[]): Promise<Map<string, BreakerRow>> {
     if (keys.length === 0) return new Map();
     const rows = await trx.selectFrom('job_breakers').selectAll().where('key', 'in', keys).execute();
     return new Map(rows.map((r) => [r.key, r]));
@@ -39,7 +39,7 @@ export class Breakers {
    * (and the queued ones are deferred); one probe once the open period is over, unless a probe is
    * already running.
    */
-  async allowance(trx: Transaction<Database>, row: BreakerRow | undefined, now: number): Promise<number> {
+  async allowance(trx: Executor, row: BreakerRow | undefined, now: number): Promise<number> {
     if (!row || row.state === 'closed') return Infinity;
     if (row.state === 'open' && row.open_until !== null && row.open_until > now) {
       await this.#defer(trx, row.key, row.open_until, now);
@@ -58,7 +58,7 @@ export class Breakers {
   }
 
   /** Marks the breaker half-open with `jobId` as its probe (the claim chose it). */
-  async startProbe(trx: Transaction<Database>, key: string, jobId: string, now: number): Promise<void> {
+  async startProbe(trx: Executor, key: string, jobId: string, now: number): Promise<void> {
     await trx
       .updateTable('job_breakers')
       .set({ state: 'half_open', probe_job_id: jobId, updated_at: now })
@@ -68,7 +68,7 @@ export class Breakers {
 
   /** Records a job's outcome for its breaker; a failure that trips it opens it and defers the queue. */
   async record(
-    trx: Transaction<Database>,
+    trx: Executor,
     key: string,
     outcome: { success: boolean; jobId: string; threshold?: number; openMs?: number },
     now: number,
@@ -123,7 +123,7 @@ export class Breakers {
   }
 
   /** Moves the due jobs that need `key` past `until`; their attempts are untouched. */
-  async #defer(trx: Transaction<Database>, key: string, until: number, now: number): Promise<void> {
+  async #defer(trx: Executor, key: string, until: number, now: number): Promise<void> {
     await trx
       .updateTable('jobs')
       .set({ run_at: until, updated_at: now })
@@ -134,7 +134,7 @@ export class Breakers {
   }
 
   async #save(
-    trx: Transaction<Database>,
+    trx: Executor,
     key: string,
     values: Partial<Omit<BreakerRow, 'key' | 'updated_at'>> & Pick<BreakerRow, 'state' | 'failures'>,
     now: number,

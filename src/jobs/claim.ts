@@ -1,5 +1,5 @@
-import { sql, type Transaction } from 'kysely';
-import type { Database } from '../db/tables.ts';
+import { type Selectable, sql } from 'kysely';
+import type { JobsTable } from '../db/tables.ts';
 import type { Breakers } from './breakers.ts';
 import { type EngineContext, type Executor, toJob } from './context.ts';
 import {
@@ -30,6 +30,13 @@ export interface ClaimResult {
   nextWakeAt: number | null;
   /** Due jobs may be left that this claim did not take (no room, or a limit): worth claiming again soon. */
   more: boolean;
+}
+
+interface ActiveCount {
+  lane: string;
+  type: string;
+  tenantId: string;
+  n: number;
 }
 
 interface TenantState {
@@ -87,8 +94,8 @@ export class Claimer {
     if (due.length === 0) return { jobs: [], nextWakeAt: waiting, more: false };
     return this.#ctx.exclusive(async (trx) => {
       let nextWakeAt = waiting;
-      const tenants = await this.#tenants(trx, due);
-      const capacity = await this.#capacity(trx, due, tenants, request.slots);
+      const { tenants, active } = await this.#load(trx, due);
+      const capacity = this.#capacity(due, tenants, active, request.slots);
       const limits = this.#fetchLimits(due, capacity, tenants, now);
       if (limits.size === 0) return { jobs: [], nextWakeAt, more: true };
       const candidates = await this.#candidates(trx, limits, now);
@@ -119,7 +126,6 @@ export class Claimer {
       const chosen = selectClaims(ordered, capacity);
       if (chosen.length === 0) return { jobs: [], nextWakeAt, more: candidates.length > 0 || more };
       await this.#spendRates(trx, chosen, now);
-      await this.#takeTurns(trx, chosen, now);
       for (const c of chosen) {
         if (
           c.breakerKey !== null &&
@@ -129,24 +135,7 @@ export class Claimer {
           await this.#breakers.startProbe(trx, c.breakerKey, c.id, now);
         }
       }
-      const rows = await trx
-        .updateTable('jobs')
-        .set((eb) => ({
-          state: 'active',
-          attempts: eb('attempts', '+', 1),
-          lease_owner: request.workerId,
-          lease_expires_at: now + this.#ctx.settings.leaseMs,
-          started_at: now,
-          updated_at: now,
-        }))
-        .where(
-          'id',
-          'in',
-          chosen.map((c) => c.id),
-        )
-        .where('state', 'in', ['queued', 'failed'])
-        .returningAll()
-        .execute();
+      const rows = await this.#start(trx, chosen, request.workerId, now);
       return { jobs: rows.map(toJob), nextWakeAt, more: more || chosen.length < candidates.length };
     });
   }
@@ -171,33 +160,50 @@ export class Claimer {
     return rows.map((r) => ({ queue: r.queue, head: Number(r.head), ...parseQueueKey(r.queue) }));
   }
 
-  /** The due groups' tenants: their tier, and when they last had a job claimed (never: 0). */
-  async #tenants(trx: Transaction<Database>, due: readonly Group[]): Promise<Map<string, TenantState>> {
-    const rows = await trx
-      .selectFrom('tenants')
-      .leftJoin('job_turns', 'job_turns.tenant_id', 'tenants.id')
-      .select(['tenants.id', 'tenants.tier', 'job_turns.claimed_at'])
-      .where('tenants.id', 'in', unique(due.map((g) => g.tenantId)))
-      .execute();
-    return new Map(rows.map((r) => [r.id, { tier: r.tier, turn: Number(r.claimed_at ?? 0) }]));
+  /**
+   * What step 2 reads, in one statement (one round trip on PostgreSQL): the active jobs counted by lane,
+   * type and tenant, and the due groups' tenants with their tier and when they last had a job claimed.
+   */
+  async #load(
+    trx: Executor,
+    due: readonly Group[],
+  ): Promise<{ tenants: Map<string, TenantState>; active: ActiveCount[] }> {
+    const ids = unique(due.map((g) => g.tenantId));
+    const { rows } = await sql<{
+      kind: 'active' | 'tenant';
+      lane: string | null;
+      type: string | null;
+      tenant_id: string;
+      n: number | null;
+      tier: string | null;
+      claimed_at: number | null;
+    }>`
+      select 'active' as kind, lane, type, tenant_id, count(*) as n,
+             cast(null as text) as tier, cast(null as bigint) as claimed_at
+      from jobs where state = 'active' group by lane, type, tenant_id
+      union all
+      select 'tenant', cast(null as text), cast(null as text), t.id, cast(null as bigint), t.tier, j.claimed_at
+      from tenants t left join job_turns j on j.tenant_id = t.id
+      where t.id in (${sql.join(ids)})`.execute(trx);
+    const tenants = new Map<string, TenantState>();
+    const active: ActiveCount[] = [];
+    for (const r of rows) {
+      if (r.kind === 'tenant') tenants.set(r.tenant_id, { tier: r.tier!, turn: Number(r.claimed_at ?? 0) });
+      else active.push({ lane: r.lane!, type: r.type!, tenantId: r.tenant_id, n: Number(r.n) });
+    }
+    return { tenants, active };
   }
 
   /** Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited). */
-  async #capacity(
-    trx: Transaction<Database>,
+  #capacity(
     due: readonly Group[],
     tenants: ReadonlyMap<string, TenantState>,
+    active: readonly ActiveCount[],
     slots: number,
-  ): Promise<Capacity> {
-    const active = await trx
-      .selectFrom('jobs')
-      .select(['lane', 'type', 'tenant_id', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('state', '=', 'active')
-      .groupBy(['lane', 'type', 'tenant_id'])
-      .execute();
+  ): Capacity {
     const count = (pick: (r: (typeof active)[number]) => string) => {
       const out = new Map<string, number>();
-      for (const r of active) out.set(pick(r), (out.get(pick(r)) ?? 0) + Number(r.n));
+      for (const r of active) out.set(pick(r), (out.get(pick(r)) ?? 0) + r.n);
       return out;
     };
     const room = (limit: number | undefined, used: number | undefined) =>
@@ -213,7 +219,7 @@ export class Claimer {
     };
     const laneUse = count((r) => r.lane);
     const typeUse = count((r) => r.type);
-    const tenantUse = count((r) => r.tenant_id);
+    const tenantUse = count((r) => r.tenantId);
     for (const lane of unique(due.map((g) => g.lane))) {
       const r = room(settings.laneConcurrency[lane], laneUse.get(lane));
       if (r !== undefined) capacity.lanes.set(lane, r);
@@ -272,22 +278,56 @@ export class Claimer {
     return limits;
   }
 
-  /** Records that the chosen jobs' tenants had their turn, so the next claim serves the others first. */
-  async #takeTurns(trx: Transaction<Database>, chosen: readonly Candidate[], now: number): Promise<void> {
-    const rows = unique(chosen.map((c) => c.tenantId)).map((tenant_id) => ({ tenant_id, claimed_at: now }));
+  /**
+   * Step 4: marks the chosen jobs active under the worker's lease, counting the attempt, and records that
+   * their tenants had their turn (so the next claim serves the others first). On PostgreSQL both are one
+   * statement; SQLite has no data-modifying CTEs, and its statements cost no round trip.
+   */
+  async #start(
+    trx: Executor,
+    chosen: readonly Candidate[],
+    workerId: string,
+    now: number,
+  ): Promise<Selectable<JobsTable>[]> {
+    const tenants = unique(chosen.map((c) => c.tenantId));
+    const ids = chosen.map((c) => c.id);
+    const leaseExpiresAt = now + this.#ctx.settings.leaseMs;
+    if (this.#ctx.dialect === 'postgres') {
+      const { rows } = await sql<Selectable<JobsTable>>`
+        with turns as (
+          insert into job_turns (tenant_id, claimed_at)
+          select tenant, ${now}::bigint from unnest(${tenants}::text[]) as tenant
+          on conflict (tenant_id) do update set claimed_at = excluded.claimed_at
+        )
+        update jobs set state = 'active', attempts = attempts + 1, lease_owner = ${workerId},
+                        lease_expires_at = ${leaseExpiresAt}, started_at = ${now}, updated_at = ${now}
+        where id = any(${ids}::text[]) and state in ('queued', 'failed')
+        returning *`.execute(trx);
+      return rows;
+    }
     await trx
       .insertInto('job_turns')
-      .values(rows)
+      .values(tenants.map((tenant_id) => ({ tenant_id, claimed_at: now })))
       .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ claimed_at: now }))
+      .execute();
+    return trx
+      .updateTable('jobs')
+      .set((eb) => ({
+        state: 'active',
+        attempts: eb('attempts', '+', 1),
+        lease_owner: workerId,
+        lease_expires_at: leaseExpiresAt,
+        started_at: now,
+        updated_at: now,
+      }))
+      .where('id', 'in', ids)
+      .where('state', 'in', ['queued', 'failed'])
+      .returningAll()
       .execute();
   }
 
   /** Step 3: the oldest due jobs of each chosen group. */
-  async #candidates(
-    trx: Transaction<Database>,
-    limits: Map<string, number>,
-    now: number,
-  ): Promise<Candidate[]> {
+  async #candidates(trx: Executor, limits: Map<string, number>, now: number): Promise<Candidate[]> {
     type Row = {
       id: string;
       lane: Lane;
@@ -342,7 +382,7 @@ export class Claimer {
     return out;
   }
 
-  async #spendRates(trx: Transaction<Database>, chosen: readonly Candidate[], now: number): Promise<void> {
+  async #spendRates(trx: Executor, chosen: readonly Candidate[], now: number): Promise<void> {
     for (const [type, rate] of this.#rates(chosen)) {
       const key = `type:${type}`;
       const state = await trx

@@ -1,7 +1,6 @@
-import type { Transaction } from 'kysely';
 import { newId } from '../db/ids.ts';
-import type { Database } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
+import type { Executor } from './context.ts';
 
 /**
  * Credit movements. A balance changes only together with a ledger row that records the movement and the
@@ -18,7 +17,7 @@ export interface Movement {
 }
 
 /** Takes credits from a tenant that holds a balance; 402 when it is short (roll the transaction back). */
-export async function charge(trx: Transaction<Database>, movement: Movement): Promise<void> {
+export async function charge(trx: Executor, movement: Movement): Promise<void> {
   const charged = await trx
     .updateTable('tenants')
     .set((eb) => ({ credit_balance: eb('credit_balance', '-', movement.amount) }))
@@ -45,7 +44,7 @@ export async function charge(trx: Transaction<Database>, movement: Movement): Pr
 }
 
 /** Gives credits back (a dead or cancelled job); nothing for a tenant without a balance. */
-export async function refund(trx: Transaction<Database>, movement: Movement): Promise<void> {
+export async function refund(trx: Executor, movement: Movement): Promise<void> {
   const updated = await trx
     .updateTable('tenants')
     .set((eb) => ({ credit_balance: eb('credit_balance', '+', movement.amount) }))
@@ -56,7 +55,7 @@ export async function refund(trx: Transaction<Database>, movement: Movement): Pr
   if (updated) await record(trx, movement, movement.amount, updated.credit_balance!);
 }
 
-async function record(trx: Transaction<Database>, movement: Movement, amount: number, balance: number) {
+async function record(trx: Executor, movement: Movement, amount: number, balance: number) {
   await trx
     .insertInto('credit_ledger')
     .values({

@@ -1,7 +1,7 @@
-import { type ExpressionBuilder, type Selectable, sql, type Transaction } from 'kysely';
+import { type ExpressionBuilder, type Selectable, sql } from 'kysely';
 import type { Database, JobsTable } from '../db/tables.ts';
 import type { Breakers } from './breakers.ts';
-import { type EngineContext, toJob } from './context.ts';
+import { type EngineContext, type Executor, toJob } from './context.ts';
 import { refund } from './credits.ts';
 import { retryDelay } from './policy.ts';
 import type { Job, JobError, JobProgress } from './types.ts';
@@ -268,12 +268,12 @@ export class Outcomes {
   }
 
   /** Breaker bookkeeping must not interleave between processes (two failures read as one). */
-  #transaction<T>(breakerKey: string | null, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  #transaction<T>(breakerKey: string | null, work: (trx: Executor) => Promise<T>): Promise<T> {
     return breakerKey === null ? this.#ctx.db.transaction().execute(work) : this.#ctx.exclusive(work);
   }
 
   /** The fenced update that records a success; undefined when the job is no longer this attempt's. */
-  #markSucceeded(trx: Transaction<Database>, id: string, fence: Fence, result: string, now: number) {
+  #markSucceeded(trx: Executor, id: string, fence: Fence, result: string, now: number) {
     return this.#fenced(trx, id, fence)
       .set({
         state: 'succeeded',
@@ -287,11 +287,11 @@ export class Outcomes {
       .executeTakeFirst();
   }
 
-  #fenced(executor: EngineContext['db'] | Transaction<Database>, id: string, fence: Fence) {
+  #fenced(executor: EngineContext['db'] | Executor, id: string, fence: Fence) {
     return executor.updateTable('jobs').where((eb) => fenceOf(eb, id, fence));
   }
 
-  #selectFenced(trx: Transaction<Database>, id: string, fence: Fence) {
+  #selectFenced(trx: Executor, id: string, fence: Fence) {
     return trx
       .selectFrom('jobs')
       .selectAll()
