@@ -4,16 +4,16 @@
  */
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { openMigratedDatabase } from '../src/backends.ts';
 import { type Config, loadConfig } from '../src/config/config.ts';
 import type { Db } from '../src/db/database.ts';
 import { newId } from '../src/db/ids.ts';
 import { JobEngine } from '../src/jobs/engine.ts';
 import { JobRegistry, registerBuiltinTypes } from '../src/jobs/registry.ts';
+import { postgresSchema } from '../test/helpers/conveyor.ts';
 import { makeTempDir } from '../test/helpers/tmp.ts';
 
-export const POSTGRES_URL = process.env['TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+export { POSTGRES_URL } from '../test/helpers/conveyor.ts';
 export type Database = 'sqlite' | 'postgres';
 
 /** Every start of a `probe` job is reported here with its enqueue-to-start latency in ms. */
@@ -55,20 +55,9 @@ export async function openBench(database: Database, overrides: Partial<Config> =
     ...overrides,
   };
   if (database === 'postgres') {
-    const schema = `bench_${newId('job').slice(-10)}`;
-    const admin = new pg.Client({ connectionString: POSTGRES_URL });
-    await admin.connect();
-    await admin.query(`create schema ${schema}`);
-    await admin.end();
-    const url = new URL(POSTGRES_URL);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    settings.databaseUrl = url.toString();
-    dropSchema = async () => {
-      const client = new pg.Client({ connectionString: POSTGRES_URL });
-      await client.connect();
-      await client.query(`drop schema if exists ${schema} cascade`);
-      await client.end();
-    };
+    const schema = await postgresSchema('bench');
+    settings.databaseUrl = schema.url;
+    dropSchema = schema.drop;
   }
   const config = loadConfig({}, settings);
   const db = await openMigratedDatabase(config);

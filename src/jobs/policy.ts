@@ -123,24 +123,21 @@ export function selectClaims(ordered: readonly Candidate[], capacity: Capacity):
  * (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/). cockatiel does the maths.
  */
 export function retryDelay(attempt: number, backoff: { baseMs: number; maxMs: number }): number {
-  const options = {
-    initialDelay: backoff.baseMs,
-    maxDelay: backoff.maxMs,
-    exponent: 2,
-    generator: fullJitterGenerator,
-  };
-  return fullJitterGenerator(Math.max(0, attempt - 1), options)[0];
+  return exponentialDelay(fullJitterGenerator, attempt, backoff);
 }
 
 /** The cap of `retryDelay` for this attempt (the jitter's upper bound), for docs and tests. */
 export function retryDelayCap(attempt: number, backoff: { baseMs: number; maxMs: number }): number {
-  const options = {
-    initialDelay: backoff.baseMs,
-    maxDelay: backoff.maxMs,
-    exponent: 2,
-    generator: noJitterGenerator,
-  };
-  return noJitterGenerator(Math.max(0, attempt - 1), options)[0];
+  return exponentialDelay(noJitterGenerator, attempt, backoff);
+}
+
+function exponentialDelay(
+  generator: typeof fullJitterGenerator,
+  attempt: number,
+  backoff: { baseMs: number; maxMs: number },
+): number {
+  const options = { initialDelay: backoff.baseMs, maxDelay: backoff.maxMs, exponent: 2, generator };
+  return generator(Math.max(0, attempt - 1), options)[0];
 }
 
 /**

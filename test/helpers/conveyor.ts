@@ -43,9 +43,11 @@ export async function skipIfNoPostgres(database: Backend['database']): Promise<s
   return database === 'postgres' && !(await havePostgres()) ? 'PostgreSQL is not running' : false;
 }
 
-/** A fresh schema in the test database, dropped again by `drop`. */
-export async function postgresSchema(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const schema = `t_${randomBytes(6).toString('hex')}`;
+/** A fresh schema (`<prefix>_<hex>`) in the test database, dropped again by `drop`. */
+export async function postgresSchema(
+  prefix = 't',
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const schema = `${prefix}_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: POSTGRES_URL });
   await admin.connect();
   await admin.query(`create schema ${schema}`);
