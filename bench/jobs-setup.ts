@@ -17,10 +17,12 @@ export { POSTGRES_URL } from '../test/helpers/conveyor.ts';
 export type Database = 'sqlite' | 'postgres';
 
 /** Every start of a `probe` job is reported here with its enqueue-to-start latency in ms. */
-export const probes = { onStart: (_latencyMs: number, _payload: { t: number; tenant?: string }) => {} };
+export const probes = {
+  onStart: (_latencyMs: number, _payload: { t: number; n?: number; tenant?: string }) => {},
+};
 
 export function benchRegistry(): JobRegistry {
-  return registerBuiltinTypes(new JobRegistry()).register<{ t: number; tenant?: string }>({
+  return registerBuiltinTypes(new JobRegistry()).register<{ t: number; n?: number; tenant?: string }>({
     type: 'probe',
     schema: { type: 'object', properties: { t: { type: 'number' } }, required: ['t'] },
     handler: async (payload) => {
