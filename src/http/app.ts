@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -14,6 +14,8 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { TenancyService } from '../tenancy/service.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
+import { FastDelivery, requestIdOf } from './fast-delivery.ts';
+import { Origin } from './origin.ts';
 import { sendProblem } from './problems.ts';
 import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
 import { assetRoutes } from './routes/assets.ts';
@@ -46,7 +48,12 @@ export interface AppDeps {
 
 export type App = FastifyInstance;
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The delivery shortcut in front of Fastify's routing (fast-delivery.ts). */
+    fastDelivery: FastDelivery;
+  }
+}
 
 /** Query parameters that are credentials and must never reach a log line. */
 const SECRET_PARAMS = /([?&](?:token|sig|access_token)=)[^&]*/g;
@@ -56,7 +63,42 @@ export async function buildApp(
   options: { logger?: FastifyServerOptions['logger'] } = {},
 ): Promise<App> {
   const { config } = deps;
+  const debugLogging = config.logLevel === 'debug' || config.logLevel === 'trace';
+  const deliveryLimit = limiter('delivery', config.rateLimitDelivery);
+  const origin = new Origin({
+    store: deps.store,
+    lookup: deps.lookup,
+    access: deps.access,
+    metrics: deps.metrics,
+    policy: {
+      latestMaxAge: config.cacheLatestMaxAge,
+      latestSMaxAge: config.cacheLatestSMaxAge,
+      staleWhileRevalidate: config.cacheStaleWhileRevalidate,
+      staleIfError: config.cacheStaleIfError,
+    },
+    limits: {
+      blobCacheBytes: config.blobCacheBytes,
+      blobCacheItemBytes: config.blobCacheItemBytes,
+      deliveryBufferMaxBytes: config.deliveryBufferMaxBytes,
+      deliveryBufferPoolBytes: config.deliveryBufferPoolBytes,
+      maxRanges: config.maxRanges,
+    },
+    log: { error: (obj, msg) => app.log.error(obj, msg) },
+  });
+  // Plain public delivery requests skip Fastify (see fast-delivery.ts); a rate limit or per-request debug
+  // logging needs Fastify's request, so either turns the shortcut off.
+  const fast = new FastDelivery(origin, deps.metrics, { enabled: !deliveryLimit && !debugLogging });
   const app = Fastify({
+    // Fastify's own server, with the delivery shortcut in front and Fastify's timeouts (a keep-alive
+    // connection idles up to 72 s, as Fastify's default; no request timeout, see `requestTimeout`).
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (!fast.handle(req, res)) handler(req, res);
+      });
+      server.keepAliveTimeout = 72_000;
+      server.requestTimeout = 0;
+      return server;
+    },
     logger: options.logger ?? {
       level: config.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
@@ -79,16 +121,14 @@ export async function buildApp(
       reply.header('x-request-id', request.id);
       sendProblem(error, request, reply);
     },
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
     // Large uploads take as long as they take; slow-loris protection belongs to the proxy or CDN in front.
     requestTimeout: 0,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
   app.decorateRequest('principal', null);
+  app.decorate('fastDelivery', fast);
   // Shared schemas are added here, at the root: a plugin that adds one gets a schema controller of its
   // own, which does not inherit our validator compiler (and Fastify's default strips unknown properties
   // instead of refusing them).
@@ -109,7 +149,6 @@ export async function buildApp(
     reply.header('x-request-id', request.id);
     done();
   });
-  const debugLogging = config.logLevel === 'debug' || config.logLevel === 'trace';
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     deps.metrics.recordRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
@@ -170,7 +209,12 @@ export async function buildApp(
     { prefix: '/api/v1' },
   );
 
-  await app.register(deliveryRoutes, { deps, limit: limiter('delivery', config.rateLimitDelivery) });
+  // From now on delivery requests go through Fastify, which answers 503 and closes their connections.
+  app.addHook('preClose', (done) => {
+    fast.closing = true;
+    done();
+  });
+  await app.register(deliveryRoutes, { deps, origin, limit: deliveryLimit });
   await app.register(opsRoutes, { deps });
   return app;
 }

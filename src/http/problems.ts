@@ -12,21 +12,26 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
   const problem = toConveyorError(error);
   if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
   else request.log.info({ code: problem.code, detail: problem.message }, 'request rejected');
-  const body = {
-    type: PROBLEM_TYPE_BASE + problem.code,
-    title: problem.title,
-    status: problem.status,
-    detail: problem.message,
-    instance: request.url.split('?')[0],
-    code: problem.code,
-    requestId: request.id,
-    ...problem.extra,
-  };
+  const body = problemDocument(problem, request.url.split('?')[0]!, request.id);
   // A HEAD response carries the headers of the GET it mirrors, and never a body.
   // Errors are not cached, unless the error chose its own policy (a private asset's 403 says `private`).
   reply.header('cache-control', 'no-store');
   reply.code(problem.status).headers(problem.headers).header('content-type', 'application/problem+json');
   return request.method === 'HEAD' ? reply.send() : reply.send(JSON.stringify(body));
+}
+
+/** The RFC 9457 document for `problem`, about the request for `instance` (a path without its query). */
+export function problemDocument(problem: ConveyorError, instance: string, requestId: string) {
+  return {
+    type: PROBLEM_TYPE_BASE + problem.code,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.message,
+    instance,
+    code: problem.code,
+    requestId,
+    ...problem.extra,
+  };
 }
 
 export function toConveyorError(error: unknown): ConveyorError {

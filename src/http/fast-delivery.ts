@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Metrics } from '../ops/metrics.ts';
+import type { DeliveryQuery, Origin } from './origin.ts';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The request's id: the client's `X-Request-Id` when it is a sane token, otherwise a fresh UUID. */
+export function requestIdOf(request: IncomingMessage): string {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * A delivery URL with nothing for Fastify to do: no query, no percent-encoding (so the id is the path
+ * segment as sent), and an id no longer than Fastify's 100-character parameter limit (a longer one gets
+ * Fastify's own answer).
+ */
+const PLAIN_DELIVERY_PATH = /^\/([av])\/([^/?#%]{1,100})$/;
+const NO_QUERY: DeliveryQuery = Object.freeze({});
+const NOBODY = async () => null;
+
+/**
+ * The public GET and HEAD that a CDN sends (`/a/<id>` or `/v/<id>`, no query, no Authorization),
+ * answered straight from the HTTP server's request event instead of through Fastify. The origin's work
+ * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it were about
+ * half of such a response's CPU (docs/benchmarks.md, "Delivery"). What Fastify did for these requests is
+ * done here too: the request id (in the response and in problem documents), the request metrics under the
+ * same route labels. Everything else takes the Fastify route, which ends in the same `Origin`: requests
+ * with credentials in the query or an Authorization header, the other methods, any URL this pattern does
+ * not match, and all requests while a delivery rate limit or debug request logging is configured or the
+ * server is closing (Fastify then answers 503 and closes the connection).
+ */
+export class FastDelivery {
+  /** Set when the server begins to close. */
+  closing = false;
+  /** Requests answered here rather than by Fastify (the tests check the shortcut is taken). */
+  handled = 0;
+  readonly #origin: Origin;
+  readonly #metrics: Metrics;
+  readonly #enabled: boolean;
+
+  constructor(origin: Origin, metrics: Metrics, options: { enabled: boolean }) {
+    this.#origin = origin;
+    this.#metrics = metrics;
+    this.#enabled = options.enabled;
+  }
+
+  /** Answers `req` and returns true, or returns false without touching either for Fastify to handle. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const method = req.method;
+    if (!this.#enabled || this.closing || (method !== 'GET' && method !== 'HEAD')) return false;
+    if (req.headers.authorization !== undefined) return false;
+    const path = req.url!;
+    const match = PLAIN_DELIVERY_PATH.exec(path);
+    if (!match) return false;
+    this.handled++;
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    const latest = match[1] === 'a';
+    const request = {
+      method,
+      path,
+      headers: req.headers,
+      requestId,
+      responseHeaders: { 'x-request-id': requestId },
+      query: NO_QUERY,
+      principal: NOBODY,
+    };
+    void this.#origin.serve(latest ? 'latest' : 'version', match[2]!, request, res).then(() => {
+      const seconds = (performance.now() - started) / 1000;
+      this.#metrics.recordRequest(method, latest ? '/a/:id' : '/v/:id', res.statusCode, seconds);
+    });
+    return true;
+  }
+}

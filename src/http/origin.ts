@@ -1,0 +1,352 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { etagOf } from '../assets/service.ts';
+import { isActiveContent } from '../assets/sniff.ts';
+import type { AccessService } from '../delivery/access.ts';
+import { BlobCache } from '../delivery/blob-cache.ts';
+import { BufferPool } from '../delivery/buffer-pool.ts';
+import { multipartByteranges, newBoundary } from '../delivery/byteranges.ts';
+import { type CachePolicyConfig, cacheControl } from '../delivery/cache-policy.ts';
+import { evaluatePreconditions } from '../delivery/conditional.ts';
+import { contentDisposition } from '../delivery/content-disposition.ts';
+import { formatHttpDate } from '../delivery/http-date.ts';
+import type { DeliveryLookup, Representation } from '../delivery/lookup.ts';
+import { ifRangeAllowsPartial, parseRange } from '../delivery/range.ts';
+import { ConveyorError } from '../errors.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
+import type { Principal } from '../tenancy/principal.ts';
+import { problemDocument, toConveyorError } from './problems.ts';
+
+/** The `kind` label values of conveyor_delivery_responses_total. */
+const DELIVERY_KINDS = [
+  'full',
+  'partial',
+  'multipart',
+  'not_modified',
+  'precondition_failed',
+  'unsatisfiable',
+] as const;
+type DeliveryKind = (typeof DELIVERY_KINDS)[number];
+
+/** Credentials a delivery URL may carry in its query: an access token, or a signature (signed-url.ts). */
+export interface DeliveryQuery {
+  token?: string;
+  exp?: string;
+  kid?: string;
+  sig?: string;
+}
+
+/** One GET or HEAD of a delivery URL, as the origin needs it. */
+export interface OriginRequest {
+  method: string;
+  /** The path exactly as the client sent it, without the query: signatures cover it byte for byte. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  requestId: string;
+  /** Response headers decided before the origin was called (X-Request-Id, RateLimit-*). */
+  responseHeaders: OutgoingHttpHeaders;
+  query: DeliveryQuery;
+  /** Who the Authorization header names, if anyone; asked only for private content. */
+  principal(): Promise<Principal | null>;
+}
+
+export interface OriginDeps {
+  store: BlobStore;
+  lookup: DeliveryLookup;
+  access: AccessService;
+  metrics: Metrics;
+  policy: CachePolicyConfig;
+  limits: {
+    blobCacheBytes: number;
+    blobCacheItemBytes: number;
+    deliveryBufferMaxBytes: number;
+    deliveryBufferPoolBytes: number;
+    maxRanges: number;
+  };
+  /** Where a failure that is our fault (a 500) is reported. */
+  log: { error(obj: object, msg: string): void };
+}
+
+interface FixedHeaders {
+  etag: string;
+  lastModified: string;
+  disposition: string;
+  /** Script-capable content, served sandboxed. */
+  active: boolean;
+}
+
+/**
+ * The origin: GET and HEAD of `/a/<assetId>` (latest, mutable) and `/v/<versionId>` (immutable),
+ * implementing RFC 9110 conditional requests and ranges and RFC 9111 cache policy. The protocol decisions
+ * are pure functions in this folder; this class applies them to a request and writes the response on
+ * Node's own `ServerResponse`. It is called from two places: the Fastify routes (which add the query's
+ * validation, Authorization and an optional rate limit) and, for the plain public GET that a CDN sends,
+ * straight from the HTTP server (see src/http/fast-delivery.ts), where Fastify's routing and hooks would be
+ * most of the work.
+ */
+export class Origin {
+  readonly #deps: OriginDeps;
+  readonly #cache: BlobCache;
+  readonly #pool: BufferPool;
+  readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
+  /** prom-client hashes a label object on every call; these six children are looked up once. */
+  readonly #counted: Record<DeliveryKind, { inc(): void }>;
+  /**
+   * Header values that depend only on the representation, formatted once per looked-up representation
+   * (the lookup hands out the same object for CONVEYOR_DELIVERY_METADATA_TTL_MS): the date and the
+   * filename encoding were a visible share of a 304's time.
+   */
+  readonly #formatted = new WeakMap<Representation, FixedHeaders>();
+
+  constructor(deps: OriginDeps) {
+    this.#deps = deps;
+    this.#cache = new BlobCache(deps.store, {
+      maxBytes: deps.limits.blobCacheBytes,
+      maxItemBytes: deps.limits.blobCacheItemBytes,
+    });
+    this.#pool = new BufferPool({
+      maxBufferBytes: deps.limits.deliveryBufferMaxBytes,
+      maxPooledBytes: deps.limits.deliveryBufferPoolBytes,
+    });
+    this.#cacheControls = {
+      latest: cacheControl('latest', deps.policy),
+      version: cacheControl('version', deps.policy),
+      private: cacheControl('private', deps.policy),
+    };
+    this.#counted = Object.fromEntries(
+      DELIVERY_KINDS.map((kind) => [kind, deps.metrics.deliveryResponses.labels(kind)]),
+    ) as Record<DeliveryKind, { inc(): void }>;
+  }
+
+  /**
+   * Answers `request` for the asset (`latest`) or version (`version`) `id` on `res`. Never rejects: every
+   * failure becomes a problem response (or, once the body has begun, a destroyed response). Resolves
+   * when the whole response has been handed to the socket.
+   */
+  async serve(
+    kind: 'latest' | 'version',
+    id: string,
+    request: OriginRequest,
+    res: ServerResponse,
+  ): Promise<void> {
+    // Built up as the request is evaluated; a problem keeps what was decided before it (a 412 or 416 still
+    // carries the ETag), exactly as RFC 9110 asks.
+    const headers: OutgoingHttpHeaders = { ...request.responseHeaders };
+    try {
+      const { lookup } = this.#deps;
+      const rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
+      if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
+      const isPrivate = rep.visibility === 'private';
+      if (isPrivate) await this.#authorize(rep, request);
+      await this.#respond(request, res, rep, isPrivate ? 'private' : rep.kind, headers);
+    } catch (error) {
+      this.#fail(error, request, res, headers);
+    }
+  }
+
+  async #authorize(rep: Representation, request: OriginRequest): Promise<void> {
+    const { query } = request;
+    const principal = request.headers.authorization ? await request.principal().catch(() => null) : null;
+    const allowed = await this.#deps.access.mayRead(
+      { id: rep.assetId, tenantId: rep.tenantId },
+      request.path,
+      {
+        token: query.token,
+        signature: query.sig === undefined ? undefined : query,
+        principal,
+      },
+    );
+    // One answer for no, unknown, expired, revoked and tampered credentials alike.
+    if (!allowed) {
+      throw new ConveyorError('access_denied', 'Access denied', {
+        headers: { 'cache-control': 'private, no-store' },
+      });
+    }
+  }
+
+  async #respond(
+    request: OriginRequest,
+    res: ServerResponse,
+    rep: Representation,
+    policy: 'latest' | 'version' | 'private',
+    headers: OutgoingHttpHeaders,
+  ): Promise<void> {
+    const fixed = this.#fixedHeaders(rep);
+    const validators = { etag: fixed.etag, lastModified: rep.lastModified };
+    headers.etag = fixed.etag;
+    headers['last-modified'] = fixed.lastModified;
+    headers['cache-control'] = this.#cacheControls[policy];
+    headers['accept-ranges'] = 'bytes';
+    headers['x-content-type-options'] = 'nosniff';
+    if (fixed.active) headers['content-security-policy'] = "sandbox; default-src 'none'";
+    const h = request.headers;
+    const outcome = evaluatePreconditions(
+      request.method,
+      {
+        ifMatch: h['if-match'],
+        ifNoneMatch: h['if-none-match'],
+        ifModifiedSince: h['if-modified-since'],
+        ifUnmodifiedSince: h['if-unmodified-since'],
+      },
+      validators,
+    );
+    if (outcome === 'not-modified') {
+      this.#counted.not_modified.inc();
+      // RFC 9110 §15.4.5: the 304 carries the fields a 200 would (ETag, Cache-Control, …) and no content.
+      res.writeHead(304, headers).end();
+      return;
+    }
+    if (outcome === 'precondition-failed') {
+      this.#counted.precondition_failed.inc();
+      throw new ConveyorError(
+        'precondition_failed',
+        'The representation does not match the request preconditions',
+      );
+    }
+
+    // RFC 9110 §14.2: "A server MUST ignore a Range header field received with a request method that is
+    // unrecognized or for which range handling is not defined. For this specification, GET is the only
+    // method defined to be capable of handling range requests." So HEAD answers as a full GET would.
+    const wantsRange =
+      request.method === 'GET' &&
+      h.range !== undefined &&
+      ifRangeAllowsPartial(single(h['if-range']), validators);
+    const range = wantsRange
+      ? parseRange(h.range, rep.size, { maxRanges: this.#deps.limits.maxRanges })
+      : { kind: 'none' as const };
+
+    if (range.kind === 'unsatisfiable') {
+      this.#counted.unsatisfiable.inc();
+      throw new ConveyorError(
+        'range_not_satisfiable',
+        `The range is outside the ${rep.size} bytes of content`,
+        {
+          headers: { 'content-range': `bytes */${rep.size}` },
+        },
+      );
+    }
+    headers['content-disposition'] = fixed.disposition;
+    const { metrics } = this.#deps;
+    if (range.kind === 'ranges' && range.ranges.length === 1) {
+      const r = range.ranges[0]!;
+      const length = r.end - r.start + 1;
+      const content = await this.#body(res, rep, r);
+      this.#counted.partial.inc();
+      metrics.deliveryBytes.inc(length);
+      headers['content-type'] = rep.contentType;
+      headers['content-range'] = `bytes ${r.start}-${r.end}/${rep.size}`;
+      headers['content-length'] = length;
+      return this.#send(res, 206, headers, content);
+    }
+    if (range.kind === 'ranges') {
+      const multipart = multipartByteranges({
+        ranges: range.ranges,
+        size: rep.size,
+        contentType: rep.contentType,
+        boundary: newBoundary(),
+        open: (r) => this.#open(rep, r),
+      });
+      this.#counted.multipart.inc();
+      metrics.deliveryBytes.inc(multipart.contentLength);
+      headers['content-type'] = multipart.contentType;
+      headers['content-length'] = multipart.contentLength;
+      return this.#send(res, 206, headers, multipart.body);
+    }
+
+    headers['content-type'] = rep.contentType;
+    headers['content-length'] = rep.size;
+    if (request.method === 'HEAD') {
+      this.#counted.full.inc();
+      res.writeHead(200, headers).end();
+      return;
+    }
+    const content = await this.#body(res, rep, { start: 0, end: rep.size - 1 });
+    this.#counted.full.inc();
+    metrics.deliveryBytes.inc(rep.size);
+    return this.#send(res, 200, headers, content);
+  }
+
+  /**
+   * The body of a 200 or single-range 206: from memory for small blobs; otherwise, up to
+   * deliveryBufferMaxBytes, one read into a pooled buffer sent with the head in one write (the buffer
+   * returns to the pool when the response closes); a larger body is streamed.
+   */
+  async #body(res: ServerResponse, rep: Representation, r: ByteRange): Promise<Buffer | Readable> {
+    if (this.#cache.accepts(rep.size))
+      return (await this.#cache.get(rep.sha256)).subarray(r.start, r.end + 1);
+    const length = r.end - r.start + 1;
+    if (length > this.#pool.maxBufferBytes) return this.#deps.store.get(rep.sha256, r);
+    const lease = this.#pool.acquire(length);
+    try {
+      await this.#deps.store.readInto(rep.sha256, r, lease.bytes);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    // Not before 'close': until then the socket may still be sending these bytes. A response that closed
+    // already never emits it again, and its buffer is simply left to the garbage collector.
+    res.once('close', lease.release);
+    return lease.bytes;
+  }
+
+  /** One part of a multipart/byteranges body: from memory for small blobs, else streamed from storage. */
+  async #open(rep: Representation, r: ByteRange): Promise<Readable> {
+    if (!this.#cache.accepts(rep.size)) return this.#deps.store.get(rep.sha256, r);
+    return Readable.from([(await this.#cache.get(rep.sha256)).subarray(r.start, r.end + 1)]);
+  }
+
+  #fixedHeaders(rep: Representation): FixedHeaders {
+    let fixed = this.#formatted.get(rep);
+    if (!fixed) {
+      fixed = {
+        etag: etagOf(rep.sha256),
+        lastModified: formatHttpDate(rep.lastModified),
+        disposition: contentDisposition(rep.filename, 'inline'),
+        active: isActiveContent(rep.contentType),
+      };
+      this.#formatted.set(rep, fixed);
+    }
+    return fixed;
+  }
+
+  /** Writes head and body: a buffer in one write with the head; a stream piped. */
+  async #send(res: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer | Readable) {
+    res.writeHead(status, headers);
+    if (Buffer.isBuffer(body)) {
+      res.end(body);
+      return;
+    }
+    // A client that goes away mid-body is not a failure of ours; a storage read that fails is (and, the
+    // head being out, can only end the response early: the client sees a body shorter than announced).
+    await pipeline(body, res).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
+    });
+  }
+
+  /** Answers a failure as problem+json, or, when the body had already begun, cuts the response short. */
+  #fail(error: unknown, request: OriginRequest, res: ServerResponse, headers: OutgoingHttpHeaders): void {
+    const problem = toConveyorError(error);
+    if (problem.status >= 500) {
+      this.#deps.log.error({ err: error, reqId: request.requestId, url: request.path }, 'delivery failed');
+    }
+    if (res.headersSent) {
+      res.destroy(problem);
+      return;
+    }
+    const body = JSON.stringify(problemDocument(problem, request.path, request.requestId));
+    // Errors are not cached, unless the error chose its own policy (a private asset's 403 says `private`).
+    headers['cache-control'] = 'no-store';
+    delete headers['content-disposition'];
+    Object.assign(headers, problem.headers);
+    headers['content-type'] = 'application/problem+json; charset=utf-8';
+    headers['content-length'] = Buffer.byteLength(body);
+    // A HEAD response carries the headers of the GET it mirrors, and never a body.
+    res.writeHead(problem.status, headers).end(request.method === 'HEAD' ? undefined : body);
+  }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
