@@ -12,7 +12,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
@@ -470,9 +470,13 @@ function firstLine(command: string, argv: string[]): string {
 // ---------------------------------------------------------------------------------------------------------
 // The Conveyor under test
 
+/** What a Conveyor needs to run, as far as a commit has it (older ones lack the build files). */
+const SOURCE_PATHS = ['src', 'package.json', 'bin', 'tsconfig.json', 'tsconfig.build.json'];
+
 /**
- * Copies the Conveyor to benchmark (src/ and package.json, from a commit or from the working tree) into
- * the temporary folder, so that edits made to the repository during the run cannot change what is measured.
+ * Copies the Conveyor to benchmark (src/, package.json and the launcher with its build files, from a commit
+ * or from the working tree) into the temporary folder, so that edits made to the repository during the run
+ * cannot change what is measured.
  */
 async function snapshotSource(work: string): Promise<{ dir: string; description: string }> {
   const dir = join(work, 'conveyor');
@@ -481,9 +485,10 @@ async function snapshotSource(work: string): Promise<{ dir: string; description:
   if (options.ref) {
     const commit = git('rev-parse', '--verify', `${options.ref}^{commit}`).stdout.trim();
     if (!commit) throw new Error(`--ref ${options.ref}: no such commit`);
+    const paths = SOURCE_PATHS.filter((path) => git('cat-file', '-e', `${commit}:${path}`).status === 0);
     await capture(
       'sh',
-      ['-c', `git -C '${ROOT}' archive ${commit} src package.json | tar -x -C '${dir}'`],
+      ['-c', `git -C '${ROOT}' archive ${commit} ${paths.join(' ')} | tar -x -C '${dir}'`],
       60_000,
     );
     await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
@@ -492,11 +497,10 @@ async function snapshotSource(work: string): Promise<{ dir: string; description:
       description: `commit ${commit.slice(0, 12)} (${git('log', '-1', '--format=%s', commit).stdout.trim()})`,
     };
   }
-  await cp(join(ROOT, 'src'), join(dir, 'src'), { recursive: true });
-  await cp(join(ROOT, 'package.json'), join(dir, 'package.json'));
+  for (const path of SOURCE_PATHS) await cp(join(ROOT, path), join(dir, path), { recursive: true });
   await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const head = git('rev-parse', '--short=12', 'HEAD').stdout.trim();
-  const dirty = git('status', '--porcelain', '--', 'src', 'package.json')
+  const dirty = git('status', '--porcelain', '--', ...SOURCE_PATHS)
     .stdout.split('\n')
     .filter(Boolean)
     .map((line) => line.slice(3));
@@ -608,7 +612,15 @@ async function startConveyorProcess(
   const logPath = join(dataDir, `conveyor-${Date.now()}.log`);
   const logFile = createWriteStream(logPath);
   await once(logFile, 'open');
-  const child = spawn(process.execPath, [...nodeArgs, join(source, 'src/cli/main.ts'), 'serve'], {
+  // As users start it: the launcher, which runs the compiled JavaScript with its V8 settings. Commits from
+  // before the launcher compiled anything run their TypeScript source directly.
+  const launcher = existsSync(join(source, 'tsconfig.build.json'));
+  if (launcher && nodeArgs.length > 0)
+    env['NODE_OPTIONS'] = [env['NODE_OPTIONS'], ...nodeArgs].filter(Boolean).join(' ');
+  const [command, argv] = launcher
+    ? [join(source, 'bin/conveyor'), ['serve']]
+    : [process.execPath, [...nodeArgs, join(source, 'src/cli/main.ts'), 'serve']];
+  const child = spawn(command, argv, {
     cwd: source,
     env,
     stdio: ['ignore', logFile, logFile],

@@ -4,7 +4,14 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
+import {
+  LAUNCHER,
+  ROOT,
+  type Run,
+  runCli,
+  type ServerProcess,
+  startServerProcess,
+} from '../helpers/child.ts';
 import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
@@ -76,6 +83,21 @@ describe('conveyor CLI without a server', () => {
     assert.ok((await stat(join(fresh, 'conveyor.db'))).isFile());
     const second = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
     assert.match(second.stdout, /up to date/);
+  });
+
+  it('bin/conveyor runs the compiled JavaScript, compiling it first when the source is newer', async () => {
+    const data = join(dir.path, 'launched');
+    const run = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: data }, LAUNCHER));
+    assert.match(run.stdout, /applied: 001-initial/);
+    const built = await stat(join(ROOT, 'dist/.built'));
+    assert.ok((await stat(join(ROOT, 'dist/cli/main.js'))).mtimeMs <= built.mtimeMs + 1000);
+    const again = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: data }, LAUNCHER));
+    assert.match(again.stdout, /up to date/);
+    assert.equal(
+      (await stat(join(ROOT, 'dist/.built'))).mtimeMs,
+      built.mtimeMs,
+      'nothing to compile the second time',
+    );
   });
 });
 

@@ -60,8 +60,17 @@ export interface Run {
 }
 
 /** Runs `conveyor <args>` with this very runtime to completion and answers its exit code and output. */
-export async function runCli(args: string[], settings: Record<string, string>): Promise<Run> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+/** The launcher users run: it compiles src/ into dist/ when needed and runs that. */
+export const LAUNCHER = join(ROOT, 'bin/conveyor');
+
+/** One CLI run, of the TypeScript source with this runtime, or through `launcher` (bin/conveyor). */
+export async function runCli(
+  args: string[],
+  settings: Record<string, string>,
+  launcher?: string,
+): Promise<Run> {
+  const [command, argv] = launcher ? [launcher, args] : [process.execPath, [MAIN, ...args]];
+  const child = spawn(command, argv, {
     cwd: ROOT,
     env: childEnv(settings),
     stdio: ['ignore', 'pipe', 'pipe'],
