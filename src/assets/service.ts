@@ -52,6 +52,8 @@ export interface ContentInput {
   body: Readable;
   declaredType: string | undefined;
   onProgress?: (bytes: number) => void;
+  /** See StageOptions.release: only for chunks that nothing else holds. */
+  release?: (chunk: Buffer) => void;
 }
 
 export interface ListFilter {
@@ -283,6 +285,7 @@ export class AssetService {
       staged = await this.#store.stage(body, {
         maxBytes: this.#limits.maxUploadBytes,
         ...(input.onProgress ? { onProgress: input.onProgress } : {}),
+        ...(input.release ? { release: input.release } : {}),
       });
       await this.#ledger.store(staged);
       return { staged, contentType };

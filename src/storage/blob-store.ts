@@ -46,6 +46,12 @@ export interface StageOptions {
   maxBytes: number;
   /** Called as bytes are written, at most every few hundred milliseconds or so by the caller's taste. */
   onProgress?: (bytesWritten: number) => void;
+  /**
+   * Called with each chunk of the body once the store is done with it (its bytes written or copied).
+   * The HTTP upload route passes `releaseChunk` (chunks.ts) for the socket's buffers, which nothing else
+   * holds; a caller whose chunks are shared must not.
+   */
+  release?: (chunk: Buffer) => void;
 }
 
 export interface StagedBlob {

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,6 +12,7 @@ import {
   type StagedBlob,
   type StageOptions,
 } from './blob-store.ts';
+import { FileSink } from './chunks.ts';
 import { MeteringStream } from './metering.ts';
 
 /**
@@ -52,14 +52,8 @@ export class FsBlobStore implements BlobStore {
     const temp = join(this.#tmp, `${randomUUID()}.part`);
     const meter = new MeteringStream(options.maxBytes, options.onProgress);
     try {
-      const file = createWriteStream(temp, { flags: 'wx' });
-      await pipeline(body, meter, file);
-      const handle = await open(temp, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      // The sink fsyncs before it finishes, and closes the file whether it finishes or fails.
+      await pipeline(body, meter, new FileSink(temp, options.release));
     } catch (error) {
       await rm(temp, { force: true });
       throw error;

@@ -15,6 +15,8 @@ export interface PartOptions {
   partSize: number;
   /** Parts in flight at once. */
   queueSize: number;
+  /** Called with each chunk of `source` once it has been copied into a part. */
+  release?: ((chunk: Buffer) => void) | undefined;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface PartOptions {
 export async function putInParts(
   client: S3Client,
   target: { Bucket: string; Key: string; ContentType: string },
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Buffer>,
   options: PartOptions,
   upload: { id?: string | undefined },
 ): Promise<void> {
@@ -95,6 +97,7 @@ export async function putInParts(
           filled = 0;
         }
       }
+      options.release?.(chunk);
     }
   } catch (error) {
     // Let what is in flight settle first, so that `upload.id` names any upload created meanwhile and the

@@ -148,7 +148,7 @@ export class S3BlobStore implements BlobStore {
         this.#client,
         { Bucket: this.#bucket, Key: temp, ContentType: 'application/octet-stream' },
         meter,
-        { partSize: this.#partSize, queueSize: this.#queueSize },
+        { partSize: this.#partSize, queueSize: this.#queueSize, release: options.release },
         upload,
       );
     } catch (error) {

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ContentInput } from '../../assets/service.ts';
 import { deliveryPath } from '../../delivery/lookup.ts';
 import { ConveyorError } from '../../errors.ts';
+import { releaseChunk } from '../../storage/chunks.ts';
 import type { AppDeps } from '../app.ts';
 import { Asset, IdParams, PageQuery, pageOf, problemResponses, Version, Visibility } from '../schemas.ts';
 
@@ -86,6 +87,9 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
       body: fromClient(request.raw, interrupted),
       declaredType: request.headers['content-type'],
       filename: query.filename,
+      // The socket's chunks pass through untouched, and nothing but the store holds them. (Multipart file
+      // chunks are slices the parser may still hold, so they are left to the collector.)
+      release: releaseChunk,
     };
   };
 
