@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream } from 'node:fs';
+import { createReadStream, openSync, readSync } from 'node:fs';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -28,6 +28,8 @@ const MODES = {
     'node:http, open + createReadStream (highWaterMark 256 KiB, no end) per request, as FsBlobStore.get',
   'node-file-exact': 'node:http, open + createReadStream with end = size - 1 (buffer sized to the file)',
   'node-readfile': 'node:http, fs.readFile per request, then end(buffer)',
+  'node-range-64k':
+    'node:http, 206 of 64 KiB of a 100 MiB file: one synchronous pread into a reused buffer, as the origin does',
   'fastify-304': 'Fastify, 304 with an ETag (no I/O)',
   'fastify-memory': 'Fastify, 10 KiB from a Buffer in memory',
 } as const;
@@ -46,6 +48,10 @@ const { values } = parseArgs({
 });
 
 const ETAG = '"ceiling"';
+/** The range scenario of bench/delivery.ts: 64 KiB from the middle of a 100 MiB file (unaligned). */
+const LARGE_SIZE = 100 * 1024 * 1024;
+const RANGE_LENGTH = 64 * 1024;
+const RANGE_START = 50 * 1024 * 1024 + 12_345;
 
 async function serve(mode: Mode, file: string): Promise<void> {
   const handle = await open(file, 'r');
@@ -66,7 +72,23 @@ async function serve(mode: Mode, file: string): Promise<void> {
     });
     await pipeline(body, res).catch(() => {});
   };
+  // The range mode's file and buffers: the origin reads ranges of open files synchronously into pooled
+  // buffers that return to the pool when the response closes.
+  const large = mode === 'node-range-64k' ? openSync(`${file}.large`, 'r') : -1;
+  const free: Buffer[] = [];
   const handlers: Record<string, (res: ServerResponse) => void | Promise<void>> = {
+    'node-range-64k': (res) => {
+      const buffer = free.pop() ?? Buffer.allocUnsafeSlow(RANGE_LENGTH);
+      readSync(large, buffer, 0, RANGE_LENGTH, RANGE_START);
+      res.once('close', () => free.push(buffer));
+      res.writeHead(206, {
+        etag: ETAG,
+        'content-type': 'application/octet-stream',
+        'content-range': `bytes ${RANGE_START}-${RANGE_START + RANGE_LENGTH - 1}/${LARGE_SIZE}`,
+        'content-length': RANGE_LENGTH,
+      });
+      res.end(buffer);
+    },
     'node-304': (res) => {
       headers(res);
       res.writeHead(304).end();
@@ -127,6 +149,9 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'conveyor-ceiling-'));
   const file = join(dir, 'small-10k.bin');
   await writeFile(file, randomBytes(10 * 1024));
+  if (values.modes.includes('node-range-64k')) {
+    await writeFile(`${file}.large`, Buffer.alloc(LARGE_SIZE, 7));
+  }
   const self = fileURLToPath(import.meta.url);
   console.log('| Server | req/s |\n|---|--:|');
   try {
