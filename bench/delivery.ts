@@ -612,14 +612,17 @@ async function startConveyorProcess(
   const logPath = join(dataDir, `conveyor-${Date.now()}.log`);
   const logFile = createWriteStream(logPath);
   await once(logFile, 'open');
-  // As users start it: the launcher, which runs the compiled JavaScript with its V8 settings. Commits from
+  // As users start it: the launcher, which runs the compiled JavaScript. Commits from
   // before the launcher compiled anything run their TypeScript source directly.
   const launcher = existsSync(join(source, 'tsconfig.build.json'));
-  if (launcher && nodeArgs.length > 0)
-    env['NODE_OPTIONS'] = [env['NODE_OPTIONS'], ...nodeArgs].filter(Boolean).join(' ');
-  const [command, argv] = launcher
+  let [command, argv] = launcher
     ? [join(source, 'bin/conveyor'), ['serve']]
     : [process.execPath, [...nodeArgs, join(source, 'src/cli/main.ts'), 'serve']];
+  if (launcher && nodeArgs.length > 0) {
+    // --cpu-prof is not allowed in NODE_OPTIONS: let the launcher compile, then run its build with the flags.
+    spawnSync(join(source, 'bin/conveyor'), ['--help'], { cwd: source });
+    [command, argv] = [process.execPath, [...nodeArgs, join(source, 'dist/cli/main.js'), 'serve']];
+  }
   const child = spawn(command, argv, {
     cwd: source,
     env,
