@@ -131,8 +131,8 @@ export class Origin {
     request: OriginRequest,
     res: ServerResponse,
   ): Promise<void> {
-    // Built up as the request is evaluated; a problem keeps what was decided before it (a 412 or 416 still
-    // carries the ETag), exactly as RFC 9110 asks.
+    // Built up as the request is evaluated; a problem keeps what was decided before it, so a 412 or 416
+    // still carries the representation's ETag and Last-Modified.
     const headers: OutgoingHttpHeaders = { ...request.responseHeaders };
     try {
       const { lookup } = this.#deps;
