@@ -70,19 +70,7 @@ export async function buildApp(
     lookup: deps.lookup,
     access: deps.access,
     metrics: deps.metrics,
-    policy: {
-      latestMaxAge: config.cacheLatestMaxAge,
-      latestSMaxAge: config.cacheLatestSMaxAge,
-      staleWhileRevalidate: config.cacheStaleWhileRevalidate,
-      staleIfError: config.cacheStaleIfError,
-    },
-    limits: {
-      blobCacheBytes: config.blobCacheBytes,
-      blobCacheItemBytes: config.blobCacheItemBytes,
-      deliveryBufferMaxBytes: config.deliveryBufferMaxBytes,
-      deliveryBufferPoolBytes: config.deliveryBufferPoolBytes,
-      maxRanges: config.maxRanges,
-    },
+    settings: config,
     log: { error: (obj, msg) => app.log.error(obj, msg) },
   });
   // Plain public delivery requests skip Fastify (see fast-delivery.ts); a rate limit or per-request debug

@@ -3,11 +3,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { etagOf } from '../assets/service.ts';
 import { isActiveContent } from '../assets/sniff.ts';
+import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
 import { BlobCache } from '../delivery/blob-cache.ts';
 import { BufferPool } from '../delivery/buffer-pool.ts';
 import { multipartByteranges, newBoundary } from '../delivery/byteranges.ts';
-import { type CachePolicyConfig, cacheControl } from '../delivery/cache-policy.ts';
+import { cacheControl } from '../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../delivery/conditional.ts';
 import { contentDisposition } from '../delivery/content-disposition.ts';
 import { formatHttpDate } from '../delivery/http-date.ts';
@@ -57,14 +58,19 @@ export interface OriginDeps {
   lookup: DeliveryLookup;
   access: AccessService;
   metrics: Metrics;
-  policy: CachePolicyConfig;
-  limits: {
-    blobCacheBytes: number;
-    blobCacheItemBytes: number;
-    deliveryBufferMaxBytes: number;
-    deliveryBufferPoolBytes: number;
-    maxRanges: number;
-  };
+  /** The settings the origin reads: its cache policy and the limits of its caches, pool and ranges. */
+  settings: Pick<
+    Config,
+    | 'cacheLatestMaxAge'
+    | 'cacheLatestSMaxAge'
+    | 'cacheStaleWhileRevalidate'
+    | 'cacheStaleIfError'
+    | 'blobCacheBytes'
+    | 'blobCacheItemBytes'
+    | 'deliveryBufferMaxBytes'
+    | 'deliveryBufferPoolBytes'
+    | 'maxRanges'
+  >;
   /** Where a failure that is our fault (a 500) is reported. */
   log: { error(obj: object, msg: string): void };
 }
@@ -102,18 +108,25 @@ export class Origin {
 
   constructor(deps: OriginDeps) {
     this.#deps = deps;
+    const { settings } = deps;
     this.#cache = new BlobCache(deps.store, {
-      maxBytes: deps.limits.blobCacheBytes,
-      maxItemBytes: deps.limits.blobCacheItemBytes,
+      maxBytes: settings.blobCacheBytes,
+      maxItemBytes: settings.blobCacheItemBytes,
     });
     this.#pool = new BufferPool({
-      maxBufferBytes: deps.limits.deliveryBufferMaxBytes,
-      maxPooledBytes: deps.limits.deliveryBufferPoolBytes,
+      maxBufferBytes: settings.deliveryBufferMaxBytes,
+      maxPooledBytes: settings.deliveryBufferPoolBytes,
     });
+    const policy = {
+      latestMaxAge: settings.cacheLatestMaxAge,
+      latestSMaxAge: settings.cacheLatestSMaxAge,
+      staleWhileRevalidate: settings.cacheStaleWhileRevalidate,
+      staleIfError: settings.cacheStaleIfError,
+    };
     this.#cacheControls = {
-      latest: cacheControl('latest', deps.policy),
-      version: cacheControl('version', deps.policy),
-      private: cacheControl('private', deps.policy),
+      latest: cacheControl('latest', policy),
+      version: cacheControl('version', policy),
+      private: cacheControl('private', policy),
     };
     this.#counted = Object.fromEntries(
       DELIVERY_KINDS.map((kind) => [kind, deps.metrics.deliveryResponses.labels(kind)]),
@@ -214,7 +227,7 @@ export class Origin {
       h.range !== undefined &&
       ifRangeAllowsPartial(single(h['if-range']), validators);
     const range = wantsRange
-      ? parseRange(h.range, rep.size, { maxRanges: this.#deps.limits.maxRanges })
+      ? parseRange(h.range, rep.size, { maxRanges: this.#deps.settings.maxRanges })
       : { kind: 'none' as const };
 
     if (range.kind === 'unsatisfiable') {
