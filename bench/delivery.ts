@@ -3,8 +3,8 @@
  *
  * For each backend (SQLite + local disk, PostgreSQL + s3rver) it starts a real `conveyor serve`, uploads the
  * benchmark files, and then, scenario by scenario, runs wrk against nginx (serving the same bytes from disk
- * with sendfile) and against Conveyor, back to back, so every ratio compares two measurements taken a few
- * seconds apart. It samples Conveyor's RSS every 100 ms throughout, then uploads a 1 GiB file streamed from
+ * with sendfile), against Conveyor and against bench/bare-node.ts (plain node:http doing the least an
+ * origin must), back to back, so every ratio compares measurements taken a few seconds apart. It samples Conveyor's RSS every 100 ms throughout, then uploads a 1 GiB file streamed from
  * disk with curl. Prints Markdown tables and writes them, with the raw figures, to bench/results/.
  *
  * Run it through bench/run.sh; `bench/run.sh --help` lists the options.
@@ -516,7 +516,7 @@ async function snapshotSource(work: string): Promise<{ dir: string; description:
 // Servers
 
 interface Target {
-  name: 'nginx' | 'Conveyor';
+  name: 'nginx' | 'Conveyor' | 'bare Node';
   base: string;
   /** Path per fixture. */
   paths: Record<FixtureKey, string>;
@@ -559,6 +559,26 @@ async function startNginx(
       }
     },
   };
+}
+
+/** bench/bare-node.ts on the fixture folder: the same paths as nginx, its own ETags. */
+async function startBareNode(www: string, paths: Record<FixtureKey, string>): Promise<Target> {
+  const child = spawn(process.execPath, [join(BENCH_DIR, 'bare-node.ts'), www], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  });
+  const [{ port }] = (await once(child, 'message')) as [{ port: number }];
+  const base = `http://127.0.0.1:${port}`;
+  const etags = {} as Record<FixtureKey, string>;
+  for (const key of Object.keys(FIXTURES) as FixtureKey[]) {
+    const head = await fetch(base + paths[key], { method: 'HEAD' });
+    etags[key] = head.headers.get('etag') ?? '';
+  }
+  return { name: 'bare Node', base, paths, etags, cpuPids: () => [child.pid!] };
 }
 
 async function waitFor(url: string, timeoutMs: number): Promise<void> {
@@ -829,9 +849,11 @@ interface ScenarioResult {
   target: number;
   nginx: WrkResult;
   conveyor: WrkResult;
+  /** bench/bare-node.ts in the same rounds (absent from reports older than it). */
+  bare?: WrkResult;
   ratio: number;
   met: boolean;
-  runs: { nginx: WrkResult[]; conveyor: WrkResult[] };
+  runs: { nginx: WrkResult[]; conveyor: WrkResult[]; bare?: WrkResult[] };
 }
 
 interface UploadResult {
@@ -934,6 +956,7 @@ async function benchBackend(
   work: string,
   www: string,
   nginx: Target,
+  bare: Target,
   fixtures: Record<FixtureKey, { path: string; sha256: string; bytes: Buffer }>,
   bigFile: { path: string; sha256: string; size: number } | null,
 ): Promise<BackendResult> {
@@ -973,8 +996,8 @@ async function benchBackend(
     cpuPids: () => [conveyor.pid, ...childrenOf(conveyor.pid)],
   };
   for (const scenario of scenarios) {
-    await checkScenario(nginx, scenario, fixtures[scenario.fixture].bytes);
-    await checkScenario(target, scenario, fixtures[scenario.fixture].bytes);
+    for (const server of [nginx, target, bare])
+      await checkScenario(server, scenario, fixtures[scenario.fixture].bytes);
   }
   log('  both servers answer every scenario as expected (status, bytes, Content-Range, 304)');
   await sleep(2000);
@@ -982,13 +1005,15 @@ async function benchBackend(
 
   const results: ScenarioResult[] = [];
   for (const scenario of scenarios) {
-    const runs = { nginx: [] as WrkResult[], conveyor: [] as WrkResult[] };
+    const runs = { nginx: [] as WrkResult[], conveyor: [] as WrkResult[], bare: [] as WrkResult[] };
     for (let round = 0; round < options.rounds; round++) {
       await waitForQuiet();
       log(`  ${scenario.title}: nginx${options.rounds > 1 ? ` (round ${round + 1})` : ''}`);
       runs.nginx.push(await measure(nginx, scenario));
       log(`  ${scenario.title}: Conveyor`);
       runs.conveyor.push(await measure(target, scenario));
+      log(`  ${scenario.title}: bare Node`);
+      runs.bare.push(await measure(bare, scenario));
     }
     const value = (r: WrkResult) => (scenario.metric === 'rps' ? r.rps : r.contentBytesPerSec);
     const n = median(runs.nginx, value);
@@ -1001,12 +1026,13 @@ async function benchBackend(
       target: scenario.target,
       nginx: n,
       conveyor: c,
+      bare: median(runs.bare, value),
       ratio,
       met: ratio >= scenario.target,
       runs,
     });
     log(
-      `    nginx ${fmtInt(n.rps)} req/s, Conveyor ${fmtInt(c.rps)} req/s: ${ratio.toFixed(2)}x (target ${scenario.target}x)`,
+      `    nginx ${fmtInt(n.rps)} req/s, Conveyor ${fmtInt(c.rps)} req/s: ${ratio.toFixed(2)}x (target ${scenario.target}x); bare Node ${fmtInt(median(runs.bare, value).rps)} req/s`,
     );
   }
   await sleep(3000);
@@ -1157,6 +1183,28 @@ function report(run: Run): string {
     '',
     'Ratios compare requests/s for the 10 KiB scenarios and content bytes/s (requests x body size) for the others.',
     '',
+  );
+  const withBare = results.flatMap((b) => b.scenarios.filter((s) => s.bare).map((s) => ({ b, s })));
+  if (withBare.length > 0) {
+    push(
+      '### Against bare Node',
+      '',
+      'bench/bare-node.ts, measured in the same rounds: plain node:http answering the same requests with the least work a Node origin can do (no database, no framework, no metrics). "bare Node ÷ nginx" is what the runtime reaches here; "Conveyor ÷ bare Node" is what Conveyor keeps of it.',
+      '',
+      '| Backend | Scenario | bare Node | bare Node ÷ nginx | Conveyor ÷ bare Node | bare Node CPU / response |',
+      '|---|---|--:|--:|--:|--:|',
+    );
+    for (const { b, s } of withBare) {
+      const v = (r: WrkResult) => (s.metric === 'rps' ? r.rps : r.contentBytesPerSec);
+      const bare = s.bare!;
+      const perResponse = bare.cpu ? (bare.cpu.serverPercent / 100) * (1e6 / bare.rps) : Number.NaN;
+      push(
+        `| ${b.label} | ${s.title} | ${value(bare, s.metric)} | ${(v(bare) / v(s.nginx)).toFixed(2)}x | ${(v(s.conveyor) / v(bare)).toFixed(2)}x | ${perResponse.toFixed(0)} µs |`,
+      );
+    }
+    push('');
+  }
+  push(
     '### Conveyor memory (VmRSS)',
     '',
     '| Backend | Idle after start | Idle after fixture uploads | Peak under load (mean) | Idle after load |',
@@ -1263,6 +1311,8 @@ async function main(): Promise<void> {
     cpuPids: nginxServer.workers,
   };
   log(`nginx at ${nginx.base}`);
+  const bare = await startBareNode(www, nginxPaths);
+  log(`bare Node at ${bare.base}`);
 
   let bigFile: { path: string; sha256: string; size: number } | null = null;
   if (options.uploadMiB > 0) {
@@ -1279,7 +1329,7 @@ async function main(): Promise<void> {
 
   const results: BackendResult[] = [];
   for (const name of backends) {
-    results.push(await benchBackend(source.dir, name, work, www, nginx, fixtures, bigFile));
+    results.push(await benchBackend(source.dir, name, work, www, nginx, bare, fixtures, bigFile));
   }
 
   const markdown = report({ machine, command, source: source.description, options, startedAt, results });
