@@ -9,6 +9,7 @@ import {
   orderCandidates,
   parseQueueKey,
   queueKey,
+  rateScopes,
   selectClaims,
   takeStarts,
 } from './policy.ts';
@@ -105,15 +106,15 @@ export class Claimer {
         limits.size < due.length ||
         [...limits].some(([queue, n]) => candidates.filter((c) => queueOf(c) === queue).length >= n);
 
-      for (const [type, rate] of this.#rates(candidates)) {
+      for (const [scope, rate] of this.#rates(candidates)) {
         const state = await trx
           .selectFrom('job_rate_limits')
           .select('tat')
-          .where('key', '=', `type:${type}`)
+          .where('key', '=', scope)
           .executeTakeFirst();
-        const wanted = candidates.filter((c) => c.type === type).length;
+        const wanted = candidates.filter((c) => rateScopes(c).includes(scope)).length;
         const starts = takeStarts(state?.tat ?? 0, now, rate, wanted);
-        capacity.rates.set(type, starts.granted);
+        capacity.rates.set(scope, starts.granted);
         if (starts.granted < wanted) nextWakeAt = min([nextWakeAt, starts.nextAt]);
       }
       const breakerRows = await this.#breakers.load(trx, unique(candidates.map((c) => c.breakerKey)));
@@ -372,25 +373,38 @@ export class Claimer {
     }));
   }
 
-  /** Start-rate limits of the candidates' types: config first, then the type's own. */
+  /**
+   * Start-rate limits of the candidates' rate scopes (policy.ts `rateScopes`): a type's from config first,
+   * then the type's own; a breaker key's from the types naming it (the strictest when several do).
+   */
   #rates(candidates: readonly Candidate[]): Map<string, number> {
     const out = new Map<string, number>();
     for (const type of unique(candidates.map((c) => c.type))) {
       const rate = this.#ctx.settings.typeRatePerSecond[type] ?? this.#ctx.typeOf(type)?.ratePerSecond;
-      if (rate) out.set(type, rate);
+      if (rate) out.set(`type:${type}`, rate);
+    }
+    for (const c of candidates) {
+      const rate = c.breakerKey === null ? undefined : this.#ctx.typeOf(c.type)?.keyRatePerSecond;
+      if (!rate) continue;
+      const scope = `key:${c.breakerKey}`;
+      out.set(scope, Math.min(rate, out.get(scope) ?? Infinity));
     }
     return out;
   }
 
   async #spendRates(trx: Executor, chosen: readonly Candidate[], now: number): Promise<void> {
-    for (const [type, rate] of this.#rates(chosen)) {
-      const key = `type:${type}`;
+    for (const [key, rate] of this.#rates(chosen)) {
       const state = await trx
         .selectFrom('job_rate_limits')
         .select('tat')
         .where('key', '=', key)
         .executeTakeFirst();
-      const { tat } = takeStarts(state?.tat ?? 0, now, rate, chosen.filter((c) => c.type === type).length);
+      const { tat } = takeStarts(
+        state?.tat ?? 0,
+        now,
+        rate,
+        chosen.filter((c) => rateScopes(c).includes(key)).length,
+      );
       await trx
         .insertInto('job_rate_limits')
         .values({ key, tat: Math.ceil(tat) })

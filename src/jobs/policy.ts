@@ -77,7 +77,7 @@ export function orderCandidates(
 
 /**
  * What a claim may still start. A missing entry means unlimited; the maps are keyed by lane, type, tenant
- * id, type (start rate) and breaker key.
+ * id, rate scope (see `rateScopes`) and breaker key.
  */
 export interface Capacity {
   slots: number;
@@ -86,6 +86,15 @@ export interface Capacity {
   tenants: Map<string, number>;
   rates: Map<string, number>;
   breakers: Map<string, number>;
+}
+
+/**
+ * The start-rate scopes a candidate counts against: its type (`type:<type>`) and, when it names one, its
+ * breaker key (`key:<breaker key>`), so that e.g. every job fetching from one origin host shares that
+ * host's rate whatever its type or tenant. The names are also the rows of job_rate_limits.
+ */
+export function rateScopes(c: Pick<Candidate, 'type' | 'breakerKey'>): string[] {
+  return c.breakerKey === null ? [`type:${c.type}`] : [`type:${c.type}`, `key:${c.breakerKey}`];
 }
 
 /** Takes candidates in order while every limit they fall under has room; the rest stay queued. */
@@ -104,8 +113,8 @@ export function selectClaims(ordered: readonly Candidate[], capacity: Capacity):
       [left.lanes, c.lane],
       [left.types, c.type],
       [left.tenants, c.tenantId],
-      [left.rates, c.type],
     ];
+    for (const scope of rateScopes(c)) scopes.push([left.rates, scope]);
     if (c.breakerKey !== null) scopes.push([left.breakers, c.breakerKey]);
     if (scopes.some(([map, key]) => (map.get(key) ?? Infinity) <= 0)) continue;
     for (const [map, key] of scopes) {

@@ -24,6 +24,8 @@ export interface JobTypeDefinition<P = unknown> {
   ratePerSecond?: number;
   /** The dependency the job needs, for its circuit breaker (e.g. `host:example.com`). */
   breakerKey?: (payload: P) => string | undefined;
+  /** Starts per second per breaker key across all workers and types (e.g. per origin host). */
+  keyRatePerSecond?: number;
   breaker?: { threshold?: number; openSeconds?: number };
   /** An identical succeeded job's result is reused for this long instead of running again. */
   freshnessMs?: number;

@@ -6,6 +6,7 @@ import {
   effectiveRank,
   orderCandidates,
   payloadHash,
+  rateScopes,
   retryDelay,
   retryDelayCap,
   secondsToNextUtcDay,
@@ -118,7 +119,7 @@ test('selectClaims respects slots and every limit, skipping what is full', () =>
     1,
   );
   assert.equal(
-    selectClaims(jobs, capacity(10, { rates: [['noop', 1]] })).filter((c) => c.type === 'noop').length,
+    selectClaims(jobs, capacity(10, { rates: [['type:noop', 1]] })).filter((c) => c.type === 'noop').length,
     1,
   );
 });
@@ -139,6 +140,24 @@ test('retry delays: exponential caps with full jitter, bounded by the maximum', 
     // Full jitter spreads over the whole range, not around the cap.
     assert.ok(Math.min(...samples) < cap * 0.1 && Math.max(...samples) > cap * 0.9);
   }
+});
+
+test('a breaker key is a rate scope shared by every type and tenant that names it', () => {
+  assert.deepEqual(rateScopes(job({ type: 'ingest.fetch', breakerKey: null })), ['type:ingest.fetch']);
+  assert.deepEqual(rateScopes(job({ type: 'ingest.fetch', breakerKey: 'host:a.example' })), [
+    'type:ingest.fetch',
+    'key:host:a.example',
+  ]);
+  const jobs = [
+    job({ type: 'ingest.fetch', tenantId: 'a', breakerKey: 'host:a.example' }),
+    job({ type: 'other', tenantId: 'b', breakerKey: 'host:a.example' }),
+    job({ type: 'ingest.fetch', tenantId: 'b', breakerKey: 'host:b.example' }),
+  ];
+  const chosen = selectClaims(jobs, capacity(10, { rates: [['key:host:a.example', 1]] }));
+  assert.deepEqual(
+    chosen.map((c) => c.breakerKey),
+    ['host:a.example', 'host:b.example'],
+  );
 });
 
 test('start rates: GCRA spacing with a tenth of a second of burst', () => {
