@@ -1,4 +1,4 @@
-import { createReadStream, readSync } from 'node:fs';
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { BlobNotFoundError, type ByteRange } from './blob-store.ts';
@@ -54,15 +54,13 @@ export class BlobFiles {
         release();
       }
     }
-    const stream = createReadStream('', {
-      fd: handle,
-      autoClose: false,
-      start: range?.start,
-      end: range?.end,
-      highWaterMark: STREAM_CHUNK_BYTES,
-    });
-    stream.once('close', release);
-    return stream;
+    const stat = range
+      ? null
+      : await handle.stat().catch((error: unknown) => {
+          release();
+          throw error;
+        });
+    return new SharedHandleStream(handle, range?.start ?? 0, range ? range.end + 1 : stat!.size, release);
   }
 
   /**
@@ -122,4 +120,50 @@ function readFullySync(handle: FileHandle, target: Buffer, position: number): nu
     done += bytesRead;
   }
   return done;
+}
+
+/**
+ * Streams [start, end) of a cached handle with positional reads, and never closes the handle. Node's
+ * fs.ReadStream closes the handle it reads from whenever it is destroyed, autoClose notwithstanding: a
+ * client that went away mid-body (pipeline destroys the source) closed the handle shared by every other
+ * reader of that blob, which then failed with EBADF until the cache evicted it.
+ */
+class SharedHandleStream extends Readable {
+  readonly #handle: FileHandle;
+  readonly #end: number;
+  readonly #release: () => void;
+  #position: number;
+
+  constructor(handle: FileHandle, start: number, end: number, release: () => void) {
+    super({ highWaterMark: STREAM_CHUNK_BYTES });
+    this.#handle = handle;
+    this.#position = start;
+    this.#end = end;
+    this.#release = release;
+  }
+
+  override _read(): void {
+    const length = Math.min(STREAM_CHUNK_BYTES, this.#end - this.#position);
+    if (length <= 0) {
+      this.push(null);
+      return;
+    }
+    const buffer = Buffer.allocUnsafe(length);
+    this.#handle.read(buffer, 0, length, this.#position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) {
+          this.destroy(new Error(`blob file ended at byte ${this.#position}, before ${this.#end}`));
+          return;
+        }
+        this.#position += bytesRead;
+        this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+      },
+      (error: unknown) => this.destroy(error as Error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#release();
+    callback(error);
+  }
 }

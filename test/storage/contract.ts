@@ -92,6 +92,22 @@ export function blobStoreContract(name: string, setup: () => Promise<ContractSub
       assert.deepEqual(await read(0, 99), content, 'everything');
     });
 
+    it('keeps serving a blob after a reader gave up half-way', async () => {
+      // Large enough to be streamed in several chunks rather than read at once.
+      const content = pattern(0, 3 * 1024 * 1024, 11);
+      const hash = await put(content);
+      for (const range of [undefined, { start: 10, end: content.length - 10 }]) {
+        const abandoned = await store.get(hash, range);
+        await new Promise((resolve) => abandoned.once('data', resolve));
+        abandoned.destroy();
+        await new Promise((resolve) => abandoned.once('close', resolve));
+      }
+      assert.deepEqual(await readAll(await store.get(hash)), content);
+      const into = Buffer.alloc(100);
+      await store.readInto(hash, { start: 5, end: 104 }, into);
+      assert.deepEqual(into, content.subarray(5, 105));
+    });
+
     it('reads inclusive byte ranges into a caller buffer', async () => {
       const content = pattern(0, 100, 8);
       const hash = await put(content);
