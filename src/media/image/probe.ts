@@ -1,0 +1,123 @@
+/**
+ * Probing: what an image is, from its header alone, and whether Conveyor will touch it.
+ *
+ * libvips reads only the header for metadata() (for PNG: the chunks up to the first IDAT), so the
+ * answer costs microseconds and a few kilobytes however large the image claims to be. Every refusal
+ * happens here, before anything is decoded:
+ *
+ *   IMAGE_UNSUPPORTED      not an image, or a format outside `limits.inputFormats`
+ *   IMAGE_CORRUPT          a recognised format whose header is damaged or cut short, or an empty file
+ *   IMAGE_TOO_LARGE        width x height of one frame above `limits.maxInputPixels` (decompression
+ *                          bombs: a 100-byte PNG can declare 50,000 x 50,000 pixels, 7.5 GB decoded)
+ *   IMAGE_TOO_MANY_FRAMES  more pages or animation frames than `limits.maxFrames`
+ *
+ * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
+ * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
+ * IMAGE_CORRUPT; the same failOn level applies there.
+ */
+import sharp, { type Metadata } from 'sharp';
+import { ImageError } from './errors.ts';
+import { parseSafeExif, type SafeExif } from './exif.ts';
+import { type ImageInput, type ImageLimits, type InputFormat, run } from './pipeline.ts';
+
+export interface ProbeResult {
+  format: InputFormat;
+  /** The IANA media type of the input, e.g. image/jpeg. */
+  mediaType: string;
+  /** Dimensions as displayed, i.e. after the EXIF orientation is applied; what viewers and transforms see. */
+  width: number;
+  height: number;
+  /** Dimensions as stored in the file (of one frame, for animations). */
+  rawWidth: number;
+  rawHeight: number;
+  /** EXIF orientation 1-8; 1 when absent. 5-8 swap width and height. */
+  orientation: number;
+  hasAlpha: boolean;
+  /** Pages or animation frames; 1 for a still image. */
+  pages: number;
+  /** libvips' interpretation of the pixels: srgb, cmyk, b-w, rgb16, grey16, ... */
+  colourSpace: string;
+  /** Bits per channel sample format: uchar (8-bit), ushort (16-bit), float, ... */
+  depth: string;
+  hasIccProfile: boolean;
+  /** The allow-listed EXIF fields (see exif.ts); `{}` when there is no EXIF or none of them. */
+  exif: SafeExif;
+}
+
+const MEDIA_TYPES: Record<string, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  avif: 'image/avif',
+  heic: 'image/heic',
+  tiff: 'image/tiff',
+  svg: 'image/svg+xml',
+  jp2: 'image/jp2',
+  jxl: 'image/jxl',
+};
+
+/** Reads the header of `input` and returns what it says, or throws an ImageError (see above). */
+export async function probeImage(input: ImageInput, limits: ImageLimits): Promise<ProbeResult> {
+  // No pixel cap on this call: metadata() decodes no pixels, and sharp's cap would refuse the image
+  // before we could read the dimensions we put in the error. The check follows right below, and
+  // every pipeline that does decode (openInput) carries the cap into libvips as well.
+  const meta = await run(() => sharp(input, { limitInputPixels: false, failOn: limits.failOn }).metadata());
+
+  const format = inputFormat(meta);
+  if (!limits.inputFormats.includes(format)) {
+    throw new ImageError('IMAGE_UNSUPPORTED', `Images in ${format} format are not accepted`, {
+      details: { format, accepted: limits.inputFormats },
+    });
+  }
+
+  const rawWidth = meta.width;
+  // For animations sharp reports the height of one frame unless asked for all pages; pageHeight is
+  // there for the formats that can also report the whole strip.
+  const rawHeight = meta.pageHeight ?? meta.height;
+  if (!(rawWidth >= 1 && rawHeight >= 1)) {
+    throw new ImageError('IMAGE_CORRUPT', `The image header declares ${rawWidth}x${rawHeight} pixels`);
+  }
+  const pixels = rawWidth * rawHeight;
+  if (pixels > limits.maxInputPixels) {
+    throw new ImageError(
+      'IMAGE_TOO_LARGE',
+      `The image is ${rawWidth}x${rawHeight} (${pixels} pixels); at most ${limits.maxInputPixels} are allowed`,
+      { details: { width: rawWidth, height: rawHeight, pixels, limit: limits.maxInputPixels } },
+    );
+  }
+  const pages = meta.pages ?? 1;
+  if (pages > limits.maxFrames) {
+    throw new ImageError(
+      'IMAGE_TOO_MANY_FRAMES',
+      `The image has ${pages} frames; at most ${limits.maxFrames} are allowed`,
+      { details: { pages, limit: limits.maxFrames } },
+    );
+  }
+
+  const orientation =
+    meta.orientation !== undefined && meta.orientation >= 1 && meta.orientation <= 8 ? meta.orientation : 1;
+  // Orientations 5-8 include a quarter turn (EXIF 2.32 §4.6.4, Orientation).
+  const turned = orientation >= 5;
+  return {
+    format,
+    mediaType: MEDIA_TYPES[format] ?? meta.mediaType ?? 'application/octet-stream',
+    width: turned ? rawHeight : rawWidth,
+    height: turned ? rawWidth : rawHeight,
+    rawWidth,
+    rawHeight,
+    orientation,
+    hasAlpha: meta.hasAlpha,
+    pages,
+    colourSpace: meta.space,
+    depth: meta.depth,
+    hasIccProfile: meta.hasProfile,
+    exif: parseSafeExif(meta.exif),
+  };
+}
+
+/** sharp's decoder name, with HEIF told apart by codec: AVIF is a web format, HEIC is not. */
+function inputFormat(meta: Metadata): InputFormat {
+  if (meta.format === 'heif') return meta.compression === 'av1' ? 'avif' : 'heic';
+  return meta.format;
+}
