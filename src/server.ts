@@ -18,6 +18,7 @@ import { buildRegistry } from './jobs/modules.ts';
 import { JobMonitor } from './jobs/monitor.ts';
 import type { JobRegistry } from './jobs/registry.ts';
 import type { Worker } from './jobs/worker.ts';
+import { attachMedia, type Media } from './media/pipeline.ts';
 import { Alerter } from './ops/alerts.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
@@ -33,6 +34,7 @@ export interface Conveyor {
   tenancy: TenancyService;
   assets: AssetService;
   jobs: JobEngine;
+  media: Media;
   app: App;
   /** The in-process worker, when `serveWorkers` is on and the server listens. */
   worker(): Worker | undefined;
@@ -70,9 +72,10 @@ export async function createConveyor(
     limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
     changed: () => lookup.invalidate(),
   });
+  const signingKeys = await loadSigningKeys(db.kysely, config.signingKeys);
   const access = new AccessService({
     db: db.kysely,
-    signingKeys: await loadSigningKeys(db.kysely, config.signingKeys),
+    signingKeys,
     limits: {
       tokenMaxTtlSeconds: config.tokenMaxTtlSeconds,
       signedUrlMaxTtlSeconds: config.signedUrlMaxTtlSeconds,
@@ -89,6 +92,7 @@ export async function createConveyor(
     maxLifetimeSeconds: config.jwtMaxLifetimeSeconds,
   });
   const jobs = new JobEngine(db, options.registry ?? (await buildRegistry(config)), config);
+  const media = attachMedia({ config, db: db.kysely, store, ledger, assets, jobs, signingKeys });
   const jobEvents = new JobEventHub({
     context: jobs.context,
     db,
@@ -123,6 +127,7 @@ export async function createConveyor(
       access,
       jobs,
       jobEvents,
+      media,
       store,
       metrics,
       lookup,
@@ -147,6 +152,7 @@ export async function createConveyor(
     tenancy,
     assets,
     jobs,
+    media,
     app,
     baseUrl,
     worker: () => worker,

@@ -77,8 +77,16 @@ export class BlobLedger {
   ): Promise<{ marked: number; deleted: number; strays: number; temporaries: number }> {
     const now = Date.now();
     const cutoff = now - graceMs;
+    // Derived blobs (variants, cached transforms) and analysis results live as long as the content they
+    // were made from: dropping their rows here lets the passes below collect the derived bytes too.
+    const sourceGone = (column: string) =>
+      sql<boolean>`not exists (select 1 from assets a where a.sha256 = ${sql.ref(column)})
+        and not exists (select 1 from asset_versions v where v.sha256 = ${sql.ref(column)})`;
+    await this.#db.deleteFrom('media_derived').where(sourceGone('media_derived.source_sha256')).execute();
+    await this.#db.deleteFrom('media_info').where(sourceGone('media_info.sha256')).execute();
     const unreferenced = sql<boolean>`not exists (select 1 from assets a where a.sha256 = blobs.sha256)
-      and not exists (select 1 from asset_versions v where v.sha256 = blobs.sha256)`;
+      and not exists (select 1 from asset_versions v where v.sha256 = blobs.sha256)
+      and not exists (select 1 from media_derived d where d.sha256 = blobs.sha256)`;
 
     const marked = await this.#db
       .updateTable('blobs')

@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
 import { sanitizeFilename } from '../delivery/content-disposition.ts';
 import { ConveyorError, notFound } from '../errors.ts';
+import type { Lane } from '../jobs/types.ts';
 import { type BlobStore, BlobTooLargeError, type StagedBlob } from '../storage/blob-store.ts';
 import { audit } from '../tenancy/audit.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
@@ -54,6 +55,29 @@ export interface ContentInput {
   onProgress?: (bytes: number) => void;
   /** See StageOptions.release: only for chunks that nothing else holds. */
   release?: (chunk: Buffer) => void;
+  /** Where the bytes were fetched from (remote ingest), recorded for conditional re-ingest. */
+  source?: AssetSource;
+  /** Lane of the processing the new content starts (see ContentAdded); default the processor's own. */
+  lane?: Lane;
+  /** Largest content accepted here; default and ceiling: the upload limit. */
+  maxBytes?: number;
+}
+
+export interface AssetSource {
+  url: string;
+  finalUrl: string;
+  etag: string | null;
+  lastModified: string | null;
+}
+
+/** New content of an asset, told inside the transaction that commits it (so a job can join it). */
+export interface ContentAdded {
+  tenantId: string;
+  assetId: string;
+  sha256: string;
+  contentType: string;
+  lane: Lane | undefined;
+  actor: string;
 }
 
 export interface ListFilter {
@@ -76,6 +100,7 @@ export class AssetService {
 
   /** Told after every committed change to an asset's metadata (delivery caches listen). */
   readonly #changed: () => void;
+  #contentAdded: (tx: Transaction<Database>, added: ContentAdded) => Promise<void>;
 
   constructor(deps: {
     db: Kysely<Database>;
@@ -84,6 +109,8 @@ export class AssetService {
     urls: AssetUrls;
     limits: AssetLimits;
     changed?: () => void;
+    /** Called in the committing transaction whenever an asset gets new content (media processing). */
+    contentAdded?: (tx: Transaction<Database>, added: ContentAdded) => Promise<void>;
   }) {
     this.#db = deps.db;
     this.#store = deps.store;
@@ -91,6 +118,12 @@ export class AssetService {
     this.#urls = deps.urls;
     this.#limits = deps.limits;
     this.#changed = deps.changed ?? (() => {});
+    this.#contentAdded = deps.contentAdded ?? (async () => {});
+  }
+
+  /** Late wiring: the media pipeline is built after the service it listens to. */
+  onContentAdded(listener: (tx: Transaction<Database>, added: ContentAdded) => Promise<void>): void {
+    this.#contentAdded = listener;
   }
 
   async upload(
@@ -117,6 +150,8 @@ export class AssetService {
     await this.#db.transaction().execute(async (tx) => {
       await this.#ledger.claimInTransaction(tx, staged.sha256);
       await tx.insertInto('assets').values(row).execute();
+      if (input.source) await recordSource(tx, row.id, input.source, now);
+      await this.#contentAdded(tx, this.#added(by, row, input));
     });
     return this.#view(row);
   }
@@ -128,6 +163,7 @@ export class AssetService {
     const row = await this.#db.transaction().execute(async (tx) => {
       const current = await this.#owned(tx, by, assetId);
       await this.#ledger.claimInTransaction(tx, staged.sha256);
+      if (input.source) await recordSource(tx, assetId, input.source, Date.now());
       if (current.sha256 === staged.sha256 && current.content_type === contentType) return current;
       const now = nextContentTime(current.content_updated_at);
       const changes = {
@@ -145,7 +181,9 @@ export class AssetService {
         target: assetId,
         details: { from: current.sha256, to: staged.sha256 },
       });
-      return { ...current, ...changes };
+      const updated = { ...current, ...changes };
+      await this.#contentAdded(tx, this.#added(by, updated, input));
+      return updated;
     });
     this.#changed();
     return this.#view(row);
@@ -263,6 +301,20 @@ export class AssetService {
     };
   }
 
+  /** One version of the caller's asset; 404 for anything else. */
+  async getVersion(by: Principal, assetId: string, versionId: string): Promise<VersionView> {
+    await this.#owned(this.#db, by, assetId);
+    if (!isId('ver', versionId)) throw notFound('version');
+    const row = await this.#db
+      .selectFrom('asset_versions')
+      .selectAll()
+      .where('id', '=', versionId)
+      .where('asset_id', '=', assetId)
+      .executeTakeFirst();
+    if (!row) throw notFound('version');
+    return this.#versionView(row);
+  }
+
   /** The asset if it exists and belongs to the caller's tenant; otherwise 404, never a hint it exists. */
   async #owned(db: Kysely<Database>, by: Principal, assetId: string): Promise<AssetsTable> {
     if (!isId('ast', assetId)) throw notFound('asset');
@@ -283,7 +335,7 @@ export class AssetService {
       const { head, body } = await peek(input.body);
       const contentType = await sniffContentType(head, input.declaredType);
       staged = await this.#store.stage(body, {
-        maxBytes: this.#limits.maxUploadBytes,
+        maxBytes: Math.min(input.maxBytes ?? Infinity, this.#limits.maxUploadBytes),
         ...(input.onProgress ? { onProgress: input.onProgress } : {}),
         ...(input.release ? { release: input.release } : {}),
       });
@@ -302,6 +354,17 @@ export class AssetService {
       }
       throw error;
     }
+  }
+
+  #added(by: Principal, row: AssetsTable, input: ContentInput): ContentAdded {
+    return {
+      tenantId: row.tenant_id,
+      assetId: row.id,
+      sha256: row.sha256,
+      contentType: row.content_type,
+      lane: input.lane,
+      actor: by.actor,
+    };
   }
 
   #view(row: AssetsTable): AssetView {
@@ -346,6 +409,21 @@ export class AssetService {
  */
 function nextContentTime(previous: number, now = Date.now()): number {
   return Math.max(now, (Math.floor(previous / 1000) + 1) * 1000);
+}
+
+async function recordSource(tx: Kysely<Database>, assetId: string, source: AssetSource, now: number) {
+  const row = {
+    url: source.url,
+    final_url: source.finalUrl,
+    etag: source.etag,
+    last_modified: source.lastModified,
+    fetched_at: now,
+  };
+  await tx
+    .insertInto('asset_sources')
+    .values({ asset_id: assetId, ...row })
+    .onConflict((oc) => oc.column('asset_id').doUpdateSet(row))
+    .execute();
 }
 
 /** A prefix test that means the same on both dialects (LIKE escaping and collations differ). */

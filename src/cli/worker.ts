@@ -1,12 +1,16 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { pino } from 'pino';
-import { openMigratedDatabase } from '../backends.ts';
-import type { Config } from '../config/config.ts';
+import { BlobLedger } from '../assets/blobs.ts';
+import { AssetService } from '../assets/service.ts';
+import { openMigratedDatabase, openStore } from '../backends.ts';
+import { type Config, publicBaseUrl } from '../config/config.ts';
+import { deliveryPath } from '../delivery/lookup.ts';
 import type { JobEvent } from '../jobs/context.ts';
 import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
+import { attachMedia } from '../media/pipeline.ts';
 import { Metrics } from '../ops/metrics.ts';
 
 export interface WorkerFlags {
@@ -25,6 +29,20 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
   const log = pino({ level: config.logLevel, base: { pid: process.pid, component: 'worker' } });
   const db = await openMigratedDatabase(config);
   const engine = new JobEngine(db, await buildRegistry(config), config);
+  // The media job types need the stores the API process has, for the same data.
+  const store = await openStore(config);
+  const ledger = new BlobLedger(db.kysely, store);
+  const assets = new AssetService({
+    db: db.kysely,
+    store,
+    ledger,
+    urls: {
+      latest: (id) => publicBaseUrl(config) + deliveryPath.latest(id),
+      version: (id) => publicBaseUrl(config) + deliveryPath.version(id),
+    },
+    limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
+  });
+  attachMedia({ config, db: db.kysely, store, ledger, assets, jobs: engine });
   // Publishes this process's job events (NOTIFY on PostgreSQL) for the servers' live streams; it
   // subscribes to nothing itself.
   const events = new JobEventHub({
@@ -64,6 +82,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     log.info(result, 'worker stopped');
     await metrics?.close();
     await events.close();
+    await store.close();
     await db.close();
     process.exit(0);
   };

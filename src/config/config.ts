@@ -98,7 +98,11 @@ function parseSetting(setting: Setting, raw: unknown): Parsed {
           ? { ok: true, value: undefined }
           : { ok: false, error: 'required' };
       }
-      return typeof raw === 'string' ? { ok: true, value: raw } : { ok: false, error: 'expected a string' };
+      if (typeof raw !== 'string') return { ok: false, error: 'expected a string' };
+      {
+        const error = setting.check?.(raw) ?? null;
+        return error === null ? { ok: true, value: raw } : { ok: false, error };
+      }
     case 'int': {
       const n =
         typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? +raw : NaN;

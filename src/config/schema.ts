@@ -5,11 +5,15 @@
  */
 
 import { jobSettings } from './job-settings.ts';
+import { mediaSettings } from './media-settings.ts';
 import { DAY, GiB, KiB, MiB } from './units.ts';
 
+/** Validates a string setting's value beyond its type: an error message, or null when it is fine. */
+export type StringCheck = (value: string) => string | null;
+
 export type Setting =
-  | { type: 'string'; default: string; secret?: boolean; doc: string }
-  | { type: 'optional'; default?: undefined; secret?: boolean; doc: string }
+  | { type: 'string'; default: string; secret?: boolean; check?: StringCheck; doc: string }
+  | { type: 'optional'; default?: undefined; secret?: boolean; check?: StringCheck; doc: string }
   | { type: 'int'; default: number; min: number; max: number; doc: string }
   | { type: 'bool'; default: boolean; doc: string }
   | { type: 'enum'; default: string; values: readonly string[]; doc: string }
@@ -239,6 +243,8 @@ export const settings = {
   },
 
   ...jobSettings,
+
+  ...mediaSettings,
 
   gcIntervalSeconds: {
     type: 'int',

@@ -8,6 +8,7 @@ import * as jobs from './migrations/002-jobs.ts';
 import * as schedules from './migrations/003-schedules.ts';
 import * as turns from './migrations/004-job-turns.ts';
 import * as alertDeliveries from './migrations/005-alert-deliveries.ts';
+import * as media from './migrations/006-media.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
 
@@ -69,6 +70,7 @@ const migrations: Record<string, Migration> = {
   '003-schedules': schedules,
   '004-job-turns': turns,
   '005-alert-deliveries': alertDeliveries,
+  '006-media': media,
 };
 
 class InCodeMigrations implements MigrationProvider {

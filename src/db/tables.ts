@@ -229,4 +229,54 @@ export interface Database {
   job_schedules: JobSchedulesTable;
   job_turns: JobTurnsTable;
   alert_deliveries: AlertDeliveriesTable;
+  media_info: MediaInfoTable;
+  media_derived: MediaDerivedTable;
+  asset_sources: AssetSourcesTable;
+}
+
+/** What image analysis learned about some content (keyed by its SHA-256, like `blobs`). */
+export interface MediaInfoTable {
+  sha256: string;
+  format: string;
+  /** As displayed: after the EXIF orientation is applied. */
+  width: number;
+  height: number;
+  orientation: number | null;
+  has_alpha: number;
+  pages: number;
+  /** `#rrggbb`. */
+  dominant_color: string | null;
+  thumbhash: string | null;
+  blurhash: string | null;
+  /** 64-bit perceptual hash, 16 hex digits. */
+  phash: string | null;
+  /** JSON object of the safe EXIF subset. */
+  exif: string | null;
+  created_at: number;
+}
+
+/** A blob made from another: a preset variant or a cached on-the-fly transform. */
+export interface MediaDerivedTable {
+  /** Canonical name of the request: identical requests share the row. */
+  key: string;
+  kind: 'variant' | 'transform';
+  source_sha256: string;
+  preset: string | null;
+  format: string;
+  sha256: string;
+  size: number;
+  content_type: string;
+  width: number;
+  height: number;
+  created_at: number;
+}
+
+/** Where an ingested asset came from, with the validators the origin answered. */
+export interface AssetSourcesTable {
+  asset_id: string;
+  url: string;
+  final_url: string;
+  etag: string | null;
+  last_modified: string | null;
+  fetched_at: number;
 }

@@ -10,6 +10,7 @@ import type { DeliveryLookup } from '../delivery/lookup.ts';
 import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
+import type { Media } from '../media/pipeline.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { TenancyService } from '../tenancy/service.ts';
@@ -22,6 +23,7 @@ import { assetRoutes } from './routes/assets.ts';
 import { deliveryRoutes } from './routes/delivery.ts';
 import { jobEventRoutes } from './routes/job-events.ts';
 import { JobSchema, jobRoutes } from './routes/jobs.ts';
+import { mediaRoutes } from './routes/media.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { queueRoutes } from './routes/queue.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
@@ -36,6 +38,7 @@ export interface AppDeps {
   access: AccessService;
   jobs: JobEngine;
   jobEvents: JobEventHub;
+  media: Media;
   store: BlobStore;
   metrics: Metrics;
   authenticator: Authenticator;
@@ -193,6 +196,7 @@ export async function buildApp(
       await api.register(scheduleRoutes, { deps });
       await api.register(queueRoutes, { deps });
       await api.register(jobEventRoutes, { deps });
+      await api.register(mediaRoutes, { deps });
     },
     { prefix: '/api/v1' },
   );

@@ -75,6 +75,15 @@ export interface OriginDeps {
   log: { error(obj: object, msg: string): void };
 }
 
+/**
+ * Replaces the looked-up representation by one made from it (a preset variant, a transform) once access
+ * to the source has been granted. The headers it returns are added to the response (e.g. Vary: Accept).
+ */
+export type Derive = (
+  source: Representation,
+  request: OriginRequest,
+) => Promise<{ rep: Representation; headers?: OutgoingHttpHeaders }>;
+
 interface FixedHeaders {
   etag: string;
   lastModified: string;
@@ -143,16 +152,22 @@ export class Origin {
     id: string,
     request: OriginRequest,
     res: ServerResponse,
+    derive?: Derive,
   ): Promise<void> {
     // Built up as the request is evaluated; a problem keeps what was decided before it, so a 412 or 416
     // still carries the representation's ETag and Last-Modified.
     const headers: OutgoingHttpHeaders = { ...request.responseHeaders };
     try {
       const { lookup } = this.#deps;
-      const rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
+      let rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
       if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
       const isPrivate = rep.visibility === 'private';
       if (isPrivate) await this.#authorize(rep, request);
+      if (derive) {
+        const derived = await derive(rep, request);
+        rep = derived.rep;
+        Object.assign(headers, derived.headers);
+      }
       await this.#respond(request, res, rep, isPrivate ? 'private' : rep.kind, headers);
     } catch (error) {
       this.#fail(error, request, res, headers);

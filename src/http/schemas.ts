@@ -30,6 +30,42 @@ export const PageQuery = {
   cursor: Type.Optional(Type.String({ maxLength: 64 })),
 };
 
+const MediaFields = {
+  media: Type.Optional(
+    Type.Union([
+      Type.Object({
+        format: Type.String(),
+        width: Type.Integer(),
+        height: Type.Integer(),
+        orientation: Type.Union([Type.Integer(), Type.Null()]),
+        hasAlpha: Type.Boolean(),
+        pages: Type.Integer(),
+        dominantColor: Type.Union([Type.String(), Type.Null()]),
+        thumbhash: Type.Union([Type.String(), Type.Null()], { description: 'ThumbHash, base64' }),
+        blurhash: Type.Union([Type.String(), Type.Null()]),
+        phash: Type.Union([Type.String(), Type.Null()], {
+          description: '64-bit DCT perceptual hash, 16 hex digits; compare by Hamming distance',
+        }),
+        exif: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+      }),
+      Type.Null(),
+    ]),
+  ),
+  variants: Type.Optional(
+    Type.Array(
+      Type.Object({
+        preset: Type.String(),
+        format: Type.String(),
+        contentType: Type.String(),
+        width: Type.Integer(),
+        height: Type.Integer(),
+        size: Type.Integer(),
+        url: Type.String(),
+      }),
+    ),
+  ),
+};
+
 export const Asset = Type.Object(
   {
     id: Type.String(),
@@ -44,6 +80,7 @@ export const Asset = Type.Object(
     updatedAt: Type.String({ format: 'date-time' }),
     contentUpdatedAt: Type.String({ format: 'date-time' }),
     url: Type.String(),
+    ...MediaFields,
   },
   { $id: 'Asset' },
 );
@@ -60,6 +97,7 @@ export const Version = Type.Object(
     sha256: Type.String(),
     createdAt: Type.String({ format: 'date-time' }),
     url: Type.String(),
+    ...MediaFields,
   },
   { $id: 'Version' },
 );

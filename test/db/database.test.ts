@@ -16,6 +16,7 @@ const TABLES = [
   'access_tokens',
   'alert_deliveries',
   'api_keys',
+  'asset_sources',
   'asset_versions',
   'assets',
   'audit_log',
@@ -27,12 +28,21 @@ const TABLES = [
   'job_turns',
   'job_workers',
   'jobs',
+  'media_derived',
+  'media_info',
   'server_secrets',
   'tenant_job_usage',
   'tenants',
 ];
 
-const MIGRATIONS = ['001-initial', '002-jobs', '003-schedules', '004-job-turns', '005-alert-deliveries'];
+const MIGRATIONS = [
+  '001-initial',
+  '002-jobs',
+  '003-schedules',
+  '004-job-turns',
+  '005-alert-deliveries',
+  '006-media',
+];
 
 describe('migrations', async () => {
   const pgSkip = (await havePostgres()) ? false : 'PostgreSQL is not running';

@@ -151,6 +151,7 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
 async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   const { assets, access, config, baseUrl } = opts.deps;
+  const { catalog } = opts.deps.media;
   const pageLimit = (limit: number | undefined) => Math.min(limit ?? config.maxPageSize, config.maxPageSize);
 
   app.get(
@@ -168,14 +169,16 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
         response: { 200: pageOf(Asset), ...problemResponses },
       },
     },
-    async (request) =>
-      assets.list(request.principal!, {
+    async (request) => {
+      const page = await assets.list(request.principal!, {
         limit: pageLimit(request.query.limit),
         cursor: request.query.cursor,
         contentType: request.query.contentType,
         visibility: request.query.visibility,
         filenamePrefix: request.query.filename,
-      }),
+      });
+      return { ...page, items: await catalog.describe(page.items) };
+    },
   );
 
   app.get(
@@ -188,7 +191,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
         response: { 200: Asset, ...problemResponses },
       },
     },
-    async (request) => assets.get(request.principal!, request.params.id),
+    async (request) => (await catalog.describe([await assets.get(request.principal!, request.params.id)]))[0],
   );
 
   app.patch(
@@ -252,11 +255,13 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
         response: { 200: pageOf(Version), ...problemResponses },
       },
     },
-    async (request) =>
-      assets.listVersions(request.principal!, request.params.id, {
+    async (request) => {
+      const page = await assets.listVersions(request.principal!, request.params.id, {
         limit: pageLimit(request.query.limit),
         cursor: request.query.cursor,
-      }),
+      });
+      return { ...page, items: await catalog.describe(page.items) };
+    },
   );
 
   const TtlBody = Type.Object({ ttlSeconds: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });

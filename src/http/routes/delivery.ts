@@ -1,10 +1,13 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ConveyorError } from '../../errors.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
 import type { DeliveryQuery, Origin } from '../origin.ts';
 import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
+
+/** Query parameters that carry credentials for private content (access.ts). */
+const CREDENTIALS = ['token', 'exp', 'kid', 'sig'];
 
 /**
  * The delivery URLs as Fastify routes: `/a/<assetId>` (latest, mutable) and `/v/<versionId>` (immutable).
@@ -26,6 +29,21 @@ export async function deliveryRoutes(
       sig: { type: 'string', maxLength: 128 },
     },
   };
+  const { transforms } = deps.media;
+  const originRequest = (
+    request: FastifyRequest,
+    responseHeaders: OutgoingHttpHeaders,
+    query: DeliveryQuery,
+  ) => ({
+    method: request.method,
+    path: request.url.split('?')[0]!,
+    headers: request.headers,
+    requestId: request.id,
+    responseHeaders,
+    query,
+    principal: () => deps.authenticator.identify(request),
+  });
+
   for (const [url, kind, summary] of [
     ['/a/:id', 'latest', "The asset's latest content (mutable; conditional and range requests)"],
     ['/v/:id', 'version', "A published version's content (immutable; conditional and range requests)"],
@@ -42,20 +60,67 @@ export async function deliveryRoutes(
         await origin.serve(
           kind,
           request.params.id,
-          {
-            method: request.method,
-            path: request.url.split('?')[0]!,
-            headers: request.headers,
-            requestId: request.id,
-            responseHeaders,
-            query: request.query,
-            principal: () => deps.authenticator.identify(request),
-          },
+          originRequest(request, responseHeaders, request.query),
           reply.raw,
         );
       },
     });
   }
+
+  for (const [url, kind, summary] of [
+    ['/a/:id/:file', 'latest', "A preset variant of the asset's latest content, e.g. thumb.webp (mutable)"],
+    ['/v/:id/:file', 'version', 'A preset variant of a published version, e.g. thumb.webp (immutable)'],
+  ] as const) {
+    app.route<{ Params: { id: string; file: string }; Querystring: DeliveryQuery }>({
+      method: ['GET', 'HEAD'],
+      url,
+      schema: { tags: ['delivery'], summary, security: [], querystring: querySchema },
+      handler: async (request, reply) => {
+        if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+        const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
+        reply.hijack();
+        await origin.serve(
+          kind,
+          request.params.id,
+          originRequest(request, responseHeaders, request.query),
+          reply.raw,
+          transforms.variant(request.params.file),
+        );
+      },
+    });
+  }
+
+  app.route<{ Querystring: DeliveryQuery }>({
+    method: ['GET', 'HEAD'],
+    url: '/t/*',
+    schema: {
+      tags: ['delivery'],
+      summary: 'An on-the-fly transform: /t/{signature}/{options}/{assetId or versionId}[.ext]',
+      description:
+        'Options such as w:512,h:512,fit:cover,g:attention,q:80,f:webp,dpr:2 (docs/api.md, "Transforms"). Signed with HMAC-SHA256 ({kid}.{sig}); `_` for presets when unsigned presets are allowed. 400 for malformed options, 403 for a bad signature, 503 with Retry-After when too many renders are waiting. Private sources need a token or a signed delivery URL, as for /a and /v.',
+      security: [],
+      querystring: querySchema,
+    },
+    handler: async (request, reply) => {
+      if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+      const parsed = transforms.parse(request.url.split('?')[0]!);
+      // Only credentials may ride in the query; anything else would make CDN cache entries of its own.
+      const extra = Object.keys(request.query).filter((name) => !CREDENTIALS.includes(name));
+      if (extra.length > 0) {
+        throw new ConveyorError('bad_request', `Transform URLs take no query parameters (${extra[0]})`);
+      }
+      const kind = parsed.id.startsWith('ver_') ? 'version' : 'latest';
+      const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
+      reply.hijack();
+      await origin.serve(
+        kind,
+        parsed.id,
+        originRequest(request, responseHeaders, request.query),
+        reply.raw,
+        transforms.transform(parsed),
+      );
+    },
+  });
 
   // The origin is read-only: other methods get 405 with Allow (RFC 9110 §15.5.6), not a misleading 404.
   app.route({

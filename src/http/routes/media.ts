@@ -1,0 +1,169 @@
+import { type Static, Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { ConveyorError } from '../../errors.ts';
+import type { RequestedFormat } from '../../media/image/negotiate.ts';
+import { FITS, GRAVITIES } from '../../media/image/transform-spec.ts';
+import type { TransformTarget } from '../../media/image/transform-url.ts';
+import type { IngestItem } from '../../media/ingest/ingest.ts';
+import type { AppDeps } from '../app.ts';
+import { IdParams, problemResponses, Visibility } from '../schemas.ts';
+import { jobView, LaneSchema } from './jobs.ts';
+
+const ItemSchema = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 8192, description: 'http or https URL to fetch' }),
+    kind: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 32,
+        description: 'Maps to a lane through CONVEYOR_INGEST_KINDS (avatar, post, backfill, …)',
+      }),
+    ),
+    priority: Type.Optional(LaneSchema),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    filename: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    visibility: Type.Optional(Visibility),
+    assetId: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description: 'Re-ingest into this asset, conditionally (If-None-Match / If-Modified-Since)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const BatchBody = Type.Object(
+  { items: Type.Array(ItemSchema, { minItems: 1 }) },
+  { additionalProperties: false },
+);
+
+const TransformBody = Type.Object(
+  {
+    preset: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    width: Type.Optional(Type.Integer({ minimum: 1 })),
+    height: Type.Optional(Type.Integer({ minimum: 1 })),
+    fit: Type.Optional(Type.Union(FITS.map((f) => Type.Literal(f)))),
+    gravity: Type.Optional(
+      Type.Union([
+        ...GRAVITIES.map((g) => Type.Literal(g)),
+        Type.Object(
+          { x: Type.Number({ minimum: 0, maximum: 1 }), y: Type.Number({ minimum: 0, maximum: 1 }) },
+          { additionalProperties: false },
+        ),
+      ]),
+    ),
+    quality: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    format: Type.Optional(
+      Type.Union(['source', 'auto', 'jpeg', 'png', 'webp', 'avif'].map((f) => Type.Literal(f))),
+    ),
+    dpr: Type.Optional(Type.Number({ minimum: 1 })),
+    blur: Type.Optional(Type.Number({ minimum: 0.3 })),
+    sharpen: Type.Optional(Type.Number({ minimum: 0.3 })),
+    versionId: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+function toTransformRequest(body: Static<typeof TransformBody>): TransformTarget {
+  const format = body.format as RequestedFormat | undefined;
+  if (body.preset !== undefined) {
+    const extra = Object.keys(body).filter((k) => !['preset', 'format', 'versionId'].includes(k));
+    if (extra.length > 0) {
+      throw new ConveyorError('validation_failed', `A preset takes only a format, not ${extra.join(', ')}`);
+    }
+    return { preset: body.preset, ...(format ? { format } : {}) };
+  }
+  return {
+    fit: body.fit ?? 'cover',
+    gravity: body.gravity ?? 'center',
+    format: format ?? 'source',
+    dpr: body.dpr ?? 1,
+    ...(body.width !== undefined ? { width: body.width } : {}),
+    ...(body.height !== undefined ? { height: body.height } : {}),
+    ...(body.quality !== undefined ? { quality: body.quality } : {}),
+    ...(body.blur !== undefined ? { blur: body.blur } : {}),
+    ...(body.sharpen !== undefined ? { sharpen: body.sharpen } : {}),
+  };
+}
+
+const toItem = (body: Static<typeof ItemSchema>): IngestItem => ({ ...body });
+
+/**
+ * Media API: remote ingest (answers 202 as soon as the fetch job is queued; the job's events report each
+ * step and its result names the asset), and signed transform URLs for clients that hold no key.
+ */
+export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const { ingest, transforms } = opts.deps.media;
+  const { assets, baseUrl } = opts.deps;
+  const JobRef = Type.Ref('Job');
+
+  app.post(
+    '/ingest',
+    {
+      schema: {
+        tags: ['ingest'],
+        summary: 'Fetch a remote URL into a new asset (or, with assetId, into an existing one)',
+        description:
+          'Answers 202 with the ingest job (200 with the existing one for a reused idempotency key). The URL is checked against the SSRF policy now where that needs no DNS (400), and again, address by address, when the job connects.',
+        body: ItemSchema,
+        response: { 200: JobRef, 202: JobRef, ...problemResponses, 429: Type.Ref('Problem') },
+      },
+    },
+    async (request, reply) => {
+      const { job, outcome } = await ingest.enqueue(request.principal!, toItem(request.body));
+      return reply
+        .code(outcome === 'created' ? 202 : 200)
+        .header('location', `/api/v1/jobs/${job.id}`)
+        .send(jobView(job));
+    },
+  );
+
+  app.post(
+    '/ingest/batch',
+    {
+      schema: {
+        tags: ['ingest'],
+        summary: 'Queue many remote fetches at once, each in the lane of its kind',
+        description:
+          'All or nothing: an invalid item (named by its index) queues none. Answers 202 with the jobs in the order of the items.',
+        body: BatchBody,
+        response: {
+          202: Type.Object({ items: Type.Array(JobRef) }),
+          ...problemResponses,
+          429: Type.Ref('Problem'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const results = await ingest.enqueueBatch(request.principal!, request.body.items.map(toItem));
+      return reply.code(202).send({ items: results.map((r) => jobView(r.job)) });
+    },
+  );
+  app.post(
+    '/assets/:id/transform-url',
+    {
+      schema: {
+        tags: ['transforms'],
+        summary: 'A signed on-the-fly transform URL of the asset',
+        description:
+          'For clients that hold no signing key. Give either `preset` (optionally with `format`) or the options; the answer is a /t/ URL of the asset (its latest content), or of `versionId` when given.',
+        params: IdParams,
+        body: TransformBody,
+        response: { 200: Type.Object({ url: Type.String(), path: Type.String() }), ...problemResponses },
+      },
+    },
+    async (request) => {
+      const principal = request.principal!;
+      const asset = await assets.get(principal, request.params.id);
+      let target = asset.id;
+      if (request.body.versionId !== undefined) {
+        const version = await assets.getVersion(principal, asset.id, request.body.versionId);
+        target = version.id;
+      }
+      const path = transforms.signedPath(toTransformRequest(request.body), target);
+      return { url: baseUrl() + path, path };
+    },
+  );
+}

@@ -1,0 +1,302 @@
+import type { Kysely } from 'kysely';
+import type { AssetService, AssetView } from '../../assets/service.ts';
+import type { Config } from '../../config/config.ts';
+import { parseKindLanes, parseList } from '../../config/media-settings.ts';
+import type { Database, Visibility } from '../../db/tables.ts';
+import { ConveyorError } from '../../errors.ts';
+import type { JobEngine } from '../../jobs/engine.ts';
+import type { JobRegistry } from '../../jobs/registry.ts';
+import {
+  type EnqueueInput,
+  type EnqueueResult,
+  type JobContext,
+  type Lane,
+  PermanentJobError,
+} from '../../jobs/types.ts';
+import { type Principal, requireRole } from '../../tenancy/principal.ts';
+import { DownloadError } from './download-errors.ts';
+import { type DownloadOptions, download } from './downloader.ts';
+import { bareHost, checkUrl, type SsrfPolicy } from './ssrf.ts';
+
+/** The job type that fetches one remote URL into an asset. */
+export const INGEST_JOB = 'ingest.fetch';
+
+/** What a client asks to ingest (one item of POST /api/v1/ingest or of a batch). */
+export interface IngestItem {
+  url: string;
+  /** Names the lane through CONVEYOR_INGEST_KINDS (`avatar` -> critical, ...); default `default`. */
+  kind?: string | undefined;
+  /** An explicit lane; wins over the kind's. */
+  priority?: Lane | undefined;
+  idempotencyKey?: string | undefined;
+  filename?: string | undefined;
+  visibility?: Visibility | undefined;
+  /** Re-ingest into this asset: a conditional request with the validators of its last fetch. */
+  assetId?: string | undefined;
+}
+
+/** The job's payload: everything the fetch needs, decided at enqueue. */
+export interface IngestPayload {
+  url: string;
+  kind: string;
+  filename?: string;
+  visibility: Visibility;
+  assetId?: string;
+}
+
+/** What an ingest job answers when it succeeds. */
+export interface IngestResult {
+  assetId: string;
+  notModified: boolean;
+  sha256?: string;
+  bytes?: number;
+  resumes?: number;
+  contentType?: string;
+  finalUrl?: string;
+}
+
+const PAYLOAD_SCHEMA = {
+  type: 'object',
+  properties: {
+    url: { type: 'string', minLength: 1, maxLength: 8192 },
+    kind: { type: 'string', minLength: 1, maxLength: 32 },
+    filename: { type: 'string', minLength: 1, maxLength: 1024 },
+    visibility: { enum: ['public', 'private'] },
+    assetId: { type: 'string', minLength: 1, maxLength: 100 },
+  },
+  required: ['url', 'kind', 'visibility'],
+  additionalProperties: false,
+};
+
+/**
+ * Remote ingest: validates and enqueues fetches, and runs them as `ingest.fetch` jobs. A fetch streams
+ * the origin's bytes through the SSRF-guarded downloader straight into the blob store (never into memory),
+ * then commits the asset, records where it came from, and (through the asset service's content hook) starts
+ * the image processing in the same lane.
+ *
+ * Each origin host is a breaker key (`host:<name>`), so a failing host opens its own circuit breaker and
+ * defers only its own jobs, and a start rate per host (CONVEYOR_INGEST_HOST_RATE_PER_SECOND) is enforced
+ * by the claim across all workers; both are listed in /api/v1/queue/status.
+ */
+export class IngestService {
+  readonly #config: Config;
+  readonly #db: Kysely<Database>;
+  readonly #assets: AssetService;
+  readonly #jobs: JobEngine;
+  readonly #policy: SsrfPolicy;
+  readonly #kinds: Record<string, Lane>;
+
+  constructor(deps: { config: Config; db: Kysely<Database>; assets: AssetService; jobs: JobEngine }) {
+    this.#config = deps.config;
+    this.#db = deps.db;
+    this.#assets = deps.assets;
+    this.#jobs = deps.jobs;
+    this.#kinds = parseKindLanes(deps.config.ingestKinds);
+    const { config } = deps;
+    const ports = parseList(config.ingestAllowedPorts).map(Number);
+    const hosts = parseList(config.ingestAllowHosts);
+    this.#policy = {
+      allowAddresses: parseList(config.ingestAllowAddresses),
+      denyHosts: parseList(config.ingestDenyHosts),
+      ...(hosts.length > 0 ? { allowHosts: hosts } : {}),
+      ...(ports.length > 0 ? { allowedPorts: ports } : {}),
+    };
+  }
+
+  /** The kinds clients may name, with their lanes. */
+  get kinds(): Readonly<Record<string, Lane>> {
+    return this.#kinds;
+  }
+
+  /** Registers `ingest.fetch` in the registry every worker of this installation uses. */
+  register(registry: JobRegistry): void {
+    registry.register<IngestPayload>({
+      type: INGEST_JOB,
+      schema: PAYLOAD_SCHEMA,
+      handler: (payload, context) => this.#fetch(payload, context),
+      maxAttempts: 5,
+      backoff: { baseMs: 2_000, maxMs: 300_000 },
+      // The downloader enforces its own total timeout; the attempt's is a backstop above it.
+      timeoutMs: this.#config.ingestTotalTimeoutMs + 60_000,
+      breakerKey: (payload) => hostKey(payload.url),
+      ...(this.#config.ingestHostRatePerSecond > 0
+        ? { keyRatePerSecond: this.#config.ingestHostRatePerSecond }
+        : {}),
+    });
+  }
+
+  async enqueue(by: Principal, item: IngestItem): Promise<EnqueueResult> {
+    const [result] = await this.enqueueBatch(by, [item]);
+    return result!;
+  }
+
+  /** All or nothing, like the engine's enqueueMany: one bad item (named by its index) enqueues none. */
+  async enqueueBatch(by: Principal, items: readonly IngestItem[]): Promise<EnqueueResult[]> {
+    requireRole(by, 'editor');
+    if (items.length > this.#config.ingestBatchMaxItems) {
+      throw new ConveyorError(
+        'validation_failed',
+        `A batch holds at most ${this.#config.ingestBatchMaxItems} items`,
+      );
+    }
+    const inputs = items.map((item, index) => this.#prepare(item, index));
+    return this.#jobs.enqueuer.enqueueMany(by.tenantId, inputs, { actor: by.actor });
+  }
+
+  #prepare(item: IngestItem, index: number): EnqueueInput {
+    const where = (message: string) =>
+      new ConveyorError('validation_failed', `Item ${index}: ${message}`, { extra: { index } });
+    // What can be refused without the network is refused now (400); what needs DNS is the job's.
+    try {
+      checkUrl(item.url, this.#policy);
+    } catch (error) {
+      if (error instanceof DownloadError) throw where(error.message);
+      throw error;
+    }
+    const kind = item.kind ?? 'default';
+    const lane = item.priority ?? this.#kinds[kind];
+    if (!lane)
+      throw where(`unknown kind ${JSON.stringify(kind)}; known: ${Object.keys(this.#kinds).join(', ')}`);
+    const payload: IngestPayload = {
+      url: item.url,
+      kind,
+      visibility: item.visibility ?? 'public',
+      ...(item.filename !== undefined ? { filename: item.filename } : {}),
+      ...(item.assetId !== undefined ? { assetId: item.assetId } : {}),
+    };
+    return {
+      type: INGEST_JOB,
+      payload,
+      lane,
+      ...(item.idempotencyKey !== undefined ? { idempotencyKey: item.idempotencyKey } : {}),
+    };
+  }
+
+  async #fetch(payload: IngestPayload, context: JobContext): Promise<IngestResult> {
+    const by = jobPrincipal(context);
+    const previous = payload.assetId ? await this.#previousSource(by, payload.assetId) : null;
+    const options: DownloadOptions = {
+      policy: this.#policy,
+      maxBytes: this.#config.ingestMaxBytes,
+      connectTimeoutMs: this.#config.ingestConnectTimeoutMs,
+      idleTimeoutMs: this.#config.ingestIdleTimeoutMs,
+      totalTimeoutMs: this.#config.ingestTotalTimeoutMs,
+      maxRedirects: this.#config.ingestMaxRedirects,
+      maxResumes: this.#config.ingestMaxResumes,
+      userAgent: this.#config.ingestUserAgent,
+      signal: context.signal,
+      onProgress: (bytes, total) =>
+        context.progress({
+          stage: 'downloading',
+          ...(total ? { percent: Math.min(99, (bytes / total) * 100) } : {}),
+          message: `${bytes} bytes`,
+        }),
+      ...(previous?.etag ? { ifNoneMatch: previous.etag } : {}),
+      ...(previous?.lastModified ? { ifModifiedSince: previous.lastModified } : {}),
+    };
+    context.progress({ stage: 'connecting' });
+    const response = await download(payload.url, options).catch(permanentWhenFinal);
+    if (response.notModified) {
+      context.progress({ stage: 'not modified', percent: 100 });
+      return { assetId: payload.assetId!, notModified: true };
+    }
+    const input = {
+      body: response.body,
+      declaredType: response.contentType,
+      lane: context.job.lane,
+      maxBytes: this.#config.ingestMaxBytes,
+      source: {
+        url: payload.url,
+        finalUrl: response.url,
+        etag: response.etag ?? null,
+        lastModified: response.lastModified ?? null,
+      },
+    };
+    let asset: AssetView;
+    try {
+      asset = payload.assetId
+        ? await this.#assets.replaceContent(by, payload.assetId, input)
+        : await this.#assets.upload(by, {
+            ...input,
+            filename: payload.filename ?? filenameOf(response.url),
+            visibility: payload.visibility,
+          });
+    } catch (error) {
+      // The store stopped reading (or failed): stop the download too, then report the download's own
+      // error when it has one (too large, timeout, ...), which says more than "stream destroyed".
+      response.body.destroy();
+      const cause = await response.done.then(
+        () => error,
+        (downloadError: unknown) => downloadError,
+      );
+      throw permanentWhenFinal(cause instanceof DownloadError ? cause : error);
+    }
+    const result = await response.done;
+    context.progress({ stage: 'stored', percent: 100 });
+    return {
+      assetId: asset.id,
+      notModified: false,
+      sha256: result.sha256,
+      bytes: result.bytes,
+      resumes: result.resumes,
+      contentType: asset.contentType,
+      finalUrl: result.url,
+    };
+  }
+
+  async #previousSource(
+    by: Principal,
+    assetId: string,
+  ): Promise<{ etag: string | null; lastModified: string | null }> {
+    const row = await this.#db
+      .selectFrom('assets as a')
+      .leftJoin('asset_sources as s', 's.asset_id', 'a.id')
+      .select(['a.id', 's.etag', 's.last_modified'])
+      .where('a.id', '=', assetId)
+      .where('a.tenant_id', '=', by.tenantId)
+      .executeTakeFirst();
+    if (!row) throw new PermanentJobError(`asset ${assetId} does not exist`, 'not_found');
+    return { etag: row.etag ?? null, lastModified: row.last_modified ?? null };
+  }
+}
+
+/** The breaker key (and rate scope) of a URL: its host, or none when it does not parse. */
+export function hostKey(url: string): string | undefined {
+  try {
+    return `host:${bareHost(new URL(url)).toLowerCase()}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Jobs act for their tenant with the rights of an editor; the audit log names the job. */
+function jobPrincipal(context: JobContext): Principal {
+  return {
+    tenantId: context.job.tenantId,
+    role: 'editor',
+    operator: false,
+    keyId: null,
+    actor: `job:${context.job.id}`,
+  };
+}
+
+/** A failure retrying cannot mend (a refused address, a 404, too large) sends the job straight to dead. */
+function permanentWhenFinal(error: unknown): never {
+  if (error instanceof DownloadError && !error.retryable) {
+    throw new PermanentJobError(error.message, error.code.toLowerCase());
+  }
+  if (error instanceof ConveyorError && error.status < 500 && error.status !== 429) {
+    throw new PermanentJobError(error.message, error.code);
+  }
+  throw error;
+}
+
+/** The last path segment of the URL the bytes came from, or a neutral name. */
+function filenameOf(url: string): string {
+  try {
+    const segment = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+    return segment.trim() === '' ? 'download' : segment;
+  } catch {
+    return 'download';
+  }
+}

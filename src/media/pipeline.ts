@@ -1,0 +1,56 @@
+import type { Kysely } from 'kysely';
+import type { BlobLedger } from '../assets/blobs.ts';
+import type { AssetService } from '../assets/service.ts';
+import type { Config } from '../config/config.ts';
+import type { Database } from '../db/tables.ts';
+import type { SigningKey } from '../delivery/signed-url.ts';
+import type { JobEngine } from '../jobs/engine.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
+import { MediaCatalog } from './catalog.ts';
+import { DerivedBlobs } from './derived.ts';
+import { ImageProcessor } from './images.ts';
+import { IngestService } from './ingest/ingest.ts';
+import { TransformService } from './transforms.ts';
+
+export interface MediaDeps {
+  config: Config;
+  db: Kysely<Database>;
+  store: BlobStore;
+  ledger: BlobLedger;
+  assets: AssetService;
+  jobs: JobEngine;
+  /** Keys that sign transform URLs (the delivery signing keys); none in a process that serves nothing. */
+  signingKeys?: readonly SigningKey[];
+}
+
+/** The media services of one process, their job types registered in its engine. */
+export interface Media {
+  ingest: IngestService;
+  images: ImageProcessor;
+  derived: DerivedBlobs;
+  transforms: TransformService;
+  catalog: MediaCatalog;
+}
+
+/**
+ * Wires the media pipeline into a process: registers its job types (every process that enqueues or runs
+ * them must, `serve` and `worker` alike), hooks image processing to new asset content, and returns the
+ * services the HTTP API calls.
+ */
+export function attachMedia(deps: MediaDeps): Media {
+  const { config, db, store, ledger, jobs } = deps;
+  const derived = new DerivedBlobs({ db, store, ledger, maxEntries: config.transformCacheEntries });
+  const ingest = new IngestService(deps);
+  ingest.register(jobs.registry);
+  const images = new ImageProcessor({ config, db, store, derived, jobs });
+  images.register(jobs.registry);
+  deps.assets.onContentAdded((tx, added) => images.contentAdded(tx, added));
+  const transforms = new TransformService({
+    config,
+    store,
+    derived,
+    images,
+    signingKeys: deps.signingKeys ?? [],
+  });
+  return { ingest, images, derived, transforms, catalog: new MediaCatalog(db) };
+}
