@@ -19,6 +19,7 @@ import { JobMonitor } from './jobs/monitor.ts';
 import type { JobRegistry } from './jobs/registry.ts';
 import type { Worker } from './jobs/worker.ts';
 import { attachMedia, type Media } from './media/pipeline.ts';
+import { createResumableUploads } from './media/uploads.ts';
 import { Alerter } from './ops/alerts.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
@@ -101,6 +102,9 @@ export async function createConveyor(
     flushMs: config.jobEventsFlushMs,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
+  const uploads = createResumableUploads(config, assets, {
+    error: (obj, msg) => app.log.error(obj, msg),
+  });
   const metrics = new Metrics();
   // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
   const monitor = new JobMonitor(jobs.context, jobs.breakers, {
@@ -128,6 +132,7 @@ export async function createConveyor(
       jobs,
       jobEvents,
       media,
+      uploads,
       store,
       metrics,
       lookup,
@@ -143,6 +148,7 @@ export async function createConveyor(
 
   const connections = trackConnections(app.server);
   let gcTimer: NodeJS.Timeout | undefined;
+  let uploadsTimer: NodeJS.Timeout | undefined;
   let worker: Worker | undefined;
   return {
     config,
@@ -170,6 +176,15 @@ export async function createConveyor(
         }, config.gcIntervalSeconds * 1000);
         gcTimer.unref();
       }
+      if (config.uploadsCleanupIntervalSeconds > 0) {
+        uploadsTimer = setInterval(() => {
+          uploads.cleanupExpired().then(
+            (removed) => removed > 0 && app.log.info({ removed }, 'expired resumable uploads removed'),
+            (error) => app.log.error({ err: error }, 'removing expired resumable uploads failed'),
+          );
+        }, config.uploadsCleanupIntervalSeconds * 1000);
+        uploadsTimer.unref();
+      }
       alerter = new Alerter({ config, db: db.kysely, monitor, log: app.log.child({ component: 'alerts' }) });
       alerter.start();
       if (config.serveWorkers) {
@@ -180,11 +195,13 @@ export async function createConveyor(
     },
     async close() {
       clearInterval(gcTimer);
+      clearInterval(uploadsTimer);
       await alerter?.stop();
       await worker?.stop(config.jobShutdownGraceMs);
       const closing = app.close();
       connections.drain();
       await closing;
+      await uploads.close();
       await jobEvents.close();
       await store.close();
       await db.close();

@@ -329,6 +329,21 @@ export const mediaSettings = {
     max: 30 * 86_400,
     doc: 'An unfinished resumable (tus) upload is removed after this long.',
   },
+  uploadsDir: {
+    type: 'optional',
+    doc: 'Folder of unfinished resumable uploads with storage=fs; default <dataDir>/uploads.',
+  },
+  uploadsS3Prefix: {
+    type: 'optional',
+    doc: 'Key prefix of unfinished resumable uploads with storage=s3; default <s3Prefix>uploads/.',
+  },
+  uploadsCleanupIntervalSeconds: {
+    type: 'int',
+    default: 3600,
+    min: 0,
+    max: 7 * 86_400,
+    doc: 'How often `serve` removes expired resumable uploads (0 = never).',
+  },
   uploadsS3PartSizeBytes: {
     type: 'int',
     default: 8 * MiB,

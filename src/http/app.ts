@@ -11,6 +11,7 @@ import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
 import type { Media } from '../media/pipeline.ts';
+import type { TusUploads } from '../media/tus.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { TenancyService } from '../tenancy/service.ts';
@@ -28,6 +29,7 @@ import { opsRoutes } from './routes/ops.ts';
 import { queueRoutes } from './routes/queue.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { tenancyRoutes } from './routes/tenancy.ts';
+import { uploadRoutes } from './routes/uploads.ts';
 import { Problem } from './schemas.ts';
 import { validatorCompiler } from './validation.ts';
 
@@ -39,6 +41,8 @@ export interface AppDeps {
   jobs: JobEngine;
   jobEvents: JobEventHub;
   media: Media;
+  /** Resumable uploads (tus), routed under UPLOADS_PATH. */
+  uploads: TusUploads;
   store: BlobStore;
   metrics: Metrics;
   authenticator: Authenticator;
@@ -197,6 +201,7 @@ export async function buildApp(
       await api.register(queueRoutes, { deps });
       await api.register(jobEventRoutes, { deps });
       await api.register(mediaRoutes, { deps });
+      await api.register(uploadRoutes, { deps });
     },
     { prefix: '/api/v1' },
   );

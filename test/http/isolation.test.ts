@@ -45,6 +45,8 @@ function assetRoutes(id: string): [method: string, path: string, body?: unknown]
     ['GET', `/api/v1/assets/${id}/versions`],
     ['POST', `/api/v1/assets/${id}/tokens`, { ttlSeconds: 60 }],
     ['POST', `/api/v1/assets/${id}/signed-url`, { ttlSeconds: 60 }],
+    ['POST', `/api/v1/assets/${id}/transform-url`, { width: 10 }],
+    ['POST', '/api/v1/ingest', { url: 'http://example.com/a.jpg', assetId: id }],
     ['DELETE', `/api/v1/assets/${id}`],
   ];
 }

@@ -140,6 +140,10 @@ export class IngestService {
       );
     }
     const inputs = items.map((item, index) => this.#prepare(item, index));
+    // Re-ingest targets must be the caller's own assets: 404 now, like every other asset route.
+    for (const assetId of new Set(items.flatMap((item) => item.assetId ?? []))) {
+      await this.#assets.get(by, assetId);
+    }
     return this.#jobs.enqueuer.enqueueMany(by.tenantId, inputs, { actor: by.actor });
   }
 

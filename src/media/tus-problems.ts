@@ -1,0 +1,103 @@
+/**
+ * Errors of the resumable-upload endpoint as RFC 9457 problem documents.
+ *
+ * @tus/server answers failures as `text/plain` with its own status codes, and its `onResponseError` hook can
+ * change only the status and the text, not the Content-Type. So src/media/tus.ts lets it answer into a web
+ * Response, and every Response of 400 or more (or error the library throws on the way) is mapped here onto
+ * the error catalog and re-sent as `application/problem+json`:
+ *
+ *   library answer                                   catalog code            status
+ *   400 malformed header, bad Upload-Length/metadata bad_request             400
+ *   403 missing Upload-Offset / Content-Type (*)     bad_request             400
+ *   404 no such upload                               not_found               404
+ *   409 Upload-Offset conflict                       conflict                409
+ *   410 expired (**)                                 not_found               404
+ *   412 Tus-Resumable missing (*)                    precondition_failed     412
+ *   413 over the maximum / past Upload-Length        payload_too_large       413
+ *   500 lock not acquired in time                    unavailable             503 (Retry-After: 1)
+ *   501 unsupported extension (*)                    bad_request             400
+ *   any other 5xx, any unexpected throw              internal                500 (detail only in the log)
+ *
+ *   (*)  src/media/tus.ts checks these itself before the library sees the request, so they are rare.
+ *   (**) tus allows 404 or 410 for a removed upload; the catalog has no 410 and a sweep forgets the upload
+ *        anyway, so an expired upload answers 404 whether or not it was swept yet.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ERRORS } from '@tus/server';
+import { ConveyorError, type ErrorCode } from '../errors.ts';
+import { problemDocument, toConveyorError } from '../http/problems.ts';
+
+const CODE_BY_STATUS: Record<number, ErrorCode> = {
+  400: 'bad_request',
+  403: 'bad_request',
+  404: 'not_found',
+  409: 'conflict',
+  410: 'not_found',
+  412: 'precondition_failed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  501: 'bad_request',
+};
+
+/** The catalog error for something the tus library threw or answered, or that our own code threw. */
+export function tusProblem(error: unknown): ConveyorError {
+  if (error instanceof ConveyorError) return error;
+  if (error === ERRORS.ERR_LOCK_TIMEOUT) {
+    return new ConveyorError('unavailable', 'Another request is writing this upload; retry shortly', {
+      headers: { 'retry-after': '1' },
+    });
+  }
+  const answer = error as { status_code?: unknown; body?: unknown } | null;
+  if (typeof answer?.status_code === 'number') {
+    return tusAnswerProblem(answer.status_code, typeof answer.body === 'string' ? answer.body : '');
+  }
+  return toConveyorError(error);
+}
+
+/** The catalog error for an error status the library answered with `text` as its body. */
+export function tusAnswerProblem(status: number, text: string): ConveyorError {
+  const code = CODE_BY_STATUS[status];
+  if (code === undefined) return toConveyorError(new Error(`tus answered ${status}: ${text.trim()}`));
+  const detail = status === 410 ? 'The upload expired; start a new one' : text.trim() || undefined;
+  return new ConveyorError(code, detail);
+}
+
+export interface ProblemContext {
+  /** The request path without its query: the problem's `instance`. */
+  path: string;
+  requestId: string;
+  log?: { error(obj: object, msg: string): void };
+}
+
+/** Answers `error` as problem+json; a response that already began is cut short instead. */
+export function sendTusProblem(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: unknown,
+  context: ProblemContext,
+): void {
+  const problem = tusProblem(error);
+  if (problem.status >= 500) {
+    context.log?.error({ err: error, reqId: context.requestId, url: context.path }, 'tus request failed');
+  }
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemDocument(problem, context.path, context.requestId));
+  const headers: OutgoingHttpHeaders = {
+    'cache-control': 'no-store',
+    ...problem.headers,
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  };
+  // tus 1.0 core: "The Tus-Resumable header MUST be included in every request and response except for
+  // OPTIONS requests."
+  if (req.method !== 'OPTIONS') headers['tus-resumable'] = '1.0.0';
+  // A refused PATCH or POST may still be sending its body; Node would read all of it (up to the upload's
+  // size) to reuse the connection. Closing costs the client one reconnect, which it needs after an error
+  // anyway.
+  if ((req.method === 'PATCH' || req.method === 'POST') && !req.complete) headers.connection = 'close';
+  // A HEAD response never has a body.
+  res.writeHead(problem.status, headers).end(req.method === 'HEAD' ? undefined : body);
+}
