@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { cancelJobs } from './admin.ts';
 import type { Breakers, BreakerView } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
+import { rateScopes } from './policy.ts';
 import { failuresSince, type StatsRow, summarise, type WindowStats, windowOf } from './statistics.ts';
 import type { JobState, Lane } from './types.ts';
 import { LANES } from './types.ts';
@@ -76,6 +77,16 @@ export interface QueueStatus {
   /** Live workers (operator scope only: hosts and pids are the platform's, not a tenant's). */
   workers: WorkerView[];
   breakers: BreakerView[];
+  /** Start-rate scopes with their rate and when the next start is allowed (policy.ts `rateScopes`). */
+  rateLimits: RateLimitView[];
+}
+
+export interface RateLimitView {
+  /** `type:<job type>` or `key:<breaker key>` (e.g. `key:host:cdn.example.com`). */
+  scope: string;
+  ratePerSecond: number | null;
+  /** The GCRA's theoretical arrival time: starts are spaced from here on. */
+  nextStartAt: string;
 }
 
 export interface Statistics {
@@ -199,6 +210,7 @@ export class JobMonitor {
 
     const workers = await this.liveWorkers();
     const breakers = await this.breakers(scope);
+    const rateLimits = await this.rateLimits(scope);
     const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
     return {
       scope: scope === 'all' ? 'all' : 'tenant',
@@ -224,7 +236,48 @@ export class JobMonitor {
       liveWorkers: workers.length,
       workers: scope === 'all' ? workers : [],
       breakers,
+      rateLimits,
     };
+  }
+
+  /**
+   * Start-rate scopes: all for the operator; for a tenant, those of the types and breaker keys its
+   * waiting or running jobs name (as for breakers, another tenant's origin hosts stay hidden).
+   */
+  async rateLimits(scope: Scope): Promise<RateLimitView[]> {
+    let query = this.#ctx.db.selectFrom('job_rate_limits').select(['key', 'tat']);
+    if (scope !== 'all') {
+      const rows = await this.#ctx.db
+        .selectFrom('jobs')
+        .select(['type', 'breaker_key'])
+        .distinct()
+        .where('tenant_id', '=', scope.tenantId)
+        .where('state', 'in', ['queued', 'failed', 'active'])
+        .execute();
+      const keys = rows.flatMap((r) => rateScopes({ type: r.type, breakerKey: r.breaker_key }));
+      if (keys.length === 0) return [];
+      query = query.where('key', 'in', [...new Set(keys)]);
+    }
+    const rows = await query.orderBy('key').execute();
+    return rows.map((r) => ({
+      scope: r.key,
+      ratePerSecond: this.#rateOf(r.key),
+      nextStartAt: new Date(Number(r.tat)).toISOString(),
+    }));
+  }
+
+  #rateOf(scope: string): number | null {
+    const { registry, settings } = this.#ctx;
+    if (scope.startsWith('type:')) {
+      const type = scope.slice('type:'.length);
+      return settings.typeRatePerSecond[type] ?? registry.get(type)?.ratePerSecond ?? null;
+    }
+    // A key's rate is set by the types that name keys; the strictest applies (claim.ts).
+    const rates = registry
+      .types()
+      .map((t) => registry.get(t)?.keyRatePerSecond)
+      .filter((r): r is number => r !== undefined);
+    return rates.length > 0 ? Math.min(...rates) : null;
   }
 
   /** Workers seen within 3 heartbeats that have not stopped. */

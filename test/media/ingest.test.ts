@@ -102,6 +102,11 @@ for (const backend of BACKENDS) {
       const delivered = Buffer.from(await (await fetch(asset.body.url)).arrayBuffer());
       assert.ok(delivered.equals(body));
 
+      // The origin host is a start-rate scope of its own, visible in the queue status.
+      const status = await server.json('GET', '/api/v1/queue/status');
+      const host = status.body.rateLimits.find((r: any) => r.scope === 'key:host:127.0.0.1');
+      assert.equal(host?.ratePerSecond, server.config.ingestHostRatePerSecond);
+
       const again = await server.json('POST', '/api/v1/ingest', {
         url: `${origin.url}/file.bin`,
         assetId: asset.body.id,

@@ -71,6 +71,15 @@ const QueueStatusSchema = Type.Object({
     }),
   ),
   breakers: Type.Array(BreakerSchema),
+  rateLimits: Type.Array(
+    Type.Object({
+      scope: Type.String({
+        description: 'type:<job type> or key:<breaker key>, e.g. key:host:cdn.example.com',
+      }),
+      ratePerSecond: Nullable(Type.Number()),
+      nextStartAt: Type.String(),
+    }),
+  ),
 });
 
 const PercentilesSchema = Type.Object({
