@@ -93,7 +93,16 @@ export async function createConveyor(
     maxLifetimeSeconds: config.jwtMaxLifetimeSeconds,
   });
   const jobs = new JobEngine(db, options.registry ?? (await buildRegistry(config)), config);
-  const media = attachMedia({ config, db: db.kysely, store, ledger, assets, jobs, signingKeys });
+  const media = attachMedia({
+    config,
+    db: db.kysely,
+    store,
+    ledger,
+    assets,
+    jobs,
+    signingKeys,
+    log: { error: (obj, msg) => app.log.error(obj, msg) },
+  });
   const jobEvents = new JobEventHub({
     context: jobs.context,
     db,

@@ -82,7 +82,10 @@ export async function buildApp(
   });
   // Plain public delivery requests skip Fastify (see fast-delivery.ts); a rate limit or per-request debug
   // logging needs Fastify's request, so either turns the shortcut off.
-  const fast = new FastDelivery(origin, deps.metrics, { enabled: !deliveryLimit && !debugLogging });
+  const fast = new FastDelivery(origin, deps.metrics, {
+    enabled: !deliveryLimit && !debugLogging,
+    transforms: deps.media.transforms,
+  });
   const app = Fastify({
     // Fastify's own server, with the delivery shortcut in front and Fastify's timeouts (a keep-alive
     // connection idles up to 72 s, as Fastify's default; no request timeout, see `requestTimeout`).

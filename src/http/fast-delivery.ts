@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ParsedTransformPath } from '../media/image/transform-url.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { DeliveryQuery, Origin } from './origin.ts';
+import type { DeliveryQuery, Derive, Origin } from './origin.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -20,8 +21,15 @@ const PLAIN_DELIVERY_PATH = /^\/([av])\/([^/?#%]{1,100})$/;
 const NO_QUERY: DeliveryQuery = Object.freeze({});
 const NOBODY = async () => null;
 
+/** What the shortcut needs of the transform service (src/media/transforms.ts). */
+export interface FastTransforms {
+  tryParse(pathname: string): ParsedTransformPath | null;
+  transform(parsed: ParsedTransformPath): Derive;
+}
+
 /**
- * The public GET and HEAD that a CDN sends (`/a/<id>` or `/v/<id>`, no query, no Authorization),
+ * The public GET and HEAD that a CDN sends (`/a/<id>`, `/v/<id>`, or a correctly signed transform URL
+ * `/t/<signature>/<options>/<id>`; no query, no Authorization),
  * answered straight from the HTTP server's request event instead of through Fastify. The origin's work
  * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it were about
  * half of such a response's CPU (docs/benchmarks.md, "Delivery"). What Fastify did for these requests is
@@ -31,6 +39,7 @@ const NOBODY = async () => null;
  * not match, and all requests while a delivery rate limit or debug request logging is configured or the
  * server is closing (Fastify then answers 503 and closes the connection).
  */
+
 export class FastDelivery {
   /** Set when the server begins to close. */
   closing = false;
@@ -39,11 +48,17 @@ export class FastDelivery {
   readonly #origin: Origin;
   readonly #metrics: Metrics;
   readonly #enabled: boolean;
+  readonly #transforms: FastTransforms | undefined;
 
-  constructor(origin: Origin, metrics: Metrics, options: { enabled: boolean }) {
+  constructor(
+    origin: Origin,
+    metrics: Metrics,
+    options: { enabled: boolean; transforms?: FastTransforms | undefined },
+  ) {
     this.#origin = origin;
     this.#metrics = metrics;
     this.#enabled = options.enabled;
+    this.#transforms = options.transforms;
   }
 
   /** Answers `req` and returns true, or returns false without touching either for Fastify to handle. */
@@ -53,24 +68,45 @@ export class FastDelivery {
     if (req.headers.authorization !== undefined) return false;
     const path = req.url!;
     const match = PLAIN_DELIVERY_PATH.exec(path);
-    if (!match) return false;
+    if (match) {
+      const latest = match[1] === 'a';
+      this.#serve(req, res, latest ? 'latest' : 'version', match[2]!, latest ? '/a/:id' : '/v/:id');
+      return true;
+    }
+    // A transform URL with a valid signature and no query (a malformed or unsigned one gets Fastify's
+    // answer, with its problem document).
+    if (!this.#transforms || !path.startsWith('/t/') || path.includes('?')) return false;
+    const parsed = this.#transforms.tryParse(path);
+    if (!parsed) return false;
+    const kind = parsed.id.startsWith('ver_') ? 'version' : 'latest';
+    this.#serve(req, res, kind, parsed.id, '/t/*', this.#transforms.transform(parsed));
+    return true;
+  }
+
+  #serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: 'latest' | 'version',
+    id: string,
+    route: string,
+    derive?: Derive,
+  ): void {
     this.handled++;
     const started = performance.now();
+    const method = req.method!;
     const requestId = requestIdOf(req);
-    const latest = match[1] === 'a';
     const request = {
       method,
-      path,
+      path: req.url!,
       headers: req.headers,
       requestId,
       responseHeaders: { 'x-request-id': requestId },
       query: NO_QUERY,
       principal: NOBODY,
     };
-    void this.#origin.serve(latest ? 'latest' : 'version', match[2]!, request, res).then(() => {
+    void this.#origin.serve(kind, id, request, res, derive).then(() => {
       const seconds = (performance.now() - started) / 1000;
-      this.#metrics.recordRequest(method, latest ? '/a/:id' : '/v/:id', res.statusCode, seconds);
+      this.#metrics.recordRequest(method, route, res.statusCode, seconds);
     });
-    return true;
   }
 }

@@ -82,7 +82,12 @@ export interface OriginDeps {
 export type Derive = (
   source: Representation,
   request: OriginRequest,
-) => Promise<{ rep: Representation; headers?: OutgoingHttpHeaders }>;
+) => Promise<{
+  rep: Representation;
+  headers?: OutgoingHttpHeaders;
+  /** The representation's bytes when the step has them in memory already (a render just made). */
+  bytes?: Buffer;
+}>;
 
 interface FixedHeaders {
   etag: string;
@@ -163,12 +168,14 @@ export class Origin {
       if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
       const isPrivate = rep.visibility === 'private';
       if (isPrivate) await this.#authorize(rep, request);
+      let bytes: Buffer | undefined;
       if (derive) {
         const derived = await derive(rep, request);
         rep = derived.rep;
+        bytes = derived.bytes;
         Object.assign(headers, derived.headers);
       }
-      await this.#respond(request, res, rep, isPrivate ? 'private' : rep.kind, headers);
+      await this.#respond(request, res, rep, isPrivate ? 'private' : rep.kind, headers, bytes);
     } catch (error) {
       this.#fail(error, request, res, headers);
     }
@@ -200,6 +207,7 @@ export class Origin {
     rep: Representation,
     policy: 'latest' | 'version' | 'private',
     headers: OutgoingHttpHeaders,
+    bytes: Buffer | undefined,
   ): Promise<void> {
     const fixed = this.#fixedHeaders(rep);
     const validators = { etag: fixed.etag, lastModified: rep.lastModified };
@@ -260,7 +268,7 @@ export class Origin {
     if (range.kind === 'ranges' && range.ranges.length === 1) {
       const r = range.ranges[0]!;
       const length = r.end - r.start + 1;
-      const content = await this.#body(res, rep, r);
+      const content = bytes ? bytes.subarray(r.start, r.end + 1) : await this.#body(res, rep, r);
       this.#counted.partial.inc();
       metrics.deliveryBytes.inc(length);
       headers['content-type'] = rep.contentType;
@@ -274,7 +282,8 @@ export class Origin {
         size: rep.size,
         contentType: rep.contentType,
         boundary: newBoundary(),
-        open: (r) => this.#open(rep, r),
+        open: (r) =>
+          bytes ? Promise.resolve(Readable.from([bytes.subarray(r.start, r.end + 1)])) : this.#open(rep, r),
       });
       this.#counted.multipart.inc();
       metrics.deliveryBytes.inc(multipart.contentLength);
@@ -290,7 +299,7 @@ export class Origin {
       res.writeHead(200, headers).end();
       return;
     }
-    const content = await this.#body(res, rep, { start: 0, end: rep.size - 1 });
+    const content = bytes ?? (await this.#body(res, rep, { start: 0, end: rep.size - 1 }));
     this.#counted.full.inc();
     metrics.deliveryBytes.inc(rep.size);
     return this.#send(res, 200, headers, content);

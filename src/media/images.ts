@@ -9,14 +9,8 @@ import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
-import {
-  analyseImage,
-  type EncoderSettings,
-  type ImageLimits,
-  probeImage,
-  renderVariants,
-  type VariantPreset,
-} from './image/index.ts';
+import type { EncoderSettings, ImageLimits, VariantPreset } from './image/index.ts';
+import { imageLibrary } from './image/lazy.ts';
 import type { OutputFormat } from './image/transform-spec.ts';
 
 /** The job type that analyses an image and renders its variants. */
@@ -174,6 +168,7 @@ export class ImageProcessor {
       throw error;
     });
     context.progress({ stage: 'probing', percent: 5 });
+    const { analyseImage, probeImage, renderVariants } = await imageLibrary();
     const probe = await probeImage(bytes, settings.limits);
     context.progress({ stage: 'analysing', percent: 10 });
     const analysis = await analyseImage(bytes, settings.limits);

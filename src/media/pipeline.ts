@@ -21,6 +21,8 @@ export interface MediaDeps {
   jobs: JobEngine;
   /** Keys that sign transform URLs (the delivery signing keys); none in a process that serves nothing. */
   signingKeys?: readonly SigningKey[];
+  /** Where background failures (a transform that could not be stored) are reported. */
+  log?: { error(obj: object, msg: string): void };
 }
 
 /** The media services of one process, their job types registered in its engine. */
@@ -51,6 +53,7 @@ export function attachMedia(deps: MediaDeps): Media {
     derived,
     images,
     signingKeys: deps.signingKeys ?? [],
+    ...(deps.log ? { log: deps.log } : {}),
   });
   return { ingest, images, derived, transforms, catalog: new MediaCatalog(db) };
 }

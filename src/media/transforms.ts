@@ -1,15 +1,17 @@
+import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { availableParallelism } from 'node:os';
 import type { Config } from '../config/config.ts';
 import { parseFormats, parsePresets } from '../config/media-settings.ts';
+import type { MediaDerivedTable } from '../db/tables.ts';
 import type { Representation } from '../delivery/lookup.ts';
 import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
 import type { Derive } from '../http/origin.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
-import { probeImage, type RenderOptions, renderTransform } from './image/index.ts';
+import type { RenderOptions } from './image/index.ts';
+import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
 import type { OutputFormat, ResolvedSpec } from './image/transform-spec.ts';
 import {
@@ -50,7 +52,11 @@ export class TransformService {
   readonly #maxInputBytes: number;
   readonly #slots: Slots;
   /** Renders in progress, by cache key: identical requests arriving together are computed once. */
-  readonly #inflight = new Map<string, Promise<unknown>>();
+  readonly #inflight = new Map<string, Promise<Rendered>>();
+  readonly #log: { error(obj: object, msg: string): void };
+  readonly #represented = new WeakMap<Representation, Map<string, Representation>>();
+  readonly #accepted = new Map<string, ParsedTransformPath>();
+  readonly #keysByRequest = new Map<string, string>();
   /** Renders started by this process (tests check that identical requests share one). */
   renders = 0;
   /** Source facts needed before the cache key is known (format, alpha), by content hash. */
@@ -62,12 +68,14 @@ export class TransformService {
     derived: DerivedBlobs;
     images: ImageProcessor;
     signingKeys: readonly SigningKey[];
+    log?: { error(obj: object, msg: string): void };
   }) {
     const { config } = deps;
     this.#store = deps.store;
     this.#derived = deps.derived;
     this.#images = deps.images;
     this.#keys = deps.signingKeys;
+    this.#log = deps.log ?? { error() {} };
     this.#allowUnsigned = config.transformUnsignedPresets;
     const max = config.transformMaxDimension;
     this.#limits = {
@@ -98,12 +106,32 @@ export class TransformService {
     return this.#slots.load;
   }
 
-  /** Parses a `/t/...` path and checks its signature: 400 for a malformed URL, 403 for a bad signature. */
+  /**
+   * The same as `parse`, for the delivery shortcut: null instead of an error, so that the request goes on
+   * to the Fastify route, which answers the problem.
+   */
+  tryParse(pathname: string): ParsedTransformPath | null {
+    try {
+      return this.parse(pathname);
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Parses a `/t/...` path and checks its signature: 400 for a malformed URL, 403 for a bad signature.
+   * Accepted paths are remembered (the keys and limits are fixed for the life of the process, so the
+   * answer for a path never changes): a CDN asks for the same URLs over and over, and the HMAC alone was
+   * a quarter of a cached transform's cost.
+   */
   parse(pathname: string): ParsedTransformPath {
+    const known = this.#accepted.get(pathname);
+    if (known) return known;
     const parsed = parseTransformPath(pathname, this.#limits, this.#presets);
     if (authorizeTransform(parsed, this.#keys, this.#allowUnsigned) === 'denied') {
       throw new ConveyorError('access_denied', 'The transform URL is not signed, or not signed correctly');
     }
+    remember(this.#accepted, pathname, parsed, ACCEPTED_PATHS);
     return parsed;
   }
 
@@ -125,11 +153,18 @@ export class TransformService {
       const spec: ResolvedSpec = { ...parsed.spec, format: choice.format };
       const quality = spec.quality ?? defaultQuality(this.#render, choice.format);
       if (quality !== undefined) spec.quality = quality;
-      const key = cacheKey(spec, source.sha256);
-      const row =
-        (await this.#derived.find(key)) ?? (await this.#once(key, () => this.#renderOne(source, spec, key)));
+      const memo = `${parsed.signedPart}\n${choice.format}\n${source.sha256}`;
+      let known = this.#keysByRequest.get(memo);
+      if (known === undefined) {
+        known = cacheKey(spec, source.sha256);
+        remember(this.#keysByRequest, memo, known, ACCEPTED_PATHS);
+      }
+      const key = known;
       const headers: OutgoingHttpHeaders = choice.varyAccept ? { vary: 'Accept' } : {};
-      return { rep: derivedRepresentation(source, row), headers };
+      const stored = await this.#derived.find(key);
+      if (stored) return { rep: this.#represent(source, stored), headers };
+      const rendered = await this.#rendering(source, spec, key);
+      return { rep: this.#represent(source, rendered.row), headers, bytes: rendered.bytes };
     };
   }
 
@@ -142,8 +177,26 @@ export class TransformService {
       const row = await this.#derived.find(variantKey(source.sha256, match[1]!, format));
       // Not made (yet, or not an image, or not a configured preset): the same answer for all three.
       if (!row) throw new ConveyorError('not_found', 'No such variant (yet)');
-      return { rep: derivedRepresentation(source, row) };
+      return { rep: this.#represent(source, row) };
     };
+  }
+
+  /**
+   * The derived representation, the same object for as long as the source's is (the delivery lookup
+   * keeps that for its TTL), so the origin formats its fixed headers once rather than per request.
+   */
+  #represent(source: Representation, row: MediaDerivedTable): Representation {
+    let bySource = this.#represented.get(source);
+    if (!bySource) {
+      bySource = new Map();
+      this.#represented.set(source, bySource);
+    }
+    let rep = bySource.get(row.key);
+    if (!rep) {
+      rep = derivedRepresentation(source, row);
+      bySource.set(row.key, rep);
+    }
+    return rep;
   }
 
   async #sourceImage(source: Representation): Promise<SourceImage> {
@@ -155,7 +208,8 @@ export class TransformService {
       image = { format: info.format, hasAlpha: info.has_alpha === 1 };
     } else {
       // Not analysed (yet): read the header only.
-      const bytes = await this.#read(source.sha256);
+      const bytes = await this.#read(source);
+      const { probeImage } = await imageLibrary();
       const probe = await probeImage(bytes, this.#render.limits).catch(imageProblem);
       image = { format: probe.format, hasAlpha: probe.hasAlpha };
     }
@@ -164,39 +218,91 @@ export class TransformService {
     return image;
   }
 
-  async #renderOne(source: Representation, spec: ResolvedSpec, key: string) {
-    return this.#slots.run(async () => {
-      this.renders++;
-      const bytes = await this.#read(source.sha256);
-      const output = await renderTransform(bytes, spec, this.#render).catch(imageProblem);
-      return this.#derived.put({
-        key,
-        kind: 'transform',
-        sourceSha256: source.sha256,
-        preset: null,
-        format: output.format,
-        contentType: output.contentType,
-        width: output.width,
-        height: output.height,
-        data: output.data,
-      });
-    });
-  }
-
-  async #read(sha256: string): Promise<Buffer> {
-    return readBlob(this.#store, sha256, this.#maxInputBytes).catch((error) => {
-      if ((error as { code?: string }).code !== 'too_large') throw error;
-      throw new ConveyorError('payload_too_large', 'The source image is too large to transform');
-    });
-  }
-
-  #once<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const running = this.#inflight.get(key) as Promise<T> | undefined;
+  /**
+   * The render of `key`, shared by every request that asks while it is made. The answer goes out as soon
+   * as the bytes exist; storing them as a derived blob follows in the background, and the render stays
+   * listed as in flight until it is stored, so that no request in between renders it again. (If storing
+   * fails, the answer was still right, and the next request renders anew.)
+   */
+  #rendering(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
+    const running = this.#inflight.get(key);
     if (running) return running;
-    const started = work().finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, started);
-    return started;
+    const rendered = this.#renderOne(source, spec, key);
+    this.#inflight.set(key, rendered);
+    rendered
+      .then(
+        ({ row, bytes }) =>
+          this.#derived
+            .put({
+              key,
+              kind: 'transform',
+              sourceSha256: source.sha256,
+              preset: null,
+              format: row.format as OutputFormat,
+              contentType: row.content_type,
+              width: row.width,
+              height: row.height,
+              data: bytes,
+            })
+            .catch((error: unknown) => this.#log.error({ err: error, key }, 'storing a transform failed')),
+        // A failed render has been answered to the requests that waited for it.
+        () => {},
+      )
+      .finally(() => this.#inflight.delete(key));
+    return rendered;
   }
+
+  /**
+   * Reads the source and renders it in a render slot, which is what bounds memory (the source bytes and
+   * libvips' buffers). The row describes the output as it will be stored.
+   */
+  async #renderOne(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
+    const output = await this.#slots.run(async () => {
+      this.renders++;
+      const bytes = await this.#read(source);
+      const { renderTransform } = await imageLibrary();
+      return renderTransform(bytes, spec, this.#render).catch(imageProblem);
+    });
+    const row: MediaDerivedTable = {
+      key,
+      kind: 'transform',
+      source_sha256: source.sha256,
+      preset: null,
+      format: output.format,
+      sha256: createHash('sha256').update(output.data).digest('hex'),
+      size: output.data.length,
+      content_type: output.contentType,
+      width: output.width,
+      height: output.height,
+      created_at: Date.now(),
+    };
+    return { row, bytes: output.data };
+  }
+
+  /** The whole source in memory, in one positional read (its size is known from the lookup). */
+  async #read(source: Representation): Promise<Buffer> {
+    if (source.size > this.#maxInputBytes) {
+      throw new ConveyorError('payload_too_large', 'The source image is too large to transform');
+    }
+    const bytes = Buffer.allocUnsafe(source.size);
+    if (source.size > 0) await this.#store.readInto(source.sha256, { start: 0, end: source.size - 1 }, bytes);
+    return bytes;
+  }
+}
+
+/** A fresh render: the row it will be stored as, and its bytes. */
+interface Rendered {
+  row: MediaDerivedTable;
+  bytes: Buffer;
+}
+
+/** Accepted transform paths (and their cache keys) remembered per process. */
+const ACCEPTED_PATHS = 10_000;
+
+/** A bounded memo: the oldest entry goes when it is full. */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  if (map.size >= max) map.delete(map.keys().next().value!);
+  map.set(key, value);
 }
 
 function formatOfExtension(ext: string): OutputFormat | undefined {

@@ -1,8 +1,11 @@
+import { readdir } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { AssetService } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import type { Visibility } from '../db/tables.ts';
-import { createTusUploads, type TusStorageOptions, type TusUploads } from './tus.ts';
+import type { Principal } from '../tenancy/principal.ts';
+import type { TusStorageOptions, TusUploads, TusUploadsOptions } from './tus.ts';
 
 /** Where the tus routes live. */
 export const UPLOADS_PATH = '/api/v1/uploads';
@@ -33,7 +36,7 @@ export function createResumableUploads(
           partSize: config.uploadsS3PartSizeBytes,
         }
       : { kind: 'fs', directory: config.uploadsDir ?? join(config.dataDir, 'uploads') };
-  return createTusUploads({
+  return lazyUploads(storage, {
     path: UPLOADS_PATH,
     storage,
     maxSize: config.maxUploadBytes,
@@ -50,4 +53,38 @@ export function createResumableUploads(
       return { headers: { 'asset-id': asset.id }, body: asset };
     },
   });
+}
+
+/**
+ * The tus component, loaded on the first upload request: @tus/server and its stores cost a process about
+ * 20-60 MB of RSS, which a server that never receives a resumable upload should not carry. Sweeping
+ * expired uploads loads it only when there can be something to sweep (on S3 it cannot tell cheaply, and
+ * the S3 client is loaded anyway).
+ */
+function lazyUploads(storage: TusStorageOptions, options: TusUploadsOptions): TusUploads {
+  let loaded: Promise<TusUploads> | undefined;
+  const load = () => {
+    loaded ??= import('./tus.ts').then(({ createTusUploads }) => createTusUploads(options));
+    return loaded;
+  };
+  return {
+    async handle(
+      req: IncomingMessage,
+      res: ServerResponse,
+      principal: Principal | null,
+      context?: { requestId?: string },
+    ) {
+      return (await load()).handle(req, res, principal, context);
+    },
+    async cleanupExpired() {
+      if (!loaded && storage.kind === 'fs') {
+        const names = await readdir(storage.directory).catch(() => []);
+        if (names.length === 0) return 0;
+      }
+      return (await load()).cleanupExpired();
+    },
+    async close() {
+      if (loaded) await (await loaded).close();
+    },
+  };
 }

@@ -134,6 +134,21 @@ for (const backend of BACKENDS) {
       const meta = await sharp(await bytesOf(res)).metadata();
       assert.deepEqual([meta.format, meta.width, meta.height], ['png', 100, 100]);
 
+      // Answered by the delivery shortcut, and the same as through Fastify (an Authorization header
+      // sends a request there).
+      const fast = server.conveyor.app.fastDelivery;
+      const before = fast.handled;
+      const shortcut = await fetch(signed.body.url);
+      assert.equal(fast.handled, before + 1);
+      const routed = await fetch(signed.body.url, {
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      });
+      assert.equal(fast.handled, before + 1);
+      for (const name of ['etag', 'cache-control', 'content-type', 'content-length', 'last-modified']) {
+        assert.equal(shortcut.headers.get(name), routed.headers.get(name), name);
+      }
+      assert.ok((await bytesOf(shortcut)).equals(await bytesOf(routed)));
+
       const path: string = signed.body.path;
       const sig = path.split('/')[2]!;
       const flipped = sig.slice(0, -1) + (sig.endsWith('A') ? 'B' : 'A');
