@@ -373,11 +373,9 @@ async function benchRss(work: string, out: string[]) {
       );
       const seconds = (performance.now() - started) / 1000;
       clearInterval(timer);
-      const counted = Object.entries(
-        statuses.reduce<Record<number, number>>((acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }), {}),
-      )
-        .map(([status, n]) => `${n} x ${status}`)
-        .join(', ');
+      const byStatus = new Map<number, number>();
+      for (const status of statuses) byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+      const counted = [...byStatus].map(([status, n]) => `${n} x ${status}`).join(', ');
       const label = slots === '0' ? `default (${cpus().length}, the CPUs)` : slots;
       out.push(`| ${label} | ${MB(idle)} | ${MB(peak)} | ${seconds.toFixed(1)} s | ${counted} |`);
     } finally {
