@@ -1,6 +1,11 @@
 import { join, resolve } from 'node:path';
+import type { Kysely } from 'kysely';
+import { BlobLedger } from './assets/blobs.ts';
+import { AssetService } from './assets/service.ts';
 import type { Config } from './config/config.ts';
 import { type Db, migrate, openDatabase } from './db/database.ts';
+import type { Database } from './db/tables.ts';
+import { deliveryPath } from './delivery/lookup.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { DiskCachedBlobStore } from './storage/disk-cache.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
@@ -53,4 +58,30 @@ export async function openMigratedDatabase(config: Config): Promise<Db> {
     throw error;
   }
   return db;
+}
+
+/**
+ * The blob ledger and the asset service over an opened database and store: what `serve` and `worker`
+ * both need. `baseUrl` makes the delivery URLs in API answers; `changed` hears every committed change
+ * (a serve process's delivery caches).
+ */
+export function openAssets(
+  config: Config,
+  db: Kysely<Database>,
+  store: BlobStore,
+  options: { baseUrl: () => string; changed?: () => void },
+): { ledger: BlobLedger; assets: AssetService } {
+  const ledger = new BlobLedger(db, store);
+  const assets = new AssetService({
+    db,
+    store,
+    ledger,
+    urls: {
+      latest: (id) => options.baseUrl() + deliveryPath.latest(id),
+      version: (id) => options.baseUrl() + deliveryPath.version(id),
+    },
+    limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
+    ...(options.changed ? { changed: options.changed } : {}),
+  });
+  return { ledger, assets };
 }

@@ -1,13 +1,13 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyServerOptions } from 'fastify';
-import { BlobLedger } from './assets/blobs.ts';
-import { AssetService } from './assets/service.ts';
-import { openMigratedDatabase, openStore } from './backends.ts';
+import type { BlobLedger } from './assets/blobs.ts';
+import type { AssetService } from './assets/service.ts';
+import { openAssets, openMigratedDatabase, openStore } from './backends.ts';
 import { type Config, publicBaseUrl } from './config/config.ts';
 import { type Db, ping } from './db/database.ts';
 import { AccessService, loadSigningKeys } from './delivery/access.ts';
-import { DeliveryLookup, deliveryPath } from './delivery/lookup.ts';
+import { DeliveryLookup } from './delivery/lookup.ts';
 import { type App, buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { acceptAccessToken } from './http/routes/job-events.ts';
@@ -61,16 +61,8 @@ export async function createConveyor(
 
   const tenancy = new TenancyService(db.kysely);
   const lookup = new DeliveryLookup(db.kysely, { ttlMs: config.deliveryMetadataTtlMs });
-  const ledger = new BlobLedger(db.kysely, store);
-  const assets = new AssetService({
-    db: db.kysely,
-    store,
-    ledger,
-    urls: {
-      latest: (id) => baseUrl() + deliveryPath.latest(id),
-      version: (id) => baseUrl() + deliveryPath.version(id),
-    },
-    limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
+  const { ledger, assets } = openAssets(config, db.kysely, store, {
+    baseUrl,
     changed: () => lookup.invalidate(),
   });
   const signingKeys = await loadSigningKeys(db.kysely, config.signingKeys);

@@ -1,11 +1,8 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { pino } from 'pino';
-import { BlobLedger } from '../assets/blobs.ts';
-import { AssetService } from '../assets/service.ts';
-import { openMigratedDatabase, openStore } from '../backends.ts';
+import { openAssets, openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, publicBaseUrl } from '../config/config.ts';
-import { deliveryPath } from '../delivery/lookup.ts';
 import type { JobEvent } from '../jobs/context.ts';
 import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
@@ -31,17 +28,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
   const engine = new JobEngine(db, await buildRegistry(config), config);
   // The media job types need the stores the API process has, for the same data.
   const store = await openStore(config);
-  const ledger = new BlobLedger(db.kysely, store);
-  const assets = new AssetService({
-    db: db.kysely,
-    store,
-    ledger,
-    urls: {
-      latest: (id) => publicBaseUrl(config) + deliveryPath.latest(id),
-      version: (id) => publicBaseUrl(config) + deliveryPath.version(id),
-    },
-    limits: { maxUploadBytes: config.maxUploadBytes, maxFilenameBytes: config.maxFilenameBytes },
-  });
+  const { ledger, assets } = openAssets(config, db.kysely, store, { baseUrl: () => publicBaseUrl(config) });
   attachMedia({ config, db: db.kysely, store, ledger, assets, jobs: engine });
   // Publishes this process's job events (NOTIFY on PostgreSQL) for the servers' live streams; it
   // subscribes to nothing itself.

@@ -44,11 +44,14 @@ export async function deliveryRoutes(
     principal: () => deps.authenticator.identify(request),
   });
 
+  // The content itself, and (with a file name) one of its preset variants, e.g. thumb.webp.
   for (const [url, kind, summary] of [
     ['/a/:id', 'latest', "The asset's latest content (mutable; conditional and range requests)"],
     ['/v/:id', 'version', "A published version's content (immutable; conditional and range requests)"],
+    ['/a/:id/:file', 'latest', "A preset variant of the asset's latest content, e.g. thumb.webp (mutable)"],
+    ['/v/:id/:file', 'version', 'A preset variant of a published version, e.g. thumb.webp (immutable)'],
   ] as const) {
-    app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
+    app.route<{ Params: { id: string; file?: string }; Querystring: DeliveryQuery }>({
       method: ['GET', 'HEAD'],
       url,
       schema: { tags: ['delivery'], summary, security: [], querystring: querySchema },
@@ -56,35 +59,14 @@ export async function deliveryRoutes(
         // Thrown before the reply is handed over, so Fastify's error handler answers a 429.
         if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
         const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
+        const { id, file } = request.params;
         reply.hijack();
         await origin.serve(
           kind,
-          request.params.id,
+          id,
           originRequest(request, responseHeaders, request.query),
           reply.raw,
-        );
-      },
-    });
-  }
-
-  for (const [url, kind, summary] of [
-    ['/a/:id/:file', 'latest', "A preset variant of the asset's latest content, e.g. thumb.webp (mutable)"],
-    ['/v/:id/:file', 'version', 'A preset variant of a published version, e.g. thumb.webp (immutable)'],
-  ] as const) {
-    app.route<{ Params: { id: string; file: string }; Querystring: DeliveryQuery }>({
-      method: ['GET', 'HEAD'],
-      url,
-      schema: { tags: ['delivery'], summary, security: [], querystring: querySchema },
-      handler: async (request, reply) => {
-        if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
-        const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
-        reply.hijack();
-        await origin.serve(
-          kind,
-          request.params.id,
-          originRequest(request, responseHeaders, request.query),
-          reply.raw,
-          transforms.variant(request.params.file),
+          file === undefined ? undefined : transforms.variant(file),
         );
       },
     });
