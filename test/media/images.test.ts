@@ -155,7 +155,8 @@ for (const backend of BACKENDS) {
       const tampered = [
         path.replace(sig, flipped),
         path.replace('w:100', 'w:101'),
-        path.replace(photo.id, `${photo.id.slice(0, -1)}x`),
+        // Another id: its last character changed (ids are random, so choose one it does not end with).
+        path.replace(photo.id, photo.id.slice(0, -1) + (photo.id.endsWith('x') ? 'y' : 'x')),
         path.replace(/^\/t\/[^/]+/, '/t/_'),
       ];
       for (const bad of tampered) {
