@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import type { Config } from '../config/config.ts';
 import { parseFormats, parsePresets } from '../config/media-settings.ts';
 import type { MediaDerivedTable } from '../db/tables.ts';
+import { type BufferLease, BufferPool } from '../delivery/buffer-pool.ts';
 import type { Representation } from '../delivery/lookup.ts';
 import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
@@ -50,6 +51,7 @@ export class TransformService {
   readonly #presets: TransformPresets;
   readonly #render: RenderOptions;
   readonly #maxInputBytes: number;
+  readonly #sourcePool: BufferPool;
   readonly #slots: Slots;
   /** Renders in progress, by cache key: identical requests arriving together are computed once. */
   readonly #inflight = new Map<string, Promise<Rendered>>();
@@ -98,6 +100,10 @@ export class TransformService {
       background: settings.background,
     };
     this.#maxInputBytes = settings.maxInputBytes;
+    this.#sourcePool = new BufferPool({
+      maxBufferBytes: settings.maxInputBytes,
+      maxPooledBytes: SOURCE_POOL_BYTES,
+    });
     this.#slots = new Slots(config.transformConcurrency || availableParallelism(), config.transformQueueSize);
   }
 
@@ -207,11 +213,15 @@ export class TransformService {
     if (info) {
       image = { format: info.format, hasAlpha: info.has_alpha === 1 };
     } else {
-      // Not analysed (yet): read the header only.
-      const bytes = await this.#read(source);
-      const { probeImage } = await imageLibrary();
-      const probe = await probeImage(bytes, this.#render.limits).catch(imageProblem);
-      image = { format: probe.format, hasAlpha: probe.hasAlpha };
+      // Not analysed (yet): probe the header.
+      const lease = await this.#read(source);
+      try {
+        const { probeImage } = await imageLibrary();
+        const probe = await probeImage(lease.bytes, this.#render.limits).catch(imageProblem);
+        image = { format: probe.format, hasAlpha: probe.hasAlpha };
+      } finally {
+        lease.release();
+      }
     }
     if (this.#sources.size >= 10_000) this.#sources.delete(this.#sources.keys().next().value!);
     this.#sources.set(source.sha256, image);
@@ -259,9 +269,14 @@ export class TransformService {
   async #renderOne(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
     const output = await this.#slots.run(async () => {
       this.renders++;
-      const bytes = await this.#read(source);
-      const { renderTransform } = await imageLibrary();
-      return renderTransform(bytes, spec, this.#render).catch(imageProblem);
+      const lease = await this.#read(source);
+      try {
+        const { renderTransform } = await imageLibrary();
+        return await renderTransform(lease.bytes, spec, this.#render).catch(imageProblem);
+      } finally {
+        // libvips is done with the input once the output exists.
+        lease.release();
+      }
     });
     const row: MediaDerivedTable = {
       key,
@@ -280,13 +295,25 @@ export class TransformService {
   }
 
   /** The whole source in memory, in one positional read (its size is known from the lookup). */
-  async #read(source: Representation): Promise<Buffer> {
+  /**
+   * The whole source in memory, in one positional read (its size is known from the lookup), into a
+   * pooled buffer: a fresh multi-megabyte buffer per render made V8 run full collections for the
+   * external memory (4-5 mark-compacts per 40 renders of a 5 MB source).
+   */
+  async #read(source: Representation): Promise<BufferLease> {
     if (source.size > this.#maxInputBytes) {
       throw new ConveyorError('payload_too_large', 'The source image is too large to transform');
     }
-    const bytes = Buffer.allocUnsafe(source.size);
-    if (source.size > 0) await this.#store.readInto(source.sha256, { start: 0, end: source.size - 1 }, bytes);
-    return bytes;
+    const lease = this.#sourcePool.acquire(source.size);
+    try {
+      if (source.size > 0) {
+        await this.#store.readInto(source.sha256, { start: 0, end: source.size - 1 }, lease.bytes);
+      }
+      return lease;
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
   }
 }
 
@@ -295,6 +322,9 @@ interface Rendered {
   row: MediaDerivedTable;
   bytes: Buffer;
 }
+
+/** Idle source buffers kept for the next renders (a few sources of a typical photo's size). */
+const SOURCE_POOL_BYTES = 64 * 1024 * 1024;
 
 /** Accepted transform paths (and their cache keys) remembered per process. */
 const ACCEPTED_PATHS = 10_000;
