@@ -9,13 +9,14 @@ import { FAST_WORKER, quietLog, waitFor } from '../helpers/jobs.ts';
 /** A loopback origin that records every request it receives. */
 async function startOrigin(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
+  host = '127.0.0.1',
 ): Promise<{ url: string; hits: string[]; server: Server; close(): Promise<void> }> {
   const hits: string[] = [];
   const server = createServer((req, res) => {
-    hits.push(req.url!);
+    hits.push(host === '127.0.0.1' ? req.url! : `${req.socket.localAddress} ${req.url}`);
     handler(req, res);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, host);
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
   return {
@@ -179,23 +180,8 @@ describe('remote ingest: SSRF (nothing reaches a recording loopback server)', ()
 
   before(async () => {
     // The recorder listens on every loopback address (127.0.0.1, 127.0.0.2, ::1 ...).
-    const hits: string[] = [];
-    const server = createServer((req, res) => {
-      hits.push(`${req.socket.localAddress} ${req.url}`);
-      res.end('secret');
-    });
-    server.listen(0, '::');
-    await once(server, 'listening');
-    port = (server.address() as { port: number }).port;
-    recorder = {
-      url: `http://127.0.0.1:${port}`,
-      hits,
-      server,
-      close: async () => {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      },
-    };
+    recorder = await startOrigin((_req, res) => res.end('secret'), '::');
+    port = Number(new URL(recorder.url).port);
     redirector = await startOrigin((req, res) => {
       res.writeHead(302, { location: decodeURIComponent(req.url!.slice(1)) }).end();
     });

@@ -41,11 +41,10 @@
  *   a drop cannot be told from the end there: such a body is taken as complete, as every client must.
  */
 import { createHash } from 'node:crypto';
-import http, { type ClientRequest, type IncomingMessage } from 'node:http';
-import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { formatHttpDate } from '../../delivery/http-date.ts';
+import { aborted, Run } from './connection.ts';
 import {
   BadUrlError,
   DownloadAbortedError,
@@ -58,7 +57,7 @@ import {
   TooManyRedirectsError,
 } from './download-errors.ts';
 import { ifRangeValidator, parseContentRange, parseLength } from './resume.ts';
-import { checkUrl, createGuardedLookup, type Resolver, type SsrfPolicy } from './ssrf.ts';
+import { checkUrl, type Resolver, type SsrfPolicy } from './ssrf.ts';
 
 export interface DownloadOptions {
   policy: SsrfPolicy;
@@ -111,7 +110,8 @@ export type DownloadResponse =
 export { ifRangeValidator, parseContentRange } from './resume.ts';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-export const DEFAULT_USER_AGENT = 'Conveyor/0.1 (remote ingest)';
+
+export { DEFAULT_USER_AGENT } from './connection.ts';
 
 export async function download(input: string, options: DownloadOptions): Promise<DownloadResponse> {
   checkOptions(options);
@@ -181,93 +181,6 @@ async function follow(input: string, run: Run, conditional: Record<string, strin
     }
     redirects.push(url.href);
     url = checkUrl(next.href, policy);
-  }
-}
-
-/**
- * One download's shared state: its deadline, the caller's signal, the guarded lookup, and the request
- * in flight. A run-wide failure (total timeout, abort, consumer gone) kills whatever is in flight.
- */
-class Run {
-  readonly options: DownloadOptions;
-  readonly lookup: LookupFunction;
-  readonly baseHeaders: Record<string, string>;
-  /** Set by the transfer once the body is streaming, so run-wide failures reach the body. */
-  onFail: ((err: DownloadError) => void) | undefined;
-  #failure: DownloadError | undefined;
-  #request: ClientRequest | undefined;
-  #deadline: NodeJS.Timeout;
-  #onAbort = () => this.fail(aborted(this.options.signal!));
-
-  constructor(options: DownloadOptions) {
-    this.options = options;
-    this.lookup = createGuardedLookup(options.policy, options.resolver);
-    this.baseHeaders = {
-      'user-agent': options.userAgent ?? DEFAULT_USER_AGENT,
-      accept: '*/*',
-      'accept-encoding': 'identity',
-    };
-    const ms = options.totalTimeoutMs;
-    this.#deadline = setTimeout(() => this.fail(new DownloadTimeoutError('total', ms)), ms);
-    options.signal?.addEventListener('abort', this.#onAbort, { once: true });
-  }
-
-  get failure(): DownloadError | undefined {
-    return this.#failure;
-  }
-
-  fail(err: DownloadError): void {
-    if (this.#failure !== undefined) return;
-    this.#failure = err;
-    this.#request?.destroy(err);
-    this.finish();
-    this.onFail?.(err);
-  }
-
-  finish(): void {
-    clearTimeout(this.#deadline);
-    this.options.signal?.removeEventListener('abort', this.#onAbort);
-  }
-
-  /** Sends a GET on a fresh connection; resolves with the response once its headers are in. */
-  open(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    const { connectTimeoutMs, idleTimeoutMs } = this.options;
-    const tls = url.protocol === 'https:';
-    return new Promise((resolve, reject) => {
-      let killed: DownloadError | undefined;
-      // Destroying with an error guarantees an 'error' event, which settles this promise.
-      const kill = (err: DownloadError) => {
-        killed ??= err;
-        req.destroy(err);
-      };
-      // agent: false means a fresh socket every time, and also no NODE_USE_ENV_PROXY proxy (the global
-      // agent's): a proxy would resolve the name itself, out of the guarded lookup's reach.
-      const send = tls ? https.request : http.request;
-      const { ca } = this.options;
-      const req = send(url, { method: 'GET', headers, agent: false, lookup: this.lookup, ...(ca && { ca }) });
-      this.#request = req;
-      let timer = setTimeout(
-        () => kill(new DownloadTimeoutError('connect', connectTimeoutMs)),
-        connectTimeoutMs,
-      );
-      req.once('socket', (socket) => {
-        socket.once(tls ? 'secureConnect' : 'connect', () => {
-          clearTimeout(timer);
-          timer = setTimeout(() => kill(new DownloadTimeoutError('idle', idleTimeoutMs)), idleTimeoutMs);
-        });
-      });
-      req.once('response', (res) => {
-        clearTimeout(timer);
-        resolve(res);
-      });
-      // Kept for the request's whole life: errors after the response are the transfer's business.
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        reject(this.#failure ?? killed ?? asDownloadError(err, url.href));
-      });
-      req.end();
-    });
   }
 }
 
@@ -486,16 +399,6 @@ function conditionalHeaders(o: DownloadOptions): Record<string, string> {
     h['if-modified-since'] = typeof since === 'string' ? since : formatHttpDate(since);
   }
   return h;
-}
-
-function asDownloadError(err: unknown, where: string): DownloadError {
-  if (err instanceof DownloadError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new NetworkError(`${where}: ${message}`, err);
-}
-
-function aborted(signal: AbortSignal): DownloadAbortedError {
-  return new DownloadAbortedError('the download was aborted', { cause: signal.reason });
 }
 
 function checkOptions(o: DownloadOptions): void {
