@@ -37,6 +37,8 @@ export interface Conveyor {
   jobs: JobEngine;
   media: Media;
   app: App;
+  /** The delivery metadata lookup (its memory is what lets the origin answer at once). */
+  lookup: DeliveryLookup;
   /** The in-process worker, when `serveWorkers` is on and the server listens. */
   worker(): Worker | undefined;
   /** Set once `listen` has bound the port. */
@@ -161,6 +163,7 @@ export async function createConveyor(
     jobs,
     media,
     app,
+    lookup,
     baseUrl,
     worker: () => worker,
     async listen() {

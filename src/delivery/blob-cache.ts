@@ -32,15 +32,21 @@ export class BlobCache {
     return this.#bytes;
   }
 
-  /** The whole blob; call only when `accepts(size)`. */
-  async get(sha256: string): Promise<Buffer> {
+  /** The whole blob if it is in memory, without waiting; undefined otherwise. */
+  peek(sha256: string): Buffer | undefined {
     const hit = this.#entries.get(sha256);
     if (hit) {
       // Refresh recency: Map iteration order is insertion order, so the first key is the coldest.
       this.#entries.delete(sha256);
       this.#entries.set(sha256, hit);
-      return hit;
     }
+    return hit;
+  }
+
+  /** The whole blob; call only when `accepts(size)`. */
+  async get(sha256: string): Promise<Buffer> {
+    const hit = this.peek(sha256);
+    if (hit) return hit;
     let loading = this.#loading.get(sha256);
     if (!loading) {
       loading = this.#load(sha256).finally(() => this.#loading.delete(sha256));

@@ -80,6 +80,15 @@ export class DeliveryLookup {
     if (this.#cache.size > 0) this.#cache = new Map();
   }
 
+  /**
+   * The representation of `/a/<id>` (`latest`) or `/v/<id>` (`version`) if it is remembered and fresh,
+   * without a query; undefined when only a query can tell (misses are never remembered).
+   */
+  known(kind: 'latest' | 'version', id: string): Representation | undefined {
+    const hit = this.#cache.get(id);
+    return hit && hit.rep.kind === kind && hit.expires > Date.now() ? hit.rep : undefined;
+  }
+
   async latest(assetId: string): Promise<Representation | null> {
     if (!isId('ast', assetId)) return null;
     return this.#remembered(assetId, () => this.#queryLatest(assetId));

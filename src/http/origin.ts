@@ -75,19 +75,27 @@ export interface OriginDeps {
   log: { error(obj: object, msg: string): void };
 }
 
-/**
- * Replaces the looked-up representation by one made from it (a preset variant, a transform) once access
- * to the source has been granted. The headers it returns are added to the response (e.g. Vary: Accept).
- */
-export type Derive = (
-  source: Representation,
-  request: OriginRequest,
-) => Promise<{
+/** What a `Derive` step answers: the representation to serve instead of the source's. */
+export interface Derived {
   rep: Representation;
+  /** Added to the response (e.g. Vary: Accept). */
   headers?: OutgoingHttpHeaders;
   /** The representation's bytes when the step has them in memory already (a render just made). */
   bytes?: Buffer;
-}>;
+}
+
+/**
+ * Replaces the looked-up representation by one made from it (a preset variant, a transform) once access
+ * to the source has been granted.
+ */
+export interface Derive {
+  /**
+   * The answer when this process knows it from memory alone (no query, no render), else undefined. It
+   * must change nothing: the origin may go on to call `derive` for the same request.
+   */
+  known?(source: Representation, request: OriginRequest): Derived | undefined;
+  derive(source: Representation, request: OriginRequest): Promise<Derived>;
+}
 
 interface FixedHeaders {
   etag: string;
@@ -148,16 +156,50 @@ export class Origin {
   }
 
   /**
-   * Answers `request` for the asset (`latest`) or version (`version`) `id` on `res`. Never rejects: every
-   * failure becomes a problem response (or, once the body has begun, a destroyed response). Resolves
-   * when the whole response has been handed to the socket.
+   * Answers `request` for the asset (`latest`) or version (`version`) `id` on `res`. Never throws or
+   * rejects: every failure becomes a problem response (or, once the body has begun, a destroyed response).
+   *
+   * When everything the answer needs is in this process's memory (the representation, what a derive step
+   * makes of it, and the bytes, or a read that is synchronous anyway), the response is written before this
+   * returns, and it returns undefined: the hit path of a CDN's requests costs no promise and no microtask
+   * (a quarter of a small response's CPU, docs/benchmarks.md). Otherwise it returns a promise that
+   * resolves once the whole response has been handed to the socket.
    */
-  async serve(
+  serve(
     kind: 'latest' | 'version',
     id: string,
     request: OriginRequest,
     res: ServerResponse,
     derive?: Derive,
+  ): Promise<void> | undefined {
+    // Private content needs the access check, which may have to look a token up: always the long way.
+    const source = this.#deps.lookup.known(kind, id);
+    if (!source || source.visibility === 'private') return this.#serveLater(kind, id, request, res, derive);
+    let rep = source;
+    let bytes: Buffer | undefined;
+    let derivedHeaders: OutgoingHttpHeaders | undefined;
+    if (derive) {
+      const derived = derive.known?.(source, request);
+      if (!derived) return this.#serveLater(kind, id, request, res, derive);
+      ({ rep, bytes, headers: derivedHeaders } = derived);
+    }
+    const headers: OutgoingHttpHeaders = { ...request.responseHeaders, ...derivedHeaders };
+    try {
+      const pending = this.#respond(request, res, rep, rep.kind, headers, bytes);
+      return pending?.catch((error: unknown) => this.#fail(error, request, res, headers));
+    } catch (error) {
+      this.#fail(error, request, res, headers);
+      return undefined;
+    }
+  }
+
+  /** `serve` from the start, waiting for whatever is not in memory: the lookup, access, derive, bytes. */
+  async #serveLater(
+    kind: 'latest' | 'version',
+    id: string,
+    request: OriginRequest,
+    res: ServerResponse,
+    derive: Derive | undefined,
   ): Promise<void> {
     // Built up as the request is evaluated; a problem keeps what was decided before it, so a 412 or 416
     // still carries the representation's ETag and Last-Modified.
@@ -170,7 +212,7 @@ export class Origin {
       if (isPrivate) await this.#authorize(rep, request);
       let bytes: Buffer | undefined;
       if (derive) {
-        const derived = await derive(rep, request);
+        const derived = await derive.derive(rep, request);
         rep = derived.rep;
         bytes = derived.bytes;
         Object.assign(headers, derived.headers);
@@ -201,14 +243,19 @@ export class Origin {
     }
   }
 
-  async #respond(
+  /**
+   * Decides and writes the response for `rep`. Synchronous (undefined) when the body is at hand or none is
+   * needed; a promise when the bytes must be waited for or the body is streamed. Throws (or rejects) a
+   * ConveyorError for a 412 or 416, for `#fail` to answer, before anything is written.
+   */
+  #respond(
     request: OriginRequest,
     res: ServerResponse,
     rep: Representation,
     policy: 'latest' | 'version' | 'private',
     headers: OutgoingHttpHeaders,
     bytes: Buffer | undefined,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const fixed = this.#fixedHeaders(rep);
     const validators = { etag: fixed.etag, lastModified: rep.lastModified };
     headers.etag = fixed.etag;
@@ -232,7 +279,7 @@ export class Origin {
       this.#counted.not_modified.inc();
       // RFC 9110 §15.4.5: the 304 carries the fields a 200 would (ETag, Cache-Control, …) and no content.
       res.writeHead(304, headers).end();
-      return;
+      return undefined;
     }
     if (outcome === 'precondition-failed') {
       this.#counted.precondition_failed.inc();
@@ -268,13 +315,17 @@ export class Origin {
     if (range.kind === 'ranges' && range.ranges.length === 1) {
       const r = range.ranges[0]!;
       const length = r.end - r.start + 1;
-      const content = bytes ? bytes.subarray(r.start, r.end + 1) : await this.#body(res, rep, r);
       this.#counted.partial.inc();
       metrics.deliveryBytes.inc(length);
       headers['content-type'] = rep.contentType;
       headers['content-range'] = `bytes ${r.start}-${r.end}/${rep.size}`;
       headers['content-length'] = length;
-      return this.#send(res, 206, headers, content);
+      return this.#send(
+        res,
+        206,
+        headers,
+        bytes ? bytes.subarray(r.start, r.end + 1) : this.#body(res, rep, r),
+      );
     }
     if (range.kind === 'ranges') {
       const multipart = multipartByteranges({
@@ -294,34 +345,48 @@ export class Origin {
 
     headers['content-type'] = rep.contentType;
     headers['content-length'] = rep.size;
-    if (request.method === 'HEAD') {
-      this.#counted.full.inc();
-      res.writeHead(200, headers).end();
-      return;
-    }
-    const content = bytes ?? (await this.#body(res, rep, { start: 0, end: rep.size - 1 }));
     this.#counted.full.inc();
+    if (request.method === 'HEAD') {
+      res.writeHead(200, headers).end();
+      return undefined;
+    }
     metrics.deliveryBytes.inc(rep.size);
-    return this.#send(res, 200, headers, content);
+    return this.#send(res, 200, headers, bytes ?? this.#body(res, rep, { start: 0, end: rep.size - 1 }));
   }
 
   /**
    * The body of a 200 or single-range 206: from memory for small blobs; otherwise, up to
    * deliveryBufferMaxBytes, one read into a pooled buffer sent with the head in one write (the buffer
-   * returns to the pool when the response closes); a larger body is streamed.
+   * returns to the pool when the response closes); a larger body is streamed. A Buffer when the bytes were
+   * at hand (in memory, or a read the store could do at once), else a promise.
    */
-  async #body(res: ServerResponse, rep: Representation, r: ByteRange): Promise<Buffer | Readable> {
-    if (this.#cache.accepts(rep.size))
-      return (await this.#cache.get(rep.sha256)).subarray(r.start, r.end + 1);
+  #body(res: ServerResponse, rep: Representation, r: ByteRange): Buffer | Promise<Buffer | Readable> {
+    if (this.#cache.accepts(rep.size)) {
+      const whole = this.#cache.peek(rep.sha256);
+      if (whole) return whole.subarray(r.start, r.end + 1);
+      return this.#cache.get(rep.sha256).then((loaded) => loaded.subarray(r.start, r.end + 1));
+    }
     const length = r.end - r.start + 1;
     if (length > this.#pool.maxBufferBytes) return this.#deps.store.get(rep.sha256, r);
+    const { store } = this.#deps;
     const lease = this.#pool.acquire(length);
     try {
-      await this.#deps.store.readInto(rep.sha256, r, lease.bytes);
+      if (store.readIntoNow?.(rep.sha256, r, lease.bytes)) return this.#lend(res, lease);
     } catch (error) {
       lease.release();
       throw error;
     }
+    return store.readInto(rep.sha256, r, lease.bytes).then(
+      () => this.#lend(res, lease),
+      (error: unknown) => {
+        lease.release();
+        throw error;
+      },
+    );
+  }
+
+  /** The leased bytes, returned to the pool once the response closes. */
+  #lend(res: ServerResponse, lease: { bytes: Buffer; release(): void }): Buffer {
     // Not before 'close': until then the socket may still be sending these bytes. A response that closed
     // already never emits it again, and its buffer is simply left to the garbage collector.
     res.once('close', lease.release);
@@ -348,16 +413,25 @@ export class Origin {
     return fixed;
   }
 
-  /** Writes head and body: a buffer in one write with the head; a stream piped. */
-  async #send(res: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer | Readable) {
-    res.writeHead(status, headers);
+  /**
+   * Writes head and body: a buffer in one write with the head, at once; a stream piped. A body still to
+   * come is waited for first, so that a failure to get it is still answered as a problem.
+   */
+  #send(
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    body: Buffer | Promise<Buffer | Readable> | Readable,
+  ): Promise<void> | undefined {
     if (Buffer.isBuffer(body)) {
-      res.end(body);
-      return;
+      res.writeHead(status, headers).end(body);
+      return undefined;
     }
+    if (body instanceof Promise) return body.then((arrived) => this.#send(res, status, headers, arrived));
+    res.writeHead(status, headers);
     // A client that goes away mid-body is not a failure of ours; a storage read that fails is (and, the
     // head being out, can only end the response early: the client sees a body shorter than announced).
-    await pipeline(body, res).catch((error: NodeJS.ErrnoException) => {
+    return pipeline(body, res).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
     });
   }

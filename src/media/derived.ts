@@ -51,6 +51,11 @@ export class DerivedBlobs {
     this.#maxEntries = deps.maxEntries;
   }
 
+  /** The row of `key` if this process has it in memory already, without a query. */
+  known(key: string): MediaDerivedTable | undefined {
+    return this.#known.get(key);
+  }
+
   async find(key: string): Promise<MediaDerivedTable | undefined> {
     const known = this.#known.get(key);
     if (known) return known;

@@ -55,6 +55,8 @@ export class TransformService {
   readonly #slots: Slots;
   /** Renders in progress, by cache key: identical requests arriving together are computed once. */
   readonly #inflight = new Map<string, Promise<Rendered>>();
+  /** Each in-flight render until its output is stored (never rejects). */
+  readonly #storing = new Set<Promise<unknown>>();
   readonly #log: { error(obj: object, msg: string): void };
   readonly #represented = new WeakMap<Representation, Map<string, Representation>>();
   readonly #accepted = new Map<string, ParsedTransformPath>();
@@ -152,38 +154,63 @@ export class TransformService {
 
   /** The Derive step of a parsed transform: find or render the output for the negotiated format. */
   transform(parsed: ParsedTransformPath): Derive {
-    return async (source, request) => {
-      const image = await this.#sourceImage(source);
-      const accept = request.headers.accept;
-      const choice = resolveFormat(parsed.spec.format, accept, image, this.#limits.formats);
-      const spec: ResolvedSpec = { ...parsed.spec, format: choice.format };
-      const quality = spec.quality ?? defaultQuality(this.#render, choice.format);
-      if (quality !== undefined) spec.quality = quality;
-      const memo = `${parsed.signedPart}\n${choice.format}\n${source.sha256}`;
-      let known = this.#keysByRequest.get(memo);
-      if (known === undefined) {
-        known = cacheKey(spec, source.sha256);
-        remember(this.#keysByRequest, memo, known, ACCEPTED_PATHS);
-      }
-      const key = known;
-      const headers: OutgoingHttpHeaders = choice.varyAccept ? { vary: 'Accept' } : {};
-      const stored = await this.#derived.find(key);
-      if (stored) return { rep: this.#represent(source, stored), headers };
-      const rendered = await this.#rendering(source, spec, key);
-      return { rep: this.#represent(source, rendered.row), headers, bytes: rendered.bytes };
+    return {
+      known: (source, request) => {
+        const image = this.#sources.get(source.sha256);
+        if (!image) return undefined;
+        const { key, headers } = this.#output(parsed, source, image, request.headers.accept);
+        const stored = this.#derived.known(key);
+        return stored && { rep: this.#represent(source, stored), headers };
+      },
+      derive: async (source, request) => {
+        const image = await this.#sourceImage(source);
+        const { key, headers, spec } = this.#output(parsed, source, image, request.headers.accept);
+        const stored = await this.#derived.find(key);
+        if (stored) return { rep: this.#represent(source, stored), headers };
+        const rendered = await this.#rendering(source, spec, key);
+        return { rep: this.#represent(source, rendered.row), headers, bytes: rendered.bytes };
+      },
     };
+  }
+
+  /** What a transform request makes of a source: the negotiated spec, its cache key, the extra headers. */
+  #output(
+    parsed: ParsedTransformPath,
+    source: Representation,
+    image: SourceImage,
+    accept: string | undefined,
+  ): { spec: ResolvedSpec; key: string; headers: OutgoingHttpHeaders } {
+    const choice = resolveFormat(parsed.spec.format, accept, image, this.#limits.formats);
+    const spec: ResolvedSpec = { ...parsed.spec, format: choice.format };
+    const quality = spec.quality ?? defaultQuality(this.#render, choice.format);
+    if (quality !== undefined) spec.quality = quality;
+    const headers = choice.varyAccept ? VARY_ACCEPT : NO_HEADERS;
+    const memo = `${parsed.signedPart}\n${choice.format}\n${source.sha256}`;
+    let key = this.#keysByRequest.get(memo);
+    if (key === undefined) {
+      key = cacheKey(spec, source.sha256);
+      remember(this.#keysByRequest, memo, key, ACCEPTED_PATHS);
+    }
+    return { spec, key, headers };
   }
 
   /** The Derive step of a preset variant (`thumb.webp`): served once the image job has made it. */
   variant(file: string): Derive {
     const match = /^([A-Za-z0-9_-]{1,64})\.([a-z]{3,4})$/.exec(file);
     const format = match ? formatOfExtension(match[2]!) : undefined;
-    return async (source) => {
-      if (!match || !format) throw new ConveyorError('not_found', 'No such variant');
-      const row = await this.#derived.find(variantKey(source.sha256, match[1]!, format));
-      // Not made (yet, or not an image, or not a configured preset): the same answer for all three.
-      if (!row) throw new ConveyorError('not_found', 'No such variant (yet)');
-      return { rep: this.#represent(source, row) };
+    const keyOf = (source: Representation) => variantKey(source.sha256, match![1]!, format!);
+    return {
+      known: (source) => {
+        const row = match && format ? this.#derived.known(keyOf(source)) : undefined;
+        return row && { rep: this.#represent(source, row) };
+      },
+      derive: async (source) => {
+        if (!match || !format) throw new ConveyorError('not_found', 'No such variant');
+        const row = await this.#derived.find(keyOf(source));
+        // Not made (yet, or not an image, or not a configured preset): the same answer for all three.
+        if (!row) throw new ConveyorError('not_found', 'No such variant (yet)');
+        return { rep: this.#represent(source, row) };
+      },
     };
   }
 
@@ -228,6 +255,11 @@ export class TransformService {
     return image;
   }
 
+  /** Resolves once every render started so far is answered and stored (or has failed). */
+  async settled(): Promise<void> {
+    await Promise.all(this.#storing);
+  }
+
   /**
    * The render of `key`, shared by every request that asks while it is made. The answer goes out as soon
    * as the bytes exist; storing them as a derived blob follows in the background, and the render stays
@@ -239,7 +271,7 @@ export class TransformService {
     if (running) return running;
     const rendered = this.#renderOne(source, spec, key);
     this.#inflight.set(key, rendered);
-    rendered
+    const storing = rendered
       .then(
         ({ row, bytes }) =>
           this.#derived
@@ -258,7 +290,11 @@ export class TransformService {
         // A failed render has been answered to the requests that waited for it.
         () => {},
       )
-      .finally(() => this.#inflight.delete(key));
+      .finally(() => {
+        this.#inflight.delete(key);
+        this.#storing.delete(storing);
+      });
+    this.#storing.add(storing);
     return rendered;
   }
 
@@ -328,6 +364,10 @@ const SOURCE_POOL_BYTES = 64 * 1024 * 1024;
 
 /** Accepted transform paths (and their cache keys) remembered per process. */
 const ACCEPTED_PATHS = 10_000;
+
+/** Extra response headers of a transform, shared by every response (the origin only reads them). */
+const VARY_ACCEPT: OutgoingHttpHeaders = Object.freeze({ vary: 'Accept' });
+const NO_HEADERS: OutgoingHttpHeaders = Object.freeze({});
 
 /** A bounded memo: the oldest entry goes when it is full. */
 function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {

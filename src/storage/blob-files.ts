@@ -82,6 +82,25 @@ export class BlobFiles {
     }
   }
 
+  /**
+   * `readInto` done now, on the event loop, when it would be synchronous anyway (a warm handle and at most
+   * `syncReadMaxBytes`): true once read; false, having done nothing, when it would have to wait. Throws
+   * like `readInto` when the file is shorter than the range.
+   */
+  readIntoNow(path: string, sha256: string, range: ByteRange, target: Buffer): boolean {
+    const length = range.end - range.start + 1;
+    if (length > this.#syncReadMaxBytes) return false;
+    const ready = this.#handles.acquireOpen(path);
+    if (!ready) return false;
+    try {
+      const read = readFullySync(ready.handle, target.subarray(0, length), range.start);
+      if (read !== length) throw new Error(`blob ${sha256} ended after ${read} of ${length} bytes`);
+      return true;
+    } finally {
+      ready.release();
+    }
+  }
+
   /** Drops the cached handle of a deleted file so its space is released. */
   forget(path: string): void {
     this.#handles.forget(path);

@@ -32,6 +32,12 @@ export interface BlobStore {
   discard(staged: StagedBlob): Promise<void>;
   get(sha256: string, range?: ByteRange): Promise<Readable>;
   readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void>;
+  /**
+   * `readInto` without waiting, for stores that can: true once the bytes are in `target`; false, having
+   * done nothing, when the read would have to wait (not on local disk, a cold file, a large range). The
+   * origin's in-memory path (src/http/origin.ts) tries this before falling back to `readInto`.
+   */
+  readIntoNow?(sha256: string, range: ByteRange, target: Buffer): boolean;
   stat(sha256: string): Promise<BlobStat | null>;
   delete(sha256: string): Promise<void>;
   list(prefix?: string): AsyncIterable<BlobStat>;

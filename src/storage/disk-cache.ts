@@ -128,6 +128,11 @@ export class DiskCachedBlobStore implements BlobStore {
     return this.#store.readInto(sha256, range, target);
   }
 
+  /** Only from a local copy this process knows of; a miss is left to `readInto`, which fills the cache. */
+  readIntoNow(sha256: string, range: ByteRange, target: Buffer): boolean {
+    return this.#touch(sha256) && this.#files.readIntoNow(this.#path(sha256), sha256, range, target);
+  }
+
   /**
    * Downloads the blob into the cache unless it is there already; concurrent calls share one download.
    * Resolves true once it is cached, false when it cannot be (missing, too large, corrupt, I/O error).
@@ -182,18 +187,22 @@ export class DiskCachedBlobStore implements BlobStore {
 
   /** Whether a local copy exists, indexing one that another process sharing the folder made. */
   async #local(sha256: string): Promise<boolean> {
-    const size = this.#index.get(sha256);
-    if (size !== undefined) {
-      // Refresh recency: Map iteration order is insertion order, so the first key is the coldest.
-      this.#index.delete(sha256);
-      this.#index.set(sha256, size);
-      return true;
-    }
+    if (this.#touch(sha256)) return true;
     if (this.#filling.has(sha256)) return false;
     const info = await stat(this.#path(sha256)).catch(() => null);
     if (!info) return false;
     this.#add(sha256, info.size);
     void this.#evict();
+    return true;
+  }
+
+  /** Whether this process knows of a local copy; if so it becomes the most recently used. */
+  #touch(sha256: string): boolean {
+    const size = this.#index.get(sha256);
+    if (size === undefined) return false;
+    // Map iteration order is insertion order, so the first key is the coldest.
+    this.#index.delete(sha256);
+    this.#index.set(sha256, size);
     return true;
   }
 

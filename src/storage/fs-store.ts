@@ -89,6 +89,10 @@ export class FsBlobStore implements BlobStore {
     await this.#files.readInto(this.#path(sha256), sha256, range, target);
   }
 
+  readIntoNow(sha256: string, range: ByteRange, target: Buffer): boolean {
+    return this.#files.readIntoNow(this.#path(sha256), sha256, range, target);
+  }
+
   async stat(sha256: string): Promise<BlobStat | null> {
     try {
       const info = await stat(this.#path(sha256));

@@ -27,32 +27,38 @@ export class HandleCache {
    * open, i.e. the file was read recently, so its pages are likely in the page cache.
    */
   async acquire(path: string): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
-    let entry = this.#entries.get(path);
-    const warm = entry !== undefined;
-    if (entry) {
-      this.#entries.delete(path);
-      this.#entries.set(path, entry);
-    } else {
-      let opening = this.#opening.get(path);
-      if (!opening) {
-        opening = open(path, 'r')
-          .then((handle) => {
-            const created = { handle, users: 0 };
-            this.#entries.set(path, created);
-            return created;
-          })
-          .finally(() => this.#opening.delete(path));
-        this.#opening.set(path, opening);
-      }
-      entry = await opening;
+    const ready = this.acquireOpen(path);
+    if (ready) return { ...ready, warm: true };
+    let opening = this.#opening.get(path);
+    if (!opening) {
+      opening = open(path, 'r')
+        .then((handle) => {
+          const created = { handle, users: 0 };
+          this.#entries.set(path, created);
+          return created;
+        })
+        .finally(() => this.#opening.delete(path));
+      this.#opening.set(path, opening);
     }
-    const held = entry;
+    return { ...this.#use(path, await opening), warm: false };
+  }
+
+  /** `acquire` without waiting: the handle if it is open already (the file was read recently), else null. */
+  acquireOpen(path: string): { handle: FileHandle; release: () => void } | null {
+    const entry = this.#entries.get(path);
+    if (!entry) return null;
+    // Refresh recency: Map iteration order is insertion order, so the first key is the coldest.
+    this.#entries.delete(path);
+    this.#entries.set(path, entry);
+    return this.#use(path, entry);
+  }
+
+  #use(path: string, held: Entry): { handle: FileHandle; release: () => void } {
     held.users++;
     let released = false;
     this.#evict();
     return {
       handle: held.handle,
-      warm,
       release: () => {
         if (released) return;
         released = true;

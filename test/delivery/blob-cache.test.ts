@@ -53,6 +53,23 @@ describe('BlobCache', () => {
     assert.deepEqual(reads, ['a', 'b', 'c', 'b']);
   });
 
+  it('peeks at a cached blob without reading, and counts the peek as a use', async () => {
+    const { store, reads } = fakeStore({
+      a: Buffer.alloc(4, 'a'),
+      b: Buffer.alloc(4, 'b'),
+      c: Buffer.alloc(4, 'c'),
+    });
+    const cache = new BlobCache(store, { maxBytes: 8, maxItemBytes: 8 });
+    assert.equal(cache.peek('a'), undefined);
+    await cache.get('a');
+    await cache.get('b');
+    assert.equal(cache.peek('a')?.toString(), 'aaaa'); // a is now the most recent
+    await cache.get('c'); // evicts b
+    assert.equal(cache.peek('b'), undefined);
+    assert.equal(cache.peek('a')?.toString(), 'aaaa');
+    assert.deepEqual(reads, ['a', 'b', 'c']);
+  });
+
   it('accepts only blobs up to the item limit', () => {
     const cache = new BlobCache(fakeStore({}).store, { maxBytes: 100, maxItemBytes: 10 });
     assert.ok(cache.accepts(10));

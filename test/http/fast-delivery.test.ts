@@ -27,7 +27,8 @@ describe('delivery shortcut', () => {
   let etag = '';
 
   before(async () => {
-    server = await startConveyor();
+    // Metadata stays known between two requests however slow the machine (the at-once checks below).
+    server = await startConveyor(undefined, { deliveryMetadataTtlMs: 60_000 });
     const big = await upload(server, Buffer.alloc(200_000, 7), { filename: 'ré sumé.bin' });
     const html = await upload(server, '<script>alert(1)</script>', {
       filename: 'page.html',
@@ -75,6 +76,32 @@ describe('delivery shortcut', () => {
           `${method} ${which} ${label} with Authorization goes to Fastify`,
         );
         assert.deepEqual(comparable(direct), comparable(routed), `${method} ${which} ${label}`);
+      }
+    }
+  });
+
+  it('answers from memory exactly as after a lookup, and at once where nothing is left to wait for', async () => {
+    const fast = server.conveyor.app.fastDelivery;
+    // Multipart bodies are streamed; everything else of public content is in memory once looked up.
+    const streamed = new Set(['two ranges']);
+    for (const [which, path] of Object.entries(paths)) {
+      const isPublic = ['latest', 'version', 'active'].includes(which);
+      for (const [method, label, given] of cases) {
+        const headers: Record<string, string> = { ...given, 'x-request-id': 'same-id' };
+        if (headers['if-none-match']) headers['if-none-match'] = etag;
+        server.conveyor.lookup.invalidate();
+        let atOnce = fast.atOnce;
+        const cold = await request(server, method, path, headers);
+        assert.equal(
+          fast.atOnce,
+          atOnce,
+          `${method} ${which} ${label}: the first request waits for the lookup`,
+        );
+        atOnce = fast.atOnce;
+        const warm = await request(server, method, path, headers);
+        const expected = isPublic && !streamed.has(label) ? atOnce + 1 : atOnce;
+        assert.equal(fast.atOnce, expected, `${method} ${which} ${label}: answered at once or not`);
+        assert.deepEqual(comparable(warm), comparable(cold), `${method} ${which} ${label}`);
       }
     }
   });

@@ -103,6 +103,9 @@ describe('DiskCachedBlobStore', () => {
     const target = Buffer.alloc(1000);
     await cache.readInto(hash, { start: 1000, end: 1999 }, target);
     assert.deepEqual(target, content.subarray(1000, 2000));
+    target.fill(0);
+    assert.equal(cache.readIntoNow(hash, { start: 2000, end: 2999 }, target), true, 'warm: read at once');
+    assert.deepEqual(target, content.subarray(2000, 3000));
     assert.equal(s3.downloads(), 1);
   });
 
