@@ -12,7 +12,8 @@
  *      per-image latency by lane.
  *
  *   node_modules/.bin/node bench/media.ts [--only transform,cached,rss,ingest] [--requests 40]
- *     [--concurrency 4] [--duration 10] [--images 1000]
+ *     [--concurrency 4] [--duration 10] [--images 1000] [--processes 1]
+ *   --processes sets CONVEYOR_PROCESSES for the cached-transform part (nginx runs worker_processes auto).
  *
  * Conveyor runs as users start it (bin/conveyor serve, SQLite + local folder) in its own process;
  * everything listens on 127.0.0.1. Prints Markdown; nothing is written to the repository.
@@ -23,7 +24,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,7 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '40' },
     concurrency: { type: 'string', default: '4' },
     duration: { type: 'string', default: '10' },
+    processes: { type: 'string', default: '1' },
     images: { type: 'string', default: '1000' },
     'serve-sharp': { type: 'string' },
   },
@@ -286,7 +288,10 @@ async function benchTransforms(work: string, out: string[]) {
 }
 
 async function benchCached(work: string, out: string[]) {
-  const conveyor = await startConveyor(work, { CONVEYOR_IMAGE_VARIANTS: 'false' });
+  const conveyor = await startConveyor(work, {
+    CONVEYOR_IMAGE_VARIANTS: 'false',
+    CONVEYOR_PROCESSES: args.processes,
+  });
   const www = join(work, 'www');
   await mkdir(www, { recursive: true });
   await chmod(work, 0o755);
@@ -325,7 +330,7 @@ async function benchCached(work: string, out: string[]) {
     out.push(
       '### A cached transform answered again',
       '',
-      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back.`,
+      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back; nginx worker_processes auto (${availableParallelism()}), Conveyor processes ${args.processes}, bare Node one process.`,
       '',
       '| Server | req/s | ÷ nginx |',
       '|---|--:|--:|',
