@@ -5,8 +5,6 @@ import { etagOf } from '../assets/service.ts';
 import { isActiveContent } from '../assets/sniff.ts';
 import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
-import { BlobCache } from '../delivery/blob-cache.ts';
-import { BufferPool } from '../delivery/buffer-pool.ts';
 import { multipartByteranges, newBoundary } from '../delivery/byteranges.ts';
 import { cacheControl } from '../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../delivery/conditional.ts';
@@ -16,8 +14,9 @@ import type { DeliveryLookup, Representation } from '../delivery/lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from '../delivery/range.ts';
 import { ConveyorError } from '../errors.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
 import type { Principal } from '../tenancy/principal.ts';
+import { Bodies } from './origin-bodies.ts';
 import { problemDocument, toConveyorError } from './problems.ts';
 
 /** The `kind` label values of conveyor_delivery_responses_total. */
@@ -116,8 +115,7 @@ interface FixedHeaders {
  */
 export class Origin {
   readonly #deps: OriginDeps;
-  readonly #cache: BlobCache;
-  readonly #pool: BufferPool;
+  readonly #bodies: Bodies;
   readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
   /** prom-client hashes a label object on every call; these six children are looked up once. */
   readonly #counted: Record<DeliveryKind, { inc(): void }>;
@@ -131,14 +129,7 @@ export class Origin {
   constructor(deps: OriginDeps) {
     this.#deps = deps;
     const { settings } = deps;
-    this.#cache = new BlobCache(deps.store, {
-      maxBytes: settings.blobCacheBytes,
-      maxItemBytes: settings.blobCacheItemBytes,
-    });
-    this.#pool = new BufferPool({
-      maxBufferBytes: settings.deliveryBufferMaxBytes,
-      maxPooledBytes: settings.deliveryBufferPoolBytes,
-    });
+    this.#bodies = new Bodies(deps.store, settings);
     const policy = {
       latestMaxAge: settings.cacheLatestMaxAge,
       latestSMaxAge: settings.cacheLatestSMaxAge,
@@ -324,7 +315,7 @@ export class Origin {
         res,
         206,
         headers,
-        bytes ? bytes.subarray(r.start, r.end + 1) : this.#body(res, rep, r),
+        bytes ? bytes.subarray(r.start, r.end + 1) : this.#bodies.body(res, rep, r),
       );
     }
     if (range.kind === 'ranges') {
@@ -334,7 +325,9 @@ export class Origin {
         contentType: rep.contentType,
         boundary: newBoundary(),
         open: (r) =>
-          bytes ? Promise.resolve(Readable.from([bytes.subarray(r.start, r.end + 1)])) : this.#open(rep, r),
+          bytes
+            ? Promise.resolve(Readable.from([bytes.subarray(r.start, r.end + 1)]))
+            : this.#bodies.part(rep, r),
       });
       this.#counted.multipart.inc();
       metrics.deliveryBytes.inc(multipart.contentLength);
@@ -351,52 +344,12 @@ export class Origin {
       return undefined;
     }
     metrics.deliveryBytes.inc(rep.size);
-    return this.#send(res, 200, headers, bytes ?? this.#body(res, rep, { start: 0, end: rep.size - 1 }));
-  }
-
-  /**
-   * The body of a 200 or single-range 206: from memory for small blobs; otherwise, up to
-   * deliveryBufferMaxBytes, one read into a pooled buffer sent with the head in one write (the buffer
-   * returns to the pool when the response closes); a larger body is streamed. A Buffer when the bytes were
-   * at hand (in memory, or a read the store could do at once), else a promise.
-   */
-  #body(res: ServerResponse, rep: Representation, r: ByteRange): Buffer | Promise<Buffer | Readable> {
-    if (this.#cache.accepts(rep.size)) {
-      const whole = this.#cache.peek(rep.sha256);
-      if (whole) return whole.subarray(r.start, r.end + 1);
-      return this.#cache.get(rep.sha256).then((loaded) => loaded.subarray(r.start, r.end + 1));
-    }
-    const length = r.end - r.start + 1;
-    if (length > this.#pool.maxBufferBytes) return this.#deps.store.get(rep.sha256, r);
-    const { store } = this.#deps;
-    const lease = this.#pool.acquire(length);
-    try {
-      if (store.readIntoNow?.(rep.sha256, r, lease.bytes)) return this.#lend(res, lease);
-    } catch (error) {
-      lease.release();
-      throw error;
-    }
-    return store.readInto(rep.sha256, r, lease.bytes).then(
-      () => this.#lend(res, lease),
-      (error: unknown) => {
-        lease.release();
-        throw error;
-      },
+    return this.#send(
+      res,
+      200,
+      headers,
+      bytes ?? this.#bodies.body(res, rep, { start: 0, end: rep.size - 1 }),
     );
-  }
-
-  /** The leased bytes, returned to the pool once the response closes. */
-  #lend(res: ServerResponse, lease: { bytes: Buffer; release(): void }): Buffer {
-    // Not before 'close': until then the socket may still be sending these bytes. A response that closed
-    // already never emits it again, and its buffer is simply left to the garbage collector.
-    res.once('close', lease.release);
-    return lease.bytes;
-  }
-
-  /** One part of a multipart/byteranges body: from memory for small blobs, else streamed from storage. */
-  async #open(rep: Representation, r: ByteRange): Promise<Readable> {
-    if (!this.#cache.accepts(rep.size)) return this.#deps.store.get(rep.sha256, r);
-    return Readable.from([(await this.#cache.get(rep.sha256)).subarray(r.start, r.end + 1)]);
   }
 
   #fixedHeaders(rep: Representation): FixedHeaders {
