@@ -147,7 +147,7 @@ export const settings = {
     default: 1000,
     min: 0,
     max: 60_000,
-    doc: "How long delivery may reuse an asset's metadata; changes made by another process show within this (0 = always query).",
+    doc: "How long delivery may reuse an asset's metadata and a derived blob's row; changes made by another process (and garbage collection) show within this (0 = always query).",
   },
   blobCacheBytes: {
     type: 'int',

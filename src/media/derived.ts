@@ -42,22 +42,39 @@ export class DerivedBlobs {
   readonly #store: BlobStore;
   readonly #ledger: BlobLedger;
   readonly #maxEntries: number;
-  readonly #known = new Map<string, MediaDerivedTable>();
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #known = new Map<string, { row: MediaDerivedTable; expires: number }>();
 
-  constructor(deps: { db: Kysely<Database>; store: BlobStore; ledger: BlobLedger; maxEntries: number }) {
+  constructor(deps: {
+    db: Kysely<Database>;
+    store: BlobStore;
+    ledger: BlobLedger;
+    maxEntries: number;
+    /**
+     * How long a found row is trusted without asking the database again. Rows never change, but garbage
+     * collection (in any process) deletes those of content nothing refers to any more, with their blobs;
+     * if the same content is uploaded again, a row remembered for ever would name a deleted blob.
+     */
+    ttlMs: number;
+    now?: () => number;
+  }) {
     this.#db = deps.db;
     this.#store = deps.store;
     this.#ledger = deps.ledger;
     this.#maxEntries = deps.maxEntries;
+    this.#ttlMs = deps.ttlMs;
+    this.#now = deps.now ?? Date.now;
   }
 
-  /** The row of `key` if this process has it in memory already, without a query. */
+  /** The row of `key` if this process has it in memory (and it is fresh), without a query. */
   known(key: string): MediaDerivedTable | undefined {
-    return this.#known.get(key);
+    const entry = this.#known.get(key);
+    return entry && entry.expires > this.#now() ? entry.row : undefined;
   }
 
   async find(key: string): Promise<MediaDerivedTable | undefined> {
-    const known = this.#known.get(key);
+    const known = this.known(key);
     if (known) return known;
     const row = await this.#db
       .selectFrom('media_derived')
@@ -118,9 +135,11 @@ export class DerivedBlobs {
   }
 
   #remember(row: MediaDerivedTable): void {
-    if (this.#maxEntries === 0) return;
+    if (this.#maxEntries === 0 || this.#ttlMs === 0) return;
+    // A refreshed row goes to the back, so the first key is always the oldest.
+    this.#known.delete(row.key);
     if (this.#known.size >= this.#maxEntries) this.#known.delete(this.#known.keys().next().value!);
-    this.#known.set(row.key, row);
+    this.#known.set(row.key, { row, expires: this.#now() + this.#ttlMs });
   }
 }
 

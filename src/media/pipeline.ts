@@ -41,7 +41,13 @@ export interface Media {
  */
 export function attachMedia(deps: MediaDeps): Media {
   const { config, db, store, ledger, jobs } = deps;
-  const derived = new DerivedBlobs({ db, store, ledger, maxEntries: config.transformCacheEntries });
+  const derived = new DerivedBlobs({
+    db,
+    store,
+    ledger,
+    maxEntries: config.transformCacheEntries,
+    ttlMs: config.deliveryMetadataTtlMs,
+  });
   const ingest = new IngestService(deps);
   ingest.register(jobs.registry);
   const images = new ImageProcessor({ config, db, store, derived, jobs });
