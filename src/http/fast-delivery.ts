@@ -13,11 +13,12 @@ export function requestIdOf(request: IncomingMessage): string {
 }
 
 /**
- * A delivery URL with nothing for Fastify to do: no query, no percent-encoding (so the id is the path
- * segment as sent), and an id no longer than Fastify's 100-character parameter limit (a longer one gets
- * Fastify's own answer).
+ * A delivery URL with nothing for Fastify to do: `/a/<id>` or `/v/<id>`, optionally with a preset variant's
+ * file name (`/a/<id>/thumb.webp`); no query, no percent-encoding (so each parameter is the path segment as
+ * sent), and parameters no longer than Fastify's 100-character limit (a longer one gets Fastify's own
+ * answer).
  */
-const PLAIN_DELIVERY_PATH = /^\/([av])\/([^/?#%]{1,100})$/;
+const PLAIN_DELIVERY_PATH = /^\/([av])\/([^/?#%]{1,100})(?:\/([^/?#%]{1,100}))?$/;
 const NO_QUERY: DeliveryQuery = Object.freeze({});
 const NOBODY = async () => null;
 
@@ -25,11 +26,12 @@ const NOBODY = async () => null;
 export interface FastTransforms {
   tryParse(pathname: string): ParsedTransformPath | null;
   transform(parsed: ParsedTransformPath): Derive;
+  variant(file: string): Derive;
 }
 
 /**
- * The public GET and HEAD that a CDN sends (`/a/<id>`, `/v/<id>`, or a correctly signed transform URL
- * `/t/<signature>/<options>/<id>`; no query, no Authorization),
+ * The public GET and HEAD that a CDN sends (`/a/<id>`, `/v/<id>`, a preset variant `/a/<id>/<file>`, or
+ * a correctly signed transform URL `/t/<signature>/<options>/<id>`; no query, no Authorization),
  * answered straight from the HTTP server's request event instead of through Fastify. The origin's work
  * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it were about
  * half of such a response's CPU (docs/benchmarks.md, "Delivery"). What Fastify did for these requests is
@@ -72,7 +74,16 @@ export class FastDelivery {
     const match = PLAIN_DELIVERY_PATH.exec(path);
     if (match) {
       const latest = match[1] === 'a';
-      this.#serve(req, res, latest ? 'latest' : 'version', match[2]!, latest ? '/a/:id' : '/v/:id');
+      const kind = latest ? 'latest' : 'version';
+      const file = match[3];
+      if (file === undefined) {
+        this.#serve(req, res, kind, match[2]!, latest ? '/a/:id' : '/v/:id');
+        return true;
+      }
+      // A preset variant: the transform service is loaded with the media pipeline.
+      if (!this.#transforms) return false;
+      const route = latest ? '/a/:id/:file' : '/v/:id/:file';
+      this.#serve(req, res, kind, match[2]!, route, this.#transforms.variant(file));
       return true;
     }
     // A transform URL with a valid signature and no query (a malformed or unsigned one gets Fastify's

@@ -41,6 +41,10 @@ describe('delivery shortcut', () => {
     paths.version = `/v/${version.body.id}`;
     paths.active = `/a/${html.id}`;
     paths.private = `/a/${secret.id}`;
+    // Preset variants of content that is not an image: 404 from both ways, problem documents alike.
+    paths.variant = `/a/${big.id}/thumb.webp`;
+    paths.versionVariant = `/v/${version.body.id}/small.jpg`;
+    paths.badVariant = `/a/${big.id}/bad!name.webp`;
     paths.unknown = '/a/ast_0000000000000000000000000';
     paths.malformed = '/v/not-an-id';
   });

@@ -95,6 +95,29 @@ for (const backend of BACKENDS) {
 
       assert.equal((await fetch(`${photo.url}/huge.webp`)).status, 404);
       assert.equal((await fetch(`${photo.url}/thumb.gif`)).status, 404);
+
+      // The CDN's variant requests take the delivery shortcut, answered at once when known, and exactly
+      // as the Fastify route answers them (an Authorization header sends a request there).
+      const fast = server.conveyor.app.fastDelivery;
+      const { handled, atOnce } = fast;
+      const shortcut = await fetch(`${photo.url}/thumb.webp`);
+      assert.equal(fast.handled, handled + 1);
+      assert.equal(fast.atOnce, atOnce + 1, 'the variant was known: answered from memory');
+      const routed = await fetch(`${photo.url}/thumb.webp`, {
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      });
+      assert.equal(fast.handled, handled + 1, 'with Authorization: Fastify');
+      for (const name of [
+        'etag',
+        'cache-control',
+        'content-type',
+        'content-length',
+        'last-modified',
+        'vary',
+      ]) {
+        assert.equal(shortcut.headers.get(name), routed.headers.get(name), name);
+      }
+      assert.ok((await bytesOf(shortcut)).equals(await bytesOf(routed)));
     });
 
     test('a decompression bomb and a truncated image end dead, with nothing derived', { skip }, async () => {
