@@ -198,14 +198,15 @@ export class TransformService {
   variant(file: string): Derive {
     const match = /^([A-Za-z0-9_-]{1,64})\.([a-z]{3,4})$/.exec(file);
     const format = match ? formatOfExtension(match[2]!) : undefined;
-    const keyOf = (source: Representation) => variantKey(source.sha256, match![1]!, format!);
+    if (!match || !format) return NO_SUCH_VARIANT;
+    const preset = match[1]!;
+    const keyOf = (source: Representation) => variantKey(source.sha256, preset, format);
     return {
       known: (source) => {
-        const row = match && format ? this.#derived.known(keyOf(source)) : undefined;
+        const row = this.#derived.known(keyOf(source));
         return row && { rep: this.#represent(source, row) };
       },
       derive: async (source) => {
-        if (!match || !format) throw new ConveyorError('not_found', 'No such variant');
         const row = await this.#derived.find(keyOf(source));
         // Not made (yet, or not an image, or not a configured preset): the same answer for all three.
         if (!row) throw new ConveyorError('not_found', 'No such variant (yet)');
@@ -368,6 +369,13 @@ const ACCEPTED_PATHS = 10_000;
 /** Extra response headers of a transform, shared by every response (the origin only reads them). */
 const VARY_ACCEPT: OutgoingHttpHeaders = Object.freeze({ vary: 'Accept' });
 const NO_HEADERS: OutgoingHttpHeaders = Object.freeze({});
+
+/** A variant file name that no preset can produce (`thumb.gif`, `x`): 404 after the source's checks. */
+const NO_SUCH_VARIANT: Derive = {
+  derive: async () => {
+    throw new ConveyorError('not_found', 'No such variant');
+  },
+};
 
 /** A bounded memo: the oldest entry goes when it is full. */
 function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {

@@ -22,6 +22,7 @@ import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, type Upload } from '@tus/server';
+import { s3ClientSettings } from '../storage/s3-client-settings.ts';
 
 export type TusStorageOptions =
   | { kind: 'fs'; directory: string }
@@ -167,19 +168,7 @@ class TusS3Store extends S3Store implements TusBackend {
       expirationPeriodInMilliseconds: expirationMs,
       // Tags only serve a bucket lifecycle rule; not every S3 look-alike has them, and sweep() cleans up.
       useTags: false,
-      s3ClientConfig: {
-        bucket: storage.bucket,
-        endpoint: storage.endpoint,
-        region: storage.region,
-        forcePathStyle: storage.forcePathStyle,
-        credentials:
-          storage.accessKeyId && storage.secretAccessKey
-            ? { accessKeyId: storage.accessKeyId, secretAccessKey: storage.secretAccessKey }
-            : undefined,
-        // As in src/storage/s3-store.ts: S3 look-alikes lag behind the SDK's default CRC32 checksums.
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      },
+      s3ClientConfig: { bucket: storage.bucket, ...s3ClientSettings(storage) },
     });
     this.idPrefix = storage.prefix;
     this.extensions = this.extensions.filter((name) => name !== 'creation-defer-length');

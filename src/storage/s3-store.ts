@@ -28,6 +28,7 @@ import {
   type StageOptions,
 } from './blob-store.ts';
 import { MeteringStream } from './metering.ts';
+import { s3ClientSettings } from './s3-client-settings.ts';
 import { isMissingKey, isUnsupported, parseContentRange, runPool, slice } from './s3-helpers.ts';
 import { MAX_PARTS, putInParts } from './s3-parts.ts';
 
@@ -95,21 +96,7 @@ export class S3BlobStore implements BlobStore {
     this.#copyPartSize = options.copyPartSizeBytes ?? 512 * MIB;
     this.#listPageSize = options.listPageSize ?? 1000;
     this.#client = new S3Client({
-      endpoint: options.endpoint,
-      region: options.region,
-      forcePathStyle: options.forcePathStyle,
-      credentials:
-        options.accessKeyId && options.secretAccessKey
-          ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
-          : undefined,
-      // Since 3.729 the SDK adds a CRC32 checksum to every upload and validates one on every download. S3
-      // look-alikes lag behind: R2 answered 501 to the x-amz-checksum-crc32 header when that shipped, and
-      // s3rver stores the aws-chunked framing used for streamed bodies as if it were object bytes (it copes
-      // with our buffered parts, so the tests pass either way; the shim test pins this setting). Integrity
-      // holds without it: each part is a buffer whose SHA-256 is signed into the request, and every blob is
-      // named by the SHA-256 we computed ourselves.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
+      ...s3ClientSettings(options),
       requestHandler: {
         httpAgent: { keepAlive: true, maxSockets: options.maxSockets ?? 256 },
         httpsAgent: { keepAlive: true, maxSockets: options.maxSockets ?? 256 },
