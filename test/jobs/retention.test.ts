@@ -154,7 +154,14 @@ for (const database of DATABASES) {
         const worker = t.engine.createWorker(quietLog, FAST_WORKER);
         await worker.start();
         try {
-          await waitFor('the sweep', async () => (await existing(t, [job.id])).length === 0);
+          // A sweep deletes the jobs, then (in a statement of its own) the workers' rows: wait for both,
+          // or a check between the two statements sees the stopped worker still listed.
+          const workerIds = async () =>
+            (await t.db.kysely.selectFrom('job_workers').select('id').execute()).map((w) => w.id);
+          await waitFor(
+            'the sweep',
+            async () => (await existing(t, [job.id])).length === 0 && !(await workerIds()).includes(old.id),
+          );
           const workers = await t.db.kysely.selectFrom('job_workers').select('id').execute();
           assert.deepEqual(
             workers.map((w) => w.id),
