@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { openMigratedDatabase } from '../backends.ts';
 import type { Config } from '../config/config.ts';
+import { keepTickObjectShape } from '../ops/tick-shape.ts';
 import { TenancyService } from '../tenancy/service.ts';
 
 /** A worker that dies is restarted, but not more often than this, so a crash loop can't spin the CPU. */
@@ -14,6 +15,7 @@ const WORKER_INDEX = 'CONVEYOR_WORKER_INDEX';
  * stateless apart from its caches, exactly as separate hosts behind a load balancer would be.
  */
 export async function serve(config: Config): Promise<void> {
+  keepTickObjectShape();
   if (cluster.isPrimary && config.processes > 1) return runPrimary(config);
   const index = Number(process.env[WORKER_INDEX] ?? 0);
   // Loaded here, not at the top: the cluster primary never serves, and the HTTP stack is most of a

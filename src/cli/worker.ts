@@ -9,6 +9,7 @@ import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
 import { attachMedia } from '../media/pipeline.ts';
 import { Metrics } from '../ops/metrics.ts';
+import { keepTickObjectShape } from '../ops/tick-shape.ts';
 
 export interface WorkerFlags {
   lanes?: string;
@@ -23,6 +24,7 @@ export interface WorkerFlags {
  * running jobs get CONVEYOR_JOB_SHUTDOWN_GRACE_MS to finish, the rest go back to the queue.
  */
 export async function runWorker(config: Config, flags: WorkerFlags): Promise<void> {
+  keepTickObjectShape();
   const log = pino({ level: config.logLevel, base: { pid: process.pid, component: 'worker' } });
   const db = await openMigratedDatabase(config);
   const engine = new JobEngine(db, await buildRegistry(config), config);
