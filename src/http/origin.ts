@@ -14,6 +14,7 @@ import type { DeliveryLookup, Representation } from '../delivery/lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from '../delivery/range.ts';
 import { ConveyorError } from '../errors.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { CounterChild } from '../ops/prom.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import { Bodies } from './origin-bodies.ts';
@@ -118,7 +119,7 @@ export class Origin {
   readonly #bodies: Bodies;
   readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
   /** prom-client hashes a label object on every call; these six children are looked up once. */
-  readonly #counted: Record<DeliveryKind, { inc(): void }>;
+  readonly #counted = {} as Record<DeliveryKind, CounterChild>;
   /**
    * Header values that depend only on the representation, formatted once per looked-up representation
    * (the lookup hands out the same object for CONVEYOR_DELIVERY_METADATA_TTL_MS): the date and the
@@ -141,9 +142,7 @@ export class Origin {
       version: cacheControl('version', policy),
       private: cacheControl('private', policy),
     };
-    this.#counted = Object.fromEntries(
-      DELIVERY_KINDS.map((kind) => [kind, deps.metrics.deliveryResponses.labels(kind)]),
-    ) as Record<DeliveryKind, { inc(): void }>;
+    for (const kind of DELIVERY_KINDS) this.#counted[kind] = deps.metrics.deliveryResponses.labels(kind);
   }
 
   /**

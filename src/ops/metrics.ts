@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { JobEvent } from '../jobs/context.ts';
+import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
 
 /** Where the job gauges read their values on each scrape (set by the server once the engine exists). */
 export interface JobGaugeSource {
@@ -16,31 +17,31 @@ const BREAKER_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
+  readonly requests = new FastCounter({
     name: 'conveyor_http_requests_total',
     help: 'HTTP requests by method, route pattern and status',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
-  readonly duration = new Histogram({
+  readonly duration = new FastHistogram({
     name: 'conveyor_http_request_duration_seconds',
     help: 'Time from request to the end of the response, by route pattern',
     labelNames: ['method', 'route'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  readonly deliveryBytes = new Counter({
+  readonly deliveryBytes = new FastCounter({
     name: 'conveyor_delivery_bytes_sent_total',
     help: 'Body bytes sent by delivery routes',
     registers: [this.registry],
   });
-  readonly deliveryResponses = new Counter({
+  readonly deliveryResponses = new FastCounter({
     name: 'conveyor_delivery_responses_total',
     help: 'Delivery responses by kind (full, partial, multipart, not_modified, precondition_failed, unsatisfiable)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
-  readonly uploadedBytes = new Counter({
+  readonly uploadedBytes = new FastCounter({
     name: 'conveyor_upload_bytes_total',
     help: 'Bytes received and stored by uploads',
     registers: [this.registry],
@@ -48,21 +49,21 @@ export class Metrics {
 
   readonly jobQueueDepth: Gauge<'lane' | 'state'>;
   readonly jobBreakerState: Gauge<'key'>;
-  readonly jobWait = new Histogram({
+  readonly jobWait = new FastHistogram({
     name: 'conveyor_job_wait_seconds',
     help: 'Time from a job being due (run_at) to the start of its attempt, by type and lane (jobs run in this process)',
     labelNames: ['type', 'lane'] as const,
     buckets: JOB_SECONDS_BUCKETS,
     registers: [this.registry],
   });
-  readonly jobRun = new Histogram({
+  readonly jobRun = new FastHistogram({
     name: 'conveyor_job_run_seconds',
     help: 'Run time of job attempts, by type and lane (attempts run in this process)',
     labelNames: ['type', 'lane'] as const,
     buckets: JOB_SECONDS_BUCKETS,
     registers: [this.registry],
   });
-  readonly jobFailures = new Counter({
+  readonly jobFailures = new FastCounter({
     name: 'conveyor_job_failures_total',
     help: 'Failed job attempts by type and error code (attempts run in this process)',
     labelNames: ['type', 'code'] as const,
@@ -135,22 +136,23 @@ export class Metrics {
     }
   }
 
-  // prom-client hashes the label object on every call; the set of (method, route, status) is small and
-  // fixed by the routes, so the labelled children are looked up once and kept.
-  readonly #requestChildren = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
+  // The set of (method, route, status) is small and fixed by the routes, so each one's children are
+  // looked up once and kept.
+  readonly #requestChildren = new Map<string, { count: CounterChild; duration: HistogramChild }>();
 
   /** Counts one finished HTTP request and its duration. */
   recordRequest(method: string, route: string, status: number, seconds: number): void {
     const key = `${method} ${status} ${route}`;
     let child = this.#requestChildren.get(key);
     if (!child) {
-      const counter = this.requests.labels(method, route, String(status));
-      const histogram = this.duration.labels(method, route);
-      child = { count: () => counter.inc(), observe: (s) => histogram.observe(s) };
+      child = {
+        count: this.requests.labels(method, route, String(status)),
+        duration: this.duration.labels(method, route),
+      };
       this.#requestChildren.set(key, child);
     }
-    child.count();
-    child.observe(seconds);
+    child.count.inc();
+    child.duration.observe(seconds);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
