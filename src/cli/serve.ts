@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { openMigratedDatabase } from '../backends.ts';
 import type { Config } from '../config/config.ts';
+import { settleMemory } from '../ops/settle-memory.ts';
 import { keepTickObjectShape } from '../ops/tick-shape.ts';
 import { TenancyService } from '../tenancy/service.ts';
 
@@ -23,6 +24,10 @@ export async function serve(config: Config): Promise<void> {
   const { createConveyor } = await import('../server.ts');
   const conveyor = await createConveyor(config, { runCollector: index === 0 });
   if (cluster.isPrimary) await bootstrap(config, conveyor.tenancy);
+  // Start-up's garbage goes back to the system before the port opens, so no request waits for it.
+  await conveyor.app.ready();
+  const settled = settleMemory();
+  if (settled) conveyor.app.log.debug(settled, 'start-up memory returned');
   const url = await conveyor.listen();
   conveyor.app.log.info(
     { url, storage: config.storage, database: conveyor.db.dialect, pid: process.pid },

@@ -9,6 +9,7 @@ import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
 import { attachMedia } from '../media/pipeline.ts';
 import { Metrics } from '../ops/metrics.ts';
+import { settleMemory } from '../ops/settle-memory.ts';
 import { keepTickObjectShape } from '../ops/tick-shape.ts';
 
 export interface WorkerFlags {
@@ -51,6 +52,8 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
   });
   const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config) : undefined;
+  const settled = settleMemory();
+  if (settled) log.debug(settled, 'start-up memory returned');
   await worker.start();
   log.info(
     {
