@@ -53,7 +53,8 @@ const HELP = `Usage: bench/run.sh [options]
   --quiet-timeout <s>  ...but at most this long (default 120)
   --pg-database        use a fresh database instead of a fresh schema (for commits before ee964a8)
   --env NAME=VALUE     extra environment for Conveyor, e.g. --env CONVEYOR_S3_QUEUE_SIZE=2 (repeatable)
-  --processes <n>      CONVEYOR_PROCESSES for Conveyor (default 1; RSS and CPU then cover all processes)
+  --processes <n>      CONVEYOR_PROCESSES for Conveyor, and as many bare Node processes (default 1; RSS
+                       and CPU then cover all processes)
   --ref <git ref>      benchmark the Conveyor of this commit (default: the working tree as it is at start)
   --out <dir>          where the Markdown and JSON results go (default bench/results)
   --report <file.json> print the tables of an earlier run again (runs nothing)
@@ -562,8 +563,12 @@ async function startNginx(
 }
 
 /** bench/bare-node.ts on the fixture folder: the same paths as nginx, its own ETags. */
-async function startBareNode(www: string, paths: Record<FixtureKey, string>): Promise<Target> {
-  const child = spawn(process.execPath, [join(BENCH_DIR, 'bare-node.ts'), www], {
+async function startBareNode(
+  www: string,
+  paths: Record<FixtureKey, string>,
+  processes: number,
+): Promise<Target> {
+  const child = spawn(process.execPath, [join(BENCH_DIR, 'bare-node.ts'), www, String(processes)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   cleanups.push(async () => {
@@ -578,7 +583,7 @@ async function startBareNode(www: string, paths: Record<FixtureKey, string>): Pr
     const head = await fetch(base + paths[key], { method: 'HEAD' });
     etags[key] = head.headers.get('etag') ?? '';
   }
-  return { name: 'bare Node', base, paths, etags, cpuPids: () => [child.pid!] };
+  return { name: 'bare Node', base, paths, etags, cpuPids: () => [child.pid!, ...childrenOf(child.pid!)] };
 }
 
 async function waitFor(url: string, timeoutMs: number): Promise<void> {
@@ -1311,7 +1316,7 @@ async function main(): Promise<void> {
     cpuPids: nginxServer.workers,
   };
   log(`nginx at ${nginx.base}`);
-  const bare = await startBareNode(www, nginxPaths);
+  const bare = await startBareNode(www, nginxPaths, options.processes);
   log(`bare Node at ${bare.base}`);
 
   let bigFile: { path: string; sha256: string; size: number } | null = null;

@@ -13,7 +13,8 @@
  *
  *   node_modules/.bin/node bench/media.ts [--only transform,cached,rss,ingest] [--requests 40]
  *     [--concurrency 4] [--duration 10] [--images 1000] [--processes 1]
- *   --processes sets CONVEYOR_PROCESSES for the cached-transform part (nginx runs worker_processes auto).
+ *   --processes sets CONVEYOR_PROCESSES for the cached-transform part, and as many bare Node processes
+ *   (nginx runs worker_processes auto).
  *
  * Conveyor runs as users start it (bin/conveyor serve, SQLite + local folder) in its own process;
  * everything listens on 127.0.0.1. Prints Markdown; nothing is written to the repository.
@@ -313,7 +314,7 @@ async function benchCached(work: string, out: string[]) {
       .replaceAll('{{PORT}}', String(nginxPort));
     await writeFile(join(nginxPrefix, 'nginx.conf'), conf);
     spawnSync('nginx', ['-c', join(nginxPrefix, 'nginx.conf'), '-p', nginxPrefix]);
-    bare = spawn(process.execPath, [join(ROOT, 'bench/bare-node.ts'), www], {
+    bare = spawn(process.execPath, [join(ROOT, 'bench/bare-node.ts'), www, args.processes], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const [{ port: barePort }] = (await once(bare, 'message')) as [{ port: number }];
@@ -330,7 +331,7 @@ async function benchCached(work: string, out: string[]) {
     out.push(
       '### A cached transform answered again',
       '',
-      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back; nginx worker_processes auto (${availableParallelism()}), Conveyor processes ${args.processes}, bare Node one process.`,
+      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back; nginx worker_processes auto (${availableParallelism()}), Conveyor and bare Node processes ${args.processes} each.`,
       '',
       '| Server | req/s | ÷ nginx |',
       '|---|--:|--:|',
