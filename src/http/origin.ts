@@ -118,7 +118,7 @@ export class Origin {
   readonly #deps: OriginDeps;
   readonly #bodies: Bodies;
   readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
-  /** prom-client hashes a label object on every call; these six children are looked up once. */
+  /** The counter children of the six kinds of delivery response, looked up once. */
   readonly #counted = {} as Record<DeliveryKind, CounterChild>;
   /**
    * Header values that depend only on the representation, formatted once per looked-up representation
