@@ -46,15 +46,22 @@ export function evaluatePreconditions(
   method: string,
   h: ConditionalHeaders,
   v: Validators,
-  now: Date = new Date(),
+  now?: Date,
 ): PreconditionOutcome {
-  const current = parseOwnEntityTag(v.etag);
-  const lastModified = truncateToSecond(v.lastModified);
   const getOrHead = method === 'GET' || method === 'HEAD';
   // RFC 9110 §13.2.1: "A server MUST ignore the conditional request header fields defined by this
   // specification when received with a request method that does not involve the selection or modification
   // of a selected representation, such as CONNECT, OPTIONS, or TRACE."
   if (method === 'CONNECT' || method === 'OPTIONS' || method === 'TRACE') return 'proceed';
+  // The two shapes nearly every request has, answered before anything is parsed: no precondition at all,
+  // and a revalidation that sends back exactly our ETag (one strong tag, so the weak comparison of step 3
+  // finds it; If-Modified-Since is then ignored, as step 4 says).
+  if (h.ifMatch === undefined && h.ifUnmodifiedSince === undefined) {
+    if (h.ifNoneMatch === undefined && h.ifModifiedSince === undefined) return 'proceed';
+    if (h.ifNoneMatch === v.etag) return getOrHead ? 'not-modified' : 'precondition-failed';
+  }
+  const current = parseOwnEntityTag(v.etag);
+  const lastModified = truncateToSecond(v.lastModified);
 
   // RFC 9110 §13.2.2: "1. When recipient is the origin server and If-Match is present, evaluate the
   // If-Match precondition: if true, continue to step 3; if false, respond 412 (Precondition Failed) unless
@@ -87,12 +94,13 @@ export function evaluatePreconditions(
     // not a valid HTTP-date, the field value has more than one member, or if the request method is neither
     // GET nor HEAD." A list of IMF-fixdates never parses as one date, so the strict parser covers the
     // "more than one member" case.
-    const date = parseHttpDate(h.ifModifiedSince, now);
+    const clock = now ?? new Date();
+    const date = parseHttpDate(h.ifModifiedSince, clock);
     // §13.1.3: "A recipient MUST interpret an If-Modified-Since field value's timestamp in terms of the
     // origin server's clock." A date ahead of that clock (client clock skew, or a forged value) would hide
     // every change made before it, so, as RFC 2616 §14.25 spelled out, "A date which is later than the
     // server's current time is invalid."
-    if (date === null || date.getTime() > now.getTime()) return 'proceed';
+    if (date === null || date.getTime() > clock.getTime()) return 'proceed';
     // §13.1.3: "If the selected representation's last modification date is earlier or equal to the date
     // provided in the field value, the condition is false. Otherwise, the condition is true."
     if (lastModified <= date.getTime()) return 'not-modified';

@@ -44,6 +44,9 @@ const SPECIFIER = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=(.*)$/s;
 // int-range = first-pos "-" [ last-pos ]; suffix-range = "-" suffix-length   (RFC 9110 §14.1.2)
 const INT_RANGE = /^(\d+)-(\d*)$/;
 const SUFFIX_RANGE = /^-(\d+)$/;
+// The shape nearly every client sends (a player's or a download manager's one int-range), parsed in one
+// step; at 15 digits a numeral is still an exact integer. Anything else takes the general parser.
+const ONE_INT_RANGE = /^bytes=(\d{1,15})-(\d{0,15})$/;
 
 /**
  * Interprets a Range field value against a representation of `size` bytes. Only called for GET: RFC 9110
@@ -52,6 +55,19 @@ const SUFFIX_RANGE = /^-(\d+)$/;
  */
 export function parseRange(header: string | undefined, size: number, options: RangeOptions): RangeResult {
   if (header === undefined) return { kind: 'none' };
+  const one = ONE_INT_RANGE.exec(header);
+  if (one !== null && size > 0 && options.maxRanges >= 1) {
+    const first = Number(one[1]);
+    const last = one[2] === '' ? null : Number(one[2]);
+    // The same answers as the general path below: an invalid int-range is ignored, one past the end is
+    // unsatisfiable, and a last-pos past the end means the remainder.
+    if (last !== null && last < first) return { kind: 'none' };
+    if (first >= size) return { kind: 'unsatisfiable' };
+    return {
+      kind: 'ranges',
+      ranges: [{ start: first, end: last === null ? size - 1 : Math.min(last, size - 1) }],
+    };
+  }
   const specs = parseSpecifier(header);
   // Invalid syntax and units other than bytes are both ignored rather than answered with 416: RFC 9110
   // §14.2, "An origin server MUST ignore a Range header field that contains a range unit it does not

@@ -35,15 +35,16 @@ export class BlobFiles {
   readonly #handles: HandleCache;
   readonly #syncReadMaxBytes: number;
 
-  constructor(options: BlobFilesOptions) {
-    this.#handles = new HandleCache(options.openFiles);
+  /** `pathOf` names the file of a blob; handles are cached by the blob's SHA-256. */
+  constructor(pathOf: (sha256: string) => string, options: BlobFilesOptions) {
+    this.#handles = new HandleCache(options.openFiles, pathOf);
     this.#syncReadMaxBytes = options.syncReadMaxBytes;
   }
 
   /** Streams an inclusive range (or everything). A missing file rejects with BlobNotFoundError. */
-  async stream(path: string, sha256: string, range?: ByteRange): Promise<Readable> {
+  async stream(sha256: string, range?: ByteRange): Promise<Readable> {
     // Acquire first so a missing blob rejects here rather than erroring mid-response.
-    const { handle, release } = await this.#acquire(path, sha256);
+    const { handle, release } = await this.#acquire(sha256);
     if (range && range.end - range.start < SINGLE_READ_BYTES) {
       try {
         const length = range.end - range.start + 1;
@@ -67,9 +68,9 @@ export class BlobFiles {
    * Reads the inclusive `range` into the start of `target` (at least as long as the range). Rejects with
    * BlobNotFoundError for a missing file and with an Error when the file is shorter than the range.
    */
-  async readInto(path: string, sha256: string, range: ByteRange, target: Buffer): Promise<void> {
+  async readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void> {
     const length = range.end - range.start + 1;
-    const { handle, warm, release } = await this.#acquire(path, sha256);
+    const { handle, warm, release } = await this.#acquire(sha256);
     try {
       const into = target.subarray(0, length);
       const read =
@@ -87,34 +88,28 @@ export class BlobFiles {
    * `syncReadMaxBytes`): true once read; false, having done nothing, when it would have to wait. Throws
    * like `readInto` when the file is shorter than the range.
    */
-  readIntoNow(path: string, sha256: string, range: ByteRange, target: Buffer): boolean {
+  readIntoNow(sha256: string, range: ByteRange, target: Buffer): boolean {
     const length = range.end - range.start + 1;
     if (length > this.#syncReadMaxBytes) return false;
-    const ready = this.#handles.acquireOpen(path);
-    if (!ready) return false;
-    try {
-      const read = readFullySync(ready.handle, target.subarray(0, length), range.start);
-      if (read !== length) throw new Error(`blob ${sha256} ended after ${read} of ${length} bytes`);
-      return true;
-    } finally {
-      ready.release();
-    }
+    // Only a name that was opened (and so checked) before is ever found here.
+    const handle = this.#handles.openNow(sha256);
+    if (handle === undefined) return false;
+    const read = readFullySync(handle, target.subarray(0, length), range.start);
+    if (read !== length) throw new Error(`blob ${sha256} ended after ${read} of ${length} bytes`);
+    return true;
   }
 
-  /** Drops the cached handle of a deleted file so its space is released. */
-  forget(path: string): void {
-    this.#handles.forget(path);
+  /** Drops the cached handle of a deleted blob so its space is released. */
+  forget(sha256: string): void {
+    this.#handles.forget(sha256);
   }
 
   async close(): Promise<void> {
     await this.#handles.close();
   }
 
-  async #acquire(
-    path: string,
-    sha256: string,
-  ): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
-    return this.#handles.acquire(path).catch((error: NodeJS.ErrnoException) => {
+  async #acquire(sha256: string): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
+    return this.#handles.acquire(sha256).catch((error: NodeJS.ErrnoException) => {
       throw error.code === 'ENOENT' ? new BlobNotFoundError(sha256) : error;
     });
   }

@@ -67,7 +67,10 @@ export class DiskCachedBlobStore implements BlobStore {
     this.#tmp = join(options.dir, 'tmp');
     this.#maxBytes = options.maxBytes;
     this.#maxItemBytes = Math.floor(options.maxBytes / 8);
-    this.#files = new BlobFiles({ openFiles: options.openFiles, syncReadMaxBytes: options.syncReadMaxBytes });
+    this.#files = new BlobFiles((sha256) => this.#path(sha256), {
+      openFiles: options.openFiles,
+      syncReadMaxBytes: options.syncReadMaxBytes,
+    });
   }
 
   /** Creates the folder, deletes temporaries of dead processes, and indexes what earlier runs cached. */
@@ -105,7 +108,7 @@ export class DiskCachedBlobStore implements BlobStore {
   async get(sha256: string, range?: ByteRange): Promise<Readable> {
     if (await this.#local(sha256)) {
       try {
-        return await this.#files.stream(this.#path(sha256), sha256, range);
+        return await this.#files.stream(sha256, range);
       } catch (error) {
         if (!(error instanceof BlobNotFoundError)) throw error;
         this.#unindex(sha256); // evicted by another process sharing the folder
@@ -118,7 +121,7 @@ export class DiskCachedBlobStore implements BlobStore {
   async readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void> {
     if (await this.#local(sha256)) {
       try {
-        return await this.#files.readInto(this.#path(sha256), sha256, range, target);
+        return await this.#files.readInto(sha256, range, target);
       } catch (error) {
         if (!(error instanceof BlobNotFoundError)) throw error;
         this.#unindex(sha256);
@@ -130,7 +133,7 @@ export class DiskCachedBlobStore implements BlobStore {
 
   /** Only from a local copy this process knows of; a miss is left to `readInto`, which fills the cache. */
   readIntoNow(sha256: string, range: ByteRange, target: Buffer): boolean {
-    return this.#touch(sha256) && this.#files.readIntoNow(this.#path(sha256), sha256, range, target);
+    return this.#touch(sha256) && this.#files.readIntoNow(sha256, range, target);
   }
 
   /**
@@ -261,7 +264,7 @@ export class DiskCachedBlobStore implements BlobStore {
     this.#unindex(sha256);
     const path = this.#path(sha256);
     // An open handle keeps serving the (identical) bytes to readers already under way.
-    this.#files.forget(path);
+    this.#files.forget(sha256);
     await rm(path, { force: true });
   }
 

@@ -29,7 +29,7 @@ export class FsBlobStore implements BlobStore {
   readonly #files: BlobFiles;
 
   constructor(root: string, options: Partial<BlobFilesOptions> = {}) {
-    this.#files = new BlobFiles({
+    this.#files = new BlobFiles((sha256) => this.#path(sha256), {
       openFiles: options.openFiles ?? 256,
       syncReadMaxBytes: options.syncReadMaxBytes ?? 0,
     });
@@ -82,15 +82,15 @@ export class FsBlobStore implements BlobStore {
   }
 
   async get(sha256: string, range?: ByteRange): Promise<Readable> {
-    return this.#files.stream(this.#path(sha256), sha256, range);
+    return this.#files.stream(sha256, range);
   }
 
   async readInto(sha256: string, range: ByteRange, target: Buffer): Promise<void> {
-    await this.#files.readInto(this.#path(sha256), sha256, range, target);
+    await this.#files.readInto(sha256, range, target);
   }
 
   readIntoNow(sha256: string, range: ByteRange, target: Buffer): boolean {
-    return this.#files.readIntoNow(this.#path(sha256), sha256, range, target);
+    return this.#files.readIntoNow(sha256, range, target);
   }
 
   async stat(sha256: string): Promise<BlobStat | null> {
@@ -105,7 +105,7 @@ export class FsBlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<void> {
     const path = this.#path(sha256);
-    this.#files.forget(path);
+    this.#files.forget(sha256);
     await rm(path, { force: true });
   }
 

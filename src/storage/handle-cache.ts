@@ -3,6 +3,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 interface Entry {
   handle: FileHandle;
   users: number;
+  /** Used since the eviction sweep last passed it (the "second chance" of the CLOCK algorithm). */
+  used: boolean;
 }
 
 /**
@@ -12,68 +14,81 @@ interface Entry {
  * A handle in use is never closed; the cache may briefly exceed `max` while every entry is busy.
  * A blob deleted while its handle is cached stays readable through that handle until it is evicted,
  * which is harmless (same bytes) and is why `forget` exists: delete calls it to release the space.
+ *
+ * Entries are named by a key (BlobFiles uses the SHA-256) and opened at `pathOf(key)`, so that a hit costs
+ * one Map lookup of a string the caller already has. Recency is a flag set on use; eviction, which only
+ * happens when a new file is opened, gives a used entry a second chance (CLOCK) instead of every hit
+ * moving its entry to the end of the Map.
  */
 export class HandleCache {
   readonly #max: number;
+  readonly #pathOf: (key: string) => string;
   readonly #entries = new Map<string, Entry>();
   readonly #opening = new Map<string, Promise<Entry>>();
 
-  constructor(max: number) {
+  constructor(max: number, pathOf: (key: string) => string = (key) => key) {
     this.#max = max;
+    this.#pathOf = pathOf;
   }
 
   /**
-   * A handle for `path`; call `release` exactly once when done with it. `warm` says the handle was already
+   * A handle for `key`; call `release` exactly once when done with it. `warm` says the handle was already
    * open, i.e. the file was read recently, so its pages are likely in the page cache.
    */
-  async acquire(path: string): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
-    const ready = this.acquireOpen(path);
-    if (ready) return { ...ready, warm: true };
-    let opening = this.#opening.get(path);
+  async acquire(key: string): Promise<{ handle: FileHandle; warm: boolean; release: () => void }> {
+    const entry = this.#entries.get(key);
+    if (entry) {
+      entry.used = true;
+      return { ...this.#use(key, entry), warm: true };
+    }
+    let opening = this.#opening.get(key);
     if (!opening) {
-      opening = open(path, 'r')
+      opening = open(this.#pathOf(key), 'r')
         .then((handle) => {
-          const created = { handle, users: 0 };
-          this.#entries.set(path, created);
+          const created = { handle, users: 0, used: false };
+          this.#entries.set(key, created);
           return created;
         })
-        .finally(() => this.#opening.delete(path));
-      this.#opening.set(path, opening);
+        .finally(() => this.#opening.delete(key));
+      this.#opening.set(key, opening);
     }
-    return { ...this.#use(path, await opening), warm: false };
+    return { ...this.#use(key, await opening), warm: false };
   }
 
-  /** `acquire` without waiting: the handle if it is open already (the file was read recently), else null. */
-  acquireOpen(path: string): { handle: FileHandle; release: () => void } | null {
-    const entry = this.#entries.get(path);
-    if (!entry) return null;
-    // Refresh recency: Map iteration order is insertion order, so the first key is the coldest.
-    this.#entries.delete(path);
-    this.#entries.set(path, entry);
-    return this.#use(path, entry);
+  /**
+   * The handle of `key` if it is open already (the file was read recently), else undefined; never opens.
+   * For use before the caller's synchronous code returns, so it needs no release: nothing can evict or
+   * close the handle in between.
+   */
+  openNow(key: string): FileHandle | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    entry.used = true;
+    return entry.handle;
   }
 
-  #use(path: string, held: Entry): { handle: FileHandle; release: () => void } {
+  #use(key: string, held: Entry): { handle: FileHandle; release: () => void } {
     held.users++;
     let released = false;
-    this.#evict();
+    if (this.#entries.size > this.#max) this.#evict();
     return {
       handle: held.handle,
       release: () => {
         if (released) return;
         released = true;
         held.users--;
-        if (!this.#entries.has(path) && held.users === 0) void held.handle.close().catch(() => {});
-        else this.#evict();
+        if (this.#entries.get(key) !== held) {
+          if (held.users === 0) void held.handle.close().catch(() => {});
+        } else if (this.#entries.size > this.#max) this.#evict();
       },
     };
   }
 
-  /** Drops the cached handle of `path` (closed once its last user releases it). */
-  forget(path: string): void {
-    const entry = this.#entries.get(path);
+  /** Drops the cached handle of `key` (closed once its last user releases it). */
+  forget(key: string): void {
+    const entry = this.#entries.get(key);
     if (!entry) return;
-    this.#entries.delete(path);
+    this.#entries.delete(key);
     if (entry.users === 0) void entry.handle.close().catch(() => {});
   }
 
@@ -87,12 +102,22 @@ export class HandleCache {
     return this.#entries.size;
   }
 
+  /**
+   * Closes idle handles, oldest first, until `max` are left. A handle used since the sweep last saw it
+   * moves to the end instead (Map iteration visits it once more there, by then unmarked); a busy one is
+   * skipped. Every entry is moved at most once, so the sweep ends.
+   */
   #evict(): void {
-    for (const [path, entry] of this.#entries) {
+    for (const [key, entry] of this.#entries) {
       if (this.#entries.size <= this.#max) return;
       if (entry.users > 0) continue;
-      this.#entries.delete(path);
-      void entry.handle.close().catch(() => {});
+      this.#entries.delete(key);
+      if (entry.used) {
+        entry.used = false;
+        this.#entries.set(key, entry);
+      } else {
+        void entry.handle.close().catch(() => {});
+      }
     }
   }
 }

@@ -92,6 +92,21 @@ describe('parseRange', () => {
     assert.deepEqual(parse('bytes=0-1,abc', 100), NONE);
   });
 
+  it('answers one int-range the same on its quick path as the general parser does', () => {
+    // `bytes=a-b` takes the quick path; with an empty list member after it, the same range goes through
+    // the general parser (§5.6.1.2: empty members are ignored). Both must agree everywhere.
+    const numbers = ['0', '1', '9', '10', '11', '099', '4999', '5000', '5001', '123456789012345'];
+    for (const size of [0, 1, 10, 5000]) {
+      for (const first of numbers) {
+        for (const last of ['', ...numbers]) {
+          const quick = `bytes=${first}-${last}`;
+          assert.deepEqual(parse(quick, size), parse(`${quick}, `, size), `${quick} of ${size} bytes`);
+        }
+      }
+    }
+    assert.deepEqual(parse('bytes=0-9', 10, { maxRanges: 1 }), ranges([0, 9]));
+  });
+
   it('accepts leading zeros', () => {
     assert.deepEqual(parse('bytes=00-0001', 10), ranges([0, 1]));
     assert.deepEqual(parse('bytes=-007', 10), ranges([3, 9]));

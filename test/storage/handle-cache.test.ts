@@ -51,6 +51,46 @@ describe('HandleCache', () => {
     await cache.close();
   });
 
+  it('closes the least recently used idle handle first (a used one gets a second chance)', async () => {
+    const cache = new HandleCache(2);
+    const a = await cache.acquire(file('a'));
+    a.release();
+    const b = await cache.acquire(file('b'));
+    b.release();
+    assert.ok(cache.openNow(file('a')), 'a is used again, so b is now the coldest');
+    const c = await cache.acquire(file('c'));
+    c.release();
+    assert.equal(cache.size, 2);
+    assert.equal(b.handle.fd, -1, 'b was closed');
+    assert.equal(cache.openNow(file('b')), undefined);
+    assert.equal(cache.openNow(file('a')), a.handle, 'a survived');
+    assert.equal(cache.openNow(file('c')), c.handle);
+    await cache.close();
+  });
+
+  it('closes a forgotten handle on release even when the file was opened again meanwhile', async () => {
+    const cache = new HandleCache(4);
+    const old = await cache.acquire(file('a'));
+    cache.forget(file('a'));
+    const renewed = await cache.acquire(file('a'));
+    assert.notEqual(renewed.handle, old.handle, 'a fresh handle after forget');
+    old.release();
+    assert.equal(old.handle.fd, -1, 'the forgotten handle is closed');
+    assert.notEqual(renewed.handle.fd, -1, 'the new one stays open');
+    renewed.release();
+    await cache.close();
+  });
+
+  it('opens each key at the path its pathOf names', async () => {
+    const cache = new HandleCache(4, (key) => file(key));
+    const a = await cache.acquire('a');
+    const read = await a.handle.read(Buffer.alloc(3), 0, 3, 0);
+    assert.equal(read.buffer.toString(), 'aaa');
+    a.release();
+    assert.equal(cache.openNow('a'), a.handle);
+    await cache.close();
+  });
+
   it('rejects a missing file with ENOENT and caches nothing', async () => {
     const cache = new HandleCache(4);
     await assert.rejects(cache.acquire(file('missing')), { code: 'ENOENT' });

@@ -57,7 +57,7 @@ describe('readIntoNow', () => {
   });
 });
 
-describe('HandleCache.acquireOpen', () => {
+describe('HandleCache.openNow', () => {
   it('hands out only handles that are open already, and follows forget', async (t) => {
     const dir = await makeTempDir('conveyor-handles-');
     const path = join(dir.path, 'f');
@@ -65,18 +65,17 @@ describe('HandleCache.acquireOpen', () => {
     const handles = new HandleCache(4);
     t.after(() => handles.close().then(dir.cleanup));
 
-    assert.equal(handles.acquireOpen(path), null);
+    assert.equal(handles.openNow(path), undefined);
     const first = await handles.acquire(path);
     assert.equal(first.warm, false);
     first.release();
-    const open = handles.acquireOpen(path);
+    const open = handles.openNow(path);
     assert.ok(open, 'open after the first acquire');
-    assert.equal(open.handle, first.handle, 'the same shared handle');
+    assert.equal(open, first.handle, 'the same shared handle');
     const second = await handles.acquire(path);
     assert.equal(second.warm, true);
     second.release();
-    open.release();
     handles.forget(path);
-    assert.equal(handles.acquireOpen(path), null);
+    assert.equal(handles.openNow(path), undefined);
   });
 });
