@@ -79,19 +79,31 @@ abstract class LabelledMetric<L extends string, C> {
   }
 }
 
+/**
+ * The running totals live in Float64Arrays, not in number fields. A field that starts as a small integer
+ * and later outgrows V8's small-integer range (2^30: a bytes counter after its first GiB, a request count
+ * after a billion) changes representation, which deprecates the hidden class every child shares. Optimised
+ * code that had seen that class then failed V8's final check ("Maps became deprecated during
+ * optimization") on every attempt: `recordRequest` was recompiled about 185 times a second for minutes, on
+ * all four of V8's worker threads, doubling the CPU per response (docs/benchmarks.md, "Session 9").
+ */
 export class CounterChild {
   readonly labels: LabelSet;
-  value = 0;
+  readonly #value = new Float64Array(1);
 
   constructor(labels: LabelSet) {
     this.labels = labels;
+  }
+
+  get value(): number {
+    return this.#value[0] as number;
   }
 
   inc(amount = 1): void {
     if (!(amount >= 0 && amount < Number.POSITIVE_INFINITY)) {
       throw new TypeError(`a counter goes up by a finite amount, got ${amount}`);
     }
-    this.value += amount;
+    (this.#value[0] as number) += amount;
   }
 }
 
@@ -120,18 +132,27 @@ export class FastCounter<L extends string = never> extends LabelledMetric<L, Cou
   }
 }
 
+/** Totals in Float64Arrays for the reason given at CounterChild. */
 export class HistogramChild {
   /** Observations per bucket (not cumulative); the last counts those above every bound. */
-  readonly counts: number[];
+  readonly counts: Float64Array;
   readonly labels: LabelSet;
   readonly bounds: readonly number[];
-  sum = 0;
-  count = 0;
+  /** Sum and count of the observations. */
+  readonly #totals = new Float64Array(2);
 
   constructor(labels: LabelSet, bounds: readonly number[]) {
     this.labels = labels;
     this.bounds = bounds;
-    this.counts = new Array<number>(bounds.length + 1).fill(0);
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  get sum(): number {
+    return this.#totals[0] as number;
+  }
+
+  get count(): number {
+    return this.#totals[1] as number;
   }
 
   observe(value: number): void {
@@ -139,9 +160,9 @@ export class HistogramChild {
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > (bounds[i] as number)) i++;
-    this.counts[i] = (this.counts[i] as number) + 1;
-    this.sum += value;
-    this.count++;
+    (this.counts[i] as number)++;
+    (this.#totals[0] as number) += value;
+    (this.#totals[1] as number)++;
   }
 }
 

@@ -96,3 +96,44 @@ describe('FastCounter and FastHistogram', () => {
     );
   });
 });
+
+/**
+ * In a child with V8's natives syntax: children whose totals grew past the small-integer range (2^30) must
+ * keep the hidden class of children that did not. A changed field representation deprecates the shared
+ * class, and optimised code that had seen it then failed to install, over and over (src/ops/prom.ts).
+ */
+const SHAPE_CHILD = `
+import { FastCounter, FastHistogram } from ${JSON.stringify(new URL('../../src/ops/prom.ts', import.meta.url).href)};
+const counter = new FastCounter({ name: 'c_total', help: 'c', labelNames: ['k'], registers: [] });
+const histogram = new FastHistogram({ name: 'h', help: 'h', labelNames: ['k'], buckets: [1], registers: [] });
+const [small, large] = [counter.labels('small'), counter.labels('large')];
+small.inc();
+large.inc();
+large.inc(2 ** 31);
+const [quiet, busy] = [histogram.labels('quiet'), histogram.labels('busy')];
+busy.observe(0.5);
+for (let i = 0; i < 3; i++) busy.observe(2 ** 31);
+console.log(JSON.stringify({
+  counters: %HaveSameMap(small, large),
+  histograms: %HaveSameMap(quiet, busy),
+  values: [small.value, large.value, busy.sum, busy.count, quiet.count],
+}));
+`;
+
+describe('metric children', () => {
+  it('keep one hidden class whatever their totals grow to', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--allow-natives-syntax',
+      '--input-type=module',
+      '-e',
+      SHAPE_CHILD,
+    ]);
+    assert.deepEqual(JSON.parse(stdout), {
+      counters: true,
+      histograms: true,
+      values: [1, 2 ** 31 + 1, 0.5 + 3 * 2 ** 31, 4, 0],
+    });
+  });
+});
