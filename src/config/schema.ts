@@ -158,10 +158,10 @@ export const settings = {
   },
   blobCacheItemBytes: {
     type: 'int',
-    default: 256 * KiB,
+    default: 1 * MiB,
     min: 0,
     max: 1 * GiB,
-    doc: 'Largest blob kept in the delivery cache.',
+    doc: "Largest blob kept in the delivery cache. Served from memory it skips the kernel's page-cache copy, which on virtual machines can cost more than the socket write (docs/benchmarks.md, session 9).",
   },
   deliveryBufferMaxBytes: {
     type: 'int',
