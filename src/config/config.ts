@@ -34,7 +34,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const out: Record<string, unknown> = {};
 
   for (const key of Object.keys(file)) {
-    if (!(key in settings)) problems.push(`${key} (in ${env['CONVEYOR_CONFIG']}): unknown setting`);
+    if (!Object.hasOwn(settings, key))
+      problems.push(`${key} (in ${env['CONVEYOR_CONFIG']}): unknown setting`);
   }
   for (const [name, value] of Object.entries(env)) {
     if (name.startsWith('CONVEYOR_') && !NON_SETTING_VARIABLES.has(name) && value !== undefined) {
@@ -47,7 +48,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     const env_ = envName(key);
     let raw: unknown = setting.default;
     let source = 'default';
-    if (key in file) {
+    if (Object.hasOwn(file, key)) {
       raw = file[key];
       source = env['CONVEYOR_CONFIG'] ?? 'file';
     }
@@ -56,7 +57,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       raw = fromEnv;
       source = env_;
     }
-    if (key in overrides) {
+    if (Object.hasOwn(overrides, key)) {
       raw = overrides[key];
       source = 'override';
     }
@@ -149,6 +150,8 @@ function parseLimits(setting: Extract<Setting, { type: 'limits' }>, raw: unknown
     const list = entries(source);
     if (typeof list === 'string') return { ok: false, error: list };
     for (const [name, value] of list) {
+      // `__proto__=5` would set nothing and `toString=5` would shadow a method: no name of Object's.
+      if (name in Object.prototype) return { ok: false, error: `${JSON.stringify(name)} is a reserved name` };
       if (setting.keys && !setting.keys.includes(name)) {
         return {
           ok: false,

@@ -39,7 +39,7 @@ export function parseKindLanes(value: string): Record<string, (typeof LANES)[num
     }
     out[match[1]!] = match[2] as (typeof LANES)[number];
   }
-  if (!('default' in out)) throw new Error('the kind "default" must be given a lane');
+  if (!Object.hasOwn(out, 'default')) throw new Error('the kind "default" must be given a lane');
   return out;
 }
 
@@ -58,7 +58,7 @@ export function parsePresets(value: string, limits = DEFAULT_TRANSFORM_LIMITS): 
     const name = item.slice(0, Math.max(0, eq)).trim();
     if (eq < 0 || !PRESET_NAME.test(name))
       throw new Error(`expected name=options, got ${JSON.stringify(item)}`);
-    if (name in out) throw new Error(`preset ${name} is defined twice`);
+    if (Object.hasOwn(out, name)) throw new Error(`preset ${name} is defined twice`);
     try {
       out[name] = parseOptions(item.slice(eq + 1).trim(), limits).spec;
     } catch (error) {

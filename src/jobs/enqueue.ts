@@ -2,6 +2,7 @@ import { type Insertable, type Selectable, sql, type Transaction } from 'kysely'
 import { newId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
+import { own } from '../own.ts';
 import { type EngineContext, toJob, WAKE_CHANNEL } from './context.ts';
 import { charge } from './credits.ts';
 import { payloadHash, queueKey, secondsToNextUtcDay, utcDay } from './policy.ts';
@@ -143,7 +144,7 @@ export class Enqueuer {
     if (prepared.length === 0 || !prepared.every(isPlain)) return null;
     const rows = prepared.map((item) => this.#row(tenantId, item, item.runAt, 0, now));
     const columns = sql.join(Object.keys(rows[0]!).map((c) => sql.ref(c)));
-    const limit = this.#ctx.settings.tierDailyLimit[tier] ?? 0;
+    const limit = own(this.#ctx.settings.tierDailyLimit, tier) ?? 0;
     if (limit > 0 && rows.length > limit) return null;
     // With a daily limit, the jobs go in only if the count took them (the upsert's WHERE refuses past
     // the limit, and then returns no row); without one, only if the tenant is as remembered.
@@ -341,7 +342,7 @@ export class Enqueuer {
     now: number,
   ) {
     if (created === 0) return;
-    const limit = this.#ctx.settings.tierDailyLimit[tier] ?? 0;
+    const limit = own(this.#ctx.settings.tierDailyLimit, tier) ?? 0;
     const refuse = () =>
       new ConveyorError('rate_limited', `The daily limit of ${limit} jobs for the ${tier} tier is reached`, {
         headers: { 'retry-after': String(secondsToNextUtcDay(now)) },

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { own } from '../own.ts';
 import { cancelJobs } from './admin.ts';
 import type { Breakers, BreakerView } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
@@ -270,7 +271,7 @@ export class JobMonitor {
     const { registry, settings } = this.#ctx;
     if (scope.startsWith('type:')) {
       const type = scope.slice('type:'.length);
-      return settings.typeRatePerSecond[type] ?? registry.get(type)?.ratePerSecond ?? null;
+      return own(settings.typeRatePerSecond, type) ?? registry.get(type)?.ratePerSecond ?? null;
     }
     // A key's rate is set by the types that name keys; the strictest applies (claim.ts).
     const rates = registry

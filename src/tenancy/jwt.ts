@@ -7,6 +7,7 @@ import {
   type JWTPayload,
   jwtVerify,
 } from 'jose';
+import { own } from '../own.ts';
 import { isRole, ROLES, type Role } from './principal.ts';
 
 export interface JwtConfig {
@@ -155,11 +156,11 @@ function toPrincipal(payload: JWTPayload, c: JwtConfig): JwtPrincipal {
     throw new JwtError('token lifetime is too long');
   }
 
-  const tenantId = payload[c.tenantClaim];
+  const tenantId = own(payload, c.tenantClaim);
   if (typeof tenantId !== 'string' || tenantId === '') {
     throw new JwtError(`token "${c.tenantClaim}" claim must be a non-empty string`);
   }
-  const role = payload[c.roleClaim];
+  const role = own(payload, c.roleClaim);
   if (!isRole(role)) {
     throw new JwtError(`token "${c.roleClaim}" claim must be one of ${ROLES.join(', ')}`);
   }

@@ -1,5 +1,6 @@
 import type { Role } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
+import { hasOwnKey } from '../own.ts';
 
 export type { Role } from '../db/tables.ts';
 
@@ -20,12 +21,14 @@ const rank: Record<Role, number> = { viewer: 0, editor: 1, admin: 2 };
 export const ROLES: readonly Role[] = ['admin', 'editor', 'viewer'];
 
 export function isRole(value: unknown): value is Role {
-  return typeof value === 'string' && value in rank;
+  return hasOwnKey(rank, value);
 }
 
 /** Throws 403 unless the principal has at least `role`. */
 export function requireRole(principal: Principal, role: Role): void {
-  if (rank[principal.role] < rank[role]) {
+  // A role that is not one of ours (however it got here) ranks below every role, never beside them.
+  const held = hasOwnKey(rank, principal.role) ? rank[principal.role] : -1;
+  if (held < rank[role]) {
     throw new ConveyorError('forbidden', `This action needs the ${role} role; the key has ${principal.role}`);
   }
 }

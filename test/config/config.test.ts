@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, configTable, loadConfig, redactedConfig } from '../../src/config/config.ts';
 import { envName } from '../../src/config/schema.ts';
+import { PROTOTYPE_NAMES } from '../helpers/prototype.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 describe('config', () => {
@@ -59,6 +60,24 @@ describe('config', () => {
       assert.throws(() => loadConfig({ CONVEYOR_CONFIG: file }), /porrt.*unknown setting/);
       writeFileSync(file, '{ not json');
       assert.throws(() => loadConfig({ CONVEYOR_CONFIG: file }), /CONVEYOR_CONFIG: cannot read/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('refuses setting names and limit names that Object.prototype lends to every object', async () => {
+    const dir = await makeTempDir('conveyor-config-');
+    try {
+      for (const name of PROTOTYPE_NAMES) {
+        const file = join(dir.path, `${name}.json`);
+        writeFileSync(file, `{${JSON.stringify(name)}: 1}`);
+        assert.throws(() => loadConfig({ CONVEYOR_CONFIG: file }), /unknown setting/, name);
+        assert.throws(
+          () => loadConfig({ CONVEYOR_JOB_TYPE_CONCURRENCY: `${name}=1` }),
+          /reserved name/,
+          `limits ${name}`,
+        );
+      }
     } finally {
       await dir.cleanup();
     }

@@ -4,6 +4,7 @@ import { SignJWT, UnsecuredJWT } from 'jose';
 import { newId } from '../../src/db/ids.ts';
 import { createTenant, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { type Answer, assertProblem, readAnswer } from '../helpers/http.ts';
+import { PROTOTYPE_NAMES } from '../helpers/prototype.ts';
 
 const JWT_SECRET = 'a-test-secret-that-is-long-enough-for-hs256!';
 
@@ -139,6 +140,36 @@ describe('JWT authentication over HTTP', () => {
       assert.ok(!JSON.stringify(res.body).includes(token.split('.')[1]!), name);
     }
     assert.equal(await count(), before);
+  });
+
+  it('a role claim naming an Object.prototype member is 401 and grants nothing', async () => {
+    const keys = async () =>
+      (await server.conveyor.db.kysely.selectFrom('api_keys').select('id').execute()).length;
+    const before = await keys();
+    for (const role of PROTOTYPE_NAMES) {
+      const token = await mint({ tenant: server.tenantId, role }, { expiresIn: '5m' });
+      // What such a token would be after: a permanent admin key, and the dead letters.
+      const minted = await request(`${server.url}/api/v1/keys`, {
+        method: 'POST',
+        body: JSON.stringify({ role: 'admin' }),
+        headers: { 'content-type': 'application/json' },
+        bearer: token,
+      });
+      const problem = assertProblem(minted, 401, 'unauthenticated', role);
+      assert.match(problem.detail, /"role" claim must be one of admin, editor, viewer/, role);
+      assertProblem(
+        await request(`${server.url}/api/v1/dead-letters/purge`, {
+          method: 'POST',
+          body: '{}',
+          headers: { 'content-type': 'application/json' },
+          bearer: token,
+        }),
+        401,
+        'unauthenticated',
+        role,
+      );
+    }
+    assert.equal(await keys(), before);
   });
 });
 

@@ -20,6 +20,7 @@ import {
   type JwtPrincipal,
   looksLikeJwt,
 } from '../../src/tenancy/jwt.ts';
+import { PROTOTYPE_NAMES } from '../helpers/prototype.ts';
 
 const SECRET = 'an-hs256-secret-of-at-least-32-bytes!';
 const BASE: JwtConfig = {
@@ -171,6 +172,22 @@ describe('HS256', () => {
     await rejects(verify, await hs256(claims({ role: 'owner' })), /"role" claim/);
     await rejects(verify, await hs256(claims({ role: 'Admin' })), /"role" claim/);
     await rejects(verify, await hs256(claims({ role: ['admin'] })), /"role" claim/);
+  });
+
+  it('refuses role claims that name Object.prototype members, not only unknown words', async () => {
+    for (const role of PROTOTYPE_NAMES) {
+      await rejects(
+        verify,
+        await hs256(claims({ role })),
+        /"role" claim must be one of admin, editor, viewer/,
+      );
+    }
+  });
+
+  it('reads claims the payload holds, never ones it inherits', async () => {
+    // A tenant claim named like an Object.prototype member is absent unless the token carries it.
+    const inherited = createJwtVerifier({ ...BASE, secret: SECRET, tenantClaim: 'constructor' })!;
+    await rejects(inherited, await hs256(claims()), /"constructor" claim must be a non-empty string/);
   });
 
   it('uses the configured claim names', async () => {

@@ -13,6 +13,7 @@ import {
   type Lane,
   PermanentJobError,
 } from '../../jobs/types.ts';
+import { own } from '../../own.ts';
 import { type Principal, requireRole } from '../../tenancy/principal.ts';
 import { DownloadError } from './download-errors.ts';
 import { type DownloadOptions, download } from './downloader.ts';
@@ -158,7 +159,7 @@ export class IngestService {
       throw error;
     }
     const kind = item.kind ?? 'default';
-    const lane = item.priority ?? this.#kinds[kind];
+    const lane = item.priority ?? own(this.#kinds, kind);
     if (!lane)
       throw where(`unknown kind ${JSON.stringify(kind)}; known: ${Object.keys(this.#kinds).join(', ')}`);
     const payload: IngestPayload = {
