@@ -117,6 +117,13 @@ export const settings = {
   },
   maxUploadBytes: { type: 'int', default: 5 * GiB, min: 1, max: 5 * 1024 * GiB, doc: 'Largest upload.' },
   maxJsonBodyBytes: { type: 'int', default: 1 * MiB, min: 1 * KiB, max: 64 * MiB, doc: 'Largest JSON body.' },
+  maxJsonDepth: {
+    type: 'int',
+    default: 64,
+    min: 2,
+    max: 1000,
+    doc: 'Deepest nesting of objects and arrays in a JSON body (and a job payload); deeper is 400.',
+  },
   maxFilenameBytes: {
     type: 'int',
     default: 255,

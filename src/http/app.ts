@@ -17,6 +17,7 @@ import type { BlobStore } from '../storage/blob-store.ts';
 import type { TenancyService } from '../tenancy/service.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
 import { FastDelivery, requestIdOf } from './fast-delivery.ts';
+import { boundJsonDepth } from './json-body.ts';
 import { Origin } from './origin.ts';
 import { sendProblem } from './problems.ts';
 import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
@@ -125,6 +126,7 @@ export async function buildApp(
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());
+  boundJsonDepth(app, config.maxJsonDepth);
   app.decorateRequest('principal', null);
   app.decorate('fastDelivery', fast);
   // Shared schemas are added here, at the root: a plugin that adds one gets a schema controller of its

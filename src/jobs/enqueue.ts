@@ -202,7 +202,14 @@ export class Enqueuer {
     if (input.lane !== undefined && !isLane(input.lane))
       throw bad(`Unknown lane ${JSON.stringify(input.lane)}`);
     const payloadValue = input.payload ?? {};
-    const payload = JSON.stringify(payloadValue);
+    let payload: string;
+    try {
+      payload = JSON.stringify(payloadValue);
+    } catch (error) {
+      // A payload handed over in code (HTTP bodies are bounded at the door, src/http/json-body.ts) may be
+      // circular or nest deeper than the stack goes.
+      throw bad(`The payload cannot be stored as JSON: ${(error as Error).message}`);
+    }
     if (Buffer.byteLength(payload) > this.#ctx.settings.maxPayloadBytes) {
       throw bad(`The payload is larger than ${this.#ctx.settings.maxPayloadBytes} bytes`, {
         limit: this.#ctx.settings.maxPayloadBytes,

@@ -456,6 +456,38 @@ describe('bad input on sqlite + fs', () => {
     await assertClean(server, before);
   });
 
+  it('JSON nested deeper than the limit is 400 before anything walks it, on every JSON route', async () => {
+    const nest = (depth: number, leaf = '1') => '{"a":'.repeat(depth) + leaf + '}'.repeat(depth);
+    const limit = server.config.maxJsonDepth;
+    // The body that overflowed the stack in an enqueue: 30 KB, 5,000 deep, inside a job payload.
+    const payload = `{"type":"noop","payload":${nest(5000)}}`;
+    for (const path of ['/api/v1/jobs', '/api/v1/jobs/batch', '/api/v1/ingest', '/api/v1/tenants']) {
+      const problem = assertProblem(await send(server, 'POST', path, payload), 400, 'bad_request', path);
+      assert.equal(problem.limit, limit);
+      assert.match(problem.detail, new RegExp(`more than ${limit} deep`));
+    }
+    const arrays = `{"type":"noop","payload":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
+    assertProblem(await send(server, 'POST', '/api/v1/jobs', arrays), 400, 'bad_request', 'arrays');
+    // At the limit it is an ordinary job (the body's own object is the first level).
+    const atLimit = await send(
+      server,
+      'POST',
+      '/api/v1/jobs',
+      `{"type":"noop","payload":${nest(limit - 1)}}`,
+    );
+    assert.equal(atLimit.status, 202, JSON.stringify(atLimit.body));
+    const over = await send(server, 'POST', '/api/v1/jobs', `{"type":"noop","payload":${nest(limit)}}`);
+    assertProblem(over, 400, 'bad_request', 'one past the limit');
+    // Brackets inside strings are text, not nesting.
+    const text = await send(
+      server,
+      'POST',
+      '/api/v1/jobs',
+      `{"type":"noop","payload":{"s":"${'{['.repeat(5000)}\\"]"}}`,
+    );
+    assert.equal(text.status, 202, JSON.stringify(text.body));
+  });
+
   it('schema violations answer 400 validation_failed', async () => {
     const before = await assetCount(server);
     const asset = await upload(server, 'schema target');

@@ -53,6 +53,29 @@ for (const database of DATABASES) {
       }
     });
 
+    test('a payload that cannot become JSON (circular, nested past the stack) is a 400', {
+      skip,
+    }, async () => {
+      const t = await startEngine(database);
+      try {
+        const tenant = await t.tenant();
+        const circular: Record<string, unknown> = {};
+        circular['self'] = circular;
+        let deep: unknown = 1;
+        for (let i = 0; i < 100_000; i++) deep = [deep];
+        for (const payload of [circular, deep]) {
+          await rejects(
+            t.engine.enqueuer.enqueue(tenant, { type: 'noop', payload }),
+            'validation_failed',
+            400,
+          );
+        }
+        assert.deepEqual(await t.db.kysely.selectFrom('jobs').select('id').execute(), []);
+      } finally {
+        await t.close();
+      }
+    });
+
     test('100 concurrent enqueues with one idempotency key make one job', { skip }, async () => {
       const t = await startEngine(database);
       try {
