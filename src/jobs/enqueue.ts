@@ -1,5 +1,5 @@
 import { type Insertable, type Selectable, sql, type Transaction } from 'kysely';
-import { newId } from '../db/ids.ts';
+import { isId, newId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
 import { own } from '../own.ts';
@@ -72,6 +72,7 @@ export class Enqueuer {
     const prepared = inputs.map((input, index) =>
       this.#prepare(input, now, inputs.length > 1 ? index : null),
     );
+    await this.#checkParents(tenantId, prepared, options.trx);
     if (!options.trx) {
       const fast = await this.#insertPlainPostgres(tenantId, prepared, now);
       if (fast) {
@@ -178,6 +179,38 @@ export class Enqueuer {
     }
     const byId = new Map(inserted.map((row) => [row.id, row]));
     return rows.map((row) => ({ job: toJob(byId.get(row.id as string)!), outcome: 'created' as const }));
+  }
+
+  /**
+   * A parent must be a job of the same tenant: a parent id is shown with the job and followed by whoever
+   * reads it, so naming another tenant's job (or one that never was) would store a reference nobody may
+   * follow and confirm nothing. Unknown and foreign ids are the same 404, so neither leaks existence. A
+   * parent that retention deletes later leaves the id as history, as it does for any finished parent.
+   */
+  async #checkParents(
+    tenantId: string,
+    prepared: readonly Prepared[],
+    trx: Transaction<Database> | undefined,
+  ): Promise<void> {
+    const ids = [...new Set(prepared.flatMap((p) => p.parentId ?? []))];
+    if (ids.length === 0) return;
+    const shaped = ids.filter((id) => isId('job', id));
+    const found =
+      shaped.length === 0
+        ? []
+        : await (trx ?? this.#ctx.db)
+            .selectFrom('jobs')
+            .select('id')
+            .where('tenant_id', '=', tenantId)
+            .where('id', 'in', shaped)
+            .execute();
+    const known = new Set(found.map((r) => r.id));
+    const missing = ids.find((id) => !known.has(id));
+    if (missing !== undefined) {
+      throw new ConveyorError('not_found', `No such parent job ${JSON.stringify(missing)}`, {
+        extra: { parentId: missing },
+      });
+    }
   }
 
   /** Remembers (boundedly) whether a tenant can take the fast path: it has no credit balance. */

@@ -126,6 +126,32 @@ for (const backend of BACKENDS) {
       const theirs = await server.json('GET', '/api/v1/jobs?limit=1000', undefined, other.key);
       assert.deepEqual(theirs.body.items, []);
       assert.equal((await server.json('GET', '/api/v1/jobs/job_malformed', undefined)).status, 404);
+      // A parent must be a job of the caller's tenant: another tenant's job is as unknown as one never made.
+      const children = (parentId: string, key?: string) => [
+        server.json('POST', '/api/v1/jobs', { type: 'noop', parentId }, key),
+        server.json(
+          'POST',
+          '/api/v1/jobs/batch',
+          { jobs: [{ type: 'noop' }, { type: 'noop', parentId }] },
+          key,
+        ),
+      ];
+      const before = (await server.json('GET', '/api/v1/jobs?limit=1000', undefined, other.key)).body.items;
+      for (const parentId of [mine.body.id, 'job_01ARZ3NDEKTSV4RRFFQ69G5FAV', 'job_malformed']) {
+        for (const pending of children(parentId, other.key)) {
+          const answer = await pending;
+          assert.equal(answer.status, 404, `${parentId}: ${JSON.stringify(answer.body)}`);
+          assert.equal(answer.body.code, 'not_found');
+        }
+      }
+      const after = (await server.json('GET', '/api/v1/jobs?limit=1000', undefined, other.key)).body.items;
+      assert.deepEqual(after, before, 'nothing was enqueued');
+      for (const pending of children(mine.body.id)) {
+        const answer = await pending;
+        assert.ok([200, 202].includes(answer.status), JSON.stringify(answer.body));
+      }
+      const child = await server.json('POST', '/api/v1/jobs', { type: 'noop', parentId: mine.body.id });
+      assert.equal(child.body.parentId, mine.body.id);
       const viewer = await server.json('POST', '/api/v1/keys', { tenantId: other.tenantId, role: 'viewer' });
       assert.equal(
         (await server.json('POST', '/api/v1/jobs', { type: 'noop' }, viewer.body.key)).status,
