@@ -191,6 +191,12 @@ export const settings = {
     max: 1000,
     doc: 'More ranges than this in one Range header: the whole body is served (200).',
   },
+  deliveryActiveContent: {
+    type: 'enum',
+    default: 'sandbox',
+    values: ['sandbox', 'attachment'],
+    doc: "Content a browser may run script or a plugin in (HTML, XML, SVG, JavaScript, PDF, Flash) is served with `Content-Security-Policy: sandbox`; `attachment` adds `Content-Disposition: attachment`, so that browsers download it instead (Chromium's PDF viewer refuses a sandboxed PDF and shows a blocked page).",
+  },
 
   tokenMaxTtlSeconds: {
     type: 'int',

@@ -84,6 +84,7 @@ export interface OriginDeps {
     | 'deliveryBufferMaxBytes'
     | 'deliveryBufferPoolBytes'
     | 'maxRanges'
+    | 'deliveryActiveContent'
   >;
   /** Where a failure that is our fault (a 500) is reported. */
   log: { error(obj: object, msg: string): void };
@@ -115,7 +116,7 @@ interface FixedHeaders {
   etag: string;
   lastModified: string;
   disposition: string;
-  /** Script-capable content, served sandboxed. */
+  /** Content a browser may run script in (sniff.ts): sandboxed, and an attachment if so configured. */
   active: boolean;
 }
 
@@ -370,11 +371,13 @@ export class Origin {
   #fixedHeaders(rep: Representation): FixedHeaders {
     let fixed = this.#formatted.get(rep);
     if (!fixed) {
+      const active = isActiveContent(rep.contentType);
+      const download = active && this.#deps.settings.deliveryActiveContent === 'attachment';
       fixed = {
         etag: etagOf(rep.sha256),
         lastModified: formatHttpDate(rep.lastModified),
-        disposition: contentDisposition(rep.filename, 'inline'),
-        active: isActiveContent(rep.contentType),
+        disposition: contentDisposition(rep.filename, download ? 'attachment' : 'inline'),
+        active,
       };
       this.#formatted.set(rep, fixed);
     }
