@@ -108,7 +108,7 @@ export async function createConveyor(
   const uploads = createResumableUploads(config, assets, {
     error: (obj, msg) => app.log.error(obj, msg),
   });
-  const metrics = new Metrics();
+  const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
   const monitor = new JobMonitor(jobs.context, jobs.breakers, {
     heartbeatMs: config.jobHeartbeatMs,

@@ -49,6 +49,11 @@ export const settings = {
     default: false,
     doc: 'Take the client address from X-Forwarded-For (only behind a proxy you control).',
   },
+  metricsHostLabels: {
+    type: 'bool',
+    default: false,
+    doc: "Show circuit breaker keys, which hold the host names tenants ingest from, as they are in metric labels; otherwise each is `host:h-` and the first 12 hex digits of the name's SHA-256 (the whole key's, without a `host:` prefix).",
+  },
 
   databaseUrl: {
     type: 'optional',

@@ -7,6 +7,7 @@ import { JobRegistry, registerBuiltinTypes } from '../../src/jobs/registry.ts';
 import { percentiles } from '../../src/jobs/statistics.ts';
 import { Alerter } from '../../src/ops/alerts.ts';
 import { classify } from '../../src/ops/health.ts';
+import { breakerLabel } from '../../src/ops/metrics.ts';
 import {
   BACKENDS,
   createTenant,
@@ -493,7 +494,11 @@ for (const backend of BACKENDS) {
       }
       const text = await (await server.fetch('/metrics', { key: null })).text();
       assert.match(text, /conveyor_job_queue_depth\{lane="low",state="queued"\} \d+/);
-      assert.match(text, /conveyor_job_breaker_state\{key="host:metrics.example"\} 2/);
+      // The host name is hashed in the label (metricsHostLabels is off by default).
+      const label = breakerLabel('host:metrics.example', false);
+      assert.match(label, /^host:h-[0-9a-f]{12}$/);
+      assert.ok(text.includes(`conveyor_job_breaker_state{key="${label}"} 2`), text);
+      assert.ok(!text.includes('metrics.example'), 'the host name shows in the metrics');
       assert.match(text, /conveyor_job_wait_seconds_count\{type="sleep",lane="normal"\} 1/);
       assert.match(text, /conveyor_job_run_seconds_count\{type="sleep",lane="normal"\} 1/);
       const health = await server.json('GET', '/api/v1/health');
