@@ -20,7 +20,8 @@ const HOST_KEY = 'host:';
  * host it fetches from, which whoever reads the metrics need not learn: unless `showHosts`, the host name
  * (or a key of any other form, whole) becomes `h-` and the first 12 hex digits of its SHA-256, the same in
  * every process and after restarts, so that series and alert rules can follow it. The hash keeps names
- * out of sight, not out of reach of someone who guesses one.
+ * out of sight, not out of reach of someone who guesses one: /metrics itself stays private
+ * (`metricsPort`, `metricsToken`).
  */
 export function breakerLabel(key: string, showHosts: boolean): string {
   if (showHosts) return key;
@@ -98,6 +99,8 @@ export class Metrics {
       help: 'Unfinished jobs of every tenant by lane and state (queued, failed = awaiting a retry, active)',
       labelNames: ['lane', 'state'] as const,
       registers: [this.registry],
+      // Read from the database: every process of a cluster has the same, which must not be summed.
+      aggregator: 'first',
       async collect() {
         const source = self.#jobSource;
         if (!source) return;
@@ -114,6 +117,7 @@ export class Metrics {
       help: 'Circuit breaker state by key (host names hashed unless metricsHostLabels): 0 closed, 1 half-open, 2 open',
       labelNames: ['key'] as const,
       registers: [this.registry],
+      aggregator: 'first',
       async collect() {
         const source = self.#jobSource;
         if (!source) return;
