@@ -21,7 +21,9 @@ import type { Worker } from './jobs/worker.ts';
 import { attachMedia, type Media } from './media/pipeline.ts';
 import { createResumableUploads } from './media/uploads.ts';
 import { Alerter } from './ops/alerts.ts';
+import { answerPrimary } from './ops/cluster-metrics.ts';
 import { Metrics } from './ops/metrics.ts';
+import { listenMetrics, type MetricsListener } from './ops/metrics-endpoint.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
@@ -43,6 +45,8 @@ export interface Conveyor {
   worker(): Worker | undefined;
   /** Set once `listen` has bound the port. */
   baseUrl(): string;
+  /** The /metrics listener of `metricsPort` once `listen` has bound it; undefined on the main port. */
+  metricsUrl(): string | undefined;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -54,6 +58,11 @@ export async function createConveyor(
     runCollector?: boolean;
     /** Job types beyond the built-in ones (tests, embedding applications). */
     registry?: JobRegistry;
+    /**
+     * A server process of a cluster: the primary serves /metrics on `metricsPort` for all of them, and this
+     * process answers its requests for its own (src/ops/cluster-metrics.ts) instead of listening there.
+     */
+    metricsViaPrimary?: boolean;
   } = {},
 ): Promise<Conveyor> {
   const db = await openMigratedDatabase(config);
@@ -108,7 +117,7 @@ export async function createConveyor(
   const uploads = createResumableUploads(config, assets, {
     error: (obj, msg) => app.log.error(obj, msg),
   });
-  const metrics = new Metrics();
+  const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
   const monitor = new JobMonitor(jobs.context, jobs.breakers, {
     heartbeatMs: config.jobHeartbeatMs,
@@ -153,6 +162,8 @@ export async function createConveyor(
   let gcTimer: NodeJS.Timeout | undefined;
   let uploadsTimer: NodeJS.Timeout | undefined;
   let worker: Worker | undefined;
+  let metricsListener: MetricsListener | undefined;
+  let stopAnsweringPrimary: (() => void) | undefined;
   return {
     config,
     db,
@@ -165,12 +176,25 @@ export async function createConveyor(
     app,
     lookup,
     baseUrl,
+    metricsUrl: () => metricsListener?.url,
     worker: () => worker,
     async listen() {
       await jobEvents.ready();
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
       if (address && typeof address === 'object') boundPort = address.port;
+      if (config.metricsPort !== undefined) {
+        if (options.metricsViaPrimary) stopAnsweringPrimary = answerPrimary(metrics.registry);
+        else {
+          metricsListener = await listenMetrics({
+            host: config.metricsHost ?? config.host,
+            port: Number(config.metricsPort),
+            token: config.metricsToken,
+            render: () => metrics.render(),
+            log: app.log,
+          });
+        }
+      }
       if (config.gcIntervalSeconds > 0 && options.runCollector !== false) {
         gcTimer = setInterval(() => {
           ledger.collect(config.gcGraceSeconds * 1000).then(
@@ -201,6 +225,8 @@ export async function createConveyor(
       clearInterval(gcTimer);
       clearInterval(uploadsTimer);
       await alerter?.stop();
+      stopAnsweringPrimary?.();
+      await metricsListener?.close();
       await worker?.stop(config.jobShutdownGraceMs);
       const closing = app.close();
       connections.drain();

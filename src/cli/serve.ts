@@ -22,7 +22,10 @@ export async function serve(config: Config): Promise<void> {
   // Loaded here, not at the top: the cluster primary never serves, and the HTTP stack is most of a
   // process's memory.
   const { createConveyor } = await import('../server.ts');
-  const conveyor = await createConveyor(config, { runCollector: index === 0 });
+  const conveyor = await createConveyor(config, {
+    runCollector: index === 0,
+    metricsViaPrimary: cluster.isWorker,
+  });
   if (cluster.isPrimary) await bootstrap(config, conveyor.tenancy);
   // Start-up's garbage goes back to the system before the port opens, so no request waits for it.
   await conveyor.app.ready();
@@ -30,7 +33,13 @@ export async function serve(config: Config): Promise<void> {
   if (settled) conveyor.app.log.debug(settled, 'start-up memory returned');
   const url = await conveyor.listen();
   conveyor.app.log.info(
-    { url, storage: config.storage, database: conveyor.db.dialect, pid: process.pid },
+    {
+      url,
+      ...(conveyor.metricsUrl() ? { metrics: conveyor.metricsUrl() } : {}),
+      storage: config.storage,
+      database: conveyor.db.dialect,
+      pid: process.pid,
+    },
     'listening',
   );
   const stop = async (signal: string) => {
@@ -58,13 +67,36 @@ async function runPrimary(config: Config): Promise<void> {
       setTimeout(() => fork(index), RESTART_DELAY_MS);
     });
   };
+  const metrics = config.metricsPort === undefined ? undefined : await listenClusterMetrics(config);
   for (let i = 0; i < config.processes; i++) fork(i);
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;
+    // The primary exits once its children have and nothing else holds its event loop.
+    void metrics?.close();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * /metrics of every server process, summed, on `metricsPort`: each process counts only the requests it
+ * took, so the primary asks them all (src/ops/cluster-metrics.ts). Loaded only then: the primary is meant
+ * to stay small.
+ */
+async function listenClusterMetrics(config: Config) {
+  const { ClusterMetrics } = await import('../ops/cluster-metrics.ts');
+  const { listenMetrics } = await import('../ops/metrics-endpoint.ts');
+  const cluster = new ClusterMetrics();
+  const listener = await listenMetrics({
+    host: config.metricsHost ?? config.host,
+    port: Number(config.metricsPort),
+    token: config.metricsToken,
+    render: () => cluster.render(),
+    log: { error: (obj, msg) => console.error(`conveyor: ${msg}:`, (obj as { err?: unknown }).err) },
+  });
+  console.error(`conveyor: metrics of every server process at ${listener.url}`);
+  return listener;
 }
 
 /** On an empty database: the default tenant and its operator key, printed once if we generated it. */

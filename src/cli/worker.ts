@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { pino } from 'pino';
 import { openAssets, openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, publicBaseUrl } from '../config/config.ts';
@@ -9,6 +7,7 @@ import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
 import { attachMedia } from '../media/pipeline.ts';
 import { Metrics } from '../ops/metrics.ts';
+import { listenMetrics, type MetricsListener } from '../ops/metrics-endpoint.ts';
 import { settleMemory } from '../ops/settle-memory.ts';
 import { keepTickObjectShape } from '../ops/tick-shape.ts';
 
@@ -51,7 +50,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     types,
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
   });
-  const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config) : undefined;
+  const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config, log) : undefined;
   const settled = settleMemory();
   if (settled) log.debug(settled, 'start-up memory returned');
   await worker.start();
@@ -85,35 +84,16 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
 /**
  * The worker's own Prometheus endpoint: the wait and run time histograms and failure counts of the jobs
  * this process runs, which no server sees. (The queue's gauges, depth and breakers, are the same from
- * every process and stay with the servers' /metrics.)
+ * every process and stay with the servers' /metrics.) Guarded by `metricsToken` as the servers' is.
  */
-async function serveMetrics(
-  engine: JobEngine,
-  config: Config,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const metrics = new Metrics();
+async function serveMetrics(engine: JobEngine, config: Config, log: pino.Logger): Promise<MetricsListener> {
+  const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   engine.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
-  const server = createServer((request, response) => {
-    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
-      response
-        .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
-        .end('This port serves GET /metrics\n');
-      return;
-    }
-    metrics.render().then(
-      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
-      () => response.writeHead(500).end(),
-    );
+  return listenMetrics({
+    host: config.metricsHost ?? config.host,
+    port: config.workerMetricsPort,
+    token: config.metricsToken,
+    render: () => metrics.render(),
+    log,
   });
-  server.listen(config.workerMetricsPort, config.host);
-  await once(server, 'listening');
-  return {
-    url: `http://${config.host}:${config.workerMetricsPort}/metrics`,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        // A scraper's keep-alive connection must not hold the shutdown.
-        server.closeAllConnections();
-      }),
-  };
 }

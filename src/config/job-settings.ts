@@ -33,7 +33,7 @@ export const jobSettings = {
     default: 0,
     min: 0,
     max: 65_535,
-    doc: '`conveyor worker` serves Prometheus metrics of its own jobs (wait and run times, failures) at /metrics on this port, on CONVEYOR_HOST (0: none).',
+    doc: '`conveyor worker` serves Prometheus metrics of its own jobs (wait and run times, failures) at /metrics on this port, on `metricsHost` (0: none).',
   },
   jobLaneConcurrency: {
     type: 'limits',

@@ -49,6 +49,27 @@ export const settings = {
     default: false,
     doc: 'Take the client address from X-Forwarded-For (only behind a proxy you control).',
   },
+  metricsPort: {
+    type: 'optional',
+    check: (value) =>
+      /^\d{1,5}$/.test(value) && Number(value) <= 65535 ? null : 'expected a port, 0 to 65535',
+    doc: 'Serve /metrics on this port of `metricsHost` only, not on the main port (0 picks a free one); with `processes` > 1 the cluster primary serves it, summing the counters of every process. Unset: /metrics is on the main port, where each process answers with its own counters.',
+  },
+  metricsHost: {
+    type: 'optional',
+    doc: 'Address the /metrics listener of `metricsPort` binds, e.g. an internal interface; default: `host`.',
+  },
+  metricsToken: {
+    type: 'optional',
+    secret: true,
+    check: (value) => (value.length >= 16 ? null : 'expected 16 or more characters'),
+    doc: '/metrics then requires `Authorization: Bearer <token>` (401 otherwise), wherever it is served.',
+  },
+  metricsHostLabels: {
+    type: 'bool',
+    default: false,
+    doc: "Show circuit breaker keys, which hold the host names tenants ingest from, as they are in metric labels; otherwise each is `host:h-` and the first 12 hex digits of the name's SHA-256 (the whole key's, without a `host:` prefix).",
+  },
 
   databaseUrl: {
     type: 'optional',
@@ -197,6 +218,12 @@ export const settings = {
     min: 1,
     max: 1000,
     doc: 'More ranges than this in one Range header: the whole body is served (200).',
+  },
+  deliveryActiveContent: {
+    type: 'enum',
+    default: 'sandbox',
+    values: ['sandbox', 'attachment'],
+    doc: "Content a browser may run script or a plugin in (HTML, XML, SVG, JavaScript, PDF, Flash) is served with `Content-Security-Policy: sandbox`; `attachment` adds `Content-Disposition: attachment`, so that browsers download it instead (Chromium's PDF viewer refuses a sandboxed PDF and shows a blocked page).",
   },
 
   tokenMaxTtlSeconds: {

@@ -24,6 +24,9 @@ export interface Credentials {
   principal?: Principal | null | undefined;
 }
 
+/** What delivery credentials amount to for one private asset (`AccessService.verdict`). */
+export type AccessVerdict = 'granted' | 'expired' | 'revoked' | 'none';
+
 /**
  * The two ways into private content: revocable access tokens (a database row each) and stateless signed
  * URLs (HMAC over path and expiry, keys rotated through `signingKeys`; the first key signs, all verify).
@@ -115,23 +118,29 @@ export class AccessService {
   }
 
   /**
-   * Whether the credentials open the private asset at `path`. Every failure is the same `false`, so a
-   * caller can't tell an unknown token from an expired or revoked one.
+   * What the credentials amount to for the private asset at `path`: `granted`; `expired` or `revoked`
+   * for a grant of this very asset that was genuine (a signed URL whose signature verifies for this path,
+   * a token issued for this asset), since holding one proves earlier access and saying why it stopped
+   * working gives nothing away; and `none` for everything else (no credential, an unknown token, a forged
+   * or tampered signature, another asset's grant, another tenant's key), which delivery answers exactly as
+   * an id that does not exist.
    */
-  async mayRead(
+  async verdict(
     asset: { id: string; tenantId: string },
     path: string,
     credentials: Credentials,
-  ): Promise<boolean> {
-    if (credentials.principal && credentials.principal.tenantId === asset.tenantId) return true;
+  ): Promise<AccessVerdict> {
+    if (credentials.principal && credentials.principal.tenantId === asset.tenantId) return 'granted';
+    let lapsed: 'expired' | 'revoked' | undefined;
     if (credentials.signature?.sig !== undefined) {
-      const verdict = verifyPathSignature(
+      const check = verifyPathSignature(
         path,
         credentials.signature,
         this.#keys,
         Math.floor(Date.now() / 1000),
       );
-      if (verdict === 'valid') return true;
+      if (check === 'valid') return 'granted';
+      if (check === 'expired') lapsed = 'expired';
     }
     if (typeof credentials.token === 'string' && credentials.token.startsWith(TOKEN_PREFIX)) {
       const row = await this.#db
@@ -139,10 +148,13 @@ export class AccessService {
         .select(['asset_id', 'expires_at', 'revoked_at'])
         .where('hash', '=', hashSecret(credentials.token))
         .executeTakeFirst();
-      if (row && row.asset_id === asset.id && row.revoked_at === null && row.expires_at > Date.now())
-        return true;
+      if (row && row.asset_id === asset.id) {
+        if (row.revoked_at !== null) lapsed = 'revoked';
+        else if (row.expires_at <= Date.now()) lapsed ??= 'expired';
+        else return 'granted';
+      }
     }
-    return false;
+    return lapsed ?? 'none';
   }
 
   #checkTtl(ttlSeconds: number, max: number): void {

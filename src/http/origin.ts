@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { etagOf } from '../assets/service.ts';
 import { isActiveContent } from '../assets/sniff.ts';
 import type { Config } from '../config/config.ts';
-import type { AccessService } from '../delivery/access.ts';
+import type { AccessService, AccessVerdict } from '../delivery/access.ts';
 import { multipartByteranges, newBoundary } from '../delivery/byteranges.ts';
 import { cacheControl } from '../delivery/cache-policy.ts';
 import { evaluatePreconditions } from '../delivery/conditional.ts';
@@ -30,6 +30,20 @@ const DELIVERY_KINDS = [
   'unsatisfiable',
 ] as const;
 type DeliveryKind = (typeof DELIVERY_KINDS)[number];
+
+/**
+ * The answer for an id that does not exist, and for private content the caller may not see: one error,
+ * so that the two responses are the same byte for byte (README: a tenant cannot detect another's assets).
+ */
+function noSuchContent(): ConveyorError {
+  return new ConveyorError('not_found', 'No such asset or version');
+}
+
+/** Why a grant that once opened the content no longer does (the 403's detail). */
+const LAPSED: Record<Exclude<AccessVerdict, 'granted' | 'none'>, string> = {
+  expired: 'The access token or signed URL has expired',
+  revoked: 'The access token has been revoked',
+};
 
 /** Credentials a delivery URL may carry in its query: an access token, or a signature (signed-url.ts). */
 export interface DeliveryQuery {
@@ -70,6 +84,7 @@ export interface OriginDeps {
     | 'deliveryBufferMaxBytes'
     | 'deliveryBufferPoolBytes'
     | 'maxRanges'
+    | 'deliveryActiveContent'
   >;
   /** Where a failure that is our fault (a 500) is reported. */
   log: { error(obj: object, msg: string): void };
@@ -101,7 +116,7 @@ interface FixedHeaders {
   etag: string;
   lastModified: string;
   disposition: string;
-  /** Script-capable content, served sandboxed. */
+  /** Content a browser may run script in (sniff.ts): sandboxed, and an attachment if so configured. */
   active: boolean;
 }
 
@@ -197,7 +212,7 @@ export class Origin {
     try {
       const { lookup } = this.#deps;
       let rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
-      if (!rep) throw new ConveyorError('not_found', 'No such asset or version');
+      if (!rep) throw noSuchContent();
       const isPrivate = rep.visibility === 'private';
       if (isPrivate) await this.#authorize(rep, request);
       let bytes: Buffer | undefined;
@@ -216,7 +231,7 @@ export class Origin {
   async #authorize(rep: Representation, request: OriginRequest): Promise<void> {
     const { query } = request;
     const principal = request.headers.authorization ? await request.principal().catch(() => null) : null;
-    const allowed = await this.#deps.access.mayRead(
+    const verdict = await this.#deps.access.verdict(
       { id: rep.assetId, tenantId: rep.tenantId },
       request.path,
       {
@@ -225,12 +240,14 @@ export class Origin {
         principal,
       },
     );
-    // One answer for no, unknown, expired, revoked and tampered credentials alike.
-    if (!allowed) {
-      throw new ConveyorError('access_denied', 'Access denied', {
-        headers: { 'cache-control': 'private, no-store' },
-      });
-    }
+    if (verdict === 'granted') return;
+    // No credential, an unknown or forged one, another asset's or another tenant's: the answer to an id
+    // that does not exist, so that nobody learns that private content is there.
+    if (verdict === 'none') throw noSuchContent();
+    // A grant of this very content that has lapsed: its holder had access, so may be told why no longer.
+    throw new ConveyorError('access_denied', LAPSED[verdict], {
+      headers: { 'cache-control': 'private, no-store' },
+    });
   }
 
   /**
@@ -354,11 +371,13 @@ export class Origin {
   #fixedHeaders(rep: Representation): FixedHeaders {
     let fixed = this.#formatted.get(rep);
     if (!fixed) {
+      const active = isActiveContent(rep.contentType);
+      const download = active && this.#deps.settings.deliveryActiveContent === 'attachment';
       fixed = {
         etag: etagOf(rep.sha256),
         lastModified: formatHttpDate(rep.lastModified),
-        disposition: contentDisposition(rep.filename, 'inline'),
-        active: isActiveContent(rep.contentType),
+        disposition: contentDisposition(rep.filename, download ? 'attachment' : 'inline'),
+        active,
       };
       this.#formatted.set(rep, fixed);
     }
@@ -399,7 +418,7 @@ export class Origin {
       return;
     }
     const body = JSON.stringify(problemDocument(problem, request.path, request.requestId));
-    // Errors are not cached, unless the error chose its own policy (a private asset's 403 says `private`).
+    // Errors are not cached, unless the error chose its own policy (a lapsed grant's 403 says `private`).
     headers['cache-control'] = 'no-store';
     delete headers['content-disposition'];
     Object.assign(headers, problem.headers);

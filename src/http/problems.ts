@@ -14,7 +14,7 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
   else request.log.info({ code: problem.code, detail: problem.message }, 'request rejected');
   const body = problemDocument(problem, request.url.split('?')[0]!, request.id);
   // A HEAD response carries the headers of the GET it mirrors, and never a body.
-  // Errors are not cached, unless the error chose its own policy (a private asset's 403 says `private`).
+  // Errors are not cached, unless the error chose its own policy (a lapsed grant's 403 says `private`).
   reply.header('cache-control', 'no-store');
   reply.code(problem.status).headers(problem.headers).header('content-type', 'application/problem+json');
   return request.method === 'HEAD' ? reply.send() : reply.send(JSON.stringify(body));

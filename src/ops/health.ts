@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.ts';
-import type { JobMonitor } from '../jobs/monitor.ts';
+import type { JobMonitor, Scope } from '../jobs/monitor.ts';
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
 
@@ -46,12 +46,15 @@ export function worst(statuses: readonly HealthStatus[]): HealthStatus {
 /**
  * Every component's health: the database and storage by a ping (the readiness checks), the job engine
  * by the success rate of attempts that ended in the last `healthWindowMinutes`, each breaker by its
- * state (open unhealthy, half-open degraded).
+ * state (open unhealthy, half-open degraded). The jobs and breakers are those of `scope`, as in the
+ * queue status: a tenant sees its own jobs' attempts and the breakers they name, never another tenant's
+ * volume or the hosts it ingests from.
  */
 export async function checkHealth(deps: {
   config: Config;
   monitor: JobMonitor;
   ready: () => Promise<Record<string, 'ok' | 'failed'>>;
+  scope: Scope;
   now?: () => number;
 }): Promise<HealthReport> {
   const { config, monitor } = deps;
@@ -74,7 +77,7 @@ export async function checkHealth(deps: {
   // Without the database there is nothing to read the job engine's state from.
   if (checks['database'] === 'ok') {
     const windowMs = config.healthWindowMinutes * 60_000;
-    const attempts = await monitor.attempts(now - windowMs);
+    const attempts = await monitor.attempts(now - windowMs, deps.scope);
     components.push({
       name: 'jobs',
       kind: 'jobs',
@@ -82,7 +85,7 @@ export async function checkHealth(deps: {
       successRate: attempts.successRate,
       detail: `${attempts.succeeded} succeeded, ${attempts.failed} failed attempts in ${config.healthWindowMinutes} min`,
     });
-    for (const breaker of await monitor.breakers('all')) {
+    for (const breaker of await monitor.breakers(deps.scope)) {
       components.push({
         name: `breaker:${breaker.key}`,
         kind: 'breaker',

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Gauge, Registry } from 'prom-client';
 import type { JobEvent } from '../jobs/context.ts';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
@@ -10,6 +11,24 @@ export interface JobGaugeSource {
 
 const JOB_SECONDS_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
 const BREAKER_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** The breaker keys of remote ingest: `host:<name>` (src/media/ingest/ingest.ts). */
+const HOST_KEY = 'host:';
+
+/**
+ * A circuit breaker key as a metric label. A key names a dependency of some tenant's jobs, for ingest the
+ * host it fetches from, which whoever reads the metrics need not learn: unless `showHosts`, the host name
+ * (or a key of any other form, whole) becomes `h-` and the first 12 hex digits of its SHA-256, the same in
+ * every process and after restarts, so that series and alert rules can follow it. The hash keeps names
+ * out of sight, not out of reach of someone who guesses one: /metrics itself stays private
+ * (`metricsPort`, `metricsToken`).
+ */
+export function breakerLabel(key: string, showHosts: boolean): string {
+  if (showHosts) return key;
+  const prefix = key.startsWith(HOST_KEY) ? HOST_KEY : '';
+  const digest = createHash('sha256').update(key.slice(prefix.length)).digest('hex');
+  return `${prefix}h-${digest.slice(0, 12)}`;
+}
 
 /**
  * Prometheus metrics of one Conveyor instance. Each instance owns its registry (not prom-client's global
@@ -71,13 +90,17 @@ export class Metrics {
   });
   #jobSource: JobGaugeSource | undefined;
 
-  constructor() {
+  /** `hostLabels`: show breaker keys, which hold host names, as they are (`metricsHostLabels`). */
+  constructor(options: { hostLabels?: boolean } = {}) {
+    const showHosts = options.hostLabels ?? false;
     const self = this;
     this.jobQueueDepth = new Gauge({
       name: 'conveyor_job_queue_depth',
       help: 'Unfinished jobs of every tenant by lane and state (queued, failed = awaiting a retry, active)',
       labelNames: ['lane', 'state'] as const,
       registers: [this.registry],
+      // Read from the database: every process of a cluster has the same, which must not be summed.
+      aggregator: 'first',
       async collect() {
         const source = self.#jobSource;
         if (!source) return;
@@ -91,15 +114,16 @@ export class Metrics {
     });
     this.jobBreakerState = new Gauge({
       name: 'conveyor_job_breaker_state',
-      help: 'Circuit breaker state by key: 0 closed, 1 half-open, 2 open',
+      help: 'Circuit breaker state by key (host names hashed unless metricsHostLabels): 0 closed, 1 half-open, 2 open',
       labelNames: ['key'] as const,
       registers: [this.registry],
+      aggregator: 'first',
       async collect() {
         const source = self.#jobSource;
         if (!source) return;
         this.reset();
         for (const breaker of await source.breakers())
-          this.set({ key: breaker.key }, BREAKER_VALUE[breaker.state]);
+          this.set({ key: breakerLabel(breaker.key, showHosts) }, BREAKER_VALUE[breaker.state]);
       },
     });
   }

@@ -37,11 +37,42 @@ describe('content sniffing', () => {
     );
   });
 
-  it('marks script-capable types active', () => {
-    assert.ok(isActiveContent('text/html; charset=utf-8'));
-    assert.ok(isActiveContent('image/svg+xml'));
-    assert.ok(!isActiveContent('image/png'));
-    assert.ok(!isActiveContent('text/plain; charset=utf-8'));
+  it('marks types a browser may run script or a plugin in active, and no others', () => {
+    for (const type of [
+      'text/html; charset=utf-8',
+      'Text/HTML',
+      'application/xhtml+xml',
+      'image/svg+xml',
+      'application/mathml+xml',
+      'application/xslt+xml',
+      'application/rss+xml',
+      'application/dash+xml',
+      'text/xml; charset=utf-8',
+      'application/xml',
+      'text/xsl',
+      'text/javascript; charset=utf-8',
+      'application/javascript',
+      'application/ecmascript',
+      'application/pdf',
+      'application/x-shockwave-flash',
+    ]) {
+      assert.ok(isActiveContent(type), type);
+    }
+    for (const type of [
+      'image/png',
+      'text/plain; charset=utf-8',
+      'text/css; charset=utf-8',
+      'text/csv',
+      'text/vtt; charset=utf-8',
+      'application/json',
+      'application/x-mpegurl',
+      'video/mp4',
+      'application/postscript',
+      'application/octet-stream',
+      'application/xmlfoo',
+    ]) {
+      assert.ok(!isActiveContent(type), type);
+    }
   });
 
   it('peeks without losing bytes, for short and long streams', async () => {

@@ -248,7 +248,11 @@ describe('conveyor CLI against a running server', () => {
     assert.equal(asset.visibility, 'public');
 
     const privateResult = JSON.parse(ok(hidden).stdout);
-    assert.equal((await fetch(privateResult.url)).status, 403);
+    // Private: answered as an unknown id without a grant, served to the owner.
+    assert.equal((await fetch(privateResult.url)).status, 404);
+    const owned = await fetch(privateResult.url, { headers: { authorization: `Bearer ${adminKey}` } });
+    assert.equal(owned.status, 200);
+    assert.equal(owned.headers.get('cache-control'), 'private, no-store');
   });
 
   it('upload of a 10 MiB file shows progress on stderr and arrives whole', async () => {

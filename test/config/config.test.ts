@@ -48,6 +48,19 @@ describe('config', () => {
     assert.equal(error.problems.length, 4);
   });
 
+  it('takes a metrics port of 0 to 65535 and a metrics token of 16 characters or more', () => {
+    const config = loadConfig({ CONVEYOR_METRICS_PORT: '0', CONVEYOR_METRICS_TOKEN: 'a'.repeat(16) });
+    assert.equal(config.metricsPort, '0');
+    assert.equal(redactedConfig(config)['metricsToken'], '[redacted]');
+    for (const [name, value] of [
+      ['CONVEYOR_METRICS_PORT', '65536'],
+      ['CONVEYOR_METRICS_PORT', 'x'],
+      ['CONVEYOR_METRICS_TOKEN', 'short'],
+    ]) {
+      assert.throws(() => loadConfig({ [name!]: value }), new RegExp(name!), `${name}=${value}`);
+    }
+  });
+
   it('layers defaults < file < environment', async () => {
     const dir = await makeTempDir('conveyor-config-');
     try {

@@ -53,8 +53,13 @@ describe('DeliveryLookup metadata reuse', () => {
       (await server.json('PATCH', `/api/v1/assets/${asset.id}`, { visibility: 'private' })).status,
       200,
     );
-    assert.equal((await fetch(asset.url)).status, 403, 'private at once, not after the TTL');
+    // Private at once, not after the TTL: hidden without a grant, private to its owner.
+    const owner = { headers: { authorization: `Bearer ${server.adminKey}` } };
+    assert.equal((await fetch(asset.url)).status, 404, 'private at once, not after the TTL');
+    const owned = await fetch(asset.url, owner);
+    assert.equal(owned.status, 200);
+    assert.equal(owned.headers.get('cache-control'), 'private, no-store');
     assert.equal((await server.json('DELETE', `/api/v1/assets/${asset.id}`)).status, 204);
-    assert.equal((await fetch(asset.url)).status, 404);
+    assert.equal((await fetch(asset.url, owner)).status, 404, 'gone at once, not after the TTL');
   });
 });

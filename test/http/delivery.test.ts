@@ -111,6 +111,8 @@ const PNG = Buffer.concat([
   Buffer.from('0000000d49484452000000010000000108060000001f15c489', 'hex'),
   Buffer.alloc(64, 0x41),
 ]);
+/** A minimal PDF (its `%PDF-` signature is what the upload sniffs). */
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n');
 
 const postgresSkip = (await havePostgres()) ? false : 'PostgreSQL is not running';
 
@@ -588,6 +590,28 @@ for (const backend of BACKENDS) {
         assert.match(String(res.headers['content-security-policy']), /(^|;\s*)sandbox(\s*;|$)/);
       });
 
+      it('serves a PDF sandboxed and inline, on 200, 206, 304 and HEAD alike', async () => {
+        const pdf = await upload(server, PDF, { filename: 'report.pdf', contentType: 'application/pdf' });
+        assert.equal(pdf.contentType, 'application/pdf');
+        const path = `/a/${pdf.id}`;
+        const full = await request(server, 'GET', path);
+        const head = await request(server, 'HEAD', path);
+        const partial = await request(server, 'GET', path, { range: 'bytes=0-3' });
+        const notModified = await request(server, 'GET', path, { 'if-none-match': pdf.etag });
+        assert.deepEqual(
+          [full.status, head.status, partial.status, notModified.status],
+          [200, 200, 206, 304],
+        );
+        assert.deepEqual(full.body, PDF);
+        for (const res of [full, head, partial, notModified]) {
+          assert.match(String(res.headers['content-security-policy']), /(^|;\s*)sandbox(\s*;|$)/);
+          assert.equal(res.headers['x-content-type-options'], 'nosniff');
+        }
+        for (const res of [full, head, partial]) {
+          assert.equal(res.headers['content-disposition'], 'inline; filename="report.pdf"');
+        }
+      });
+
       it('stores and serves a PNG declared as text/html as image/png', async () => {
         const png = await upload(server, PNG, { filename: 'x.html', contentType: 'text/html' });
         assert.equal(png.contentType, 'image/png');
@@ -599,3 +623,39 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('active content as attachments (deliveryActiveContent=attachment)', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startConveyor(undefined, { deliveryActiveContent: 'attachment' });
+  });
+  after(() => server.close());
+
+  it('serves PDF, HTML and SVG as sandboxed attachments, and everything else inline as before', async () => {
+    const cases: [Buffer | string, string, string, 'attachment' | 'inline', boolean][] = [
+      [PDF, 'report.pdf', 'application/pdf', 'attachment', true],
+      ['<!doctype html><script>alert(1)</script>', 'x.html', 'text/html', 'attachment', true],
+      ['<svg xmlns="http://www.w3.org/2000/svg"/>', 'x.svg', 'image/svg+xml', 'attachment', true],
+      [PNG, 'x.png', 'image/png', 'inline', false],
+      ['just text', 'x.txt', 'text/plain', 'inline', false],
+    ];
+    for (const [bytes, filename, contentType, disposition, sandboxed] of cases) {
+      const asset = await upload(server, bytes, { filename, contentType });
+      for (const [method, headers] of [
+        ['GET', {}],
+        ['HEAD', {}],
+        ['GET', { range: 'bytes=0-1' }],
+      ] as const) {
+        const res = await request(server, method, `/a/${asset.id}`, headers);
+        assert.ok([200, 206].includes(res.status), `${method} ${filename}: ${res.status}`);
+        assert.equal(
+          res.headers['content-disposition'],
+          `${disposition}; filename="${filename}"`,
+          `${method} ${filename}`,
+        );
+        assert.equal(res.headers['content-security-policy'] !== undefined, sandboxed, filename);
+        assert.equal(res.headers['x-content-type-options'], 'nosniff');
+      }
+    }
+  });
+});

@@ -12,6 +12,9 @@ import { type Reply, request } from '../helpers/http.ts';
 
 const THROUGH_FASTIFY = { authorization: 'Bearer not-a-key' };
 
+/** A minimal PDF: active content, sandboxed (and an attachment when so configured). */
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n');
+
 /** What must be equal between the two paths: everything but the date and what is random per response. */
 function comparable(reply: Reply): unknown {
   const { date: _date, ...headers } = reply.headers;
@@ -41,6 +44,8 @@ describe('delivery shortcut', () => {
     paths.version = `/v/${version.body.id}`;
     paths.active = `/a/${html.id}`;
     paths.private = `/a/${secret.id}`;
+    const pdf = await upload(server, PDF, { filename: 'report.pdf', contentType: 'application/pdf' });
+    paths.pdf = `/a/${pdf.id}`;
     // Preset variants of content that is not an image: 404 from both ways, problem documents alike.
     paths.variant = `/a/${big.id}/thumb.webp`;
     paths.versionVariant = `/v/${version.body.id}/small.jpg`;
@@ -89,7 +94,7 @@ describe('delivery shortcut', () => {
     // Multipart bodies are streamed; everything else of public content is in memory once looked up.
     const streamed = new Set(['two ranges']);
     for (const [which, path] of Object.entries(paths)) {
-      const isPublic = ['latest', 'version', 'active'].includes(which);
+      const isPublic = ['latest', 'version', 'active', 'pdf'].includes(which);
       for (const [method, label, given] of cases) {
         const headers: Record<string, string> = { ...given, 'x-request-id': 'same-id' };
         if (headers['if-none-match']) headers['if-none-match'] = etag;
@@ -146,6 +151,33 @@ describe('delivery shortcut', () => {
       const reply = await request(server, method, path);
       assert.equal(fast.handled, before, `${method} ${path} is Fastify's`);
       assert.ok(reply.status < 500, `${method} ${path} -> ${reply.status}`);
+    }
+  });
+
+  it('serves active content as an attachment exactly as the Fastify route does, when so configured', async () => {
+    const attaching = await startConveyor(undefined, { deliveryActiveContent: 'attachment' });
+    try {
+      const pdf = await upload(attaching, PDF, { filename: 'report.pdf', contentType: 'application/pdf' });
+      const fast = attaching.conveyor.app.fastDelivery;
+      for (const [method, given] of [
+        ['GET', {}],
+        ['HEAD', {}],
+        ['GET', { range: 'bytes=0-3' }],
+        ['GET', { 'if-none-match': pdf.etag }],
+      ] as const) {
+        const headers = { ...given, 'x-request-id': 'same-id' };
+        const before = fast.handled;
+        const direct = await request(attaching, method, `/a/${pdf.id}`, headers);
+        assert.equal(fast.handled, before + 1, `${method} takes the shortcut`);
+        const routed = await request(attaching, method, `/a/${pdf.id}`, { ...headers, ...THROUGH_FASTIFY });
+        assert.deepEqual(comparable(direct), comparable(routed), `${method} ${JSON.stringify(given)}`);
+        if (direct.status !== 304) {
+          assert.equal(direct.headers['content-disposition'], 'attachment; filename="report.pdf"');
+        }
+        assert.match(String(direct.headers['content-security-policy']), /sandbox/);
+      }
+    } finally {
+      await attaching.close();
     }
   });
 

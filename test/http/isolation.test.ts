@@ -387,7 +387,8 @@ for (const backend of BACKENDS) {
         [await call(server, 'GET', '/api/v1/assets', undefined, null), 401],
         [await call(server, 'GET', '/api/v1/keys', undefined, viewerKey), 403],
         [await call(server, 'GET', `/a/${newId('ast')}`, undefined, null), 404],
-        [await call(server, 'GET', privateA.url.replace(server.url, ''), undefined, null), 403],
+        // Private content without a credential is answered as an unknown id.
+        [await call(server, 'GET', privateA.url.replace(server.url, ''), undefined, null), 404],
       ];
       for (const [answer, status] of cases) assertProblem(answer, status);
     });

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { newId } from '../../src/db/ids.ts';
 import { parseSigningKeys } from '../../src/delivery/access.ts';
 import { signPath } from '../../src/delivery/signed-url.ts';
+import { buildTransformUrl } from '../../src/media/image/transform-url.ts';
 import { hashSecret } from '../../src/tenancy/keys.ts';
 import {
   BACKENDS,
@@ -13,12 +14,13 @@ import {
   type TestServer,
   upload,
 } from '../helpers/conveyor.ts';
-import { request } from '../helpers/http.ts';
+import { type Reply, request } from '../helpers/http.ts';
 
 /**
- * Private content over real sockets: every way of asking without a valid credential gets the same 403,
- * uncacheable and without a byte (or a validator) of the content; the three valid credentials open it,
- * still uncacheable.
+ * Private content over real sockets: every way of asking without a credential that ever opened it gets
+ * the very answer an unknown id gets (404), byte for byte; a grant of the content that has expired or been
+ * revoked gets a 403 that says so; neither carries a byte (or a validator) of the content; the three valid
+ * credentials open it, still uncacheable.
  */
 
 /** Path and query of an absolute URL the API answered. */
@@ -33,6 +35,22 @@ function withParam(pathAndQuery: string, name: string, value: string): string {
   u.searchParams.set(name, value);
   return u.pathname + u.search;
 }
+
+/**
+ * What must be equal between the answer to private content and to an unknown id: everything but the
+ * Date header, with each id in the body (the problem's `instance`) replaced by its placeholder. Both
+ * requests carry the same X-Request-Id.
+ */
+function comparable(reply: Reply, ids: Record<string, string>): unknown {
+  const { date: _date, ...headers } = reply.headers;
+  let body = reply.body.toString('latin1');
+  for (const [id, placeholder] of Object.entries(ids)) body = body.replaceAll(id, placeholder);
+  return { status: reply.status, headers, body };
+}
+
+/** Well-formed ids that name nothing (the same length as real ones, so Content-Length is comparable). */
+const UNKNOWN_ASSET = newId('ast');
+const UNKNOWN_VERSION = newId('ver');
 
 const TOKEN_MAX_TTL = 3600;
 const SIGNED_URL_MAX_TTL = 600;
@@ -56,6 +74,7 @@ for (const backend of BACKENDS) {
       revokedToken: string;
       expiredToken: string;
       otherAssetToken: string;
+      otherAssetExpiredToken: string;
       /** Path and query of a signed URL to the latest content, from the API. */
       signed: string;
       expiredSigned: string;
@@ -121,6 +140,7 @@ for (const backend of BACKENDS) {
         revokedToken: revoked.token,
         expiredToken: await expiredToken(asset.id),
         otherAssetToken: (await createToken(otherAsset.id)).token,
+        otherAssetExpiredToken: await expiredToken(otherAsset.id),
         signed: await signedUrl(asset.id, { ttlSeconds: 300 }),
         expiredSigned: `${path}?${new URLSearchParams(signPath(path, expiredAt, await signingKey()))}`,
         otherAssetSignedQuery: new URL(await signedUrl(otherAsset.id, { ttlSeconds: 300 }), 'http://x')
@@ -132,14 +152,16 @@ for (const backend of BACKENDS) {
       new URL(pathAndQuery, 'http://x').searchParams.get(name)!;
     const randomToken = () => `cvt_${randomBytes(32).toString('base64url')}`;
 
-    /** Every way of asking for a private asset without a valid credential: [name, path, headers]. */
-    const denied: [string, (s: Subject) => [string, Record<string, string>]][] = [
+    /**
+     * Every way of asking for a private asset without a credential that ever opened it: [name, path,
+     * headers]. Each is answered as the same request for an unknown id is.
+     */
+    const hidden: [string, (s: Subject) => [string, Record<string, string>]][] = [
       ['no credentials', (s) => [s.path, {}]],
       ['an unknown token', (s) => [`${s.path}?token=${randomToken()}`, {}]],
       ['a token without its prefix', (s) => [`${s.path}?token=${s.token.token.slice(4)}`, {}]],
-      ['an expired token', (s) => [`${s.path}?token=${s.expiredToken}`, {}]],
-      ['a revoked token', (s) => [`${s.path}?token=${s.revokedToken}`, {}]],
       ["another asset's token", (s) => [`${s.path}?token=${s.otherAssetToken}`, {}]],
+      ["another asset's expired token", (s) => [`${s.path}?token=${s.otherAssetExpiredToken}`, {}]],
       [
         'a tampered signature',
         (s) => {
@@ -152,7 +174,6 @@ for (const backend of BACKENDS) {
         (s) => [withParam(s.signed, 'exp', String(Number(param(s.signed, 'exp')) + 3600)), {}],
       ],
       ['an unknown kid', (s) => [withParam(s.signed, 'kid', 'nokey'), {}]],
-      ['an expired signed URL', (s) => [s.expiredSigned, {}]],
       ["another asset's signed query", (s) => [`${s.path}${s.otherAssetSignedQuery}`, {}]],
       [
         "the latest URL's signature on the version URL",
@@ -173,6 +194,43 @@ for (const backend of BACKENDS) {
       ],
       ['no credentials but a Range', (s) => [s.path, { range: 'bytes=0-3' }]],
     ];
+
+    /** Grants of the asset itself that no longer open it: [name, path, what the 403 says]. */
+    const lapsed: [string, (s: Subject) => string, RegExp][] = [
+      ['an expired token', (s) => `${s.path}?token=${s.expiredToken}`, /expired/],
+      ['an expired token on the version URL', (s) => `${s.versionPath}?token=${s.expiredToken}`, /expired/],
+      ['a revoked token', (s) => `${s.path}?token=${s.revokedToken}`, /revoked/],
+      ['an expired signed URL', (s) => s.expiredSigned, /expired/],
+    ];
+
+    /** The same request for ids that name nothing: the subject's ids in the path replaced. */
+    const unknownTwin = (s: Subject, path: string) =>
+      path.replaceAll(s.asset.id, UNKNOWN_ASSET).replaceAll(s.versionPath.slice(3), UNKNOWN_VERSION);
+
+    /** The ids that differ between a request and its twin, each replaced by one placeholder. */
+    const placeholders = (s: Subject) => ({
+      [s.asset.id]: 'ID',
+      [s.versionPath.slice(3)]: 'ID',
+      [UNKNOWN_ASSET]: 'ID',
+      [UNKNOWN_VERSION]: 'ID',
+    });
+
+    /** Asks for `path` and for its unknown twin, GET and HEAD, and asserts the answers are identical. */
+    async function assertAnsweredAsUnknown(s: Subject, path: string, headers: Record<string, string>) {
+      const ids = placeholders(s);
+      const twin = unknownTwin(s, path);
+      assert.notEqual(twin, path, 'the twin names other ids');
+      for (const method of ['GET', 'HEAD']) {
+        const sent = { ...headers, 'x-request-id': 'the-same-id' };
+        const res = await request(server, method, path, sent);
+        const unknown = await request(server, method, twin, sent);
+        assert.equal(unknown.status, 404, `${method} ${twin}`);
+        assert.deepEqual(comparable(res, ids), comparable(unknown, ids), `${method} ${path}`);
+        // The random middle of the content (`SECRET-<hex>-CONTENT`) appears nowhere.
+        assert.ok(!res.body.includes(s.content.subarray(7, 31)), 'the body holds the content');
+        assert.ok(!res.body.includes(s.asset.sha256), 'the body holds the hash');
+      }
+    }
 
     before(async () => {
       server = await startConveyor(backend, {
@@ -210,23 +268,78 @@ for (const backend of BACKENDS) {
 
     for (const which of ['uploaded', 'switched'] as const) {
       describe(`a private asset (${which === 'uploaded' ? 'uploaded private' : 'switched by PATCH'})`, () => {
-        for (const [name, build] of denied) {
-          it(`refuses ${name} with 403 and nothing of the content (GET and HEAD)`, async () => {
+        for (const [name, build] of hidden) {
+          it(`answers ${name} exactly as an unknown id (404, GET and HEAD)`, async () => {
             const subject = subjects[which];
             const [path, headers] = build(subject);
+            await assertAnsweredAsUnknown(subject, path, headers);
             const res = await request(server, 'GET', path, headers);
-            assert.equal(res.status, 403);
-            assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/);
-            // One answer for every failure, so a caller learns nothing about why.
             const problem = JSON.parse(res.body.toString());
             assert.deepEqual(
-              { code: problem.code, detail: problem.detail, status: problem.status },
-              { code: 'access_denied', detail: 'Access denied', status: 403 },
+              { code: problem.code, status: problem.status, cacheControl: res.headers['cache-control'] },
+              { code: 'not_found', status: 404, cacheControl: 'no-store' },
             );
-            // The random middle of the content (`SECRET-<hex>-CONTENT`) appears nowhere else.
+            for (const field of ['etag', 'last-modified', 'content-disposition', 'content-range']) {
+              assert.equal(res.headers[field], undefined, `${field} leaks`);
+            }
+          });
+        }
+
+        it('answers variants and transforms without a credential exactly as for an unknown id', async () => {
+          const subject = subjects[which];
+          const key = await signingKey();
+          const versionId = subject.versionPath.slice(3);
+          const transform = (id: string) => buildTransformUrl({ preset: 'small', format: 'png' }, id, key);
+          // A transform URL is signed over its id, so the unknown twin needs its own signature.
+          const pairs: [string, string][] = [
+            [`${subject.path}/thumb.webp`, `/a/${UNKNOWN_ASSET}/thumb.webp`],
+            [`${subject.versionPath}/small.jpg`, `/v/${UNKNOWN_VERSION}/small.jpg`],
+            [transform(subject.asset.id), transform(UNKNOWN_ASSET)],
+            [transform(versionId), transform(UNKNOWN_VERSION)],
+          ];
+          const futureExp = String(Math.floor(Date.now() / 1000) + 300);
+          const forged = `exp=${futureExp}&kid=${key.id}&sig=${randomBytes(32).toString('base64url').slice(0, 43)}`;
+          const credentials: [string, Record<string, string>][] = [
+            ['', {}],
+            [`?token=${randomToken()}`, {}],
+            [`?token=${subject.otherAssetToken}`, {}],
+            [subject.otherAssetSignedQuery, {}],
+            [`?${forged}`, {}],
+            ['', { authorization: `Bearer ${other.key}` }],
+          ];
+          const ids = placeholders(subject);
+          for (const [path, twin] of pairs) {
+            for (const [query, headers] of credentials) {
+              for (const method of ['GET', 'HEAD']) {
+                const sent = { ...headers, 'x-request-id': 'the-same-id' };
+                const res = await request(server, method, path + query, sent);
+                const unknown = await request(server, method, twin + query, sent);
+                // Transform paths differ in their signature too: compare with both paths replaced.
+                const both = { [path]: 'PATH', [twin]: 'PATH', ...ids };
+                assert.equal(unknown.status, 404, `${method} ${twin}${query}`);
+                assert.deepEqual(
+                  comparable(res, both),
+                  comparable(unknown, both),
+                  `${method} ${path}${query}`,
+                );
+              }
+            }
+          }
+        });
+
+        for (const [name, build, reason] of lapsed) {
+          it(`refuses ${name} with a 403 that says why, and nothing of the content`, async () => {
+            const subject = subjects[which];
+            const path = build(subject);
+            const res = await request(server, 'GET', path);
+            assert.equal(res.status, 403);
+            assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/);
+            const problem = JSON.parse(res.body.toString());
+            assert.equal(problem.code, 'access_denied');
+            assert.match(problem.detail, reason);
             assert.ok(!res.body.includes(subject.content.subarray(7, 31)), 'the body holds the content');
             assert.ok(!res.body.includes(subject.asset.sha256), 'the body holds the hash');
-            const head = await request(server, 'HEAD', path, headers);
+            const head = await request(server, 'HEAD', path);
             assert.equal(head.status, 403);
             assert.equal(head.body.length, 0);
             for (const r of [res, head]) {
@@ -239,26 +352,10 @@ for (const backend of BACKENDS) {
               ]) {
                 assert.equal(r.headers[field], undefined, `${field} leaks`);
               }
-              assert.match(r.headers['cache-control'] ?? '', /no-store/);
+              assert.equal(r.headers['cache-control'], 'private, no-store');
             }
           });
         }
-
-        it('marks every refusal Cache-Control: private, no-store', async () => {
-          const subject = subjects[which];
-          const wrong: string[] = [];
-          for (const [name, build] of denied) {
-            const [path, headers] = build(subject);
-            for (const method of ['GET', 'HEAD']) {
-              const res = await request(server, method, path, headers);
-              if (res.headers['cache-control'] !== 'private, no-store')
-                wrong.push(
-                  `${method} with ${name}: ${res.status} ${JSON.stringify(res.headers['cache-control'])}`,
-                );
-            }
-          }
-          assert.deepEqual(wrong, []);
-        });
 
         it('opens with a valid token, on the latest and the version URL', async () => {
           const subject = subjects[which];

@@ -7,6 +7,7 @@ import { JobRegistry, registerBuiltinTypes } from '../../src/jobs/registry.ts';
 import { percentiles } from '../../src/jobs/statistics.ts';
 import { Alerter } from '../../src/ops/alerts.ts';
 import { classify } from '../../src/ops/health.ts';
+import { breakerLabel } from '../../src/ops/metrics.ts';
 import {
   BACKENDS,
   createTenant,
@@ -493,7 +494,11 @@ for (const backend of BACKENDS) {
       }
       const text = await (await server.fetch('/metrics', { key: null })).text();
       assert.match(text, /conveyor_job_queue_depth\{lane="low",state="queued"\} \d+/);
-      assert.match(text, /conveyor_job_breaker_state\{key="host:metrics.example"\} 2/);
+      // The host name is hashed in the label (metricsHostLabels is off by default).
+      const label = breakerLabel('host:metrics.example', false);
+      assert.match(label, /^host:h-[0-9a-f]{12}$/);
+      assert.ok(text.includes(`conveyor_job_breaker_state{key="${label}"} 2`), text);
+      assert.ok(!text.includes('metrics.example'), 'the host name shows in the metrics');
       assert.match(text, /conveyor_job_wait_seconds_count\{type="sleep",lane="normal"\} 1/);
       assert.match(text, /conveyor_job_run_seconds_count\{type="sleep",lane="normal"\} 1/);
       const health = await server.json('GET', '/api/v1/health');
@@ -502,6 +507,43 @@ for (const backend of BACKENDS) {
         health.body.components.find((c: any) => c.name === 'breaker:host:metrics.example').status,
         'unhealthy',
       );
+    });
+
+    test("health shows a tenant only its own jobs' breakers, an operator all of them", { skip }, async () => {
+      const a = await createTenant(server, 'ingesting');
+      const b = await createTenant(server, 'curious');
+      // Tenant A ingests from a host of its own: the job waits (no worker runs here) under the host's key.
+      const ingest = await server.json(
+        'POST',
+        '/api/v1/ingest',
+        { url: 'https://cdn.tenant-a.example/x.jpg' },
+        a.key,
+      );
+      assert.equal(ingest.status, 202, JSON.stringify(ingest.body));
+      assert.equal(ingest.body.breakerKey, 'host:cdn.tenant-a.example');
+      // The host failed: the breaker opens, as after a failed fetch.
+      await server.conveyor.jobs.breakers.record(
+        server.conveyor.db.kysely,
+        'host:cdn.tenant-a.example',
+        { success: false, jobId: ingest.body.id, threshold: 1 },
+        Date.now(),
+      );
+      const names = async (key: string) =>
+        (await server.json('GET', '/api/v1/health', undefined, key)).body.components.map((c: any) => c.name);
+      assert.ok((await names(a.key)).includes('breaker:host:cdn.tenant-a.example'), 'its own breaker');
+      assert.ok((await names(server.adminKey)).includes('breaker:host:cdn.tenant-a.example'), 'the operator');
+      const seenByB = await server.json('GET', '/api/v1/health', undefined, b.key);
+      assert.equal(seenByB.status, 200);
+      assert.ok(!JSON.stringify(seenByB.body).includes('tenant-a'), JSON.stringify(seenByB.body));
+      assert.deepEqual(
+        seenByB.body.components.map((c: any) => c.name),
+        ['database', 'storage', 'jobs'],
+      );
+      // Nor does another tenant's job volume count in its engine's success rate.
+      const jobs = seenByB.body.components.find((c: any) => c.name === 'jobs');
+      assert.equal(jobs.successRate, null, JSON.stringify(jobs));
+      const status = await server.json('GET', '/api/v1/queue/status', undefined, b.key);
+      assert.ok(!JSON.stringify(status.body).includes('tenant-a'), 'nor in the queue status');
     });
   });
 }

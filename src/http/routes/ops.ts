@@ -1,7 +1,12 @@
 import type { FastifyInstance } from 'fastify';
+import { metricsAuthorized, metricsUnauthenticated } from '../../ops/metrics-endpoint.ts';
 import type { AppDeps } from '../app.ts';
 
-/** Liveness, readiness and Prometheus metrics: unauthenticated, meant for the orchestrator and scraper. */
+/**
+ * Liveness, readiness and Prometheus metrics, meant for the orchestrator and scraper: the first two
+ * unauthenticated (they say nothing of any tenant), /metrics only with `metricsToken` when one is set, and
+ * not here at all when `metricsPort` gives it a listener of its own (src/ops/metrics-endpoint.ts).
+ */
 export async function opsRoutes(app: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
   const { deps } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
@@ -16,7 +21,10 @@ export async function opsRoutes(app: FastifyInstance, opts: { deps: AppDeps }): 
       .send({ status: ok ? 'ok' : 'unavailable', checks });
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  if (deps.config.metricsPort !== undefined) return;
+  const token = deps.config.metricsToken;
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (!metricsAuthorized(request.headers.authorization, token)) throw metricsUnauthenticated();
     const { contentType, body } = await deps.metrics.render();
     return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
   });

@@ -199,12 +199,20 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
       schema: {
         tags: ['monitoring'],
         summary: 'Health of every component: database, storage, job engine, each breaker',
+        description:
+          'The job engine’s success rate and the breakers are the caller’s tenant’s (the breakers its waiting or running jobs name); an operator key sees every tenant’s.',
         response: { 200: HealthSchema, ...problemResponses },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
       reply.header('cache-control', 'no-store');
-      return checkHealth({ config, monitor, ready: opts.deps.ready, now: jobs.context.now });
+      return checkHealth({
+        config,
+        monitor,
+        ready: opts.deps.ready,
+        scope: scopeOf(request.principal!),
+        now: jobs.context.now,
+      });
     },
   );
 
