@@ -49,6 +49,41 @@ export const settings = {
     default: false,
     doc: 'Take the client address from X-Forwarded-For (only behind a proxy you control).',
   },
+  httpHeadersTimeoutMs: {
+    type: 'int',
+    default: 20_000,
+    min: 100,
+    max: 600_000,
+    doc: 'A client that has not sent all of its request headers within this gets 408 and its connection is closed.',
+  },
+  httpBodyIdleTimeoutMs: {
+    type: 'int',
+    default: 60_000,
+    min: 0,
+    max: 3_600_000,
+    doc: 'A request body that brings no new bytes for this long is cut off (0 = never); an upload may take as long as it needs while bytes keep coming.',
+  },
+  httpKeepAliveTimeoutMs: {
+    type: 'int',
+    default: 72_000,
+    min: 1000,
+    max: 3_600_000,
+    doc: 'An idle keep-alive connection is closed after this; keep it longer than the idle timeout of a load balancer in front (AWS ALB: 60 s), so that the balancer closes first.',
+  },
+  httpMaxConnections: {
+    type: 'int',
+    default: 10_000,
+    min: 0,
+    max: 1_000_000,
+    doc: "Open connections per process; more are closed as they arrive (0 = unlimited). Keep it below the process's open-file limit.",
+  },
+  httpMaxConnectionsPerAddress: {
+    type: 'int',
+    default: 256,
+    min: 0,
+    max: 1_000_000,
+    doc: 'Open connections per process from one peer address; more are closed as they arrive (0 = unlimited). Counted on the TCP peer, even with CONVEYOR_TRUST_PROXY: behind a proxy, raise it or set 0.',
+  },
 
   databaseUrl: {
     type: 'optional',
