@@ -84,6 +84,20 @@ export const settings = {
     max: 1_000_000,
     doc: 'Open connections per process from one peer address; more are closed as they arrive (0 = unlimited). Counted on the TCP peer, even with CONVEYOR_TRUST_PROXY: behind a proxy, raise it or set 0.',
   },
+  httpLingeringCloseBytes: {
+    type: 'int',
+    default: 64 * MiB,
+    min: 0,
+    max: 1 * GiB,
+    doc: 'After an answer sent before the request body was read (401, 413), up to this much of the rest is read and discarded, so that a client still sending sees the answer rather than a reset connection (0 = none).',
+  },
+  httpLingeringCloseMs: {
+    type: 'int',
+    default: 5_000,
+    min: 0,
+    max: 600_000,
+    doc: 'How long the rest of such a body is read and discarded at most (0 = none).',
+  },
 
   databaseUrl: {
     type: 'optional',

@@ -19,6 +19,8 @@ import { PROBLEM_TYPE_BASE } from './problems.ts';
  *   brings nothing for `httpBodyIdleTimeoutMs` is cut off, and an idle keep-alive connection closes after
  *   `httpKeepAliveTimeoutMs`. There is no limit on a whole request: an upload at any steady speed takes
  *   as long as it needs, and a response to a slow reader is never cut by the body's timer;
+ * - lingering close: an answer sent before the body was read (401, 413) is followed by reading and
+ *   discarding the rest of the body, within bounds, so that the client sees the answer.
  *
  * The work per request is two header lookups; the rest is per connection or per request with a body.
  */
@@ -30,6 +32,8 @@ export type SocketSettings = Pick<
   | 'httpKeepAliveTimeoutMs'
   | 'httpMaxConnections'
   | 'httpMaxConnectionsPerAddress'
+  | 'httpLingeringCloseBytes'
+  | 'httpLingeringCloseMs'
 >;
 
 /** Why the guard closed a connection (a label of `conveyor_http_connections_closed_total`). */
@@ -104,7 +108,7 @@ export class SocketGuard {
     });
   }
 
-  /** Runs first for every request, the delivery shortcut's included: arms the body's timer if there is a body. */
+  /** Runs first for every request, the delivery shortcut's included: arms the body's timers if there is a body. */
   admit(req: IncomingMessage, res: ServerResponse): void {
     const headers = req.headers;
     const length = headers['content-length'];
@@ -113,7 +117,7 @@ export class SocketGuard {
     }
   }
 
-  /** The idle timer while the body arrives. */
+  /** The idle timer while the body arrives, and the lingering close should the answer come first. */
   #body(req: IncomingMessage, res: ServerResponse): void {
     const idleMs = this.#settings.httpBodyIdleTimeoutMs;
     const socket = req.socket;
@@ -137,6 +141,49 @@ export class SocketGuard {
         if (req.complete) socket.setTimeout(0);
       });
     }
+    if (this.#settings.httpLingeringCloseBytes > 0 && this.#settings.httpLingeringCloseMs > 0) {
+      res.once('prefinish', () => {
+        if (!req.complete && !req.destroyed) this.#linger(req);
+      });
+    }
+  }
+
+  /**
+   * The answer is written and the body is not all read. Node would now dump the rest on a keep-alive
+   * connection (however large), or close one that ends here, and a close with unread data makes the
+   * kernel reset the connection, which also throws away the answer the client has not read yet: clients
+   * that send the whole body before reading (Python's http.client and requests) report a broken pipe
+   * instead of the 413. So, like nginx's lingering close, the rest is read and discarded, within
+   * `httpLingeringCloseBytes` and `httpLingeringCloseMs`; past either the connection is closed anyway.
+   */
+  #linger(req: IncomingMessage): void {
+    const socket = req.socket;
+    let left = this.#settings.httpLingeringCloseBytes;
+    let closing = false;
+    const stop = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const timer = setTimeout(stop, this.#settings.httpLingeringCloseMs);
+    // Node ends a connection after its last response with destroySoon(): the FIN goes out the same way
+    // here, but the descriptor stays open until the body has been read.
+    socket.destroySoon = () => {
+      closing = true;
+      socket.end();
+    };
+    socket.once('close', () => clearTimeout(timer));
+    req.once('end', () => {
+      clearTimeout(timer);
+      socket.destroySoon = destroySoon;
+      if (closing) socket.destroySoon();
+    });
+    req.on('data', (chunk: Buffer) => {
+      left -= chunk.length;
+      if (left < 0) stop();
+    });
+    // Whoever read the body before the answer has no use for the rest.
+    req.unpipe();
+    req.resume();
   }
 
   /**
@@ -173,8 +220,16 @@ export class SocketGuard {
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     if (timeout) this.#closed('headers_timeout');
-    // Slow headers may still arrive and be parsed into a request, and a request in flight must see its
-    // end: close as soon as the answer is written.
-    destroySoon.call(socket);
+    const lingerMs = this.#settings.httpLingeringCloseMs;
+    if (timeout || inFlight || lingerMs === 0) {
+      // Slow headers may still arrive and be parsed into a request, and a request in flight must see its
+      // end: close as soon as the answer is written.
+      destroySoon.call(socket);
+      return;
+    }
+    // Node's parser goes on reading (and discarding) after an error, so the client's remaining bytes
+    // cause no reset; the connection closes when the client closes its side, or after the lingering time.
+    const timer = setTimeout(() => socket.destroy(), lingerMs);
+    socket.once('close', () => clearTimeout(timer));
   };
 }
