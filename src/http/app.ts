@@ -89,12 +89,11 @@ export async function buildApp(
   });
   const guard = new SocketGuard(config, (reason) => deps.metrics.connectionsClosed.labels(reason).inc());
   const app = Fastify({
-    // Fastify's own server, with the socket guard (timeouts and connection limits; sockets.ts) and the
-    // delivery shortcut in front.
+    // Fastify's own server, with the socket guard (timeouts, connection limits, framing; sockets.ts) and
+    // the delivery shortcut in front.
     serverFactory: (handler) => {
       const server = createServer(serverOptions(config), (req, res) => {
-        guard.admit(req, res);
-        if (!fast.handle(req, res)) handler(req, res);
+        if (guard.admit(req, res) && !fast.handle(req, res)) handler(req, res);
       });
       guard.attach(server);
       return server;

@@ -8,7 +8,8 @@ import {
 import { Socket } from 'node:net';
 import type { Config } from '../config/config.ts';
 import { ConveyorError } from '../errors.ts';
-import { PROBLEM_TYPE_BASE } from './problems.ts';
+import { requestIdOf } from './fast-delivery.ts';
+import { PROBLEM_TYPE_BASE, problemDocument } from './problems.ts';
 
 /**
  * The HTTP server's defence of its own sockets, for an origin that may face clients directly:
@@ -20,7 +21,8 @@ import { PROBLEM_TYPE_BASE } from './problems.ts';
  *   `httpKeepAliveTimeoutMs`. There is no limit on a whole request: an upload at any steady speed takes
  *   as long as it needs, and a response to a slow reader is never cut by the body's timer;
  * - lingering close: an answer sent before the body was read (401, 413) is followed by reading and
- *   discarding the rest of the body, within bounds, so that the client sees the answer.
+ *   discarding the rest of the body, within bounds, so that the client sees the answer;
+ * - framing: Transfer-Encoding that cannot frame a request reliably is refused (RFC 9112 §6).
  *
  * The work per request is two header lookups; the rest is per connection or per request with a body.
  */
@@ -108,13 +110,25 @@ export class SocketGuard {
     });
   }
 
-  /** Runs first for every request, the delivery shortcut's included: arms the body's timers if there is a body. */
-  admit(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Runs first for every request, the delivery shortcut's included. Returns false when it has answered
+   * the request itself (faulty framing); otherwise arms the body's timers when there is a body.
+   */
+  admit(req: IncomingMessage, res: ServerResponse): boolean {
     const headers = req.headers;
-    const length = headers['content-length'];
-    if (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    const coding = headers['transfer-encoding'];
+    if (coding !== undefined) {
+      const problem = coding === 'chunked' && req.httpVersionMinor === 1 ? null : framingProblem(req, coding);
       this.#body(req, res);
+      if (problem) {
+        refuse(req, res, problem);
+        return false;
+      }
+    } else {
+      const length = headers['content-length'];
+      if (length !== undefined && length !== '0') this.#body(req, res);
     }
+    return true;
   }
 
   /** The idle timer while the body arrives, and the lingering close should the answer come first. */
@@ -195,6 +209,9 @@ export class SocketGuard {
     if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
     const timeout = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const inFlight = (socket as HttpSocket)._httpMessage;
+    // The body of a request that was answered already is malformed (a refusal of its framing, sent before
+    // the body): that answer goes out whole, and what follows it gets its own 400 should it come.
+    if (inFlight?.writableEnded && !timeout) return;
     // A response under way cannot be followed by another.
     if (inFlight?.headersSent) {
       socket.destroy();
@@ -232,4 +249,52 @@ export class SocketGuard {
     const timer = setTimeout(() => socket.destroy(), lingerMs);
     socket.once('close', () => clearTimeout(timer));
   };
+}
+
+/**
+ * Why a request's Transfer-Encoding (present, and not a plain `chunked` on HTTP/1.1) cannot be accepted,
+ * or null when it can. Transfer coding names are case-insensitive (RFC 9110 §10.1.4).
+ */
+function framingProblem(req: IncomingMessage, coding: string): ConveyorError | null {
+  // RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a Transfer-Encoding
+  // header field MUST treat the message as if the framing is faulty, even if a Content-Length is
+  // present, and close the connection after processing the message."
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+    return new ConveyorError('bad_request', 'An HTTP/1.0 request cannot use Transfer-Encoding');
+  }
+  const codings = coding
+    .split(',')
+    .map((c) => c.split(';')[0]!.trim().toLowerCase())
+    .filter((c) => c !== '');
+  // RFC 9112 §6.3: "If a Transfer-Encoding header field is present in a request and the chunked transfer
+  // coding is not the final encoding, the message body length cannot be determined reliably; the server
+  // MUST respond with the 400 (Bad Request) status code and then close the connection." (Node's parser
+  // refuses these already; this holds should it ever let one through.) Chunked applied twice is as bad:
+  // RFC 9112 §7: "A sender MUST NOT apply the chunked transfer coding more than once to a message body".
+  if (codings.at(-1) !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) {
+    return new ConveyorError('bad_request', 'The body is not framed by a final chunked transfer coding');
+  }
+  // RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does not
+  // understand SHOULD respond with 501 (Not Implemented)." Chunked is the only one we decode.
+  if (codings.length > 1) {
+    return new ConveyorError(
+      'not_implemented',
+      `Unsupported transfer coding: ${codings.slice(0, -1).join(', ')}`,
+    );
+  }
+  return null;
+}
+
+/** Answers a request refused before any route saw it, and closes the connection after the answer. */
+function refuse(req: IncomingMessage, res: ServerResponse, problem: ConveyorError): void {
+  const requestId = requestIdOf(req);
+  const body = JSON.stringify(problemDocument(problem, (req.url ?? '/').split('?')[0]!, requestId));
+  res.writeHead(problem.status, {
+    'content-type': 'application/problem+json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+    connection: 'close',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
 }
