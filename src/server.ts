@@ -44,7 +44,13 @@ export interface Conveyor {
   /** Set once `listen` has bound the port. */
   baseUrl(): string;
   listen(): Promise<string>;
+  /** Stops gracefully: running jobs get the shutdown grace period, in-flight requests their answers. */
   close(): Promise<void>;
+  /**
+   * Cuts a close short, in progress or to come (a second SIGTERM): running jobs are aborted and handed
+   * back to the queue at once, and every connection is closed, requests in flight or not.
+   */
+  hurry(): void;
 }
 
 export async function createConveyor(
@@ -153,6 +159,8 @@ export async function createConveyor(
   let gcTimer: NodeJS.Timeout | undefined;
   let uploadsTimer: NodeJS.Timeout | undefined;
   let worker: Worker | undefined;
+  let hurried = false;
+  let closing = false;
   return {
     config,
     db,
@@ -202,13 +210,20 @@ export async function createConveyor(
       clearInterval(uploadsTimer);
       await alerter?.stop();
       await worker?.stop(config.jobShutdownGraceMs);
-      const closing = app.close();
-      connections.drain();
-      await closing;
+      const closed = app.close();
+      closing = true;
+      if (hurried) connections.destroy();
+      else connections.drain();
+      await closed;
       await uploads.close();
       await jobEvents.close();
       await store.close();
       await db.close();
+    },
+    hurry() {
+      hurried = true;
+      worker?.endGrace();
+      if (closing) connections.destroy();
     },
   };
 }
@@ -247,6 +262,11 @@ function trackConnections(server: Server) {
     drain() {
       closing = true;
       for (const [socket, requests] of busy) if (requests === 0) finish(socket);
+    },
+    /** Closes every connection now, in flight or not. */
+    destroy() {
+      closing = true;
+      for (const socket of busy.keys()) socket.destroy();
     },
   };
 }
