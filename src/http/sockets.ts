@@ -55,12 +55,13 @@ type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
 export function serverOptions(settings: SocketSettings): ServerOptions {
   return {
     headersTimeout: settings.httpHeadersTimeoutMs,
-    // No limit on a whole request: uploads take as long as they take (the body idle timeout ends a stalled one).
+    // No limit on a whole request: uploads take as long as they take (the body idle timeout ends a
+    // stalled one).
     requestTimeout: 0,
     keepAliveTimeout: settings.httpKeepAliveTimeoutMs,
-    // Node enforces the headers timeout on this interval (every 30 s by default, so a client could overstay
-    // by as much); checking 4 times per timeout, at most once a second, keeps the overshoot within a
-    // quarter of it.
+    // Node enforces the headers timeout on this interval (every 30 s by default, so a client could
+    // overstay by as much); checking 4 times per timeout, at most once a second, keeps the overshoot
+    // within a quarter of it.
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(settings.httpHeadersTimeoutMs / 4))),
   };
 }
@@ -269,8 +270,9 @@ function framingProblem(req: IncomingMessage, coding: string): ConveyorError | n
   // RFC 9112 §6.3: "If a Transfer-Encoding header field is present in a request and the chunked transfer
   // coding is not the final encoding, the message body length cannot be determined reliably; the server
   // MUST respond with the 400 (Bad Request) status code and then close the connection." (Node's parser
-  // refuses these already; this holds should it ever let one through.) Chunked applied twice is as bad:
-  // RFC 9112 §7: "A sender MUST NOT apply the chunked transfer coding more than once to a message body".
+  // refuses some of these itself, answered by clientError; the rest arrive here.) Chunked applied twice
+  // is as bad, RFC 9112 §6.1: "A sender MUST NOT apply the chunked transfer coding more than once to a
+  // message body".
   if (codings.at(-1) !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) {
     return new ConveyorError('bad_request', 'The body is not framed by a final chunked transfer coding');
   }
