@@ -14,6 +14,7 @@ export const catalog = {
   access_denied: { status: 403, title: 'Access denied' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
+  request_timeout: { status: 408, title: 'The request took too long to arrive' },
   conflict: { status: 409, title: 'Conflict' },
   precondition_failed: { status: 412, title: 'Precondition failed' },
   payload_too_large: { status: 413, title: 'The body is larger than allowed' },
@@ -22,7 +23,9 @@ export const catalog = {
   range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
   unprocessable_content: { status: 422, title: 'The content cannot be processed' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  header_fields_too_large: { status: 431, title: 'The request headers are too large' },
   internal: { status: 500, title: 'Internal error' },
+  not_implemented: { status: 501, title: 'Not implemented' },
   unavailable: { status: 503, title: 'Temporarily unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

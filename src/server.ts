@@ -48,7 +48,13 @@ export interface Conveyor {
   /** The /metrics listener of `metricsPort` once `listen` has bound it; undefined on the main port. */
   metricsUrl(): string | undefined;
   listen(): Promise<string>;
+  /** Stops gracefully: running jobs get the shutdown grace period, in-flight requests their answers. */
   close(): Promise<void>;
+  /**
+   * Cuts a close short, in progress or to come (a second SIGTERM): running jobs are aborted and handed
+   * back to the queue at once, and every connection is closed, requests in flight or not.
+   */
+  hurry(): void;
 }
 
 export async function createConveyor(
@@ -164,6 +170,8 @@ export async function createConveyor(
   let worker: Worker | undefined;
   let metricsListener: MetricsListener | undefined;
   let stopAnsweringPrimary: (() => void) | undefined;
+  let hurried = false;
+  let closing = false;
   return {
     config,
     db,
@@ -228,13 +236,20 @@ export async function createConveyor(
       stopAnsweringPrimary?.();
       await metricsListener?.close();
       await worker?.stop(config.jobShutdownGraceMs);
-      const closing = app.close();
-      connections.drain();
-      await closing;
+      const closed = app.close();
+      closing = true;
+      if (hurried) connections.destroy();
+      else connections.drain();
+      await closed;
       await uploads.close();
       await jobEvents.close();
       await store.close();
       await db.close();
+    },
+    hurry() {
+      hurried = true;
+      worker?.endGrace();
+      if (closing) connections.destroy();
     },
   };
 }
@@ -273,6 +288,11 @@ function trackConnections(server: Server) {
     drain() {
       closing = true;
       for (const [socket, requests] of busy) if (requests === 0) finish(socket);
+    },
+    /** Closes every connection now, in flight or not. */
+    destroy() {
+      closing = true;
+      for (const socket of busy.keys()) socket.destroy();
     },
   };
 }

@@ -42,13 +42,24 @@ export async function serve(config: Config): Promise<void> {
     },
     'listening',
   );
-  const stop = async (signal: string) => {
-    conveyor.app.log.info({ signal }, 'shutting down');
-    await conveyor.close();
-    process.exit(0);
+  // The first SIGTERM or SIGINT stops gracefully (running jobs get CONVEYOR_JOB_SHUTDOWN_GRACE_MS,
+  // requests in flight their answers); a second cuts that short: the jobs go back to the queue and the
+  // connections close at once. A third exits on the spot, should even that hang.
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      conveyor.app.log.info({ signal }, 'shutting down');
+      void conveyor.close().then(() => process.exit(0));
+    } else if (signals === 2) {
+      conveyor.app.log.warn({ signal }, 'shutting down now: running jobs go back to the queue');
+      conveyor.hurry();
+    } else {
+      process.exit(1);
+    }
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 async function runPrimary(config: Config): Promise<void> {
@@ -69,14 +80,15 @@ async function runPrimary(config: Config): Promise<void> {
   };
   const metrics = config.metricsPort === undefined ? undefined : await listenClusterMetrics(config);
   for (let i = 0; i < config.processes; i++) fork(i);
+  // Every signal is passed on, so that a second one reaches the servers as their second (see serve()).
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;
     // The primary exits once its children have and nothing else holds its event loop.
     void metrics?.close();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 /**

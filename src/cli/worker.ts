@@ -21,7 +21,8 @@ export interface WorkerFlags {
  * `conveyor worker`: runs jobs, and nothing else (no HTTP). Several can run against one database, on
  * one host (sharing the SQLite file with `serve`) or many (PostgreSQL); `--lanes` and `--types` let heavy
  * and light work live in separate processes. SIGTERM or SIGINT stops it gracefully: no new claims,
- * running jobs get CONVEYOR_JOB_SHUTDOWN_GRACE_MS to finish, the rest go back to the queue.
+ * running jobs get CONVEYOR_JOB_SHUTDOWN_GRACE_MS to finish, the rest go back to the queue; a second signal
+ * sends them back at once.
  */
 export async function runWorker(config: Config, flags: WorkerFlags): Promise<void> {
   keepTickObjectShape();
@@ -64,10 +65,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     },
     'worker started',
   );
-  let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
     log.info({ signal, graceMs: config.jobShutdownGraceMs }, 'worker stopping');
     const result = await worker.stop(config.jobShutdownGraceMs);
     log.info(result, 'worker stopped');
@@ -77,8 +75,19 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     await db.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  // A second signal ends the grace period at once (the running jobs go back to the queue); a third exits
+  // on the spot, should even that hang.
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) void stop(signal);
+    else if (signals === 2) {
+      log.warn({ signal }, 'stopping now: running jobs go back to the queue');
+      worker.endGrace();
+    } else process.exit(1);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /**

@@ -32,6 +32,7 @@ import { scheduleRoutes } from './routes/schedules.ts';
 import { tenancyRoutes } from './routes/tenancy.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { Problem } from './schemas.ts';
+import { SocketGuard, serverOptions } from './sockets.ts';
 import { validatorCompiler } from './validation.ts';
 
 export interface AppDeps {
@@ -87,17 +88,18 @@ export async function buildApp(
     enabled: !deliveryLimit && !debugLogging,
     transforms: deps.media.transforms,
   });
+  const guard = new SocketGuard(config, (reason) => deps.metrics.connectionsClosed.labels(reason).inc());
   const app = Fastify({
-    // Fastify's own server, with the delivery shortcut in front and Fastify's timeouts (a keep-alive
-    // connection idles up to 72 s, as Fastify's default; no request timeout, see `requestTimeout`).
+    // Fastify's own server, with the socket guard (timeouts, connection limits, framing; sockets.ts) and
+    // the delivery shortcut in front.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
-        if (!fast.handle(req, res)) handler(req, res);
+      const server = createServer(serverOptions(config), (req, res) => {
+        if (guard.admit(req, res) && !fast.handle(req, res)) handler(req, res);
       });
-      server.keepAliveTimeout = 72_000;
-      server.requestTimeout = 0;
+      guard.attach(server);
       return server;
     },
+    clientErrorHandler: guard.clientError,
     logger: options.logger ?? {
       level: config.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
@@ -121,8 +123,6 @@ export async function buildApp(
       sendProblem(error, request, reply);
     },
     genReqId: requestIdOf,
-    // Large uploads take as long as they take; slow-loris protection belongs to the proxy or CDN in front.
-    requestTimeout: 0,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler());

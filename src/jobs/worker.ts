@@ -57,6 +57,9 @@ export class Worker {
   readonly #options: WorkerOptions;
   readonly #running = new Map<string, Running>();
   #stopping = false;
+  /** Set by endGrace(): a stop in progress (or to come) waits no longer for running jobs. */
+  #graceEnded = false;
+  #endGrace: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #woken = false;
@@ -149,7 +152,15 @@ export class Worker {
     const before = this.#running.size;
     const all = Promise.all([...this.#running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    if (!this.#graceEnded) {
+      await Promise.race([
+        all,
+        new Promise<void>((resolve) => {
+          this.#endGrace = resolve;
+          timer = setTimeout(resolve, graceMs);
+        }),
+      ]);
+    }
     clearTimeout(timer);
     const left = [...this.#running.values()];
     for (const r of left) r.controller.abort(new JobAbort('shutdown'));
@@ -167,6 +178,15 @@ export class Worker {
       .where('id', '=', this.id)
       .execute();
     return { finished: before - left.length, released };
+  }
+
+  /**
+   * Ends the grace period of a stop in progress at once (a second SIGTERM): the running jobs are aborted
+   * and handed back to the queue, as when the grace period runs out.
+   */
+  endGrace(): void {
+    this.#graceEnded = true;
+    this.#endGrace?.();
   }
 
   #signal(): void {

@@ -60,6 +60,12 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly connectionsClosed = new FastCounter({
+    name: 'conveyor_http_connections_closed_total',
+    help: 'Connections the server closed to protect itself, by reason (max_connections, max_connections_per_address, headers_timeout, body_idle)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly uploadedBytes = new FastCounter({
     name: 'conveyor_upload_bytes_total',
     help: 'Bytes received and stored by uploads',
