@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import http from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { insufficientStorage, isOutOfSpace } from '../../src/errors.ts';
+import { toConveyorError } from '../../src/http/problems.ts';
+import { startConveyor, type TestServer } from '../helpers/conveyor.ts';
+import { assertProblem } from '../helpers/http.ts';
+import { makeTempDir } from '../helpers/tmp.ts';
+import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
+
+const MiB = 1024 * 1024;
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+interface Sent {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: any;
+}
+
+/**
+ * One request with node:http, so that an answer given before the body is sent (or while it is) is read
+ * rather than lost to a reset. `body: 'none'` sends the headers only and waits for the answer.
+ */
+function send(
+  server: TestServer,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer | 'none' = Buffer.alloc(0),
+): Promise<Sent> {
+  const { hostname, port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = http.request(
+      {
+        host: hostname,
+        port,
+        method,
+        path,
+        headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
+        agent: false,
+      },
+      (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          req.destroy();
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : null });
+        });
+        res.on('error', reject);
+      },
+    );
+    // Once answered, the server may close before it took the rest of the body: that is expected.
+    req.on('error', (error) => {
+      if (!answered) reject(error);
+    });
+    if (body === 'none') {
+      req.flushHeaders();
+      return;
+    }
+    void (async () => {
+      for (let offset = 0; offset < body.length && !answered && !req.destroyed; offset += 64 * 1024) {
+        if (!req.write(body.subarray(offset, offset + 64 * 1024))) {
+          await new Promise<void>((drained) => {
+            const done = () => {
+              req.off('drain', done).off('close', done);
+              drained();
+            };
+            req.on('drain', done).on('close', done);
+          });
+        }
+      }
+      if (!req.destroyed) req.end();
+    })();
+  });
+}
+
+function asAnswer(sent: Sent) {
+  return {
+    status: sent.status,
+    headers: new Headers(sent.headers as Record<string, string>),
+    body: sent.body,
+  };
+}
+
+async function healthz(server: TestServer): Promise<void> {
+  const res = await fetch(`${server.url}/healthz`);
+  assert.equal(res.status, 200, 'the process answers /healthz');
+  await res.arrayBuffer();
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+/**
+ * Nothing half-written: no staged temporaries, every blob file whole and registered `live`, every `live`
+ * row with its bytes, every asset and derived output pointing at such a blob.
+ */
+async function assertConsistent(server: TestServer, blobRoot: string): Promise<void> {
+  assert.deepEqual(await readdir(join(blobRoot, 'tmp')), [], 'no staged temporaries are left');
+  const db = server.conveyor.db.kysely;
+  const rows = await db.selectFrom('blobs').select(['sha256', 'state']).execute();
+  const live = new Set(rows.filter((r) => r.state === 'live').map((r) => r.sha256));
+  const files = await filesUnder(join(blobRoot, 'blobs'));
+  for (const file of files) {
+    const name = file.slice(file.lastIndexOf('/') + 1);
+    assert.equal(sha256(await readFile(file)), name, `blob file ${name} is whole`);
+    assert.ok(live.has(name), `blob file ${name} has a live row`);
+  }
+  const named = new Set(files.map((f) => f.slice(f.lastIndexOf('/') + 1)));
+  for (const sha of live) assert.ok(named.has(sha), `live blob row ${sha} has its bytes`);
+  for (const table of ['assets', 'media_derived'] as const) {
+    for (const { sha256: sha } of await db.selectFrom(table).select('sha256').execute()) {
+      assert.ok(live.has(sha) && named.has(sha), `${table} row points at stored bytes ${sha}`);
+    }
+  }
+}
+
+test('out-of-space errors are recognised wherever they come from, and answer 507', () => {
+  assert.ok(isOutOfSpace(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })));
+  assert.ok(isOutOfSpace(Object.assign(new Error('disk quota exceeded'), { code: 'EDQUOT' })));
+  assert.ok(isOutOfSpace({ code: 'ERR_SQLITE_ERROR', errcode: 13, message: 'database or disk is full' }));
+  assert.ok(isOutOfSpace({ code: '53100', message: 'could not extend file' }), 'PostgreSQL disk_full');
+  assert.ok(isOutOfSpace(new Error('wrapped', { cause: { code: 'ENOSPC' } })));
+  assert.ok(!isOutOfSpace(Object.assign(new Error('gone'), { code: 'ENOENT' })));
+  assert.ok(!isOutOfSpace({ errcode: 5 }), 'SQLITE_BUSY is not');
+  const problem = toConveyorError(Object.assign(new Error('x'), { code: 'ENOSPC' }));
+  assert.equal(problem.status, 507);
+  assert.equal(problem.code, 'insufficient_storage');
+  assert.equal(problem.headers['retry-after'], undefined, 'no Retry-After: no delay could be promised');
+  assert.equal(insufficientStorage().status, 507);
+});
+
+describe('a full disk for blobs and uploads', async () => {
+  const disk = await mountTmpfs(16 * MiB);
+  const skip = 'skip' in disk ? disk.skip : false;
+  const dbDir = await makeTempDir('conveyor-diskfull-db-');
+  let server: TestServer;
+  let root: string;
+
+  before(async () => {
+    if (skip) return;
+    root = (disk as Tmpfs).path;
+    server = await startConveyor(undefined, {
+      dataDir: root,
+      // The database elsewhere: this suite fills the blobs' disk only.
+      databaseUrl: `sqlite:${join(dbDir.path, 'conveyor.db')}`,
+    });
+  });
+  after(async () => {
+    await server?.close();
+    if (!('skip' in disk)) await disk.unmount();
+    await dbDir.cleanup();
+  });
+
+  test('an upload that outgrows the disk answers 507 problem+json and leaves nothing behind', {
+    skip,
+  }, async () => {
+    await (disk as Tmpfs).fill(2 * MiB);
+    const before = await server.json('GET', '/api/v1/assets');
+    // Chunked: the upload finds out that it does not fit only when the disk runs out mid-body.
+    const sent = await send(
+      server,
+      'POST',
+      '/api/v1/assets?filename=big.bin',
+      { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+      randomBytes(4 * MiB),
+    );
+    assertProblem(asAnswer(sent), 507, 'insufficient_storage', 'chunked upload');
+    assert.equal(sent.headers['retry-after'], undefined);
+    const after = await server.json('GET', '/api/v1/assets');
+    assert.deepEqual(
+      after.body.items.map((a: any) => a.id),
+      before.body.items.map((a: any) => a.id),
+    );
+    await assertConsistent(server, root);
+    await healthz(server);
+  });
+});
