@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { insufficientStorage, isOutOfSpace } from '../../src/errors.ts';
 import { toConveyorError } from '../../src/http/problems.ts';
-import { startConveyor, type TestServer } from '../helpers/conveyor.ts';
+import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { assertProblem } from '../helpers/http.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
@@ -150,7 +150,7 @@ describe('a full disk for blobs and uploads', async () => {
     root = (disk as Tmpfs).path;
     server = await startConveyor(undefined, {
       dataDir: root,
-      // The database elsewhere: this suite fills the blobs' disk only.
+      // The database elsewhere: this suite fills the blobs' disk only (the next one fills the database's).
       databaseUrl: `sqlite:${join(dbDir.path, 'conveyor.db')}`,
     });
   });
@@ -182,5 +182,51 @@ describe('a full disk for blobs and uploads', async () => {
     );
     await assertConsistent(server, root);
     await healthz(server);
+  });
+});
+
+describe('a full disk for the SQLite database', async () => {
+  const disk = await mountTmpfs(16 * MiB);
+  const skip = 'skip' in disk ? disk.skip : false;
+  let server: TestServer;
+
+  before(async () => {
+    if (!skip) server = await startConveyor(undefined, { dataDir: (disk as Tmpfs).path });
+  });
+  after(async () => {
+    await server?.close();
+    if (!('skip' in disk)) await disk.unmount();
+  });
+
+  test('a write that fails with SQLITE_FULL answers 507, changes nothing, and the server serves on', {
+    skip,
+  }, async () => {
+    const asset = await upload(server, randomBytes(64 * 1024), { filename: 'a.bin' });
+    await (disk as Tmpfs).fill();
+    // Writes fit in the room SQLite's files already hold for a while; one of these runs out of it.
+    const pad = 'x'.repeat(48 * 1024);
+    let accepted = 0;
+    let refused: any;
+    for (let i = 0; i < 1000 && !refused; i++) {
+      const res = await server.json('POST', '/api/v1/jobs', { type: 'noop', payload: { i, pad } });
+      if (res.status === 202) accepted++;
+      else refused = res;
+    }
+    assert.ok(refused, 'the database filled up');
+    assertProblem(refused, 507, 'insufficient_storage', 'enqueue on a full database');
+    await healthz(server);
+    const jobs = await server.json('GET', '/api/v1/jobs?limit=1000');
+    assert.equal(jobs.status, 200, 'reads go on');
+    assert.equal(jobs.body.items.length, accepted, 'the refused write left no job behind');
+    const delivered = await fetch(asset.url);
+    assert.equal(delivered.status, 200);
+    await delivered.arrayBuffer();
+
+    await (disk as Tmpfs).drain();
+    const renamed = await server.json('PATCH', `/api/v1/assets/${asset.id}`, { filename: 'back.bin' });
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+    assert.equal(renamed.body.filename, 'back.bin');
+    const enqueued = await server.json('POST', '/api/v1/jobs', { type: 'noop', payload: { pad } });
+    assert.equal(enqueued.status, 202, 'writes work again once space is freed');
   });
 });
