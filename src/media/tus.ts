@@ -34,7 +34,9 @@
  * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
  * or Upload-Length 0) keeps its 201.
  *
- * Errors are problem+json (src/media/tus-problems.ts has the mapping of the library's answers).
+ * Errors are problem+json (src/media/tus-problems.ts has the mapping of the library's answers). A
+ * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
+ * upload: the error carries no Location, so no client could ever resume it.
  *
  * Several processes: uploads, records and receipts live in the shared storage, but @tus/server's lock and
  * @tus/s3-store's record cache are per process, so one upload must be served by one process at a time
@@ -117,6 +119,8 @@ interface Exchange {
   error?: unknown;
   /** The store id of the upload this request handed over, to release once the library is done. */
   handedOver?: string;
+  /** The store id of the upload this request (a POST) created. */
+  created?: string;
 }
 
 class TusEndpoint implements TusUploads {
@@ -154,9 +158,11 @@ class TusEndpoint implements TusUploads {
       generateUrl: (_req, { path, id }) => `${path}/${id.slice(prefix.length)}`,
       getFileIdFromRequest: (_req, last) =>
         last !== undefined && URL_ID.test(last) ? prefix + last : undefined,
-      onUploadCreate: async (req, upload) => ({
-        metadata: { ...clientMetadata(upload.metadata), [TENANT_KEY]: this.#principal(req).tenantId },
-      }),
+      onUploadCreate: async (req, upload) => {
+        const metadata = { ...clientMetadata(upload.metadata), [TENANT_KEY]: this.#principal(req).tenantId };
+        this.#exchanges.get(req)!.created = upload.id;
+        return { metadata };
+      },
       onUploadFinish: async (req, upload) => {
         const receipt = await this.#handOvers.finish(upload, this.#principal(req));
         this.#exchanges.get(req)!.handedOver = upload.id;
@@ -192,6 +198,9 @@ class TusEndpoint implements TusUploads {
       const response = await this.#server.handleWeb(request);
       // Before answering, so that no request after the answer finds the upload instead of its receipt.
       if (exchange.handedOver) await this.#handOvers.release(exchange.handedOver);
+      // A creation that failed after the upload was stored (creation-with-upload on a full disk, say)
+      // answers without a Location, so nobody can ever resume that upload: remove it now.
+      if (response.status >= 400 && exchange.created) await this.#discardCreated(exchange.created);
       await this.#send(req, res, response, exchange);
     } catch (error) {
       sendTusProblem(req, res, error, { path, requestId: exchange.requestId, log: this.#options.log });
@@ -211,6 +220,12 @@ class TusEndpoint implements TusUploads {
     this.#closed = true;
     await this.#handOvers.settled();
     this.#backend.close();
+  }
+
+  async #discardCreated(id: string): Promise<void> {
+    await this.#backend.discard(id).catch((error: unknown) => {
+      this.#options.log?.error({ err: error, upload: id }, 'tus upload of a failed creation not removed');
+    });
   }
 
   /** The URL id a request names (undefined for the collection); throws 404 or 405. */

@@ -12,6 +12,7 @@ import { makeTempDir } from '../helpers/tmp.ts';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
 
 const MiB = 1024 * 1024;
+const TUS = { 'tus-resumable': '1.0.0' };
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 interface Sent {
@@ -144,6 +145,9 @@ describe('a full disk for blobs and uploads', async () => {
   const dbDir = await makeTempDir('conveyor-diskfull-db-');
   let server: TestServer;
   let root: string;
+  let tusUrl: string;
+  const tusBytes = randomBytes(3 * MiB);
+  let tusStored = 0;
 
   before(async () => {
     if (skip) return;
@@ -153,12 +157,31 @@ describe('a full disk for blobs and uploads', async () => {
       // The database elsewhere: this suite fills the blobs' disk only (the next one fills the database's).
       databaseUrl: `sqlite:${join(dbDir.path, 'conveyor.db')}`,
     });
+    const created = await send(server, 'POST', '/api/v1/uploads', {
+      ...TUS,
+      'upload-length': String(tusBytes.length),
+      'upload-metadata': `filename ${Buffer.from('big.bin').toString('base64')}`,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    tusUrl = created.headers.location!;
+    const first = await patch(0, tusBytes.subarray(0, 1 * MiB));
+    assert.equal(first.status, 204);
+    tusStored = 1 * MiB;
   });
   after(async () => {
     await server?.close();
     if (!('skip' in disk)) await disk.unmount();
     await dbDir.cleanup();
   });
+
+  const patch = (offset: number, bytes: Buffer) =>
+    send(
+      server,
+      'PATCH',
+      tusUrl,
+      { ...TUS, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+      bytes,
+    );
 
   test('an upload that outgrows the disk answers 507 problem+json and leaves nothing behind', {
     skip,
@@ -180,6 +203,33 @@ describe('a full disk for blobs and uploads', async () => {
       after.body.items.map((a: any) => a.id),
       before.body.items.map((a: any) => a.id),
     );
+    await assertConsistent(server, root);
+    await healthz(server);
+  });
+
+  test('a tus PATCH on a full disk answers 507 problem+json and keeps what it stored', { skip }, async () => {
+    await (disk as Tmpfs).fill();
+    const sent = await patch(tusStored, tusBytes.subarray(tusStored));
+    const problem = assertProblem(asAnswer(sent), 507, 'insufficient_storage', 'tus PATCH');
+    assert.match(problem.detail, /kept.*resume/, 'the client is told to resume, not to start over');
+    assert.equal(sent.headers['tus-resumable'], '1.0.0');
+    const head = await send(server, 'HEAD', tusUrl, TUS, Buffer.alloc(0));
+    assert.equal(head.status, 200);
+    tusStored = Number(head.headers['upload-offset']);
+    assert.ok(tusStored >= 1 * MiB && tusStored < tusBytes.length, `offset ${tusStored}`);
+    const kept = await readFile(join(root, 'uploads', tusUrl.slice(tusUrl.lastIndexOf('/') + 1)));
+    assert.ok(kept.equals(tusBytes.subarray(0, tusStored)), 'the stored bytes are a prefix of the upload');
+    await healthz(server);
+  });
+
+  test('once space is freed, uploads work again', { skip }, async () => {
+    await (disk as Tmpfs).drain();
+    const bytes = randomBytes(2 * MiB);
+    const asset = await upload(server, bytes, { filename: 'after.bin' });
+    assert.equal(asset.sha256, sha256(bytes));
+    const done = await patch(tusStored, tusBytes.subarray(tusStored));
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.sha256, sha256(tusBytes), 'the resumed upload is whole');
     await assertConsistent(server, root);
     await healthz(server);
   });
