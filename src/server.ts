@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { FastifyServerOptions } from 'fastify';
 import type { BlobLedger } from './assets/blobs.ts';
 import type { AssetService } from './assets/service.ts';
-import { openAssets, openMigratedDatabase, openStore } from './backends.ts';
+import { localVolumes, openAssets, openMigratedDatabase, openStore } from './backends.ts';
 import { type Config, publicBaseUrl } from './config/config.ts';
 import { type Db, ping } from './db/database.ts';
 import { AccessService, loadSigningKeys } from './delivery/access.ts';
@@ -23,6 +23,7 @@ import { createResumableUploads } from './media/uploads.ts';
 import { Alerter } from './ops/alerts.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { BlobStore } from './storage/blob-store.ts';
+import { FreeSpace } from './storage/free-space.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
 
@@ -105,9 +106,16 @@ export async function createConveyor(
     flushMs: config.jobEventsFlushMs,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
-  const uploads = createResumableUploads(config, assets, {
-    error: (obj, msg) => app.log.error(obj, msg),
+  const space = new FreeSpace(localVolumes(config), {
+    minFreeBytes: config.storageMinFreeBytes,
+    ttlMs: config.storageSpaceCheckMs,
   });
+  const uploads = createResumableUploads(
+    config,
+    assets,
+    { error: (obj, msg) => app.log.error(obj, msg) },
+    space,
+  );
   const metrics = new Metrics();
   // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
   const monitor = new JobMonitor(jobs.context, jobs.breakers, {
@@ -140,10 +148,15 @@ export async function createConveyor(
       metrics,
       lookup,
       authenticator: acceptAccessToken(createAuthenticator({ tenancy, verifyJwt })),
-      ready: async () => ({
-        database: await check('database', () => ping(db)),
-        storage: await check('storage', () => store.ping()),
-      }),
+      space,
+      ready: async () => {
+        const storage = await check('storage', () => store.ping());
+        return {
+          database: await check('database', () => ping(db)),
+          // Reachable but short of space: still ready (delivery reads on), but degraded.
+          storage: storage === 'ok' && (await space.low()).length > 0 ? 'degraded' : storage,
+        };
+      },
       baseUrl,
     },
     { ...(options.logger !== undefined ? { logger: options.logger } : {}) },

@@ -79,6 +79,11 @@ export interface TusUploadsOptions {
   /** How long the answer of a finished upload is replayed; default expirationMs. */
   receiptTtlMs?: number;
   onComplete(done: TusCompletion): Promise<TusCompletionResult>;
+  /**
+   * Called with the declared Upload-Length before an upload is created (before anything is stored);
+   * throws (a ConveyorError) to refuse it, e.g. when the disk has no room for it.
+   */
+  admit?(length: number): Promise<void>;
   log?: { error(obj: object, msg: string): void };
   /** The clock of expiry decisions (ms since the epoch); tests move it. */
   now?: () => number;
@@ -191,6 +196,7 @@ class TusEndpoint implements TusUploads {
       const id = this.#route(method, path);
       if (method !== 'OPTIONS') {
         this.#admit(req, method, principal);
+        if (method === 'POST') await this.#admitLength(req);
         if (id !== undefined && (await this.#lookup(req, res, exchange, id))) return;
       }
       const request = new NodeRequest({ req, res });
@@ -288,6 +294,18 @@ class TusEndpoint implements TusUploads {
     if (offsetHeader(req) === undefined) {
       throw new ConveyorError('bad_request', 'PATCH needs Upload-Offset: a non-negative integer');
     }
+  }
+
+  /**
+   * Asks `admit` about a creation's declared length. A malformed length (400) and one over the maximum
+   * (413) are left for the library to refuse: those answers hold whatever the free space.
+   */
+  async #admitLength(req: IncomingMessage): Promise<void> {
+    const header = req.headers['upload-length'];
+    const length = Number(header);
+    if (!this.#options.admit || !Number.isSafeInteger(length) || length < 0 || String(length) !== header)
+      return;
+    if (length <= this.#options.maxSize) await this.#options.admit(length);
   }
 
   /**

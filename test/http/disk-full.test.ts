@@ -6,10 +6,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { insufficientStorage, isOutOfSpace } from '../../src/errors.ts';
 import { toConveyorError } from '../../src/http/problems.ts';
+import { FreeSpace } from '../../src/storage/free-space.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { assertProblem } from '../helpers/http.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
+import { sceneJpeg } from '../media/image/sample-images.ts';
 
 const MiB = 1024 * 1024;
 const TUS = { 'tus-resumable': '1.0.0' };
@@ -23,62 +25,70 @@ interface Sent {
 
 /**
  * One request with node:http, so that an answer given before the body is sent (or while it is) is read
- * rather than lost to a reset. `body: 'none'` sends the headers only and waits for the answer.
+ * rather than lost to a reset. `partial` bytes are sent as the start of a body that never ends: the
+ * request waits for an answer the server gives without the rest, and `cut` ends it otherwise.
  */
+function open(
+  server: TestServer,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer | { partial: Buffer },
+): { answer: Promise<Sent>; cut(): void } {
+  const { hostname, port } = new URL(server.url);
+  let answered = false;
+  const req = http.request({
+    host: hostname,
+    port,
+    method,
+    path,
+    headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
+    agent: false,
+  });
+  const answer = new Promise<Sent>((resolve, reject) => {
+    req.on('response', (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        req.destroy();
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : null });
+      });
+      res.on('error', reject);
+    });
+    // Once answered, the server may close before it took the rest of the body: that is expected.
+    req.on('error', (error) => {
+      if (!answered) reject(error);
+    });
+  });
+  const bytes = Buffer.isBuffer(body) ? body : body.partial;
+  void (async () => {
+    for (let offset = 0; offset < bytes.length && !answered && !req.destroyed; offset += 64 * 1024) {
+      if (!req.write(bytes.subarray(offset, offset + 64 * 1024))) {
+        await new Promise<void>((drained) => {
+          const done = () => {
+            req.off('drain', done).off('close', done);
+            drained();
+          };
+          req.on('drain', done).on('close', done);
+        });
+      }
+    }
+    if (Buffer.isBuffer(body) && !req.destroyed) req.end();
+    else req.flushHeaders();
+  })();
+  return { answer, cut: () => req.destroy() };
+}
+
 function send(
   server: TestServer,
   method: string,
   path: string,
   headers: Record<string, string>,
-  body: Buffer | 'none' = Buffer.alloc(0),
+  body: Buffer = Buffer.alloc(0),
 ): Promise<Sent> {
-  const { hostname, port } = new URL(server.url);
-  return new Promise((resolve, reject) => {
-    let answered = false;
-    const req = http.request(
-      {
-        host: hostname,
-        port,
-        method,
-        path,
-        headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
-        agent: false,
-      },
-      (res) => {
-        answered = true;
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          req.destroy();
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : null });
-        });
-        res.on('error', reject);
-      },
-    );
-    // Once answered, the server may close before it took the rest of the body: that is expected.
-    req.on('error', (error) => {
-      if (!answered) reject(error);
-    });
-    if (body === 'none') {
-      req.flushHeaders();
-      return;
-    }
-    void (async () => {
-      for (let offset = 0; offset < body.length && !answered && !req.destroyed; offset += 64 * 1024) {
-        if (!req.write(body.subarray(offset, offset + 64 * 1024))) {
-          await new Promise<void>((drained) => {
-            const done = () => {
-              req.off('drain', done).off('close', done);
-              drained();
-            };
-            req.on('drain', done).on('close', done);
-          });
-        }
-      }
-      if (!req.destroyed) req.end();
-    })();
-  });
+  return open(server, method, path, headers, body).answer;
 }
 
 function asAnswer(sent: Sent) {
@@ -87,6 +97,26 @@ function asAnswer(sent: Sent) {
     headers: new Headers(sent.headers as Record<string, string>),
     body: sent.body,
   };
+}
+
+/** 'answer' once `answer` settles, or 'state' once `state` holds, whichever comes first. */
+async function firstOf(answer: Promise<unknown>, state: () => Promise<boolean>): Promise<'answer' | 'state'> {
+  let settled = false;
+  const answered = answer.then(
+    () => 'answer' as const,
+    () => 'answer' as const,
+  );
+  void answered.then(() => {
+    settled = true;
+  });
+  const reached = (async () => {
+    while (!settled) {
+      if (await state()) return 'state' as const;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return 'answer' as const;
+  })();
+  return Promise.race([answered, reached]);
 }
 
 async function healthz(server: TestServer): Promise<void> {
@@ -139,12 +169,53 @@ test('out-of-space errors are recognised wherever they come from, and answer 507
   assert.equal(insufficientStorage().status, 507);
 });
 
+describe('free space', async () => {
+  const disk = await mountTmpfs(8 * MiB);
+  const skip = 'skip' in disk ? disk.skip : false;
+  after(async () => {
+    if (!('skip' in disk)) await disk.unmount();
+  });
+
+  test('volumes on one filesystem count once, and their needs add up', { skip }, async () => {
+    const { path, free } = disk as Tmpfs;
+    let now = 0;
+    const space = new FreeSpace(
+      [
+        { name: 'blobs', path },
+        { name: 'uploads', path: join(path, 'uploads', 'not-made-yet') },
+      ],
+      { minFreeBytes: 1 * MiB, ttlMs: 1000, now: () => now },
+    );
+    const volumes = await space.volumes();
+    assert.equal(volumes.length, 1);
+    assert.deepEqual(volumes[0]!.names, ['blobs', 'uploads']);
+    assert.equal(volumes[0]!.freeBytes, await free());
+    assert.equal(volumes[0]!.low, false);
+    const room = (await free()) - 1 * MiB;
+    await space.admit({ blobs: room });
+    await assert.rejects(space.admit({ blobs: room + 1 }), { code: 'insufficient_storage', status: 507 });
+    await assert.rejects(space.admit({ blobs: room / 2 + 1, uploads: room / 2 }), {
+      code: 'insufficient_storage',
+    });
+    await space.admit({ 'blob-cache': 100 * MiB }); // not a volume of this installation: nothing to check
+
+    await (disk as Tmpfs).fill(512 * 1024);
+    assert.equal((await space.low()).length, 0, 'measured within the last ttlMs: reused');
+    now += 1000;
+    const [low] = await space.low();
+    assert.ok(low && low.freeBytes <= 512 * 1024, 'measured again after ttlMs');
+    await assert.rejects(space.admit({ blobs: 0 }), /low on free space/);
+    await (disk as Tmpfs).drain();
+  });
+});
+
 describe('a full disk for blobs and uploads', async () => {
   const disk = await mountTmpfs(16 * MiB);
   const skip = 'skip' in disk ? disk.skip : false;
   const dbDir = await makeTempDir('conveyor-diskfull-db-');
   let server: TestServer;
   let root: string;
+  let photo: any;
   let tusUrl: string;
   const tusBytes = randomBytes(3 * MiB);
   let tusStored = 0;
@@ -156,7 +227,10 @@ describe('a full disk for blobs and uploads', async () => {
       dataDir: root,
       // The database elsewhere: this suite fills the blobs' disk only (the next one fills the database's).
       databaseUrl: `sqlite:${join(dbDir.path, 'conveyor.db')}`,
+      storageMinFreeBytes: 1 * MiB,
+      storageSpaceCheckMs: 0,
     });
+    photo = await upload(server, await sceneJpeg(640, 480), { filename: 'p.jpg', contentType: 'image/jpeg' });
     const created = await send(server, 'POST', '/api/v1/uploads', {
       ...TUS,
       'upload-length': String(tusBytes.length),
@@ -188,7 +262,7 @@ describe('a full disk for blobs and uploads', async () => {
   }, async () => {
     await (disk as Tmpfs).fill(2 * MiB);
     const before = await server.json('GET', '/api/v1/assets');
-    // Chunked: the upload finds out that it does not fit only when the disk runs out mid-body.
+    // Chunked: no declared length, so it is admitted (the disk is above its reserve) and runs out mid-body.
     const sent = await send(
       server,
       'POST',
@@ -207,6 +281,85 @@ describe('a full disk for blobs and uploads', async () => {
     await healthz(server);
   });
 
+  test('an upload declaring more than the free space is refused before a byte is written', {
+    skip,
+  }, async () => {
+    const free = await (disk as Tmpfs).free();
+    const tmpFiles = async () => (await readdir(join(root, 'tmp'))).length;
+    const tooBig = String(free);
+    const part = (head: string) => Buffer.concat([Buffer.from(head), randomBytes(64 * 1024)]);
+    for (const [what, type, prefix] of [
+      ['raw', 'application/octet-stream', part('')],
+      [
+        'multipart',
+        'multipart/form-data; boundary=x',
+        part('--x\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'),
+      ],
+    ] as const) {
+      // The start of the body goes out, the rest never does: unless the server refuses at once, it
+      // begins to stage what it got.
+      const { answer, cut } = open(
+        server,
+        'POST',
+        '/api/v1/assets?filename=x.bin',
+        { 'content-type': type, 'content-length': tooBig },
+        { partial: prefix },
+      );
+      try {
+        const first = await firstOf(answer, async () => (await tmpFiles()) > 0);
+        assert.equal(first, 'answer', `${what}: refused before staging`);
+        assertProblem(asAnswer(await answer), 507, 'insufficient_storage', what);
+        assert.equal(await tmpFiles(), 0);
+      } finally {
+        cut();
+      }
+    }
+    // A resumable upload needs room twice on one disk: once as the upload, once as the blob it becomes.
+    const uploadsBefore = await readdir(join(root, 'uploads'));
+    const created = await send(server, 'POST', '/api/v1/uploads', {
+      ...TUS,
+      'upload-length': String(Math.floor(free / 2)),
+    });
+    assertProblem(asAnswer(created), 507, 'insufficient_storage', 'tus creation');
+    assert.equal(created.headers['tus-resumable'], '1.0.0');
+    assert.deepEqual(await readdir(join(root, 'uploads')), uploadsBefore, 'no upload was created');
+    assert.equal(await (disk as Tmpfs).free(), free, 'not a byte was written');
+    await healthz(server);
+  });
+
+  test('under the reserve, health says storage is degraded and the process stays ready', {
+    skip,
+  }, async () => {
+    const healthy = await server.json('GET', '/api/v1/health');
+    assert.equal(healthy.body.components.find((c: any) => c.name === 'storage').status, 'healthy');
+    await (disk as Tmpfs).fill();
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.equal(ready.status, 200, 'reads and delivery still work: stay in rotation');
+    assert.deepEqual(await ready.json(), {
+      status: 'degraded',
+      checks: { database: 'ok', storage: 'degraded' },
+    });
+    const health = await server.json('GET', '/api/v1/health');
+    const storage = health.body.components.find((c: any) => c.name === 'storage');
+    assert.equal(storage.status, 'degraded');
+    assert.match(storage.detail, /blobs, uploads: 0\.0 MiB free of 16\.0 MiB, under the 1\.0 MiB reserve/);
+    assert.equal(health.body.status, 'degraded');
+    // Under the reserve even an upload of unknown length is refused at once.
+    const sent = await send(
+      server,
+      'POST',
+      '/api/v1/assets?filename=small.bin',
+      { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+      Buffer.from('tiny'),
+    );
+    assertProblem(asAnswer(sent), 507, 'insufficient_storage', 'upload under the reserve');
+    // Delivery is unaffected.
+    const delivered = await fetch(photo.url);
+    assert.equal(delivered.status, 200);
+    assert.equal(sha256(Buffer.from(await delivered.arrayBuffer())), photo.sha256);
+    await healthz(server);
+  });
+
   test('a tus PATCH on a full disk answers 507 problem+json and keeps what it stored', { skip }, async () => {
     await (disk as Tmpfs).fill();
     const sent = await patch(tusStored, tusBytes.subarray(tusStored));
@@ -222,8 +375,12 @@ describe('a full disk for blobs and uploads', async () => {
     await healthz(server);
   });
 
-  test('once space is freed, uploads work again', { skip }, async () => {
+  test('once space is freed, health recovers and uploads work again', { skip }, async () => {
     await (disk as Tmpfs).drain();
+    const health = await server.json('GET', '/api/v1/health');
+    assert.equal(health.body.components.find((c: any) => c.name === 'storage').status, 'healthy');
+    const ready = await fetch(`${server.url}/readyz`);
+    assert.deepEqual(await ready.json(), { status: 'ok', checks: { database: 'ok', storage: 'ok' } });
     const bytes = randomBytes(2 * MiB);
     const asset = await upload(server, bytes, { filename: 'after.bin' });
     assert.equal(asset.sha256, sha256(bytes));
@@ -241,7 +398,8 @@ describe('a full disk for the SQLite database', async () => {
   let server: TestServer;
 
   before(async () => {
-    if (!skip) server = await startConveyor(undefined, { dataDir: (disk as Tmpfs).path });
+    if (!skip)
+      server = await startConveyor(undefined, { dataDir: (disk as Tmpfs).path, storageMinFreeBytes: 0 });
   });
   after(async () => {
     await server?.close();

@@ -204,7 +204,13 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     },
     async (_request, reply) => {
       reply.header('cache-control', 'no-store');
-      return checkHealth({ config, monitor, ready: opts.deps.ready, now: jobs.context.now });
+      return checkHealth({
+        config,
+        monitor,
+        ready: opts.deps.ready,
+        space: opts.deps.space,
+        now: jobs.context.now,
+      });
     },
   );
 
