@@ -9,6 +9,7 @@ import { toConveyorError } from '../../src/http/problems.ts';
 import { FreeSpace } from '../../src/storage/free-space.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { assertProblem } from '../helpers/http.ts';
+import { quietLog, waitFor } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
 import { sceneJpeg } from '../media/image/sample-images.ts';
@@ -219,6 +220,7 @@ describe('a full disk for blobs and uploads', async () => {
   let tusUrl: string;
   const tusBytes = randomBytes(3 * MiB);
   let tusStored = 0;
+  let imageJobId: string | undefined;
 
   before(async () => {
     if (skip) return;
@@ -229,6 +231,10 @@ describe('a full disk for blobs and uploads', async () => {
       databaseUrl: `sqlite:${join(dbDir.path, 'conveyor.db')}`,
       storageMinFreeBytes: 1 * MiB,
       storageSpaceCheckMs: 0,
+      imagePresets: 'thumb=w:64,h:64,fit:cover',
+      imageVariantFormats: 'webp',
+      // A failed attempt waits for its retry long after this suite is done.
+      jobRetryBaseMs: 600_000,
     });
     photo = await upload(server, await sceneJpeg(640, 480), { filename: 'p.jpg', contentType: 'image/jpeg' });
     const created = await send(server, 'POST', '/api/v1/uploads', {
@@ -256,6 +262,29 @@ describe('a full disk for blobs and uploads', async () => {
       { ...TUS, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
       bytes,
     );
+
+  /** Runs a worker until the photo's image job has ended an attempt; answers the job. */
+  const runImageJob = async (): Promise<any> => {
+    const worker = server.conveyor.jobs.createWorker(quietLog as never, {
+      pollMs: 20,
+      heartbeatMs: 50,
+      progressIntervalMs: 0,
+    });
+    await worker.start();
+    try {
+      return await waitFor(
+        'the image job to end an attempt',
+        async () => {
+          const { body } = await server.json('GET', '/api/v1/jobs?type=image.process&limit=10');
+          const found = body.items.find((j: any) => j.payload.assetId === photo.id);
+          return found && found.state !== 'queued' && found.state !== 'active' ? found : null;
+        },
+        30_000,
+      );
+    } finally {
+      await worker.stop(1000);
+    }
+  };
 
   test('an upload that outgrows the disk answers 507 problem+json and leaves nothing behind', {
     skip,
@@ -375,7 +404,43 @@ describe('a full disk for blobs and uploads', async () => {
     await healthz(server);
   });
 
-  test('once space is freed, health recovers and uploads work again', { skip }, async () => {
+  test('an image job on a full disk fails retryably and stores nothing half-made', { skip }, async () => {
+    await (disk as Tmpfs).fill();
+    const job = await runImageJob();
+    imageJobId = job.id;
+    assert.equal(job.state, 'failed', `awaiting a retry, not dead: ${JSON.stringify(job)}`);
+    assert.equal(job.attempts, 1);
+    assert.ok(job.maxAttempts > 1);
+    assert.match(job.errors[0].message, /ENOSPC|no space/i);
+    const derived = await server.conveyor.db.kysely.selectFrom('media_derived').selectAll().execute();
+    assert.deepEqual(derived, []);
+    await assertConsistent(server, root);
+    await healthz(server);
+  });
+
+  test('a transform on a full disk is still answered; only keeping its output fails, cleanly', {
+    skip,
+  }, async () => {
+    await (disk as Tmpfs).fill();
+    const signed = await server.json('POST', `/api/v1/assets/${photo.id}/transform-url`, {
+      width: 48,
+      format: 'png',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const res = await fetch(signed.body.url);
+    assert.equal(res.status, 200, 'the render needs no disk: the client gets its image');
+    assert.equal(res.headers.get('content-type'), 'image/png');
+    await res.arrayBuffer();
+    await server.conveyor.media.transforms.settled();
+    const derived = await server.conveyor.db.kysely.selectFrom('media_derived').selectAll().execute();
+    assert.deepEqual(derived, [], 'the output could not be kept, and nothing of it was');
+    await assertConsistent(server, root);
+    await healthz(server);
+  });
+
+  test('once space is freed, health recovers, uploads work again and the image job succeeds', {
+    skip,
+  }, async () => {
     await (disk as Tmpfs).drain();
     const health = await server.json('GET', '/api/v1/health');
     assert.equal(health.body.components.find((c: any) => c.name === 'storage').status, 'healthy');
@@ -387,6 +452,14 @@ describe('a full disk for blobs and uploads', async () => {
     const done = await patch(tusStored, tusBytes.subarray(tusStored));
     assert.equal(done.status, 200, JSON.stringify(done.body));
     assert.equal(done.body.sha256, sha256(tusBytes), 'the resumed upload is whole');
+    if (imageJobId) {
+      const retried = await server.json('POST', `/api/v1/jobs/${imageJobId}/retry`);
+      assert.equal(retried.status, 200, JSON.stringify(retried.body));
+      const job = await runImageJob();
+      assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
+      const derived = await server.conveyor.db.kysely.selectFrom('media_derived').select('key').execute();
+      assert.equal(derived.length, 1, 'the variant is made and kept');
+    }
     await assertConsistent(server, root);
     await healthz(server);
   });
