@@ -150,10 +150,11 @@ export async function createConveyor(
       authenticator: acceptAccessToken(createAuthenticator({ tenancy, verifyJwt })),
       space,
       ready: async () => {
+        const database = await check('database', () => ping(db));
         const storage = await check('storage', () => store.ping());
+        // Reachable but short of space: still ready (delivery reads on), but degraded.
         return {
-          database: await check('database', () => ping(db)),
-          // Reachable but short of space: still ready (delivery reads on), but degraded.
+          database,
           storage: storage === 'ok' && (await space.low()).length > 0 ? 'degraded' : storage,
         };
       },
