@@ -10,7 +10,7 @@ import { FreeSpace } from '../../src/storage/free-space.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { assertProblem } from '../helpers/http.ts';
 import { quietLog, waitFor } from '../helpers/jobs.ts';
-import { makeTempDir } from '../helpers/tmp.ts';
+import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
 import { sceneJpeg } from '../media/image/sample-images.ts';
 
@@ -213,7 +213,7 @@ describe('free space', async () => {
 describe('a full disk for blobs and uploads', async () => {
   const disk = await mountTmpfs(16 * MiB);
   const skip = 'skip' in disk ? disk.skip : false;
-  const dbDir = await makeTempDir('conveyor-diskfull-db-');
+  let dbDir: TempDir | undefined;
   let server: TestServer;
   let root: string;
   let photo: any;
@@ -225,6 +225,8 @@ describe('a full disk for blobs and uploads', async () => {
   before(async () => {
     if (skip) return;
     root = (disk as Tmpfs).path;
+    // Made here, not in the suite's body: a suite left out by --test-name-pattern runs no `after`.
+    dbDir = await makeTempDir('conveyor-diskfull-db-');
     server = await startConveyor(undefined, {
       dataDir: root,
       // The database elsewhere: this suite fills the blobs' disk only (the next one fills the database's).
@@ -251,7 +253,7 @@ describe('a full disk for blobs and uploads', async () => {
   after(async () => {
     await server?.close();
     if (!('skip' in disk)) await disk.unmount();
-    await dbDir.cleanup();
+    await dbDir?.cleanup();
   });
 
   const patch = (offset: number, bytes: Buffer) =>
