@@ -3,11 +3,12 @@ import type { Kysely } from 'kysely';
 import { BlobLedger } from './assets/blobs.ts';
 import { AssetService } from './assets/service.ts';
 import type { Config } from './config/config.ts';
-import { type Db, migrate, openDatabase } from './db/database.ts';
+import { type Db, migrate, openDatabase, sqlitePath } from './db/database.ts';
 import type { Database } from './db/tables.ts';
 import { deliveryPath } from './delivery/lookup.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { DiskCachedBlobStore } from './storage/disk-cache.ts';
+import type { Volume } from './storage/free-space.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
 
 /** Blob files kept open between reads (see src/storage/handle-cache.ts). */
@@ -46,6 +47,29 @@ export async function openStore(config: Config): Promise<BlobStore> {
     openFiles: OPEN_FILES,
     syncReadMaxBytes: config.blobSyncReadMaxBytes,
   }).init();
+}
+
+/** The folder of unfinished resumable uploads on the fs backend. */
+export function uploadsDirectory(config: Config): string {
+  return resolve(config.uploadsDir ?? join(config.dataDir, 'uploads'));
+}
+
+/** The local folders `config` writes to, for the free-space checks (src/storage/free-space.ts). */
+export function localVolumes(config: Config): Volume[] {
+  const volumes: Volume[] = [];
+  if (config.storage === 'fs') {
+    volumes.push({ name: 'blobs', path: resolve(config.dataDir) });
+    volumes.push({ name: 'uploads', path: uploadsDirectory(config) });
+  } else if (config.blobDiskCacheMaxBytes > 0) {
+    volumes.push({
+      name: 'blob-cache',
+      path: resolve(config.blobDiskCacheDir ?? join(config.dataDir, 'blob-cache')),
+    });
+  }
+  const database = sqlitePath(config);
+  if (database !== undefined && database !== ':memory:')
+    volumes.push({ name: 'database', path: resolve(database) });
+  return volumes;
 }
 
 /** Opens the database and applies pending migrations (also what `conveyor migrate` does). */

@@ -27,6 +27,7 @@ export const catalog = {
   internal: { status: 500, title: 'Internal error' },
   not_implemented: { status: 501, title: 'Not implemented' },
   unavailable: { status: 503, title: 'Temporarily unavailable' },
+  insufficient_storage: { status: 507, title: 'The server has no room to store this' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof catalog;
@@ -56,3 +57,30 @@ export class ConveyorError extends Error {
 }
 
 export const notFound = (what = 'resource') => new ConveyorError('not_found', `No such ${what}`);
+
+/**
+ * Whether `error` says a disk or the database ran out of room: ENOSPC or EDQUOT from the filesystem,
+ * SQLITE_FULL (13, "database or disk is full", with any extended code) from node:sqlite, or SQLSTATE 53100
+ * (disk_full) from PostgreSQL. Looks through `cause` too, as wrappers keep the original there.
+ */
+export function isOutOfSpace(error: unknown): boolean {
+  for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; depth++) {
+    const { code, errcode } = e as { code?: unknown; errcode?: unknown };
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === '53100') return true;
+    if (typeof errcode === 'number' && (errcode & 0xff) === 13) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * The answer to running out of room: 507, not 503 with Retry-After. A full disk or quota stays full until
+ * an operator frees space or adds some; no delay a server could promise would be honest, and a 503 invites
+ * clients and proxies to retry on a timer against a disk that has not changed.
+ */
+export function insufficientStorage(
+  cause?: unknown,
+  detail = 'Storage is full: nothing was stored; retry once space has been freed',
+): ConveyorError {
+  return new ConveyorError('insufficient_storage', detail, { cause });
+}

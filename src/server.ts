@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { FastifyServerOptions } from 'fastify';
 import type { BlobLedger } from './assets/blobs.ts';
 import type { AssetService } from './assets/service.ts';
-import { openAssets, openMigratedDatabase, openStore } from './backends.ts';
+import { localVolumes, openAssets, openMigratedDatabase, openStore } from './backends.ts';
 import { type Config, publicBaseUrl } from './config/config.ts';
 import { type Db, ping } from './db/database.ts';
 import { AccessService, loadSigningKeys } from './delivery/access.ts';
@@ -25,6 +25,7 @@ import { answerPrimary } from './ops/cluster-metrics.ts';
 import { Metrics } from './ops/metrics.ts';
 import { listenMetrics, type MetricsListener } from './ops/metrics-endpoint.ts';
 import type { BlobStore } from './storage/blob-store.ts';
+import { FreeSpace } from './storage/free-space.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
 
@@ -120,9 +121,16 @@ export async function createConveyor(
     flushMs: config.jobEventsFlushMs,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
-  const uploads = createResumableUploads(config, assets, {
-    error: (obj, msg) => app.log.error(obj, msg),
+  const space = new FreeSpace(localVolumes(config), {
+    minFreeBytes: config.storageMinFreeBytes,
+    ttlMs: config.storageSpaceCheckMs,
   });
+  const uploads = createResumableUploads(
+    config,
+    assets,
+    { error: (obj, msg) => app.log.error(obj, msg) },
+    space,
+  );
   const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   // Monitoring: the job gauges read the queue on each scrape; the histograms observe this process's jobs.
   const monitor = new JobMonitor(jobs.context, jobs.breakers, {
@@ -155,10 +163,16 @@ export async function createConveyor(
       metrics,
       lookup,
       authenticator: acceptAccessToken(createAuthenticator({ tenancy, verifyJwt })),
-      ready: async () => ({
-        database: await check('database', () => ping(db)),
-        storage: await check('storage', () => store.ping()),
-      }),
+      space,
+      ready: async () => {
+        const database = await check('database', () => ping(db));
+        const storage = await check('storage', () => store.ping());
+        // Reachable but short of space: still ready (delivery reads on), but degraded.
+        return {
+          database,
+          storage: storage === 'ok' && (await space.low()).length > 0 ? 'degraded' : storage,
+        };
+      },
       baseUrl,
     },
     { ...(options.logger !== undefined ? { logger: options.logger } : {}) },

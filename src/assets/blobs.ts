@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
+import { step } from '../ops/steps.ts';
 import type { BlobStore, StagedBlob } from '../storage/blob-store.ts';
 
 /**
@@ -27,6 +28,7 @@ export class BlobLedger {
 
   /** Registers and commits a staged blob; afterwards the bytes are readable and the row is `live`. */
   async store(staged: StagedBlob): Promise<void> {
+    step('blob.staged');
     for (let attempt = 0; ; attempt++) {
       const now = Date.now();
       const result = await this.#db
@@ -48,7 +50,9 @@ export class BlobLedger {
         throw new ConveyorError('unavailable', 'Storage is busy collecting this content; retry');
       await sleep(20 + attempt * 20);
     }
+    step('blob.registered');
     await this.#store.commit(staged);
+    step('blob.committed');
   }
 
   /**

@@ -5,6 +5,7 @@ import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../d
 import { sanitizeFilename } from '../delivery/content-disposition.ts';
 import { ConveyorError, notFound } from '../errors.ts';
 import type { Lane } from '../jobs/types.ts';
+import { step } from '../ops/steps.ts';
 import { type BlobStore, BlobTooLargeError, type StagedBlob } from '../storage/blob-store.ts';
 import { audit } from '../tenancy/audit.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
@@ -260,6 +261,7 @@ export class AssetService {
     requireRole(by, 'editor');
     const version = await this.#db.transaction().execute(async (tx) => {
       await this.#owned(tx, by, assetId);
+      step('publish.begun');
       // The increment takes the row lock on PostgreSQL, so concurrent publishes get distinct numbers.
       const asset = await tx
         .updateTable('assets')
@@ -267,6 +269,7 @@ export class AssetService {
         .where('id', '=', assetId)
         .returningAll()
         .executeTakeFirstOrThrow();
+      step('publish.counted');
       const now = Date.now();
       const row: AssetVersionsTable = {
         id: newId('ver', now),
@@ -280,9 +283,12 @@ export class AssetService {
         created_at: now,
       };
       await tx.insertInto('asset_versions').values(row).execute();
+      step('publish.recorded');
       await audit(tx, { tenantId: by.tenantId, actor: by.actor, action: 'asset.publish', target: row.id });
+      step('publish.audited');
       return row;
     });
+    step('publish.committed');
     return this.#versionView(version);
   }
 

@@ -179,6 +179,20 @@ export const settings = {
     max: 1024 * 1024 * GiB,
     doc: 'Disk space per process for S3 blobs cached locally (0 turns the cache off); blobs over an eighth of it are not cached.',
   },
+  storageMinFreeBytes: {
+    type: 'int',
+    default: 1 * GiB,
+    min: 0,
+    max: 1024 * 1024 * GiB,
+    doc: 'Free space kept in reserve on each local filesystem Conveyor writes to (blobs, uploads, SQLite, blob cache). Below it, health reports storage as degraded and uploads are refused with 507; an upload whose declared length would eat into it is refused before a byte is written. 0 keeps no reserve (an upload larger than the free space is still refused).',
+  },
+  storageSpaceCheckMs: {
+    type: 'int',
+    default: 1000,
+    min: 0,
+    max: 60_000,
+    doc: 'How long a measurement of free space (statfs) is reused by health checks and upload admission (0 = measure every time).',
+  },
 
   adminKey: {
     type: 'optional',

@@ -50,9 +50,7 @@ export function openDatabase(config: Config): Db {
       close: () => kysely.destroy(),
     };
   }
-  const path = url?.startsWith('sqlite:')
-    ? url.slice('sqlite:'.length)
-    : resolve(config.dataDir, 'conveyor.db');
+  const path = sqlitePath(config)!;
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const kysely = new Kysely<Database>({
     dialect: new NodeSqliteDialect({
@@ -62,6 +60,13 @@ export function openDatabase(config: Config): Db {
     }),
   });
   return { kysely, dialect: 'sqlite', close: () => kysely.destroy() };
+}
+
+/** The SQLite database file (or `:memory:`) of `config`; undefined when the database is PostgreSQL. */
+export function sqlitePath(config: Config): string | undefined {
+  const url = config.databaseUrl;
+  if (url && /^postgres(ql)?:\/\//.test(url)) return undefined;
+  return url?.startsWith('sqlite:') ? url.slice('sqlite:'.length) : resolve(config.dataDir, 'conveyor.db');
 }
 
 const migrations: Record<string, Migration> = {

@@ -109,6 +109,10 @@ class NodeSqliteDriver implements Driver {
     await connection.executeQuery(CompiledQuery.raw('COMMIT'));
   }
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    // SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM).
+    // A ROLLBACK then fails with "no transaction is active", and Kysely would throw that instead of the
+    // error that mattered (a full disk must answer 507, not 500).
+    if (!(connection as NodeSqliteConnection).inTransaction) return;
     await connection.executeQuery(CompiledQuery.raw('ROLLBACK'));
   }
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
@@ -166,6 +170,11 @@ class NodeSqliteConnection implements DatabaseConnection {
         await sleep(Math.random() * Math.min(50, 2 ** attempt));
       }
     }
+  }
+
+  /** Whether a transaction is open on this connection (SQLite may have ended one by itself). */
+  get inTransaction(): boolean {
+    return this.#db.isTransaction;
   }
 
   async *streamQuery<R>(query: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {

@@ -12,8 +12,10 @@ import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
 import type { Media } from '../media/pipeline.ts';
 import type { TusUploads } from '../media/tus.ts';
+import type { ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
+import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
 import { FastDelivery, requestIdOf } from './fast-delivery.ts';
@@ -48,8 +50,13 @@ export interface AppDeps {
   store: BlobStore;
   metrics: Metrics;
   authenticator: Authenticator;
-  /** Readiness of every dependency (database, storage), each 'ok' or 'failed'; the failure is logged there. */
-  ready: () => Promise<Record<string, 'ok' | 'failed'>>;
+  /** Free space of the local filesystems written to: upload admission and the storage health. */
+  space: FreeSpace;
+  /**
+   * Readiness of every dependency (database, storage): 'ok', 'failed' (logged there), or for storage
+   * 'degraded' when it answers but a local filesystem is under the free-space reserve.
+   */
+  ready: () => Promise<Record<string, ReadyCheck>>;
   lookup: DeliveryLookup;
   /** Builds absolute delivery URLs; known once the server has bound its port. */
   baseUrl: () => string;

@@ -1,12 +1,13 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ConveyorError, catalog, type ErrorCode } from '../errors.ts';
+import { ConveyorError, catalog, type ErrorCode, insufficientStorage, isOutOfSpace } from '../errors.ts';
 
 export const PROBLEM_TYPE_BASE = 'https://conveyor.dev/problems/';
 
 /**
  * Renders any error as RFC 9457 problem details. Known errors keep their catalog code; Fastify's own
- * client errors (bad JSON, wrong content type, oversized body) are mapped onto the catalog; anything else
- * is a 500 whose details stay in the log, not in the response.
+ * client errors (bad JSON, wrong content type, oversized body) are mapped onto the catalog; a full disk or
+ * database, wherever it surfaced, is a 507; anything else is a 500 whose details stay in the log, not in
+ * the response.
  */
 export function sendProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = toConveyorError(error);
@@ -36,6 +37,7 @@ export function problemDocument(problem: ConveyorError, instance: string, reques
 
 export function toConveyorError(error: unknown): ConveyorError {
   if (error instanceof ConveyorError) return error;
+  if (isOutOfSpace(error)) return insufficientStorage(error);
   const fastifyError = error as Partial<FastifyError> & { validation?: unknown[] };
   if (fastifyError.validation) {
     return new ConveyorError('validation_failed', fastifyError.message, {

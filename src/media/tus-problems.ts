@@ -16,15 +16,18 @@
  *   413 over the maximum / past Upload-Length        payload_too_large       413
  *   500 lock not acquired in time                    unavailable             503 (Retry-After: 1)
  *   501 unsupported extension (*)                    bad_request             400
+ *   a write or creation out of space (***)           insufficient_storage    507
  *   any other 5xx, any unexpected throw              internal                500 (detail only in the log)
  *
  *   (*)  src/media/tus.ts checks these itself before the library sees the request, so they are rare.
  *   (**) tus allows 404 or 410 for a removed upload; the catalog has no 410 and a sweep forgets the upload
  *        anyway, so an expired upload answers 404 whether or not it was swept yet.
+ *   (***) the library passes the failed write's own error (ENOSPC) on. A PATCH keeps the bytes it stored
+ *         before the disk filled, so its detail says to HEAD and resume; no Retry-After (see src/errors.ts).
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ERRORS } from '@tus/server';
-import { ConveyorError, type ErrorCode } from '../errors.ts';
+import { ConveyorError, type ErrorCode, insufficientStorage, isOutOfSpace } from '../errors.ts';
 import { problemDocument, toConveyorError } from '../http/problems.ts';
 
 const CODE_BY_STATUS: Record<number, ErrorCode> = {
@@ -39,9 +42,14 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = {
   501: 'bad_request',
 };
 
-/** The catalog error for something the tus library threw or answered, or that our own code threw. */
-export function tusProblem(error: unknown): ConveyorError {
+/**
+ * The catalog error for something the tus library threw or answered, or that our own code threw, during
+ * a request of `method`.
+ */
+export function tusProblem(error: unknown, method?: string): ConveyorError {
   if (error instanceof ConveyorError) return error;
+  // The library passes a failed write's own error on (a creation's too): a PATCH keeps what it stored.
+  if (isOutOfSpace(error)) return insufficientStorage(error, method === 'PATCH' ? PATCH_KEPT : undefined);
   if (error === ERRORS.ERR_LOCK_TIMEOUT) {
     return new ConveyorError('unavailable', 'Another request is writing this upload; retry shortly', {
       headers: { 'retry-after': '1' },
@@ -53,6 +61,9 @@ export function tusProblem(error: unknown): ConveyorError {
   }
   return toConveyorError(error);
 }
+
+const PATCH_KEPT =
+  'Storage is full: the bytes stored so far are kept (HEAD tells the offset); resume once space is freed';
 
 /** The catalog error for an error status the library answered with `text` as its body. */
 export function tusAnswerProblem(status: number, text: string): ConveyorError {
@@ -76,7 +87,7 @@ export function sendTusProblem(
   error: unknown,
   context: ProblemContext,
 ): void {
-  const problem = tusProblem(error);
+  const problem = tusProblem(error, req.method);
   if (problem.status >= 500) {
     context.log?.error({ err: error, reqId: context.requestId, url: context.path }, 'tus request failed');
   }

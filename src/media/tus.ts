@@ -34,7 +34,9 @@
  * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
  * or Upload-Length 0) keeps its 201.
  *
- * Errors are problem+json (src/media/tus-problems.ts has the mapping of the library's answers).
+ * Errors are problem+json (src/media/tus-problems.ts has the mapping of the library's answers). A
+ * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
+ * upload: the error carries no Location, so no client could ever resume it.
  *
  * Several processes: uploads, records and receipts live in the shared storage, but @tus/server's lock and
  * @tus/s3-store's record cache are per process, so one upload must be served by one process at a time
@@ -77,6 +79,11 @@ export interface TusUploadsOptions {
   /** How long the answer of a finished upload is replayed; default expirationMs. */
   receiptTtlMs?: number;
   onComplete(done: TusCompletion): Promise<TusCompletionResult>;
+  /**
+   * Called with the declared Upload-Length before an upload is created (before anything is stored);
+   * throws (a ConveyorError) to refuse it, e.g. when the disk has no room for it.
+   */
+  admit?(length: number): Promise<void>;
   log?: { error(obj: object, msg: string): void };
   /** The clock of expiry decisions (ms since the epoch); tests move it. */
   now?: () => number;
@@ -117,6 +124,8 @@ interface Exchange {
   error?: unknown;
   /** The store id of the upload this request handed over, to release once the library is done. */
   handedOver?: string;
+  /** The store id of the upload this request (a POST) created. */
+  created?: string;
 }
 
 class TusEndpoint implements TusUploads {
@@ -154,9 +163,11 @@ class TusEndpoint implements TusUploads {
       generateUrl: (_req, { path, id }) => `${path}/${id.slice(prefix.length)}`,
       getFileIdFromRequest: (_req, last) =>
         last !== undefined && URL_ID.test(last) ? prefix + last : undefined,
-      onUploadCreate: async (req, upload) => ({
-        metadata: { ...clientMetadata(upload.metadata), [TENANT_KEY]: this.#principal(req).tenantId },
-      }),
+      onUploadCreate: async (req, upload) => {
+        const metadata = { ...clientMetadata(upload.metadata), [TENANT_KEY]: this.#principal(req).tenantId };
+        this.#exchanges.get(req)!.created = upload.id;
+        return { metadata };
+      },
       onUploadFinish: async (req, upload) => {
         const receipt = await this.#handOvers.finish(upload, this.#principal(req));
         this.#exchanges.get(req)!.handedOver = upload.id;
@@ -185,6 +196,7 @@ class TusEndpoint implements TusUploads {
       const id = this.#route(method, path);
       if (method !== 'OPTIONS') {
         this.#admit(req, method, principal);
+        if (method === 'POST') await this.#admitLength(req);
         if (id !== undefined && (await this.#lookup(req, res, exchange, id))) return;
       }
       const request = new NodeRequest({ req, res });
@@ -192,6 +204,9 @@ class TusEndpoint implements TusUploads {
       const response = await this.#server.handleWeb(request);
       // Before answering, so that no request after the answer finds the upload instead of its receipt.
       if (exchange.handedOver) await this.#handOvers.release(exchange.handedOver);
+      // A creation that failed after the upload was stored (creation-with-upload on a full disk, say)
+      // answers without a Location, so nobody can ever resume that upload: remove it now.
+      if (response.status >= 400 && exchange.created) await this.#discardCreated(exchange.created);
       await this.#send(req, res, response, exchange);
     } catch (error) {
       sendTusProblem(req, res, error, { path, requestId: exchange.requestId, log: this.#options.log });
@@ -211,6 +226,12 @@ class TusEndpoint implements TusUploads {
     this.#closed = true;
     await this.#handOvers.settled();
     this.#backend.close();
+  }
+
+  async #discardCreated(id: string): Promise<void> {
+    await this.#backend.discard(id).catch((error: unknown) => {
+      this.#options.log?.error({ err: error, upload: id }, 'tus upload of a failed creation not removed');
+    });
   }
 
   /** The URL id a request names (undefined for the collection); throws 404 or 405. */
@@ -273,6 +294,18 @@ class TusEndpoint implements TusUploads {
     if (offsetHeader(req) === undefined) {
       throw new ConveyorError('bad_request', 'PATCH needs Upload-Offset: a non-negative integer');
     }
+  }
+
+  /**
+   * Asks `admit` about a creation's declared length. A malformed length (400) and one over the maximum
+   * (413) are left for the library to refuse: those answers hold whatever the free space.
+   */
+  async #admitLength(req: IncomingMessage): Promise<void> {
+    const header = req.headers['upload-length'];
+    const length = Number(header);
+    if (!this.#options.admit || !Number.isSafeInteger(length) || length < 0 || String(length) !== header)
+      return;
+    if (length <= this.#options.maxSize) await this.#options.admit(length);
   }
 
   /**

@@ -1,9 +1,10 @@
 import { readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
 import type { AssetService } from '../assets/service.ts';
+import { uploadsDirectory } from '../backends.ts';
 import type { Config } from '../config/config.ts';
 import type { Visibility } from '../db/tables.ts';
+import type { FreeSpace } from '../storage/free-space.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import type { TusStorageOptions, TusUploads, TusUploadsOptions } from './tus.ts';
 
@@ -16,11 +17,15 @@ export const UPLOADS_PATH = '/api/v1/uploads';
  * through the same AssetService path as a plain upload (sniffed type, size limit, SHA-256, and the image
  * processing hook), and the final PATCH answers with that asset. Client metadata understood:
  * `filename`, `filetype` (or `contentType`), `visibility` (`public` | `private`).
+ *
+ * An upload is created only if `space` has room for it twice (on the fs backend the unfinished upload
+ * and the blob it becomes are both on disk while it is handed over; on S3 neither is).
  */
 export function createResumableUploads(
   config: Config,
   assets: AssetService,
   log: { error(obj: object, msg: string): void },
+  space?: FreeSpace,
 ): TusUploads {
   const storage: TusStorageOptions =
     config.storage === 's3'
@@ -35,13 +40,14 @@ export function createResumableUploads(
           ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
           partSize: config.uploadsS3PartSizeBytes,
         }
-      : { kind: 'fs', directory: config.uploadsDir ?? join(config.dataDir, 'uploads') };
+      : { kind: 'fs', directory: uploadsDirectory(config) };
   return lazyUploads(storage, {
     path: UPLOADS_PATH,
     storage,
     maxSize: config.maxUploadBytes,
     expirationMs: config.uploadsExpirationSeconds * 1000,
     log,
+    ...(space ? { admit: (length: number) => space.admit({ uploads: length, blobs: length }) } : {}),
     async onComplete(done) {
       const visibility: Visibility = done.metadata['visibility'] === 'private' ? 'private' : 'public';
       const asset = await assets.upload(done.principal, {

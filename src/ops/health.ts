@@ -1,7 +1,11 @@
 import type { Config } from '../config/config.ts';
 import type { JobMonitor, Scope } from '../jobs/monitor.ts';
+import type { FreeSpace, VolumeSpace } from '../storage/free-space.ts';
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
+
+/** One readiness check: `degraded` when a dependency answers but is short of something (free space). */
+export type ReadyCheck = 'ok' | 'degraded' | 'failed';
 
 export interface ComponentHealth {
   name: string;
@@ -44,17 +48,20 @@ export function worst(statuses: readonly HealthStatus[]): HealthStatus {
 }
 
 /**
- * Every component's health: the database and storage by a ping (the readiness checks), the job engine
- * by the success rate of attempts that ended in the last `healthWindowMinutes`, each breaker by its
- * state (open unhealthy, half-open degraded). The jobs and breakers are those of `scope`, as in the
- * queue status: a tenant sees its own jobs' attempts and the breakers they name, never another tenant's
- * volume or the hosts it ingests from.
+ * Every component's health: the database and storage by a ping (the readiness checks; storage is degraded
+ * while a local filesystem is under the free-space reserve), the job engine by the success rate of
+ * attempts that ended in the last `healthWindowMinutes`, each breaker by its state (open unhealthy,
+ * half-open degraded). The jobs and breakers are those of `scope`, as in the queue status: a tenant sees
+ * its own jobs' attempts and the breakers they name, never another tenant's volume or the hosts it
+ * ingests from.
  */
 export async function checkHealth(deps: {
   config: Config;
   monitor: JobMonitor;
-  ready: () => Promise<Record<string, 'ok' | 'failed'>>;
+  ready: () => Promise<Record<string, ReadyCheck>>;
   scope: Scope;
+  /** Describes the filesystems that made storage degraded. */
+  space?: FreeSpace;
   now?: () => number;
 }): Promise<HealthReport> {
   const { config, monitor } = deps;
@@ -66,12 +73,16 @@ export async function checkHealth(deps: {
   const components: ComponentHealth[] = [];
   const checks = await deps.ready();
   for (const [name, result] of Object.entries(checks)) {
+    const low = result === 'degraded' ? ((await deps.space?.low()) ?? []) : [];
     components.push({
       name,
       kind: name === 'storage' ? 'storage' : 'database',
-      status: result === 'ok' ? 'healthy' : 'unhealthy',
+      status: result === 'ok' ? 'healthy' : result === 'degraded' ? 'degraded' : 'unhealthy',
       successRate: null,
-      detail: result === 'ok' ? 'ping ok' : 'ping failed',
+      detail:
+        result === 'failed'
+          ? 'ping failed'
+          : ['ping ok', ...low.map((v) => describeLow(v, deps.space!.minFreeBytes))].join('; '),
     });
   }
   // Without the database there is nothing to read the job engine's state from.
@@ -103,4 +114,10 @@ export async function checkHealth(deps: {
     thresholds,
     components,
   };
+}
+
+/** "blobs, database: 3.0 MiB free of 16.0 MiB, under the 4.0 MiB reserve". */
+function describeLow(volume: VolumeSpace, reserve: number): string {
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  return `${volume.names.join(', ')}: ${mib(volume.freeBytes)} free of ${mib(volume.totalBytes)}, under the ${mib(reserve)} reserve`;
 }

@@ -4,16 +4,31 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
+import { ROOT, type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
 import { postgresSchema, skipIfNoPostgres } from '../helpers/conveyor.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 const UPLOADS = 40;
 const UPLOAD_BYTES = 256 * 1024;
 const KILL_AFTER_RESPONSES = 10;
+
+/** Preloaded into a child, it freezes the process at a chosen step (see the file). */
+const FREEZE = pathToFileURL(join(ROOT, 'test/fixtures/freeze-at-step.ts')).href;
+/** Every step of replacing an asset's content and publishing it, in order (src/ops/steps.ts). */
+const PUBLISH_STEPS = [
+  'blob.staged',
+  'blob.registered',
+  'blob.committed',
+  'publish.begun',
+  'publish.counted',
+  'publish.recorded',
+  'publish.audited',
+  'publish.committed',
+] as const;
 
 /** Starts `conveyor serve` as a child process and waits until /readyz answers 200. */
 function startServer(settings: Record<string, string>): Promise<ServerProcess> {
@@ -194,6 +209,172 @@ for (const database of ['sqlite', 'postgres'] as const) {
         assert.ok(blobs.every((b) => b.state === 'live'));
       } finally {
         await after.close();
+      }
+    });
+
+    it('SIGKILL at every step of replacing content and publishing it leaves gapless versions with their bytes', {
+      skip,
+      timeout: 300_000,
+    }, async (t) => {
+      const dir = await makeTempDir('conveyor-crash-publish-');
+      cleanups.push(() => dir.cleanup());
+      const adminKey = generateApiKey();
+      const settings: Record<string, string> = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_ADMIN_KEY: adminKey };
+      if (database === 'postgres') {
+        const schema = await postgresSchema();
+        cleanups.push(() => schema.drop());
+        settings['CONVEYOR_DATABASE_URL'] = schema.url;
+      }
+      const config = loadConfig({}, { dataDir: dir.path, databaseUrl: settings['CONVEYOR_DATABASE_URL'] });
+      const authorization = `Bearer ${adminKey}`;
+      /** Versions whose publish was answered 201, by number. */
+      const acknowledged = new Map<number, { id: string; sha256: string }>();
+      let assetId: string | undefined;
+
+      for (const target of PUBLISH_STEPS) {
+        // Frozen the second time it reaches the step, so each process also completes a round first.
+        const server = await startServer({
+          ...settings,
+          NODE_OPTIONS: `--import=${FREEZE}`,
+          FREEZE_AT_STEP: target,
+          FREEZE_AT_COUNT: '2',
+        });
+        children.push(server);
+        const frozen = new Promise<void>((resolve) => {
+          const check = () => server.output().includes(`frozen at ${target}`) && resolve();
+          server.process.stdout!.on('data', check);
+          check();
+        });
+        const call = async (method: string, path: string, body?: Buffer) => {
+          const res = await fetch(`${server.url}${path}`, {
+            method,
+            ...(body
+              ? { body, headers: { authorization, 'content-type': 'application/octet-stream' } }
+              : { headers: { authorization } }),
+          });
+          return { status: res.status, body: (await res.json()) as any };
+        };
+        /** The hash of the content being stored or published when the process froze. */
+        let inFlight = '';
+        const rounds = (async () => {
+          for (let round = 0; round < 4; round++) {
+            const bytes = randomBytes(64 * 1024);
+            inFlight = sha256(bytes);
+            if (!assetId) {
+              const created = await call('POST', '/api/v1/assets?filename=published.bin', bytes);
+              assert.equal(created.status, 201, JSON.stringify(created.body));
+              assetId = created.body.id as string;
+              continue;
+            }
+            const replaced = await call('PUT', `/api/v1/assets/${assetId}/content`, bytes);
+            assert.equal(replaced.status, 200, JSON.stringify(replaced.body));
+            const published = await call('POST', `/api/v1/assets/${assetId}/publish`);
+            assert.equal(published.status, 201, JSON.stringify(published.body));
+            assert.ok(
+              !acknowledged.has(published.body.number),
+              `number ${published.body.number} given twice`,
+            );
+            acknowledged.set(published.body.number, published.body);
+          }
+          throw new Error(`the server never reached ${target}`);
+        })();
+        // The request frozen mid-step never answers; the kill fails it.
+        rounds.catch(() => {});
+        await Promise.race([frozen, rounds]);
+        await server.stop('SIGKILL');
+
+        // What the kill left, before anything recovers: proof that it struck inside `target`.
+        const db = openDatabase(config);
+        try {
+          const row = await db.kysely
+            .selectFrom('blobs')
+            .select('state')
+            .where('sha256', '=', inFlight)
+            .executeTakeFirst();
+          const file = join(dir.path, 'blobs', inFlight.slice(0, 2), inFlight.slice(2, 4), inFlight);
+          const bytes = await readFile(file).catch(() => null);
+          const asset = await db.kysely.selectFrom('assets').selectAll().executeTakeFirstOrThrow();
+          const versions = await db.kysely.selectFrom('asset_versions').selectAll().execute();
+          const temporaries = await Promise.all(
+            (await readdir(join(dir.path, 'tmp'))).map(async (name) =>
+              sha256(await readFile(join(dir.path, 'tmp', name))),
+            ),
+          );
+          t.diagnostic(
+            `${target}: row ${row?.state ?? 'none'}, bytes ${bytes ? 'stored' : 'none'}, ${temporaries.length} temporaries, ${versions.length} versions`,
+          );
+          if (target.startsWith('blob.')) {
+            const stage = target.slice('blob.'.length);
+            assert.equal(
+              temporaries.includes(inFlight),
+              stage === 'staged' || stage === 'registered',
+              'temporary',
+            );
+            assert.equal(row?.state, stage === 'staged' ? undefined : 'live', 'ledger row');
+            assert.equal(bytes !== null, stage === 'committed', 'blob file');
+            assert.notEqual(asset.sha256, inFlight, 'the asset does not reference the content yet');
+          } else {
+            assert.equal(asset.sha256, inFlight, "the content being published is the asset's");
+          }
+          // A publish is one transaction: killed before its commit it left nothing, after it its version.
+          const expected = acknowledged.size + (target === 'publish.committed' ? 1 : 0);
+          assert.equal(versions.length, expected, `${target}: versions in the database`);
+          assert.equal(asset.version_count, expected, `${target}: the asset's version count`);
+          if (target === 'publish.committed') {
+            const unanswered = versions.find((v) => v.number === expected);
+            assert.equal(unanswered?.sha256, inFlight, 'the committed, unanswered version holds the content');
+          }
+        } finally {
+          await db.close();
+        }
+      }
+
+      const last = await startServer(settings);
+      children.push(last);
+      const auth = { headers: { authorization: `Bearer ${adminKey}` } };
+      const asset = (await (await fetch(`${last.url}/api/v1/assets/${assetId}`, auth)).json()) as any;
+      const listed = await fetch(`${last.url}/api/v1/assets/${assetId}/versions?limit=100`, auth);
+      const versions = ((await listed.json()) as { items: any[] }).items;
+      const numbers = versions.map((v) => v.number as number).toSorted((a, b) => a - b);
+      assert.deepEqual(
+        numbers,
+        Array.from({ length: numbers.length }, (_, i) => i + 1),
+        'numbers 1..n, no gap, no duplicate',
+      );
+      assert.equal(asset.versionCount, numbers.length);
+      for (const [number, version] of acknowledged) {
+        const found = versions.find((v) => v.number === number);
+        assert.equal(found?.id, version.id, `acknowledged version ${number} kept its id`);
+        assert.equal(found?.sha256, version.sha256, `acknowledged version ${number} kept its content`);
+      }
+      for (const version of versions) {
+        const res = await fetch(`${last.url}/v/${version.id}`);
+        assert.equal(res.status, 200, `version ${version.number} is delivered`);
+        assert.equal(
+          sha256(Buffer.from(await res.arrayBuffer())),
+          version.sha256,
+          `version ${version.number}`,
+        );
+      }
+      await last.stop('SIGTERM');
+      assert.equal(last.process.exitCode, 0, last.output());
+
+      // Everything the kills left behind is collected; everything referenced stays.
+      const gc = await cli(['gc'], { ...settings, CONVEYOR_GC_GRACE_SECONDS: '0' });
+      assert.equal(gc.code, 0, gc.stderr);
+      t.diagnostic(`conveyor gc: ${gc.stdout.trim()}`);
+      const referenced = new Set<string>([asset.sha256, ...versions.map((v) => v.sha256 as string)]);
+      const files = await filesUnder(join(dir.path, 'blobs'));
+      assert.deepEqual(files.map((f) => f.slice(-64)).toSorted(), [...referenced].toSorted());
+      for (const file of files) assert.equal(sha256(await readFile(file)), file.slice(-64));
+      assert.deepEqual(await readdir(join(dir.path, 'tmp')), []);
+      const db = openDatabase(config);
+      try {
+        const blobs = await db.kysely.selectFrom('blobs').select(['sha256', 'state']).execute();
+        assert.deepEqual(blobs.map((b) => b.sha256).toSorted(), [...referenced].toSorted());
+        assert.ok(blobs.every((b) => b.state === 'live'));
+      } finally {
+        await db.close();
       }
     });
   });

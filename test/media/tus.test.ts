@@ -5,6 +5,7 @@ import { readdir } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import type { Role } from '../../src/db/tables.ts';
@@ -14,6 +15,7 @@ import type { Principal } from '../../src/tenancy/principal.ts';
 import { type Answer, assertProblem, readAnswer } from '../helpers/http.ts';
 import { MOTO_BIN, skipWithoutMoto, startMoto } from '../helpers/moto.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
+import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.ts';
 
 // S3 runs on moto_server, not on s3rver: see test/helpers/moto.ts.
 
@@ -276,15 +278,72 @@ for (const kind of ['fs', 's3'] as const) {
   });
 }
 
-async function startEnv(kind: 'fs' | 's3'): Promise<Env> {
+describe('tus uploads on a full disk', async () => {
+  const disk = await mountTmpfs(4 * MiB);
+  const skip = 'skip' in disk ? disk.skip : false;
+  let env: Env;
+  before(async () => {
+    if (!skip) env = await startEnv('fs', join((disk as Tmpfs).path, 'uploads'));
+  });
+  after(async () => {
+    await env?.close();
+    if (!('skip' in disk)) await disk.unmount();
+  });
+
+  test('writes that run out of space answer 507: a failed creation leaves nothing, an upload keeps its prefix', {
+    skip,
+  }, async () => {
+    const payload = randomBytes(2 * MiB);
+    const location = await create(env, payload.length);
+    assert.equal((await patch(env, location, 0, payload.subarray(0, 100_000))).status, 204);
+    const stored = await env.storedNames();
+    const body = randomBytes(256 * 1024);
+    const withUpload = {
+      'upload-length': String(body.length),
+      'content-type': 'application/offset+octet-stream',
+    };
+
+    // Room for the upload's record, not for its bytes: the write fails after the upload was created.
+    await (disk as Tmpfs).fill(8 * 1024);
+    const created = await call(env, 'POST', BASE, withUpload, body);
+    assertProblem(created, 507, 'insufficient_storage', 'creation-with-upload');
+    assert.equal(created.headers.get('location'), null);
+    assert.deepEqual(await env.storedNames(), stored, 'the upload nobody can resume is gone');
+
+    // No room at all: the creation itself fails.
+    await (disk as Tmpfs).fill();
+    const refused = await call(env, 'POST', BASE, { 'upload-length': '1000' });
+    assertProblem(refused, 507, 'insufficient_storage', 'creation');
+    assert.deepEqual(await env.storedNames(), stored, 'the failed creation left nothing');
+
+    const patched = await patch(env, location, 100_000, payload.subarray(100_000));
+    assert.match(assertProblem(patched, 507, 'insufficient_storage', 'PATCH').detail, /kept.*resume/);
+    assert.equal(patched.headers.get('tus-resumable'), '1.0.0');
+    const offset = Number((await call(env, 'HEAD', location)).headers.get('upload-offset'));
+    assert.ok(offset >= 100_000 && offset < payload.length, `offset ${offset}`);
+
+    await (disk as Tmpfs).drain();
+    const done = await patch(env, location, offset, payload.subarray(offset));
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    const id = location.slice(BASE.length + 1);
+    assert.equal(env.completions.find((c) => c.id === id)?.sha256, sha256(payload), 'resumed whole');
+  });
+});
+
+/** An endpoint on `kind` storage; on fs in `directory` when given, else in a temporary folder. */
+async function startEnv(kind: 'fs' | 's3', directory?: string): Promise<Env> {
   const closers: (() => Promise<void>)[] = [];
   let storage: TusStorageOptions;
   let storedNames: () => Promise<string[]>;
   if (kind === 'fs') {
-    const dir = await makeTempDir('conveyor-tus-');
-    closers.push(dir.cleanup);
-    storage = { kind: 'fs', directory: dir.path };
-    storedNames = async () => (await readdir(dir.path)).sort();
+    let path = directory;
+    if (path === undefined) {
+      const dir = await makeTempDir('conveyor-tus-');
+      closers.push(dir.cleanup);
+      path = dir.path;
+    }
+    storage = { kind: 'fs', directory: path };
+    storedNames = async () => (await readdir(path)).sort();
   } else {
     const moto = await startMoto(MOTO_BIN!);
     closers.push(moto.close);

@@ -31,6 +31,7 @@ function fromClient(source: Readable, wrap: (error: unknown) => ConveyorError): 
 const uploadResponses = {
   ...problemResponses,
   413: Type.Ref('Problem'),
+  507: Type.Ref('Problem'),
 };
 
 /** Assets, their versions, and the two ways to open private ones (tokens and signed URLs). */
@@ -45,7 +46,7 @@ export async function assetRoutes(base: FastifyInstance, opts: { deps: AppDeps }
  */
 async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const { assets, config, metrics } = opts.deps;
+  const { assets, config, metrics, space } = opts.deps;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.register(multipart, {
@@ -68,6 +69,9 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
         { extra: { limit: config.maxUploadBytes } },
       );
     }
+    // And what cannot fit on the disk (507), before a byte of it is written: without the declared length
+    // of a chunked body, only while the disk is under its free-space reserve.
+    await space.admit({ blobs: Number.isFinite(declaredLength) ? declaredLength : 0 });
     if (multipartBody) {
       let part: Awaited<ReturnType<FastifyRequest['file']>>;
       try {

@@ -11,14 +11,18 @@ export async function opsRoutes(app: FastifyInstance, opts: { deps: AppDeps }): 
   const { deps } = opts;
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
 
+  // Degraded storage (short of free space) is still ready: delivery and reads work on a full disk, and
+  // taking every process out of rotation would turn a full disk into a full outage. Writes answer 507.
   app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
     const checks = await deps.ready();
-    const ok = Object.values(checks).every((c) => c === 'ok');
-    if (!ok) request.log.warn({ checks }, 'not ready');
+    const results = Object.values(checks);
+    const ready = !results.includes('failed');
+    const status = !ready ? 'unavailable' : results.includes('degraded') ? 'degraded' : 'ok';
+    if (status !== 'ok') request.log.warn({ checks }, ready ? 'ready, but degraded' : 'not ready');
     return reply
-      .code(ok ? 200 : 503)
+      .code(ready ? 200 : 503)
       .header('cache-control', 'no-store')
-      .send({ status: ok ? 'ok' : 'unavailable', checks });
+      .send({ status, checks });
   });
 
   if (deps.config.metricsPort !== undefined) return;

@@ -211,6 +211,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
         monitor,
         ready: opts.deps.ready,
         scope: scopeOf(request.principal!),
+        space: opts.deps.space,
         now: jobs.context.now,
       });
     },
