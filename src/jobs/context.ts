@@ -11,6 +11,8 @@ import type { Job, JobError, JobState, Lane } from './types.ts';
 export interface EngineSettings {
   laneConcurrency: Readonly<Record<string, number>>;
   laneTimeoutMs: Readonly<Record<string, number>>;
+  /** Per lane, the percentage of its slots one tenant may hold while another waits (0: no share). */
+  laneTenantSharePercent: ReadonlyMap<string, number>;
   typeConcurrency: Readonly<Record<string, number>>;
   typeRatePerSecond: Readonly<Record<string, number>>;
   tierConcurrency: Readonly<Record<string, number>>;
@@ -33,6 +35,7 @@ export function engineSettings(config: Config): EngineSettings {
   return {
     laneConcurrency: config.jobLaneConcurrency,
     laneTimeoutMs: seconds(config.jobLaneTimeoutSeconds),
+    laneTenantSharePercent: new Map(Object.entries(config.jobLaneTenantSharePercent)),
     typeConcurrency: config.jobTypeConcurrency,
     typeRatePerSecond: config.jobTypeRatePerSecond,
     tierConcurrency: config.jobTierConcurrency,
