@@ -138,6 +138,20 @@ export const mediaSettings = {
     max: 86_400_000,
     doc: 'Ingest: longest whole download, redirects and resumes included.',
   },
+  ingestMinBytesPerSecond: {
+    type: 'int',
+    default: 1024,
+    min: 0,
+    max: 1024 * MiB,
+    doc: 'Ingest: the least a download must average over CONVEYOR_INGEST_MIN_RATE_WINDOW_MS (time the store spends not reading excluded); slower, it fails as too slow and the job retries after its backoff (0 = off).',
+  },
+  ingestMinRateWindowMs: {
+    type: 'int',
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'Ingest: the sliding window over which CONVEYOR_INGEST_MIN_BYTES_PER_SECOND is averaged.',
+  },
   ingestMaxRedirects: { type: 'int', default: 5, min: 0, max: 20, doc: 'Ingest: redirects followed.' },
   ingestMaxResumes: {
     type: 'int',

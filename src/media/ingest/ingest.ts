@@ -187,6 +187,8 @@ export class IngestService {
       totalTimeoutMs: this.#config.ingestTotalTimeoutMs,
       maxRedirects: this.#config.ingestMaxRedirects,
       maxResumes: this.#config.ingestMaxResumes,
+      minBytesPerSecond: this.#config.ingestMinBytesPerSecond,
+      rateWindowMs: this.#config.ingestMinRateWindowMs,
       userAgent: this.#config.ingestUserAgent,
       signal: context.signal,
       onProgress: (bytes, total) =>
