@@ -166,8 +166,11 @@ export class EngineContext {
     return this.typeOf(type)?.maxAttempts ?? this.settings.maxAttempts;
   }
 
-  timeoutOf(type: string, lane: Lane): number {
-    return this.typeOf(type)?.timeoutMs ?? this.settings.laneTimeoutMs[lane] ?? 0;
+  /** The run-time limit of one attempt of `job` (ms; 0 = none). */
+  timeoutOf(job: Pick<Job, 'type' | 'lane' | 'payload'>): number {
+    const own = this.typeOf(job.type)?.timeoutMs;
+    if (typeof own === 'function') return own(job.payload);
+    return own ?? this.settings.laneTimeoutMs[job.lane] ?? 0;
   }
 }
 
