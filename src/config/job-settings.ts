@@ -42,6 +42,13 @@ export const jobSettings = {
     max: 1_000_000,
     doc: 'Active jobs per lane across all workers (0 = unlimited).',
   },
+  jobLaneTenantSharePercent: {
+    type: 'limits',
+    default: 'critical=50,high=50,normal=50,low=50',
+    keys: ['critical', 'high', 'normal', 'low'],
+    max: 100,
+    doc: "Fair share: the percentage of a lane's concurrency one tenant may hold (rounded down, at least 1 job) while a tenant holding less has due jobs waiting in that lane; with nobody waiting, one tenant may use the whole lane (0 or 100 = off; unlimited lanes have none).",
+  },
   jobLaneTimeoutSeconds: {
     type: 'limits',
     default: 'critical=30,high=120,normal=300,low=600',

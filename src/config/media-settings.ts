@@ -44,6 +44,19 @@ export function parseKindLanes(value: string): Record<string, (typeof LANES)[num
 }
 
 /**
+ * `CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS` (already parsed as limits) -> kind -> total timeout in ms, for
+ * the kinds that set one (0 = the general total timeout). A Map, so that a kind named like an
+ * Object.prototype member (`constructor`) finds nothing.
+ */
+export function parseKindTimeouts(seconds: Readonly<Record<string, number>>): ReadonlyMap<string, number> {
+  return new Map(
+    Object.entries(seconds)
+      .filter(([, s]) => s > 0)
+      .map(([kind, s]) => [kind, s * 1000]),
+  );
+}
+
+/**
  * `thumb=w:150,h:150,fit:cover,g:attention;small=w:480,fit:inside` -> named transform requests, in the
  * grammar of transform URLs (src/media/image/transform-options.ts). Checked against the widest limits
  * here; the transform service checks them against the configured ones at start.
@@ -136,7 +149,27 @@ export const mediaSettings = {
     default: 3_600_000,
     min: 1,
     max: 86_400_000,
-    doc: 'Ingest: longest whole download, redirects and resumes included.',
+    doc: 'Ingest: longest whole download, redirects and resumes included, of the kinds CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS does not name.',
+  },
+  ingestKindTimeoutSeconds: {
+    type: 'limits',
+    default: 'avatar=60,post=300',
+    max: 86_400,
+    doc: 'Ingest: longest whole download per kind, e.g. "avatar=60,backfill=7200" (other kinds, and 0: CONVEYOR_INGEST_TOTAL_TIMEOUT_MS); the attempt may run a minute longer.',
+  },
+  ingestMinBytesPerSecond: {
+    type: 'int',
+    default: 1024,
+    min: 0,
+    max: 1024 * MiB,
+    doc: 'Ingest: the least a download must average over CONVEYOR_INGEST_MIN_RATE_WINDOW_MS (time the store spends not reading excluded); slower, it fails as too slow and the job retries after its backoff (0 = off).',
+  },
+  ingestMinRateWindowMs: {
+    type: 'int',
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'Ingest: the sliding window over which CONVEYOR_INGEST_MIN_BYTES_PER_SECOND is averaged.',
   },
   ingestMaxRedirects: { type: 'int', default: 5, min: 0, max: 20, doc: 'Ingest: redirects followed.' },
   ingestMaxResumes: {

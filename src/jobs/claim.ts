@@ -8,10 +8,11 @@ import {
   effectiveRank,
   orderCandidates,
   parseQueueKey,
-  queueKey,
+  queueOf,
   rateScopes,
   selectClaims,
   takeStarts,
+  tenantShareCap,
 } from './policy.ts';
 import type { Job, Lane } from './types.ts';
 
@@ -62,7 +63,7 @@ interface Group {
  *    index scan (a recursive query that hops from one distinct `queue` value to the next). Its cost grows
  *    with the number of groups, not with the number of queued jobs. Nothing due: no transaction at all.
  * 2. Under the lock, read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
- *    concurrency limit. Decide how many jobs to fetch from each due group: each group's first job before
+ *    concurrency limit, and what each tenant holds of the lanes that have a fair share. Decide how many jobs to fetch from each due group: each group's first job before
  *    any group's second, best lane (after aging) first.
  * 3. Fetch those candidates (on PostgreSQL with FOR UPDATE SKIP LOCKED), apply start rates and breakers,
  *    order them (policy.orderCandidates) and take what every limit allows (policy.selectClaims).
@@ -100,11 +101,13 @@ export class Claimer {
       const limits = this.#fetchLimits(due, capacity, tenants, now);
       if (limits.size === 0) return { jobs: [], nextWakeAt, more: true };
       const candidates = await this.#candidates(trx, limits, now);
+      const fetched = new Map<string, number>();
+      for (const c of candidates) fetched.set(queueOf(c), (fetched.get(queueOf(c)) ?? 0) + 1);
       // More may be due than this claim takes: a group that was left out or gave all it was asked for, or
       // candidates that a limit held back. The worker then claims again when one of its jobs ends.
       const more =
-        limits.size < due.length ||
-        [...limits].some(([queue, n]) => candidates.filter((c) => queueOf(c) === queue).length >= n);
+        limits.size < due.length || [...limits].some(([queue, n]) => (fetched.get(queue) ?? 0) >= n);
+      capacity.moreDue = this.#moreDue(due, limits, fetched, capacity);
 
       for (const [scope, rate] of this.#rates(candidates)) {
         const state = await trx
@@ -195,7 +198,10 @@ export class Claimer {
     return { tenants, active };
   }
 
-  /** Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited). */
+  /**
+   * Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited), and the
+   * lanes' tenant fair shares with what each tenant holds of them.
+   */
   #capacity(
     due: readonly Group[],
     tenants: ReadonlyMap<string, TenantState>,
@@ -217,13 +223,21 @@ export class Claimer {
       tenants: new Map(),
       rates: new Map(),
       breakers: new Map(),
+      shares: new Map(),
+      moreDue: new Set(),
     };
     const laneUse = count((r) => r.lane);
     const typeUse = count((r) => r.type);
     const tenantUse = count((r) => r.tenantId);
     for (const lane of unique(due.map((g) => g.lane))) {
-      const r = room(settings.laneConcurrency[lane], laneUse.get(lane));
+      const limit = settings.laneConcurrency[lane];
+      const r = room(limit, laneUse.get(lane));
       if (r !== undefined) capacity.lanes.set(lane, r);
+      const cap = tenantShareCap(limit ?? 0, settings.laneTenantSharePercent.get(lane) ?? 0);
+      if (cap === undefined) continue;
+      const held = new Map<string, number>();
+      for (const a of active) if (a.lane === lane) held.set(a.tenantId, (held.get(a.tenantId) ?? 0) + a.n);
+      capacity.shares.set(lane, { cap, held });
     }
     for (const type of unique(due.map((g) => g.type))) {
       const limit = settings.typeConcurrency[type] ?? this.#ctx.typeOf(type)?.concurrency;
@@ -277,6 +291,29 @@ export class Claimer {
       limits.set(g.queue, room);
     }
     return limits;
+  }
+
+  /**
+   * The due groups of fair-share lanes that may hold due jobs besides the candidates fetched (see
+   * `Capacity.moreDue`): fetched up to their limit, or left out although their type and tenant had room
+   * (the claim asked only so many groups). Their tenants are waiting for the lane.
+   */
+  #moreDue(
+    due: readonly Group[],
+    limits: ReadonlyMap<string, number>,
+    fetched: ReadonlyMap<string, number>,
+    capacity: Capacity,
+  ): Set<string> {
+    const out = new Set<string>();
+    const open = (r: number | undefined) => r === undefined || r > 0;
+    for (const g of due) {
+      if (!capacity.shares.has(g.lane)) continue;
+      const asked = limits.get(g.queue);
+      if (asked === undefined) {
+        if (open(capacity.types.get(g.type)) && open(capacity.tenants.get(g.tenantId))) out.add(g.queue);
+      } else if ((fetched.get(g.queue) ?? 0) >= asked) out.add(g.queue);
+    }
+    return out;
   }
 
   /**
@@ -412,10 +449,6 @@ export class Claimer {
         .execute();
     }
   }
-}
-
-function queueOf(c: Candidate): string {
-  return queueKey(c.lane, c.type, c.tenantId);
 }
 
 function unique<T>(values: readonly (T | null)[]): T[] {

@@ -11,6 +11,8 @@ import type { Job, JobError, JobState, Lane } from './types.ts';
 export interface EngineSettings {
   laneConcurrency: Readonly<Record<string, number>>;
   laneTimeoutMs: Readonly<Record<string, number>>;
+  /** Per lane, the percentage of its slots one tenant may hold while another waits (0: no share). */
+  laneTenantSharePercent: ReadonlyMap<string, number>;
   typeConcurrency: Readonly<Record<string, number>>;
   typeRatePerSecond: Readonly<Record<string, number>>;
   tierConcurrency: Readonly<Record<string, number>>;
@@ -33,6 +35,7 @@ export function engineSettings(config: Config): EngineSettings {
   return {
     laneConcurrency: config.jobLaneConcurrency,
     laneTimeoutMs: seconds(config.jobLaneTimeoutSeconds),
+    laneTenantSharePercent: new Map(Object.entries(config.jobLaneTenantSharePercent)),
     typeConcurrency: config.jobTypeConcurrency,
     typeRatePerSecond: config.jobTypeRatePerSecond,
     tierConcurrency: config.jobTierConcurrency,
@@ -163,8 +166,11 @@ export class EngineContext {
     return this.typeOf(type)?.maxAttempts ?? this.settings.maxAttempts;
   }
 
-  timeoutOf(type: string, lane: Lane): number {
-    return this.typeOf(type)?.timeoutMs ?? this.settings.laneTimeoutMs[lane] ?? 0;
+  /** The run-time limit of one attempt of `job` (ms; 0 = none). */
+  timeoutOf(job: Pick<Job, 'type' | 'lane' | 'payload'>): number {
+    const own = this.typeOf(job.type)?.timeoutMs;
+    if (typeof own === 'function') return own(job.payload);
+    return own ?? this.settings.laneTimeoutMs[job.lane] ?? 0;
   }
 }
 

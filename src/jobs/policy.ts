@@ -86,6 +86,31 @@ export interface Capacity {
   tenants: Map<string, number>;
   rates: Map<string, number>;
   breakers: Map<string, number>;
+  /** The lanes that have a tenant fair share (see `selectClaims`), by lane; a lane without one has none. */
+  shares: Map<string, LaneShare>;
+  /**
+   * Groups (queue keys, see `queueKey`) that may hold due jobs besides their candidates: fetched up to
+   * their limit, or not fetched at all although nothing but the claim's size kept them out.
+   */
+  moreDue: Set<string>;
+}
+
+/** A lane's tenant fair share, and what each tenant holds of the lane now. */
+export interface LaneShare {
+  /** The most active jobs one tenant may hold in the lane while a tenant under this share waits. */
+  cap: number;
+  /** Active jobs per tenant in the lane (a missing tenant: none). */
+  held: Map<string, number>;
+}
+
+/**
+ * The fair share of one tenant in a lane of `laneLimit` slots: `percent` of them rounded down, at least
+ * one; undefined (no share) when the lane is unlimited or the share is off (0, or 100 and more: the
+ * whole lane).
+ */
+export function tenantShareCap(laneLimit: number, percent: number): number | undefined {
+  if (laneLimit <= 0 || percent <= 0 || percent >= 100) return undefined;
+  return Math.max(1, Math.floor((laneLimit * percent) / 100));
 }
 
 /**
@@ -97,7 +122,19 @@ export function rateScopes(c: Pick<Candidate, 'type' | 'breakerKey'>): string[] 
   return c.breakerKey === null ? [`type:${c.type}`] : [`type:${c.type}`, `key:${c.breakerKey}`];
 }
 
-/** Takes candidates in order while every limit they fall under has room; the rest stay queued. */
+/**
+ * Takes candidates in order while every limit they fall under has room; the rest stay queued.
+ *
+ * Fair share: a tenant that holds its lane's share (`capacity.shares`) is passed over while a tenant
+ * under the share waits in that lane, so that one tenant's long jobs cannot take every slot of a lane
+ * others need. It is work-conserving: the slots nobody under the share can use go to the tenants over it,
+ * in order. In two passes: the first takes what is within every limit and the share and sets aside the
+ * candidates over their share; then a tenant under the share still waits in a lane only if it has due
+ * jobs that are not candidates (`moreDue`: every candidate of its group was taken and more may be due)
+ * and its type and tier limits have room, and the second pass takes the set-aside candidates of the
+ * lanes where none waits. (A tenant under the share whose candidates a limit of their own refused, such
+ * as its tier, a rate or a breaker, is not waiting for the lane: it could not use a slot.)
+ */
 export function selectClaims(ordered: readonly Candidate[], capacity: Capacity): Candidate[] {
   const left = {
     lanes: new Map(capacity.lanes),
@@ -106,24 +143,83 @@ export function selectClaims(ordered: readonly Candidate[], capacity: Capacity):
     rates: new Map(capacity.rates),
     breakers: new Map(capacity.breakers),
   };
-  const chosen: Candidate[] = [];
-  for (const c of ordered) {
-    if (chosen.length >= capacity.slots) break;
-    const scopes: [Map<string, number>, string][] = [
+  const held = new Map([...capacity.shares].map(([lane, share]) => [lane, new Map(share.held)]));
+  const heldBy = (lane: string, tenantId: string) => held.get(lane)?.get(tenantId) ?? 0;
+  const overShare = (c: Candidate) => {
+    const share = capacity.shares.get(c.lane);
+    return share !== undefined && heldBy(c.lane, c.tenantId) >= share.cap;
+  };
+  type Scopes = [Map<string, number>, string][];
+  const scopesOf = (c: Candidate): Scopes => {
+    const scopes: Scopes = [
       [left.lanes, c.lane],
       [left.types, c.type],
       [left.tenants, c.tenantId],
     ];
     for (const scope of rateScopes(c)) scopes.push([left.rates, scope]);
     if (c.breakerKey !== null) scopes.push([left.breakers, c.breakerKey]);
-    if (scopes.some(([map, key]) => (map.get(key) ?? Infinity) <= 0)) continue;
+    return scopes;
+  };
+  const fits = (scopes: Scopes) => scopes.every(([map, key]) => (map.get(key) ?? Infinity) > 0);
+  const chosen: Candidate[] = [];
+  const take = (c: Candidate, scopes: Scopes) => {
     for (const [map, key] of scopes) {
       const room = map.get(key);
       if (room !== undefined) map.set(key, room - 1);
     }
+    held.get(c.lane)?.set(c.tenantId, heldBy(c.lane, c.tenantId) + 1);
     chosen.push(c);
+  };
+
+  const overTheirShare: { c: Candidate; scopes: Scopes }[] = [];
+  /** Groups of fair-share lanes with a candidate a limit refused. */
+  const refused = new Set<string>();
+  for (const c of ordered) {
+    if (chosen.length >= capacity.slots) return chosen;
+    const scopes = scopesOf(c);
+    if (!fits(scopes)) {
+      if (capacity.shares.has(c.lane)) refused.add(queueOf(c));
+    } else if (overShare(c)) overTheirShare.push({ c, scopes });
+    else take(c, scopes);
+  }
+  if (overTheirShare.length === 0) return chosen;
+  // Who may wait under the share is settled by now: tenants over it do not count (else two of them would
+  // hold each other's slots back), and the second pass takes only theirs. A tenant under the share had
+  // none of its candidates set aside, so each of them was taken or refused. Whether a waiting tenant
+  // could still use a slot (its type and tier have room) can change as the second pass takes jobs.
+  const waiters = new Map<string, { type: string; tenantId: string }[]>();
+  for (const queue of capacity.moreDue) {
+    const { lane, type, tenantId } = parseQueueKey(queue);
+    const share = capacity.shares.get(lane);
+    if (!share || refused.has(queue) || heldBy(lane, tenantId) >= share.cap) continue;
+    const list = waiters.get(lane);
+    if (list) list.push({ type, tenantId });
+    else waiters.set(lane, [{ type, tenantId }]);
+  }
+  const waited = (lane: string) =>
+    (waiters.get(lane) ?? []).some(
+      (w) => (left.types.get(w.type) ?? Infinity) > 0 && (left.tenants.get(w.tenantId) ?? Infinity) > 0,
+    );
+  // Rooms only shrink, so a lane's waiters only go away: sweep again while a sweep took something, so a
+  // candidate passed over early is taken once its lane's last waiter can no longer use a slot.
+  let rest = overTheirShare;
+  for (let took = true; took && rest.length > 0; ) {
+    took = false;
+    const passed: typeof rest = [];
+    for (const item of rest) {
+      if (chosen.length < capacity.slots && fits(item.scopes) && !waited(item.c.lane)) {
+        take(item.c, item.scopes);
+        took = true;
+      } else passed.push(item);
+    }
+    rest = passed;
   }
   return chosen;
+}
+
+/** The group of a candidate (its `queue`). */
+export function queueOf(c: Pick<Candidate, 'lane' | 'type' | 'tenantId'>): string {
+  return queueKey(c.lane, c.type, c.tenantId);
 }
 
 /**

@@ -15,8 +15,11 @@ export interface JobTypeDefinition<P = unknown> {
   /** Lane when the enqueuer names none. */
   lane?: Lane;
   maxAttempts?: number;
-  /** Run-time limit of one attempt; default: the lane's (`jobLaneTimeoutSeconds`). 0 = none. */
-  timeoutMs?: number;
+  /**
+   * Run-time limit of one attempt, or a function of the payload for types whose jobs differ (an ingest's
+   * kind); default: the lane's (`jobLaneTimeoutSeconds`). 0 = none.
+   */
+  timeoutMs?: number | ((payload: P) => number);
   backoff?: { baseMs: number; maxMs: number };
   /** Active jobs of this type across all workers; `jobTypeConcurrency` overrides. */
   concurrency?: number;

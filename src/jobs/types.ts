@@ -4,7 +4,8 @@
  * - **job**: one unit of background work: a `type` (which handler runs it), a tenant, a JSON payload.
  * - **lane**: a job's priority class, `critical` > `high` > `normal` > `low`. Claims serve lanes strictly
  *   in that order, except for **aging**: a job that has been due for a while moves up one lane per
- *   `jobAgingSeconds`, so a `low` job is never starved. Each lane also has its own concurrency limit.
+ *   `jobAgingSeconds`, so a `low` job is never starved. Each lane also has its own concurrency limit, and
+ *   a **fair share**: the part of that limit one tenant may hold while another tenant waits in the lane.
  * - **group**: the jobs of one (lane, type, tenant). The claim walks groups, not jobs, so that one
  *   tenant's 10,000 queued jobs cost it one step, and so that every tenant's first job is seen in every claim.
  * - **due**: `run_at` has passed. A job is not due while it waits for a requested delay, a retry backoff

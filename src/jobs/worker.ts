@@ -258,7 +258,7 @@ export class Worker {
 
   async #attempt({ job, controller, progress }: Running): Promise<void> {
     const definition = this.#ctx.typeOf(job.type);
-    const timeoutMs = this.#ctx.timeoutOf(job.type, job.lane);
+    const timeoutMs = this.#ctx.timeoutOf(job);
     const timer =
       timeoutMs > 0 ? setTimeout(() => controller.abort(new JobAbort('timeout')), timeoutMs) : undefined;
     // The handler is raced against its abort signal: a handler that ignores the signal must not hold the

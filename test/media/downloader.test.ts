@@ -7,6 +7,7 @@ import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DownloadError,
   type DownloadErrorCode,
@@ -336,6 +337,70 @@ describe('download: timeouts', () => {
     await bodyFails(o.url, options({ totalTimeoutMs: 150 }), 'TIMEOUT', (e) =>
       assert.equal(e.phase, 'total'),
     );
+  });
+});
+
+/** Headers, then one byte every `everyMs` until the client hangs up: an origin that never goes idle. */
+function trickle(length: number, everyMs: number, headers: Record<string, string> = {}): Handler {
+  return (_req, res) => {
+    res.writeHead(200, { ...headers, 'content-length': length });
+    res.write(Buffer.alloc(1));
+    const timer = setInterval(() => res.write(Buffer.alloc(1)), everyMs);
+    res.on('close', () => clearInterval(timer));
+  };
+}
+
+describe('download: minimum transfer rate', () => {
+  it('fails a trickling origin as too slow (retryable) within about a window, without resuming it', async (t) => {
+    // About 50 B/s against a minimum of 1000 B/s; a validator and resumes on offer, and an idle timeout
+    // the trickle never reaches.
+    const o = await origin(t, trickle(100_000, 20, { etag: '"t"', 'accept-ranges': 'bytes' }));
+    await bodyFails(
+      o.url,
+      options({ minBytesPerSecond: 1000, rateWindowMs: 200, idleTimeoutMs: 5000, maxResumes: 2 }),
+      'TOO_SLOW',
+      (e) => {
+        assert.equal(e.retryable, true);
+        assert.ok(e.bytesPerSecond < 1000, String(e.bytesPerSecond));
+        assert.ok(e.windowMs >= 200);
+        assert.match(e.message, /^too slow: [\d.]+ B\/s over [\d.]+ s, minimum 1000 B\/s$/);
+      },
+    );
+    assert.equal(o.hits.length, 1);
+  });
+
+  it('is off by default: the same trickle runs on until the total timeout', async (t) => {
+    const o = await origin(t, trickle(100_000, 20));
+    await bodyFails(o.url, options({ totalTimeoutMs: 400 }), 'TIMEOUT', (e) =>
+      assert.equal(e.phase, 'total'),
+    );
+  });
+
+  it('resumes a dropped fast download as before', async (t) => {
+    const data = randomBytes(100_000);
+    const o = await origin(t, file(data, { etag: '"v1"', 'accept-ranges': 'bytes' }, 30_000));
+    const { result } = await fetchAll(
+      o.url,
+      options({ maxResumes: 1, minBytesPerSecond: 1000, rateWindowMs: 5000 }),
+    );
+    assert.equal(result.sha256, sha256(data));
+    assert.equal(result.resumes, 1);
+    assert.equal(o.hits[1]!.headers.range, 'bytes=30000-');
+  });
+
+  it('does not count the time a slow consumer holds the download back', async (t) => {
+    const data = randomBytes(4 << 20);
+    const o = await origin(t, file(data));
+    const res = body(
+      await download(o.url, options({ maxBytes: 8 << 20, minBytesPerSecond: 1000, rateWindowMs: 200 })),
+    );
+    // The consumer reads nothing until the body is full (the download then pauses the socket), and then
+    // waits several windows before reading: in that time no byte arrives, which is not the origin's doing.
+    while (res.body.readableLength < res.body.readableHighWaterMark) await sleep(5);
+    await sleep(1000);
+    const chunks: Buffer[] = [];
+    for await (const chunk of res.body) chunks.push(chunk);
+    assert.equal((await res.done).sha256, sha256(data));
   });
 });
 
@@ -761,6 +826,9 @@ describe('protocol helpers', () => {
       { idleTimeoutMs: -1 },
       { totalTimeoutMs: 1.5 },
       { maxRedirects: -1 },
+      { minBytesPerSecond: -1 },
+      { minBytesPerSecond: 1000 },
+      { minBytesPerSecond: 1000, rateWindowMs: 0 },
     ]) {
       await assert.rejects(download('http://127.0.0.1/', options(bad)), RangeError);
     }

@@ -1,7 +1,8 @@
 /**
  * The connections of one download (src/media/ingest/downloader.ts): its deadline, the caller's abort
  * signal, and each GET on a fresh socket through the SSRF guard's lookup, with the connect and idle
- * timeouts. The downloader decides what to ask for (redirects, resumes); this file only opens.
+ * timeouts, and the check of a download's options. The downloader decides what to ask for (redirects,
+ * resumes); this file only opens.
  */
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
@@ -102,6 +103,23 @@ export class Run {
       req.end();
     });
   }
+}
+
+/** Refuses nonsensical limits before anything is sent. */
+export function checkOptions(o: DownloadOptions): void {
+  for (const key of ['maxBytes', 'connectTimeoutMs', 'idleTimeoutMs', 'totalTimeoutMs'] as const) {
+    if (!Number.isSafeInteger(o[key]) || o[key] <= 0)
+      throw new RangeError(`${key} must be a positive integer`);
+  }
+  for (const key of ['maxRedirects', 'maxResumes'] as const) {
+    if (!Number.isSafeInteger(o[key]) || o[key] < 0)
+      throw new RangeError(`${key} must be a non-negative integer`);
+  }
+  const { minBytesPerSecond = 0, rateWindowMs } = o;
+  if (!Number.isSafeInteger(minBytesPerSecond) || minBytesPerSecond < 0)
+    throw new RangeError('minBytesPerSecond must be a non-negative integer');
+  if (minBytesPerSecond > 0 && (!Number.isSafeInteger(rateWindowMs) || rateWindowMs! <= 0))
+    throw new RangeError('rateWindowMs must be a positive integer when minBytesPerSecond is set');
 }
 
 export function aborted(signal: AbortSignal): DownloadAbortedError {

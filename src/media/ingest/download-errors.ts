@@ -12,6 +12,7 @@
  *   TOO_LARGE           no         Content-Length or the bytes received exceed maxBytes
  *   TIMEOUT             yes        no connection in time ('connect'), the origin went quiet ('idle'),
  *                                  or the whole download ran out of time ('total')
+ *   TOO_SLOW            yes        the body arrived slower than the minimum rate over the rate window
  *   TOO_MANY_REDIRECTS  no         more than maxRedirects hops
  *   HTTP_STATUS         depends    an unusable status; 5xx, 408 and 429 are retryable, other 4xx are not
  *   NETWORK             usually    DNS failure, refused or dropped connection, protocol error; TLS
@@ -30,6 +31,7 @@ export type DownloadErrorCode =
   | 'SSRF_FORBIDDEN'
   | 'TOO_LARGE'
   | 'TIMEOUT'
+  | 'TOO_SLOW'
   | 'TOO_MANY_REDIRECTS'
   | 'HTTP_STATUS'
   | 'NETWORK'
@@ -99,6 +101,29 @@ export class DownloadTimeoutError extends DownloadError {
     super(`${phase} timeout: ${what} within ${ms} ms`);
     this.phase = phase;
     this.ms = ms;
+  }
+}
+
+/**
+ * The origin sends, but too slowly to be worth a worker's slot (a trickle never trips the idle timeout).
+ * Retryable: the job tries again after its backoff, when the origin may be healthy again.
+ */
+export class TooSlowError extends DownloadError {
+  readonly code = 'TOO_SLOW';
+  readonly retryable = true;
+  override readonly name = 'TooSlowError';
+  readonly bytesPerSecond: number;
+  readonly windowMs: number;
+  readonly minBytesPerSecond: number;
+
+  /** `ms` is the span measured, at least the window. */
+  constructor(bytesPerSecond: number, ms: number, minBytesPerSecond: number) {
+    const rate = bytesPerSecond >= 100 ? Math.round(bytesPerSecond) : Number(bytesPerSecond.toFixed(1));
+    const seconds = Number((ms / 1000).toFixed(1));
+    super(`too slow: ${rate} B/s over ${seconds} s, minimum ${minBytesPerSecond} B/s`);
+    this.bytesPerSecond = bytesPerSecond;
+    this.windowMs = ms;
+    this.minBytesPerSecond = minBytesPerSecond;
   }
 }
 

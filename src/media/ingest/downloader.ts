@@ -36,6 +36,10 @@
  * - Timeouts: connect covers DNS, TCP and TLS of each connection; idle is the longest silence while we
  *   wait for the origin (response headers, then between chunks; time spent waiting for a slow consumer
  *   does not count); total bounds the whole download, slow consumers included.
+ * - Minimum rate (rate-floor.ts): once the body flows, it must average minBytesPerSecond over every
+ *   rateWindowMs (resumes included, a slow consumer's time not), else TOO_SLOW. That is not resumed:
+ *   a trickling origin is no better on a new connection, so the download fails (retryable) and frees
+ *   its worker, and the job tries again after its backoff.
  * - The body is asked for with `Accept-Encoding: identity`: we store the bytes the URL names.
  * - A body without Content-Length or chunked framing ends when the connection closes (RFC 9112 §6.3), so
  *   a drop cannot be told from the end there: such a body is taken as complete, as every client must.
@@ -44,7 +48,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { formatHttpDate } from '../../delivery/http-date.ts';
-import { aborted, Run } from './connection.ts';
+import { aborted, checkOptions, Run } from './connection.ts';
 import {
   BadUrlError,
   DownloadAbortedError,
@@ -55,7 +59,9 @@ import {
   parseRetryAfter,
   TooLargeError,
   TooManyRedirectsError,
+  TooSlowError,
 } from './download-errors.ts';
+import { RateFloor } from './rate-floor.ts';
 import { ifRangeValidator, parseContentRange, parseLength } from './resume.ts';
 import { checkUrl, type Resolver, type SsrfPolicy } from './ssrf.ts';
 
@@ -70,6 +76,10 @@ export interface DownloadOptions {
   maxRedirects: number;
   /** Range requests made after dropped connections; 0 disables resuming. */
   maxResumes: number;
+  /** The least average rate of the body over `rateWindowMs`; slower fails with TOO_SLOW. 0 or unset: off. */
+  minBytesPerSecond?: number;
+  /** The window of `minBytesPerSecond`, in ms. */
+  rateWindowMs?: number;
   userAgent?: string;
   /** The ETag of the copy we hold: a 304 answers `notModified`. */
   ifNoneMatch?: string;
@@ -203,6 +213,8 @@ class Transfer {
   #current: Exchange | undefined;
   #paused = false;
   #idle: NodeJS.Timeout | undefined;
+  #rate: RateFloor | undefined;
+  #rateCheck: NodeJS.Timeout | undefined;
   #settled = false;
   #resolve!: (r: DownloadResult) => void;
   #reject!: (e: DownloadError) => void;
@@ -226,6 +238,7 @@ class Transfer {
       read: () => {
         if (!this.#paused) return;
         this.#paused = false;
+        this.#rate?.resume();
         this.#current?.res.resume();
         this.#armIdle();
       },
@@ -236,7 +249,24 @@ class Transfer {
     });
     this.body.on('error', () => {});
     run.onFail = (err) => this.#fail(err);
+    this.#watchRate();
     this.#attach(res);
+  }
+
+  /** One timer per download, a few samples per window (see rate-floor.ts); none when the floor is off. */
+  #watchRate(): void {
+    const { minBytesPerSecond = 0, rateWindowMs = 0 } = this.#run.options;
+    if (minBytesPerSecond <= 0) return;
+    const rate = new RateFloor(minBytesPerSecond, rateWindowMs);
+    this.#rate = rate;
+    this.#rateCheck = setInterval(
+      () => {
+        const slow = rate.sample();
+        if (slow) this.#fail(new TooSlowError(slow.bytesPerSecond, slow.ms, minBytesPerSecond));
+      },
+      Math.max(10, Math.floor(rateWindowMs / 5)),
+    );
+    this.#rateCheck.unref();
   }
 
   #attach(res: IncomingMessage): void {
@@ -264,6 +294,7 @@ class Transfer {
       return;
     }
     this.#bytes = bytes;
+    this.#rate?.add(chunk.length);
     this.#hash.update(chunk);
     try {
       onProgress?.(bytes, this.#total);
@@ -274,6 +305,7 @@ class Transfer {
     this.#armIdle();
     if (!this.body.push(chunk)) {
       this.#paused = true;
+      this.#rate?.pause();
       exchange.res.pause();
       clearTimeout(this.#idle);
     }
@@ -292,6 +324,7 @@ class Transfer {
     exchange.over = true;
     this.#settled = true;
     clearTimeout(this.#idle);
+    clearInterval(this.#rateCheck);
     this.#run.finish();
     this.body.push(null);
     const sha256 = this.#hash.digest('hex');
@@ -381,6 +414,7 @@ class Transfer {
     if (this.#settled) return;
     this.#settled = true;
     clearTimeout(this.#idle);
+    clearInterval(this.#rateCheck);
     if (this.#current !== undefined) {
       this.#current.over = true;
       this.#current.res.destroy();
@@ -399,15 +433,4 @@ function conditionalHeaders(o: DownloadOptions): Record<string, string> {
     h['if-modified-since'] = typeof since === 'string' ? since : formatHttpDate(since);
   }
   return h;
-}
-
-function checkOptions(o: DownloadOptions): void {
-  for (const key of ['maxBytes', 'connectTimeoutMs', 'idleTimeoutMs', 'totalTimeoutMs'] as const) {
-    if (!Number.isSafeInteger(o[key]) || o[key] <= 0)
-      throw new RangeError(`${key} must be a positive integer`);
-  }
-  for (const key of ['maxRedirects', 'maxResumes'] as const) {
-    if (!Number.isSafeInteger(o[key]) || o[key] < 0)
-      throw new RangeError(`${key} must be a non-negative integer`);
-  }
 }

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { AssetService, AssetView } from '../../assets/service.ts';
 import type { Config } from '../../config/config.ts';
-import { parseKindLanes, parseList } from '../../config/media-settings.ts';
+import { parseKindLanes, parseKindTimeouts, parseList } from '../../config/media-settings.ts';
 import type { Database, Visibility } from '../../db/tables.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { JobEngine } from '../../jobs/engine.ts';
@@ -86,6 +86,8 @@ export class IngestService {
   readonly #jobs: JobEngine;
   readonly #policy: SsrfPolicy;
   readonly #kinds: Record<string, Lane>;
+  /** Total download timeouts (ms) of the kinds that have their own. */
+  readonly #timeouts: ReadonlyMap<string, number>;
 
   constructor(deps: { config: Config; db: Kysely<Database>; assets: AssetService; jobs: JobEngine }) {
     this.#config = deps.config;
@@ -93,6 +95,7 @@ export class IngestService {
     this.#assets = deps.assets;
     this.#jobs = deps.jobs;
     this.#kinds = parseKindLanes(deps.config.ingestKinds);
+    this.#timeouts = parseKindTimeouts(deps.config.ingestKindTimeoutSeconds);
     const { config } = deps;
     const ports = parseList(config.ingestAllowedPorts).map(Number);
     const hosts = parseList(config.ingestAllowHosts);
@@ -109,6 +112,11 @@ export class IngestService {
     return this.#kinds;
   }
 
+  /** The longest whole download of a kind (ms). */
+  timeoutOf(kind: string): number {
+    return this.#timeouts.get(kind) ?? this.#config.ingestTotalTimeoutMs;
+  }
+
   /** Registers `ingest.fetch` in the registry every worker of this installation uses. */
   register(registry: JobRegistry): void {
     registry.register<IngestPayload>({
@@ -117,8 +125,8 @@ export class IngestService {
       handler: (payload, context) => this.#fetch(payload, context),
       maxAttempts: 5,
       backoff: { baseMs: 2_000, maxMs: 300_000 },
-      // The downloader enforces its own total timeout; the attempt's is a backstop above it.
-      timeoutMs: this.#config.ingestTotalTimeoutMs + 60_000,
+      // The downloader enforces the kind's total timeout; the attempt's is a backstop above it.
+      timeoutMs: (payload) => this.timeoutOf(payload.kind) + 60_000,
       breakerKey: (payload) => hostKey(payload.url),
       ...(this.#config.ingestHostRatePerSecond > 0
         ? { keyRatePerSecond: this.#config.ingestHostRatePerSecond }
@@ -185,9 +193,11 @@ export class IngestService {
       maxBytes: this.#config.ingestMaxBytes,
       connectTimeoutMs: this.#config.ingestConnectTimeoutMs,
       idleTimeoutMs: this.#config.ingestIdleTimeoutMs,
-      totalTimeoutMs: this.#config.ingestTotalTimeoutMs,
+      totalTimeoutMs: this.timeoutOf(payload.kind),
       maxRedirects: this.#config.ingestMaxRedirects,
       maxResumes: this.#config.ingestMaxResumes,
+      minBytesPerSecond: this.#config.ingestMinBytesPerSecond,
+      rateWindowMs: this.#config.ingestMinRateWindowMs,
       userAgent: this.#config.ingestUserAgent,
       signal: context.signal,
       onProgress: (bytes, total) =>
