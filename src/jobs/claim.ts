@@ -1,5 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { JobsTable } from '../db/tables.ts';
+import { own } from '../own.ts';
 import type { Breakers } from './breakers.ts';
 import { type EngineContext, type Executor, toJob } from './context.ts';
 import {
@@ -230,7 +231,7 @@ export class Claimer {
     const typeUse = count((r) => r.type);
     const tenantUse = count((r) => r.tenantId);
     for (const lane of unique(due.map((g) => g.lane))) {
-      const limit = settings.laneConcurrency[lane];
+      const limit = own(settings.laneConcurrency, lane);
       const r = room(limit, laneUse.get(lane));
       if (r !== undefined) capacity.lanes.set(lane, r);
       const cap = tenantShareCap(limit ?? 0, settings.laneTenantSharePercent.get(lane) ?? 0);
@@ -240,12 +241,12 @@ export class Claimer {
       capacity.shares.set(lane, { cap, held });
     }
     for (const type of unique(due.map((g) => g.type))) {
-      const limit = settings.typeConcurrency[type] ?? this.#ctx.typeOf(type)?.concurrency;
+      const limit = own(settings.typeConcurrency, type) ?? this.#ctx.typeOf(type)?.concurrency;
       const r = room(limit, typeUse.get(type));
       if (r !== undefined) capacity.types.set(type, r);
     }
     for (const [id, t] of tenants) {
-      const r = room(settings.tierConcurrency[t.tier], tenantUse.get(id));
+      const r = room(own(settings.tierConcurrency, t.tier), tenantUse.get(id));
       if (r !== undefined) capacity.tenants.set(id, r);
     }
     return capacity;
@@ -417,7 +418,7 @@ export class Claimer {
   #rates(candidates: readonly Candidate[]): Map<string, number> {
     const out = new Map<string, number>();
     for (const type of unique(candidates.map((c) => c.type))) {
-      const rate = this.#ctx.settings.typeRatePerSecond[type] ?? this.#ctx.typeOf(type)?.ratePerSecond;
+      const rate = own(this.#ctx.settings.typeRatePerSecond, type) ?? this.#ctx.typeOf(type)?.ratePerSecond;
       if (rate) out.set(`type:${type}`, rate);
     }
     for (const c of candidates) {

@@ -4,6 +4,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Config } from '../config/config.ts';
 import type { Dialect } from '../db/database.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
+import { own } from '../own.ts';
 import type { JobRegistry, RegisteredType } from './registry.ts';
 import type { Job, JobError, JobState, Lane } from './types.ts';
 
@@ -168,9 +169,9 @@ export class EngineContext {
 
   /** The run-time limit of one attempt of `job` (ms; 0 = none). */
   timeoutOf(job: Pick<Job, 'type' | 'lane' | 'payload'>): number {
-    const own = this.typeOf(job.type)?.timeoutMs;
-    if (typeof own === 'function') return own(job.payload);
-    return own ?? this.settings.laneTimeoutMs[job.lane] ?? 0;
+    const ofType = this.typeOf(job.type)?.timeoutMs;
+    if (typeof ofType === 'function') return ofType(job.payload);
+    return ofType ?? own(this.settings.laneTimeoutMs, job.lane) ?? 0;
   }
 }
 

@@ -6,6 +6,7 @@ import type { Database, MediaInfoTable } from '../db/tables.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
+import { own } from '../own.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
@@ -140,7 +141,7 @@ export class ImageProcessor {
 
   /** The asset service's content hook: queue processing of image content in the same transaction. */
   async contentAdded(tx: Transaction<Database>, added: ContentAdded): Promise<void> {
-    const format = IMAGE_TYPES[added.contentType.split(';')[0]!.trim().toLowerCase()];
+    const format = own(IMAGE_TYPES, added.contentType.split(';')[0]!.trim().toLowerCase());
     if (!format || !this.settings.limits.inputFormats.includes(format)) return;
     await this.#jobs.enqueuer.enqueue(
       added.tenantId,

@@ -15,7 +15,9 @@
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
  * IMAGE_CORRUPT; the same failOn level applies there.
  */
+
 import sharp, { type Metadata } from 'sharp';
+import { own } from '../../own.ts';
 import { ImageError } from './errors.ts';
 import { parseSafeExif, type SafeExif } from './exif.ts';
 import { type ImageInput, type ImageLimits, type InputFormat, run } from './pipeline.ts';
@@ -101,7 +103,7 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
   const turned = orientation >= 5;
   return {
     format,
-    mediaType: MEDIA_TYPES[format] ?? meta.mediaType ?? 'application/octet-stream',
+    mediaType: own(MEDIA_TYPES, format) ?? meta.mediaType ?? 'application/octet-stream',
     width: turned ? rawHeight : rawWidth,
     height: turned ? rawWidth : rawHeight,
     rawWidth,
