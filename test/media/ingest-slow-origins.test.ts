@@ -91,6 +91,11 @@ for (const backend of BACKENDS) {
       // Own entries only: a kind named like a member of Object.prototype is simply not in the table.
       for (const kind of ['constructor', '__proto__', 'toString', 'hasOwnProperty'])
         assert.equal(ingest.timeoutOf(kind), 3000, kind);
+      // A timeout for a kind that CONVEYOR_INGEST_KINDS does not define is a start-up error, not ignored.
+      await assert.rejects(
+        startConveyor(backend, { ingestKindTimeoutSeconds: { avatr: 30 } }),
+        /CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS names avatr, which CONVEYOR_INGEST_KINDS does not define/,
+      );
       // The attempt's own limit follows the kind too, a minute above the download's.
       const attempt = (kind: string) =>
         server.conveyor.jobs.context.timeoutOf({

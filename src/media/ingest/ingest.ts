@@ -96,6 +96,13 @@ export class IngestService {
     this.#jobs = deps.jobs;
     this.#kinds = parseKindLanes(deps.config.ingestKinds);
     this.#timeouts = parseKindTimeouts(deps.config.ingestKindTimeoutSeconds);
+    // A timeout for a kind nobody can name is a typo that would otherwise pass unnoticed.
+    const unknown = [...this.#timeouts.keys()].filter((kind) => own(this.#kinds, kind) === undefined);
+    if (unknown.length > 0) {
+      throw new Error(
+        `CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS names ${unknown.join(', ')}, which CONVEYOR_INGEST_KINDS does not define`,
+      );
+    }
     const { config } = deps;
     const ports = parseList(config.ingestAllowedPorts).map(Number);
     const hosts = parseList(config.ingestAllowHosts);
