@@ -4,7 +4,7 @@ import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
-import { sql } from 'kysely';
+import { type DatabaseIntrospector, PostgresIntrospector, sql, type Transaction } from 'kysely';
 import { loadConfig } from '../../src/config/config.ts';
 import { type Db, migrate, openDatabase, ping } from '../../src/db/database.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES } from '../../src/db/sqlite-checkpointer.ts';
@@ -87,6 +87,55 @@ describe('migrations', async () => {
     } finally {
       await a.close();
       await b.close();
+      await schema.drop();
+    }
+  });
+
+  it('on PostgreSQL, see only their own schema, so another schema dropped meanwhile cannot fail them', {
+    skip: pgSkip,
+  }, async () => {
+    const schema = await postgresSchema();
+    const db = openDatabase(loadConfig({}, { databaseUrl: schema.url }));
+    /**
+     * Lists tables in a transaction whose snapshot still holds another schema (with a table) that another
+     * session has dropped, as a migration's listing does when the drop lands while it runs: the moment a
+     * lookup by name fails.
+     */
+    const listBesideADroppedSchema = async (introspector: (tx: Transaction<any>) => DatabaseIntrospector) => {
+      const other = await postgresSchema('gone');
+      try {
+        await sql`create table ${sql.id(other.name, 't')} (id serial primary key)`.execute(db.kysely);
+        return await db.kysely
+          .transaction()
+          .setIsolationLevel('repeatable read')
+          .execute(async (tx) => {
+            await sql`select 1`.execute(tx);
+            await other.drop();
+            return introspector(tx).getTables({ withInternalKyselyTables: true });
+          });
+      } finally {
+        await other.drop();
+      }
+    };
+    try {
+      await migrate(db);
+      // The same tables and columns as Kysely's own introspector reports for our schema.
+      const kyselys = await new PostgresIntrospector(db.kysely).getTables({ withInternalKyselyTables: true });
+      assert.deepEqual(
+        await db.kysely.introspection.getTables({ withInternalKyselyTables: true }),
+        kyselys.filter((t) => t.schema === schema.name),
+      );
+      await assert.rejects(
+        listBesideADroppedSchema((tx) => new PostgresIntrospector(tx)),
+        /schema "gone_\w+" does not exist/,
+      );
+      const tables = await listBesideADroppedSchema((tx) => tx.introspection);
+      assert.deepEqual(
+        tables.map((t) => t.name),
+        [...TABLES, 'kysely_migration', 'kysely_migration_lock'].sort(),
+      );
+    } finally {
+      await db.close();
       await schema.drop();
     }
   });
