@@ -92,13 +92,40 @@ const kinds = (events: { event: string }[]) => events.map((e) => e.event);
 
 const SETTINGS = { jobPollMs: 20, jobHeartbeatMs: 50, jobProgressIntervalMs: 0, jobEventsPollMs: 50 };
 
+/** One slot in the low lane, so that a job running there holds back the next until it is cancelled. */
+const ONE_LOW_SLOT = { jobLaneConcurrency: { critical: 3, high: 5, normal: 8, low: 1 } as any };
+
+/**
+ * Enqueues `body` in the low lane behind a running job, so that it stays queued, however fast the worker,
+ * until `release()` cancels that job. What a client opening a stream sees first is then known.
+ */
+async function heldBack(server: TestServer, body: object) {
+  const jobState = async (id: string) => (await server.json('GET', `/api/v1/jobs/${id}`)).body.state;
+  const blocker = await server.json('POST', '/api/v1/jobs', {
+    type: 'sleep',
+    payload: { ms: 600_000 },
+    priority: 'low',
+  });
+  assert.equal(blocker.status, 202);
+  await waitFor('the blocking job to start', async () => (await jobState(blocker.body.id)) === 'active');
+  const job = await server.json('POST', '/api/v1/jobs', { ...body, priority: 'low' });
+  assert.equal(job.status, 202);
+  return {
+    job,
+    async release() {
+      const cancelled = await server.json('POST', `/api/v1/jobs/${blocker.body.id}/cancel`);
+      assert.equal(cancelled.status, 200);
+    },
+  };
+}
+
 for (const backend of BACKENDS) {
   describe(`live job events on ${backend.database}`, async () => {
     const skip = await skipIfNoPostgres(backend.database);
     let server: TestServer;
     before(async () => {
       if (skip) return;
-      server = await startConveyor(backend, { serveWorkers: true, ...SETTINGS });
+      server = await startConveyor(backend, { serveWorkers: true, ...SETTINGS, ...ONE_LOW_SLOT });
     });
     after(() => server?.close());
 
@@ -106,13 +133,14 @@ for (const backend of BACKENDS) {
       skip,
       timeout: 30_000,
     }, async () => {
-      // Due a little later, so that the stream is open before the job starts.
-      const runAt = Date.now() + 300;
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 300 }, runAt });
-      assert.equal(job.status, 202);
+      // Held back until the stream is open, so that the stream sees it start.
+      const { job, release } = await heldBack(server, { type: 'sleep', payload: { ms: 300 } });
       const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
       assert.equal(stream.status, 200);
       assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
+      // The snapshot is read after the stream subscribed: once it is here, no event can be missed.
+      await waitFor('the snapshot', async () => stream.events.length > 0);
+      await release();
       await stream.ended;
       const seen = kinds(stream.events);
       assert.equal(seen[0], 'snapshot');
@@ -204,13 +232,15 @@ for (const backend of BACKENDS) {
     }, async () => {
       const tenantWs = openWs(`${server.url}/api/v1/events?access_token=${server.adminKey}`);
       assert.equal(await tenantWs.opened, true);
-      const runAt = Date.now() + 300;
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 20 }, runAt });
+      const { job, release } = await heldBack(server, { type: 'sleep', payload: { ms: 20 } });
       const jobWs = openWs(`${server.url}/api/v1/jobs/${job.body.id}/events?access_token=${server.adminKey}`);
       assert.equal(await jobWs.opened, true);
+      await waitFor('the snapshot', async () => jobWs.messages.length > 0);
+      await release();
       assert.equal(await jobWs.closed, 1000);
       const seen = kinds(jobWs.messages);
       assert.equal(seen[0], 'snapshot');
+      assert.equal(jobWs.messages[0]!.job.state, 'queued');
       assert.equal(seen.at(-1), 'succeeded');
       assert.ok(jobWs.messages.every((m) => m.job.id === job.body.id));
       await waitFor('the job on the tenant socket', async () =>
