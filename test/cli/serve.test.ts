@@ -1,30 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { startServerProcess } from '../helpers/child.ts';
+import { CHILD_GUARD_MS, startServerProcess } from '../helpers/child.ts';
+import { waitFor } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 describe('conveyor serve with CONVEYOR_PROCESSES=2', () => {
   it('serves from two processes sharing the port, bootstraps once, and stops cleanly on SIGTERM', async () => {
     const dir = await makeTempDir('conveyor-serve-');
     const key = generateApiKey();
-    const server = await startServerProcess(
-      {
-        CONVEYOR_DATA_DIR: dir.path,
-        CONVEYOR_PROCESSES: '2',
-        CONVEYOR_ADMIN_KEY: key,
-        CONVEYOR_LOG_LEVEL: 'info',
-      },
-      30_000,
-    );
+    const server = await startServerProcess({
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_PROCESSES: '2',
+      CONVEYOR_ADMIN_KEY: key,
+      CONVEYOR_LOG_LEVEL: 'info',
+    });
     const { url } = server;
     const listening = () => (server.output().match(/"msg":"listening"/g) ?? []).length;
     try {
       // /readyz answers once the first process listens; wait for the second before counting on it.
-      for (const deadline = Date.now() + 30_000; listening() < 2; ) {
-        assert.ok(Date.now() < deadline, `the second process never listened:\n${server.output()}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await waitFor('the second process to listen', async () => listening() >= 2, CHILD_GUARD_MS).catch(
+        (error: Error) => assert.fail(`${error.message}:\n${server.output()}`),
+      );
       const uploaded = await fetch(`${url}/api/v1/assets?filename=a.txt`, {
         method: 'POST',
         body: 'shared by both processes',

@@ -40,6 +40,14 @@ export function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...settings };
 }
 
+/**
+ * How long a test waits for a child process to come up (or a multi-process test to finish) before it
+ * gives up. A guard against a child that hangs, not an estimate of how long starting takes: loading the
+ * server takes about 2 s on an idle machine and 20-40 s on two cores shared with other suites, so the
+ * guard is far above both and no wait is tuned to a machine's speed.
+ */
+export const CHILD_GUARD_MS = 180_000;
+
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const probe = createServer();
@@ -103,10 +111,7 @@ export interface ServerProcess {
  * 200. `settings` is the rest of its configuration; the address settings (CONVEYOR_HOST, CONVEYOR_PORT,
  * CONVEYOR_PUBLIC_URL) are set here.
  */
-export async function startServerProcess(
-  settings: Record<string, string>,
-  readyTimeoutMs = 20_000,
-): Promise<ServerProcess> {
+export async function startServerProcess(settings: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [MAIN, 'serve'], {
@@ -132,7 +137,7 @@ export async function startServerProcess(
     child.kill(signal);
     await exited;
   };
-  const deadline = Date.now() + readyTimeoutMs;
+  const deadline = Date.now() + CHILD_GUARD_MS;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`conveyor serve exited (${child.exitCode ?? child.signalCode}):\n${output}`);

@@ -7,7 +7,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
+import {
+  CHILD_GUARD_MS,
+  type Run,
+  runCli,
+  type ServerProcess,
+  startServerProcess,
+} from '../helpers/child.ts';
 import { postgresSchema, skipIfNoPostgres } from '../helpers/conveyor.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
@@ -85,7 +91,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
 
     it('SIGKILL during a burst of uploads loses no acknowledged upload and leaves nothing GC cannot collect', {
       skip,
-      timeout: 60_000,
+      timeout: CHILD_GUARD_MS,
     }, async (t) => {
       const dir = await makeTempDir('conveyor-crash-');
       cleanups.push(() => dir.cleanup());
