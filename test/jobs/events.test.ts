@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { childEnv, freePort, MAIN, ROOT } from '../helpers/child.ts';
+import { openGate } from '../fixtures/job-types.ts';
+import { CHILD_GUARD_MS, childEnv, freePort, MAIN, ROOT } from '../helpers/child.ts';
 import {
   BACKENDS,
   createTenant,
@@ -11,6 +12,7 @@ import {
   type TestServer,
 } from '../helpers/conveyor.ts';
 import { waitFor } from '../helpers/jobs.ts';
+import { makeTempDir } from '../helpers/tmp.ts';
 
 interface Received {
   event: string;
@@ -89,6 +91,9 @@ function openWs(url: string): WsClient {
 }
 
 const kinds = (events: { event: string }[]) => events.map((e) => e.event);
+
+/** Job types for the worker process, among them `gated`, which the test moves on step by step. */
+const JOB_MODULES = './test/fixtures/job-types.ts';
 
 const SETTINGS = { jobPollMs: 20, jobHeartbeatMs: 50, jobProgressIntervalMs: 0, jobEventsPollMs: 50 };
 
@@ -288,7 +293,7 @@ for (const backend of BACKENDS) {
     before(async () => {
       if (skip) return;
       // An API-only server: every job runs in the separate worker process.
-      server = await startConveyor(backend, { ...SETTINGS, serveWorkers: false });
+      server = await startConveyor(backend, { ...SETTINGS, serveWorkers: false, jobModules: JOB_MODULES });
     });
     after(async () => {
       if (worker && worker.exitCode === null && worker.signalCode === null) {
@@ -301,13 +306,14 @@ for (const backend of BACKENDS) {
 
     test('a job run by `conveyor worker` is seen live by an SSE client of the server, and on its /metrics', {
       skip,
-      timeout: 60_000,
+      timeout: 2 * CHILD_GUARD_MS,
     }, async () => {
-      // Long enough that a mid-way progress (at 50%) is there for a while: SQLite polls see states, not every write.
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 2000 } });
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'gated', payload: { steps: 2 } });
+      assert.equal(job.status, 202);
       const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
       const tenant = await openSse(`${server.url}/api/v1/events`, server.adminKey);
       const metricsPort = await freePort();
+      const gates = await makeTempDir('conveyor-gates-');
       try {
         worker = spawn(process.execPath, [MAIN, 'worker'], {
           cwd: ROOT,
@@ -315,33 +321,45 @@ for (const backend of BACKENDS) {
             CONVEYOR_WORKER_METRICS_PORT: String(metricsPort),
             CONVEYOR_DATA_DIR: server.config.dataDir,
             ...(server.config.databaseUrl ? { CONVEYOR_DATABASE_URL: server.config.databaseUrl } : {}),
+            CONVEYOR_JOB_MODULES: JOB_MODULES,
             CONVEYOR_LOG_LEVEL: 'warn',
             CONVEYOR_JOB_POLL_MS: '20',
             CONVEYOR_JOB_HEARTBEAT_MS: '50',
             CONVEYOR_JOB_PROGRESS_INTERVAL_MS: '0',
+            TEST_EFFECTS_DIR: gates.path,
           }),
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         worker.stdout!.on('data', (text) => (output += text));
         worker.stderr!.on('data', (text) => (output += text));
+        // The job moves on only once the stream has shown where it is: a SQLite poll or a PostgreSQL
+        // notification reads the job's row as it is by then, so a state that passed quickly could be missed.
+        const shown = (kind: string) =>
+          waitFor(`${kind} on the stream`, async () => kinds(stream.events).includes(kind), CHILD_GUARD_MS);
+        await shown('started');
+        openGate(gates.path, job.body.id, 1);
+        await shown('progress');
+        openGate(gates.path, job.body.id, 2);
         await stream.ended;
         const seen = kinds(stream.events);
         assert.deepEqual(seen.slice(0, 3), ['snapshot', 'started', 'progress'], output);
+        assert.equal(stream.events[0]!.data.state, 'queued');
         assert.equal(seen.at(-1), 'succeeded', output);
-        assert.deepEqual(stream.events.at(-1)!.data.result, { slept: 2000 });
+        assert.deepEqual(stream.events.at(-1)!.data.result, { steps: 2 });
         await waitFor('the job on the tenant stream', async () =>
           tenant.events.some((e) => e.data.id === job.body.id && e.event === 'succeeded'),
         );
         // The worker's own /metrics has the run, which the API-only server never saw.
         const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-        assert.match(metrics, /^conveyor_job_run_seconds_count\{type="sleep",lane="normal"\} 1$/m);
-        assert.match(metrics, /^conveyor_job_wait_seconds_count\{type="sleep",lane="normal"\} 1$/m);
+        assert.match(metrics, /^conveyor_job_run_seconds_count\{type="gated",lane="normal"\} 1$/m);
+        assert.match(metrics, /^conveyor_job_wait_seconds_count\{type="gated",lane="normal"\} 1$/m);
         assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
         const serverMetrics = await (await fetch(`${server.url}/metrics`)).text();
-        assert.doesNotMatch(serverMetrics, /^conveyor_job_run_seconds_count\{type="sleep"/m);
+        assert.doesNotMatch(serverMetrics, /^conveyor_job_run_seconds_count\{type="gated"/m);
       } finally {
         tenant.close();
         stream.close();
+        await gates.cleanup();
       }
     });
   });
