@@ -48,16 +48,29 @@ export function childEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
  */
 export const CHILD_GUARD_MS = 180_000;
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
+/**
+ * Ports handed to children come from below the kernel's ephemeral range (32768-60999 on Linux, 49152 and
+ * up on macOS and Windows). A child may take many seconds to bind the port it is given; a port from the
+ * ephemeral range could meanwhile go to any socket on the machine that binds port 0 or connects out, as
+ * every other test and test run here does all the time. Below that range only another explicit choice
+ * can take it.
+ */
+const CHILD_PORTS = { first: 20_000, count: 12_000 };
+
+/** A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago. */
 export async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const address = probe.address();
-  probe.close();
-  await once(probe, 'close');
-  if (!address || typeof address !== 'object') throw new Error('no port');
-  return address.port;
+  for (;;) {
+    const port = CHILD_PORTS.first + Math.floor(Math.random() * CHILD_PORTS.count);
+    const probe = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    probe.close();
+    await once(probe, 'close');
+    return port;
+  }
 }
 
 /** How one CLI run ended. */
