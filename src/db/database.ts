@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely';
+import { Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/config.ts';
 import * as initial from './migrations/001-initial.ts';
@@ -9,6 +9,7 @@ import * as schedules from './migrations/003-schedules.ts';
 import * as turns from './migrations/004-job-turns.ts';
 import * as alertDeliveries from './migrations/005-alert-deliveries.ts';
 import * as media from './migrations/006-media.ts';
+import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
 
@@ -42,7 +43,7 @@ export function openDatabase(config: Config): Db {
     pool.on('connect', (client) => {
       client.query('SET jit = off').catch(() => {});
     });
-    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const kysely = new Kysely<Database>({ dialect: new SchemaScopedPostgresDialect({ pool }) });
     return {
       kysely,
       dialect: 'postgres',

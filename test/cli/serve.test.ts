@@ -1,30 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { startServerProcess } from '../helpers/child.ts';
+import { CHILD_GUARD_MS, startServerProcess } from '../helpers/child.ts';
+import { waitFor } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 describe('conveyor serve with CONVEYOR_PROCESSES=2', () => {
   it('serves from two processes sharing the port, bootstraps once, and stops cleanly on SIGTERM', async () => {
     const dir = await makeTempDir('conveyor-serve-');
     const key = generateApiKey();
-    const server = await startServerProcess(
-      {
-        CONVEYOR_DATA_DIR: dir.path,
-        CONVEYOR_PROCESSES: '2',
-        CONVEYOR_ADMIN_KEY: key,
-        CONVEYOR_LOG_LEVEL: 'info',
-      },
-      30_000,
-    );
+    const server = await startServerProcess({
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_PROCESSES: '2',
+      CONVEYOR_ADMIN_KEY: key,
+      CONVEYOR_LOG_LEVEL: 'info',
+    });
     const { url } = server;
     const listening = () => (server.output().match(/"msg":"listening"/g) ?? []).length;
     try {
       // /readyz answers once the first process listens; wait for the second before counting on it.
-      for (const deadline = Date.now() + 30_000; listening() < 2; ) {
-        assert.ok(Date.now() < deadline, `the second process never listened:\n${server.output()}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await waitFor('the second process to listen', async () => listening() >= 2, CHILD_GUARD_MS).catch(
+        (error: Error) => assert.fail(`${error.message}:\n${server.output()}`),
+      );
       const uploaded = await fetch(`${url}/api/v1/assets?filename=a.txt`, {
         method: 'POST',
         body: 'shared by both processes',
@@ -54,22 +51,19 @@ describe('conveyor serve with CONVEYOR_PROCESSES=2 and CONVEYOR_METRICS_PORT', (
     const dir = await makeTempDir('conveyor-serve-');
     const key = generateApiKey();
     const token = 'metrics-token-of-this-test';
-    const server = await startServerProcess(
-      {
-        CONVEYOR_DATA_DIR: dir.path,
-        CONVEYOR_PROCESSES: '2',
-        CONVEYOR_ADMIN_KEY: key,
-        CONVEYOR_LOG_LEVEL: 'info',
-        CONVEYOR_METRICS_PORT: '0',
-        CONVEYOR_METRICS_TOKEN: token,
-      },
-      30_000,
-    );
+    const server = await startServerProcess({
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_PROCESSES: '2',
+      CONVEYOR_ADMIN_KEY: key,
+      CONVEYOR_LOG_LEVEL: 'info',
+      CONVEYOR_METRICS_PORT: '0',
+      CONVEYOR_METRICS_TOKEN: token,
+    });
     const { url } = server;
     const listening = () => (server.output().match(/"msg":"listening"/g) ?? []).length;
     const metricsUrl = () => /metrics of every server process at (\S+)/.exec(server.output())?.[1];
     const waitFor = async (what: string, ready: () => boolean) => {
-      for (const deadline = Date.now() + 30_000; !ready(); ) {
+      for (const deadline = Date.now() + CHILD_GUARD_MS; !ready(); ) {
         assert.ok(Date.now() < deadline, `${what} never happened:\n${server.output()}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -100,7 +94,7 @@ describe('conveyor serve with CONVEYOR_PROCESSES=2 and CONVEYOR_METRICS_PORT', (
         fetch(metricsUrl()!, authorization ? { headers: { authorization } } : {});
       // Each process says it is ready to answer the primary after it listens: wait for the sum to be whole.
       let text = '';
-      for (const deadline = Date.now() + 30_000; ; ) {
+      for (const deadline = Date.now() + CHILD_GUARD_MS; ; ) {
         const res = await scrape(`Bearer ${token}`);
         assert.equal(res.status, 200);
         text = await res.text();

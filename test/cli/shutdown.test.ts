@@ -5,26 +5,23 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { childEnv, MAIN, ROOT, startServerProcess } from '../helpers/child.ts';
+import { CHILD_GUARD_MS, childEnv, MAIN, ROOT, startServerProcess } from '../helpers/child.ts';
 import { startEngine, waitFor } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 describe('shutdown on a second signal', () => {
   it('waits for a running job on SIGTERM, and hands it back to the queue at once on a second one', {
-    timeout: 120_000,
+    timeout: 2 * CHILD_GUARD_MS,
   }, async () => {
     const dir = await makeTempDir('conveyor-shutdown-');
     const key = generateApiKey();
-    const server = await startServerProcess(
-      {
-        CONVEYOR_DATA_DIR: dir.path,
-        CONVEYOR_ADMIN_KEY: key,
-        CONVEYOR_LOG_LEVEL: 'info',
-        // Longer than the test's own timeout: only the second signal can end this shutdown in time.
-        CONVEYOR_JOB_SHUTDOWN_GRACE_MS: '600000',
-      },
-      30_000,
-    );
+    const server = await startServerProcess({
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_ADMIN_KEY: key,
+      CONVEYOR_LOG_LEVEL: 'info',
+      // Longer than the test's own timeout: only the second signal can end this shutdown in time.
+      CONVEYOR_JOB_SHUTDOWN_GRACE_MS: '600000',
+    });
     const api = (path: string, init: RequestInit = {}) =>
       fetch(`${server.url}/api/v1${path}`, {
         ...init,
@@ -39,7 +36,7 @@ describe('shutdown on a second signal', () => {
       });
       assert.equal(enqueued.status, 202);
       const { id } = (await enqueued.json()) as { id: string };
-      await waitFor('the job to run', async () => (await jobState(id)) === 'active', 30_000);
+      await waitFor('the job to run', async () => (await jobState(id)) === 'active', CHILD_GUARD_MS);
 
       const exited = once(server.process, 'exit');
       server.process.kill('SIGTERM');
@@ -71,7 +68,7 @@ describe('shutdown on a second signal', () => {
   });
 
   it('conveyor worker hands its running job back at once on a second SIGTERM', {
-    timeout: 120_000,
+    timeout: 2 * CHILD_GUARD_MS,
   }, async () => {
     const t = await startEngine('sqlite');
     const child = spawn(process.execPath, [MAIN, 'worker'], {
@@ -103,7 +100,7 @@ describe('shutdown on a second signal', () => {
         type: 'sleep',
         payload: { ms: 3_600_000 },
       });
-      await waitFor('the job to run', async () => (await row(job.id)).state === 'active', 30_000);
+      await waitFor('the job to run', async () => (await row(job.id)).state === 'active', CHILD_GUARD_MS);
       child.kill('SIGTERM');
       await waitFor('the worker to begin stopping', async () => output.includes('"msg":"worker stopping"'));
       assert.equal((await row(job.id)).state, 'active');

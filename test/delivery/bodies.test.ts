@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { request } from '../helpers/http.ts';
+import { waitFor } from '../helpers/jobs.ts';
 
 /**
  * How delivery reads bodies, over real sockets: pooled buffers for bodies up to deliveryBufferMaxBytes,
@@ -108,11 +109,14 @@ describe('a pooled buffer stays with its response until the socket has sent it',
 
   it('sends a reader that stalls exactly its bytes, while other responses reuse the pool', async () => {
     const { hostname, port } = new URL(server.url);
+    const accepted = once(server.conveyor.app.server, 'connection') as Promise<[net.Socket]>;
     const socket = net.connect(Number(port), hostname);
     await new Promise((resolve) => socket.once('connect', resolve));
+    const [serverSide] = await accepted;
     socket.write(`GET ${slow.path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     socket.pause();
-    await sleep(200); // the server has written what the kernel takes and queued the rest
+    // The server has written what the kernel takes, and the rest waits in its write queue.
+    await waitFor('the response to back up', async () => serverSide.writableLength > 0);
     for (let i = 0; i < 3; i++) {
       const replies = await Promise.all([1, 2].map(() => request(server, 'GET', other.path)));
       for (const reply of replies) assert.equal(sha256(reply.body), sha256(other.bytes));
@@ -145,7 +149,7 @@ describe('delivery from S3 through the local disk cache', () => {
 
     const cached = join(server.dataDir, 'blob-cache', hash.slice(0, 2));
     const listed = () => readdir(cached).catch((): string[] => []);
-    for (let i = 0; i < 100 && !(await listed()).includes(hash); i++) await sleep(50);
+    await waitFor('the background fill', async () => (await listed()).includes(hash));
     assert.deepEqual(await readdir(cached), [hash], 'the background fill is under the final name');
 
     const { config } = server;

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CHILD_GUARD_MS } from './child.ts';
 
 /**
  * moto_server (Python moto, in this machine's image): a second real S3-protocol server on loopback, for
@@ -71,7 +72,10 @@ export async function startMoto(bin: string): Promise<{ endpoint: string; close(
   const child: ChildProcess = spawn('sh', ['-c', script, bin], { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`moto_server did not start:\n${output}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`moto_server did not start:\n${output}`)),
+      CHILD_GUARD_MS,
+    );
     const read = (chunk: Buffer) => {
       // Keeps draining its request log, so that the pipe never fills up.
       if (output.length > 10_000) return;

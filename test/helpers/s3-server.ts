@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { CHILD_GUARD_MS } from './child.ts';
 import { makeTempDir } from './tmp.ts';
 
 export interface S3Server {
@@ -17,8 +18,6 @@ export interface S3ServerOptions {
   /** Name of the bucket created at start-up. */
   bucket?: string;
 }
-
-const STARTUP_TIMEOUT_MS = 10_000;
 
 // Runs in the child. It exits when the parent disconnects, including when the parent dies, so an aborted
 // test run leaves no server behind.
@@ -89,7 +88,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
 
 function waitForPort(child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out')), STARTUP_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new Error('timed out')), CHILD_GUARD_MS);
     child.once('message', (message: { port: number }) => {
       clearTimeout(timer);
       resolve(message.port);

@@ -8,7 +8,14 @@ import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { ROOT, type Run, runCli, type ServerProcess, startServerProcess } from '../helpers/child.ts';
+import {
+  CHILD_GUARD_MS,
+  ROOT,
+  type Run,
+  runCli,
+  type ServerProcess,
+  startServerProcess,
+} from '../helpers/child.ts';
 import { postgresSchema, skipIfNoPostgres } from '../helpers/conveyor.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
@@ -100,7 +107,7 @@ for (const database of ['sqlite', 'postgres'] as const) {
 
     it('SIGKILL during a burst of uploads loses no acknowledged upload and leaves nothing GC cannot collect', {
       skip,
-      timeout: 60_000,
+      timeout: CHILD_GUARD_MS,
     }, async (t) => {
       const dir = await makeTempDir('conveyor-crash-');
       cleanups.push(() => dir.cleanup());

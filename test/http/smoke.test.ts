@@ -69,8 +69,10 @@ describe('shutdown', () => {
       },
     });
     const answered = once(inFlight, 'response');
+    // In flight once the server has its head: a connection whose request it has not read yet is idle.
+    const received = once(server.conveyor.app.server, 'request');
     inFlight.write('{"type":');
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await received;
     const closed = server.close();
     inFlight.end('"noop"}');
     const [response] = (await answered) as [IncomingMessage];

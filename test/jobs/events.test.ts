@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { childEnv, freePort, MAIN, ROOT } from '../helpers/child.ts';
+import { openGate } from '../fixtures/job-types.ts';
+import { CHILD_GUARD_MS, childEnv, freePort, MAIN, ROOT } from '../helpers/child.ts';
 import {
   BACKENDS,
   createTenant,
@@ -11,6 +12,7 @@ import {
   type TestServer,
 } from '../helpers/conveyor.ts';
 import { waitFor } from '../helpers/jobs.ts';
+import { makeTempDir } from '../helpers/tmp.ts';
 
 interface Received {
   event: string;
@@ -90,7 +92,37 @@ function openWs(url: string): WsClient {
 
 const kinds = (events: { event: string }[]) => events.map((e) => e.event);
 
+/** Job types for the worker process, among them `gated`, which the test moves on step by step. */
+const JOB_MODULES = './test/fixtures/job-types.ts';
+
 const SETTINGS = { jobPollMs: 20, jobHeartbeatMs: 50, jobProgressIntervalMs: 0, jobEventsPollMs: 50 };
+
+/** One slot in the low lane, so that a job running there holds back the next until it is cancelled. */
+const ONE_LOW_SLOT = { jobLaneConcurrency: { critical: 3, high: 5, normal: 8, low: 1 } as any };
+
+/**
+ * Enqueues `body` in the low lane behind a running job, so that it stays queued, however fast the worker,
+ * until `release()` cancels that job. What a client opening a stream sees first is then known.
+ */
+async function heldBack(server: TestServer, body: object) {
+  const jobState = async (id: string) => (await server.json('GET', `/api/v1/jobs/${id}`)).body.state;
+  const blocker = await server.json('POST', '/api/v1/jobs', {
+    type: 'sleep',
+    payload: { ms: 600_000 },
+    priority: 'low',
+  });
+  assert.equal(blocker.status, 202);
+  await waitFor('the blocking job to start', async () => (await jobState(blocker.body.id)) === 'active');
+  const job = await server.json('POST', '/api/v1/jobs', { ...body, priority: 'low' });
+  assert.equal(job.status, 202);
+  return {
+    job,
+    async release() {
+      const cancelled = await server.json('POST', `/api/v1/jobs/${blocker.body.id}/cancel`);
+      assert.equal(cancelled.status, 200);
+    },
+  };
+}
 
 for (const backend of BACKENDS) {
   describe(`live job events on ${backend.database}`, async () => {
@@ -98,7 +130,7 @@ for (const backend of BACKENDS) {
     let server: TestServer;
     before(async () => {
       if (skip) return;
-      server = await startConveyor(backend, { serveWorkers: true, ...SETTINGS });
+      server = await startConveyor(backend, { serveWorkers: true, ...SETTINGS, ...ONE_LOW_SLOT });
     });
     after(() => server?.close());
 
@@ -106,13 +138,14 @@ for (const backend of BACKENDS) {
       skip,
       timeout: 30_000,
     }, async () => {
-      // Due a little later, so that the stream is open before the job starts.
-      const runAt = Date.now() + 300;
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 300 }, runAt });
-      assert.equal(job.status, 202);
+      // Held back until the stream is open, so that the stream sees it start.
+      const { job, release } = await heldBack(server, { type: 'sleep', payload: { ms: 300 } });
       const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
       assert.equal(stream.status, 200);
       assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
+      // The snapshot is read after the stream subscribed: once it is here, no event can be missed.
+      await waitFor('the snapshot', async () => stream.events.length > 0);
+      await release();
       await stream.ended;
       const seen = kinds(stream.events);
       assert.equal(seen[0], 'snapshot');
@@ -204,13 +237,15 @@ for (const backend of BACKENDS) {
     }, async () => {
       const tenantWs = openWs(`${server.url}/api/v1/events?access_token=${server.adminKey}`);
       assert.equal(await tenantWs.opened, true);
-      const runAt = Date.now() + 300;
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 20 }, runAt });
+      const { job, release } = await heldBack(server, { type: 'sleep', payload: { ms: 20 } });
       const jobWs = openWs(`${server.url}/api/v1/jobs/${job.body.id}/events?access_token=${server.adminKey}`);
       assert.equal(await jobWs.opened, true);
+      await waitFor('the snapshot', async () => jobWs.messages.length > 0);
+      await release();
       assert.equal(await jobWs.closed, 1000);
       const seen = kinds(jobWs.messages);
       assert.equal(seen[0], 'snapshot');
+      assert.equal(jobWs.messages[0]!.job.state, 'queued');
       assert.equal(seen.at(-1), 'succeeded');
       assert.ok(jobWs.messages.every((m) => m.job.id === job.body.id));
       await waitFor('the job on the tenant socket', async () =>
@@ -258,7 +293,7 @@ for (const backend of BACKENDS) {
     before(async () => {
       if (skip) return;
       // An API-only server: every job runs in the separate worker process.
-      server = await startConveyor(backend, { ...SETTINGS, serveWorkers: false });
+      server = await startConveyor(backend, { ...SETTINGS, serveWorkers: false, jobModules: JOB_MODULES });
     });
     after(async () => {
       if (worker && worker.exitCode === null && worker.signalCode === null) {
@@ -271,13 +306,14 @@ for (const backend of BACKENDS) {
 
     test('a job run by `conveyor worker` is seen live by an SSE client of the server, and on its /metrics', {
       skip,
-      timeout: 60_000,
+      timeout: 2 * CHILD_GUARD_MS,
     }, async () => {
-      // Long enough that a mid-way progress (at 50%) is there for a while: SQLite polls see states, not every write.
-      const job = await server.json('POST', '/api/v1/jobs', { type: 'sleep', payload: { ms: 2000 } });
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'gated', payload: { steps: 2 } });
+      assert.equal(job.status, 202);
       const stream = await openSse(`${server.url}/api/v1/jobs/${job.body.id}/events`, server.adminKey);
       const tenant = await openSse(`${server.url}/api/v1/events`, server.adminKey);
       const metricsPort = await freePort();
+      const gates = await makeTempDir('conveyor-gates-');
       try {
         worker = spawn(process.execPath, [MAIN, 'worker'], {
           cwd: ROOT,
@@ -285,33 +321,45 @@ for (const backend of BACKENDS) {
             CONVEYOR_WORKER_METRICS_PORT: String(metricsPort),
             CONVEYOR_DATA_DIR: server.config.dataDir,
             ...(server.config.databaseUrl ? { CONVEYOR_DATABASE_URL: server.config.databaseUrl } : {}),
+            CONVEYOR_JOB_MODULES: JOB_MODULES,
             CONVEYOR_LOG_LEVEL: 'warn',
             CONVEYOR_JOB_POLL_MS: '20',
             CONVEYOR_JOB_HEARTBEAT_MS: '50',
             CONVEYOR_JOB_PROGRESS_INTERVAL_MS: '0',
+            TEST_EFFECTS_DIR: gates.path,
           }),
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         worker.stdout!.on('data', (text) => (output += text));
         worker.stderr!.on('data', (text) => (output += text));
+        // The job moves on only once the stream has shown where it is: a SQLite poll or a PostgreSQL
+        // notification reads the job's row as it is by then, so a state that passed quickly could be missed.
+        const shown = (kind: string) =>
+          waitFor(`${kind} on the stream`, async () => kinds(stream.events).includes(kind), CHILD_GUARD_MS);
+        await shown('started');
+        openGate(gates.path, job.body.id, 1);
+        await shown('progress');
+        openGate(gates.path, job.body.id, 2);
         await stream.ended;
         const seen = kinds(stream.events);
         assert.deepEqual(seen.slice(0, 3), ['snapshot', 'started', 'progress'], output);
+        assert.equal(stream.events[0]!.data.state, 'queued');
         assert.equal(seen.at(-1), 'succeeded', output);
-        assert.deepEqual(stream.events.at(-1)!.data.result, { slept: 2000 });
+        assert.deepEqual(stream.events.at(-1)!.data.result, { steps: 2 });
         await waitFor('the job on the tenant stream', async () =>
           tenant.events.some((e) => e.data.id === job.body.id && e.event === 'succeeded'),
         );
         // The worker's own /metrics has the run, which the API-only server never saw.
         const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-        assert.match(metrics, /^conveyor_job_run_seconds_count\{type="sleep",lane="normal"\} 1$/m);
-        assert.match(metrics, /^conveyor_job_wait_seconds_count\{type="sleep",lane="normal"\} 1$/m);
+        assert.match(metrics, /^conveyor_job_run_seconds_count\{type="gated",lane="normal"\} 1$/m);
+        assert.match(metrics, /^conveyor_job_wait_seconds_count\{type="gated",lane="normal"\} 1$/m);
         assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
         const serverMetrics = await (await fetch(`${server.url}/metrics`)).text();
-        assert.doesNotMatch(serverMetrics, /^conveyor_job_run_seconds_count\{type="sleep"/m);
+        assert.doesNotMatch(serverMetrics, /^conveyor_job_run_seconds_count\{type="gated"/m);
       } finally {
         tenant.close();
         stream.close();
+        await gates.cleanup();
       }
     });
   });

@@ -3,13 +3,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { childEnv, MAIN, ROOT } from '../helpers/child.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CHILD_GUARD_MS, childEnv, MAIN, ROOT } from '../helpers/child.ts';
 import { skipIfNoPostgres } from '../helpers/conveyor.ts';
-import { DATABASES, startEngine, waitFor } from '../helpers/jobs.ts';
+import { DATABASES, startEngine } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 const JOBS = 5000;
 const WORKERS = 4;
+const KILL_EVERY = 500;
 
 /** Settings a worker process needs to share the test engine's database, with quick leases and polls. */
 function workerEnv(config: { dataDir: string; databaseUrl: string | undefined }, effects: string) {
@@ -34,9 +36,9 @@ for (const database of DATABASES) {
   describe(`worker processes on ${database}`, async () => {
     const skip = await skipIfNoPostgres(database);
 
-    test(`${JOBS} jobs through ${WORKERS} workers while one is SIGKILLed every 2 s: every job once`, {
+    test(`${JOBS} jobs through ${WORKERS} workers while one is SIGKILLed after every ${KILL_EVERY}: every job once`, {
       skip,
-      timeout: 180_000,
+      timeout: 3 * CHILD_GUARD_MS,
     }, async () => {
       const t = await startEngine(database, { jobModules: './test/fixtures/job-types.ts' });
       const effects = await makeTempDir('conveyor-effects-');
@@ -50,7 +52,6 @@ for (const database of DATABASES) {
         });
       };
       let kills = 0;
-      let killer: NodeJS.Timeout | undefined;
       try {
         const { buildRegistry } = await import('../../src/jobs/modules.ts');
         const registry = await buildRegistry(t.config);
@@ -64,13 +65,6 @@ for (const database of DATABASES) {
           );
         }
         for (let i = 0; i < WORKERS; i++) start(i);
-        // Kill a random worker mid-flight and start a fresh one in its place, until the queue drains.
-        killer = setInterval(() => {
-          const i = Math.floor(Math.random() * WORKERS);
-          workers[i]!.kill('SIGKILL');
-          kills++;
-          start(i);
-        }, 2000);
         const count = async (state: string) =>
           Number(
             (
@@ -81,8 +75,25 @@ for (const database of DATABASES) {
                 .executeTakeFirstOrThrow()
             ).n,
           );
-        await waitFor('every job to succeed', async () => (await count('succeeded')) === JOBS, 150_000);
-        clearInterval(killer);
+        // Each time another KILL_EVERY jobs have succeeded, kill a random worker mid-flight and start a fresh
+        // one in its place. Counted in jobs, not seconds: a fresh worker takes 2 s to start on an idle
+        // machine and 20 s or more on a busy one, and kills on a timer then left no worker running long
+        // enough to drain the queue. Gives up only when no job has succeeded for a while.
+        let succeeded = 0;
+        let progressAt = Date.now();
+        while (succeeded < JOBS) {
+          await sleep(50);
+          const now = await count('succeeded');
+          if (now > succeeded) progressAt = Date.now();
+          else assert.ok(Date.now() - progressAt < CHILD_GUARD_MS, `stuck at ${now} of ${JOBS} jobs`);
+          if (Math.floor(now / KILL_EVERY) > Math.floor(succeeded / KILL_EVERY) && now < JOBS) {
+            const i = Math.floor(Math.random() * WORKERS);
+            workers[i]!.kill('SIGKILL');
+            kills++;
+            start(i);
+          }
+          succeeded = now;
+        }
         const rows = await t.db.kysely.selectFrom('jobs').select(['id', 'state', 'result']).execute();
         assert.equal(rows.length, JOBS);
         assert.ok(rows.every((r) => r.state === 'succeeded'));
@@ -97,7 +108,6 @@ for (const database of DATABASES) {
           `${database}: ${kills} kills, ${runs - JOBS} duplicate runs absorbed by the idempotent effect`,
         );
       } finally {
-        clearInterval(killer);
         for (const w of workers) w?.kill('SIGKILL');
         await t.close();
         await effects.cleanup();

@@ -111,15 +111,13 @@ describe('probeImage', () => {
     for (const secret of ['0123456789', 'Jane', 'GPS', '48']) assert.ok(!text.includes(secret), secret);
   });
 
-  it('refuses a decompression bomb from its header: quickly, without allocating', async () => {
+  it('refuses a decompression bomb from its header, without allocating', async () => {
+    // The header declares 2.5 gigapixels and carries 64 bytes of pixels: only the header can have been read.
     const bomb = pngBomb(50_000, 50_000);
     assert.ok(bomb.length < 200, `the bomb is ${bomb.length} bytes`);
     const rssBefore = process.memoryUsage().rss;
-    const started = performance.now();
     const error = await rejectsWith(probeImage(bomb, LIMITS), 'IMAGE_TOO_LARGE');
-    const elapsed = performance.now() - started;
     const grew = process.memoryUsage().rss - rssBefore;
-    assert.ok(elapsed < 500, `took ${elapsed.toFixed(1)} ms`);
     // Decoding would need 7.5 GB; allow a few MB of noise from the allocator and the test runner.
     assert.ok(grew < 32 * 1024 * 1024, `RSS grew by ${(grew / 1e6).toFixed(1)} MB`);
     assert.deepEqual(error.details, {

