@@ -226,6 +226,13 @@ export const mediaSettings = {
     max: 3600,
     doc: 'libvips time allowed per image pipeline (0 = none).',
   },
+  imageMemoryBudgetBytes: {
+    type: 'int',
+    default: 1 * GiB,
+    min: 64 * MiB,
+    max: 1024 * GiB,
+    doc: 'Memory the image work of a process (analysis, variants, transforms) may use at once, by estimates from each image header; work waits for room, and an image whose own estimate is larger is refused.',
+  },
   imageMaxOutputBytes: {
     type: 'int',
     default: 10 * MiB,

@@ -9,6 +9,7 @@ import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
+import { MemoryBudget } from './image/budget.ts';
 import type { EncoderSettings, ImageLimits, VariantPreset } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import type { OutputFormat } from './image/transform-spec.ts';
@@ -68,6 +69,7 @@ export function imageSettings(config: Config): ImageSettings {
       inputFormats: parseList(config.imageInputFormats),
       failOn: 'error',
       timeoutSeconds: config.imageTimeoutSeconds,
+      maxWorkingBytes: config.imageMemoryBudgetBytes,
     },
     maxInputBytes: config.imageMaxInputBytes,
     maxOutputBytes: config.imageMaxOutputBytes,
@@ -99,6 +101,10 @@ const loose = {
  * content's SHA-256, so identical content is processed once whoever uploads it; every step is reported as
  * job progress. Failures of the image itself (corrupt, truncated, too large, unsupported) are permanent:
  * the job ends dead at once with the reason, and nothing half-made is stored (variants are all or nothing).
+ *
+ * The processor owns the process's image memory budget (`budget`), which the transforms share: the
+ * analysis and the variant set each wait for room for their estimate (src/media/image/cost.ts), so a
+ * burst of uploads, however hostile, holds at most `imageMemoryBudgetBytes` of libvips memory at once.
  */
 export class ImageProcessor {
   readonly #db: Kysely<Database>;
@@ -106,6 +112,8 @@ export class ImageProcessor {
   readonly #derived: DerivedBlobs;
   readonly #jobs: JobEngine;
   readonly settings: ImageSettings;
+  /** Shared by every image pipeline of the process: jobs here, transforms in TransformService. */
+  readonly budget: MemoryBudget;
 
   constructor(deps: {
     config: Config;
@@ -119,6 +127,7 @@ export class ImageProcessor {
     this.#derived = deps.derived;
     this.#jobs = deps.jobs;
     this.settings = imageSettings(deps.config);
+    this.budget = new MemoryBudget(this.settings.limits.maxWorkingBytes);
   }
 
   register(registry: JobRegistry): void {
@@ -171,7 +180,10 @@ export class ImageProcessor {
     const { analyseImage, probeImage, renderVariants } = await imageLibrary();
     const probe = await probeImage(bytes, settings.limits);
     context.progress({ stage: 'analysing', percent: 10 });
-    const analysis = await analyseImage(bytes, settings.limits);
+    const analysis = await analyseImage(bytes, settings.limits, {
+      budget: this.budget,
+      signal: context.signal,
+    });
     await this.#db
       .insertInto('media_info')
       .values({
@@ -206,6 +218,7 @@ export class ImageProcessor {
           encoders: settings.variantEncoders,
           background: settings.background,
           signal: context.signal,
+          budget: this.budget,
           onProgress: (done) =>
             context.progress({ stage: `rendering ${done}/${total}`, percent: 15 + (done / total) * 75 }),
         });

@@ -39,7 +39,8 @@ import { Slots } from './slots.ts';
  * option spelled out, the effective quality included), so each distinct output is rendered once per
  * installation; concurrent identical requests in one process share one render; renders run at most
  * `transformConcurrency` at a time with `transformQueueSize` waiting, and past that the answer is 503 with
- * Retry-After, so a burst costs queueing, never memory.
+ * Retry-After, so a burst costs queueing, never memory. Inside its slot a render also waits for room in
+ * the process's image memory budget (shared with the image jobs) for its estimated libvips memory.
  */
 export class TransformService {
   readonly #store: BlobStore;
@@ -100,6 +101,8 @@ export class TransformService {
       enlarge: config.transformEnlarge,
       encoders: settings.transformEncoders,
       background: settings.background,
+      // One budget for the process: renders wait behind image jobs' decodes, and the other way round.
+      budget: deps.images.budget,
     };
     this.#maxInputBytes = settings.maxInputBytes;
     this.#sourcePool = new BufferPool({
@@ -300,8 +303,9 @@ export class TransformService {
   }
 
   /**
-   * Reads the source and renders it in a render slot, which is what bounds memory (the source bytes and
-   * libvips' buffers). The row describes the output as it will be stored.
+   * Reads the source and renders it in a render slot, which bounds the source bytes held, while the
+   * memory budget (inside renderTransform) bounds libvips' buffers. The row describes the output as it
+   * will be stored.
    */
   async #renderOne(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
     const output = await this.#slots.run(async () => {

@@ -11,6 +11,13 @@
  *                          bombs: a 100-byte PNG can declare 50,000 x 50,000 pixels, 7.5 GB decoded)
  *   IMAGE_TOO_MANY_FRAMES  more pages or animation frames than `limits.maxFrames`
  *
+ * The pixel limit is per frame, and so is libvips' own (limitInputPixels counts the pages a pipeline
+ * loads): every pipeline here loads the first page or frame only, so an animation costs no more to
+ * process than its first frame, and the frame limit bounds only the header scan. Within the pixel
+ * limit, memory still depends on the decoder: the probe reports what cost.ts needs to estimate it
+ * (channels, sample depth, progressive or not, chroma subsampling), and each step refuses with
+ * IMAGE_TOO_LARGE what it could never fit into `limits.maxWorkingBytes`.
+ *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
  * IMAGE_CORRUPT; the same failOn level applies there.
@@ -33,6 +40,12 @@ export interface ProbeResult {
   /** EXIF orientation 1-8; 1 when absent. 5-8 swap width and height. */
   orientation: number;
   hasAlpha: boolean;
+  /** Bands as decoded: 3 for RGB, 4 for RGBA or CMYK, ... */
+  channels: number;
+  /** A progressive JPEG, or an interlaced PNG or GIF: decoders that need the whole frame at once. */
+  progressive: boolean;
+  /** JPEG only: `4:2:0`, `4:4:4`, `4:4:4:4` (CMYK), ... */
+  chromaSubsampling?: string;
   /** Pages or animation frames; 1 for a still image. */
   pages: number;
   /** libvips' interpretation of the pixels: srgb, cmyk, b-w, rgb16, grey16, ... */
@@ -108,6 +121,9 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
     rawHeight,
     orientation,
     hasAlpha: meta.hasAlpha,
+    channels: meta.channels,
+    progressive: meta.isProgressive,
+    ...(meta.chromaSubsampling ? { chromaSubsampling: meta.chromaSubsampling } : {}),
     pages,
     colourSpace: meta.space,
     depth: meta.depth,
