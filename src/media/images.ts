@@ -10,7 +10,7 @@ import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
 import { MemoryBudget } from './image/budget.ts';
-import type { EncoderSettings, ImageLimits, VariantPreset } from './image/index.ts';
+import type { EncoderSettings, ImageLimits, ImageRuntime, VariantPreset } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import type { OutputFormat } from './image/transform-spec.ts';
 
@@ -44,6 +44,7 @@ export interface ImageSettings {
   variants: boolean;
   variantEncoders: EncoderSettings;
   transformEncoders: EncoderSettings;
+  runtime: ImageRuntime;
 }
 
 export function imageSettings(config: Config): ImageSettings {
@@ -79,6 +80,14 @@ export function imageSettings(config: Config): ImageSettings {
     variants: config.imageVariants,
     variantEncoders: encoders(config.imageVariantAvifEffort, 9),
     transformEncoders: encoders(config.imageTransformAvifEffort, 6),
+    runtime: {
+      threads: config.imageThreads,
+      cache: {
+        memoryBytes: config.imageCacheMemoryBytes,
+        files: config.imageCacheFiles,
+        items: config.imageCacheItems,
+      },
+    },
   };
 }
 
@@ -177,7 +186,7 @@ export class ImageProcessor {
       throw error;
     });
     context.progress({ stage: 'probing', percent: 5 });
-    const { analyseImage, probeImage, renderVariants } = await imageLibrary();
+    const { analyseImage, probeImage, renderVariants } = await imageLibrary(settings.runtime);
     const probe = await probeImage(bytes, settings.limits);
     context.progress({ stage: 'analysing', percent: 10 });
     const analysis = await analyseImage(bytes, settings.limits, {

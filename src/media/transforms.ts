@@ -11,7 +11,7 @@ import { ConveyorError } from '../errors.ts';
 import type { Derive } from '../http/origin.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
-import type { RenderOptions } from './image/index.ts';
+import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
 import type { OutputFormat, ResolvedSpec } from './image/transform-spec.ts';
@@ -51,6 +51,7 @@ export class TransformService {
   readonly #limits: TransformLimits;
   readonly #presets: TransformPresets;
   readonly #render: RenderOptions;
+  readonly #runtime: ImageRuntime;
   readonly #maxInputBytes: number;
   readonly #sourcePool: BufferPool;
   readonly #slots: Slots;
@@ -104,6 +105,7 @@ export class TransformService {
       // One budget for the process: renders wait behind image jobs' decodes, and the other way round.
       budget: deps.images.budget,
     };
+    this.#runtime = settings.runtime;
     this.#maxInputBytes = settings.maxInputBytes;
     this.#sourcePool = new BufferPool({
       maxBufferBytes: settings.maxInputBytes,
@@ -247,7 +249,7 @@ export class TransformService {
       // Not analysed (yet): probe the header.
       const lease = await this.#read(source);
       try {
-        const { probeImage } = await imageLibrary();
+        const { probeImage } = await imageLibrary(this.#runtime);
         const probe = await probeImage(lease.bytes, this.#render.limits).catch(imageProblem);
         image = { format: probe.format, hasAlpha: probe.hasAlpha };
       } finally {
@@ -312,7 +314,7 @@ export class TransformService {
       this.renders++;
       const lease = await this.#read(source);
       try {
-        const { renderTransform } = await imageLibrary();
+        const { renderTransform } = await imageLibrary(this.#runtime);
         return await renderTransform(lease.bytes, spec, this.#render).catch(imageProblem);
       } finally {
         // libvips is done with the input once the output exists.

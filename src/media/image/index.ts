@@ -31,6 +31,7 @@ export {
 } from './pipeline.ts';
 export { type ProbeResult, probeImage } from './probe.ts';
 export { DEFAULT_RENDER_OPTIONS, type RenderedImage, type RenderOptions, renderTransform } from './render.ts';
+export { configureRuntime, type ImageRuntime } from './runtime.ts';
 export {
   DEFAULT_VARIANT_FORMATS,
   DEFAULT_VARIANT_OPTIONS,

@@ -11,6 +11,7 @@ import {
 } from '../../../src/media/image/cost.ts';
 import {
   analyseImage,
+  configureRuntime,
   DEFAULT_RENDER_OPTIONS,
   DEFAULT_VARIANT_OPTIONS,
   MemoryBudget,
@@ -164,5 +165,23 @@ describe('every step checks its estimate and waits for the budget', () => {
     assert.equal(r.width, 64);
     assert.equal(v.length, 1);
     assert.deepEqual(budget.load, { reserved: 0, running: 0, waiting: 0 });
+  });
+});
+
+describe('configureRuntime', () => {
+  it("sets libvips' threads and operation cache, and 0 threads restores sharp's choice", () => {
+    const threads = sharp.concurrency();
+    try {
+      configureRuntime({ threads: 3, cache: { memoryBytes: 5 * MB, files: 2, items: 7 } });
+      assert.equal(sharp.concurrency(), 3);
+      const cache = sharp.cache();
+      assert.deepEqual([cache.memory.max, cache.files.max, cache.items.max], [5, 2, 7]);
+      configureRuntime({ threads: 0, cache: { memoryBytes: 0, files: 0, items: 0 } });
+      assert.equal(sharp.concurrency(), threads);
+      assert.equal(sharp.cache().items.max, 0);
+    } finally {
+      sharp.concurrency(threads);
+      sharp.cache(true);
+    }
   });
 });
