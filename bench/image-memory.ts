@@ -1,9 +1,10 @@
 /**
  * Memory under hostile images (test/media/image/hostile-images.ts), in two parts:
  *
- *   per-input  each hostile image alone through each step of the image library (analyse, variants,
- *              one transform), every run in a fresh process: how much RSS that one step adds at its
- *              peak, i.e. which input and which step cost the memory;
+ *   per-input  each hostile image (and an ordinary 12 MP JPEG, for scale) alone through each step of
+ *              the image library (analyse, variants, one transform), every run in a fresh process:
+ *              how much RSS that one step adds at its peak, i.e. which input and which step cost
+ *              the memory, next to what cost.ts estimates for it;
  *   seven      the seven costliest uploaded at once to a running Conveyor (`bin/conveyor serve`, SQLite
  *              + local folder, default settings) while a transform of each is requested: its RSS
  *              before, at the peak (sampled every 10 ms, and the kernel's VmHWM) and once every job
@@ -20,13 +21,14 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import type { ResolvedSpec } from '../src/media/image/transform-spec.ts';
 import { signTransformPath } from '../src/media/image/transform-url.ts';
 import { freePort } from '../test/helpers/child.ts';
 import {
@@ -50,6 +52,8 @@ const { values: args } = parseArgs({
 });
 const KEY = { id: 'bench', secret: Buffer.from('b'.repeat(48)) };
 const STEPS = ['analyse', 'variants', 'transform'] as const;
+/** Not hostile: an ordinary 12 MP baseline JPEG, for scale. */
+const REFERENCE = 'photo-12mp';
 type Step = (typeof STEPS)[number];
 
 if (args.step) {
@@ -76,6 +80,8 @@ async function measureStep(step: Step, file: string): Promise<void> {
     .jpeg()
     .toBuffer();
   const bytes = await readFile(file);
+  const spec = { width: 512, height: 512, fit: 'inside', gravity: 'center', dpr: 1, format: 'webp' } as const;
+  const estimate = await estimateStep(step, bytes, spec).catch(() => undefined);
   const before = status().rss;
   const started = performance.now();
   let outcome = 'ok';
@@ -89,23 +95,36 @@ async function measureStep(step: Step, file: string): Promise<void> {
         image.DEFAULT_VARIANT_OPTIONS,
       );
     }
-    if (step === 'transform') {
-      const spec = {
-        width: 512,
-        height: 512,
-        fit: 'inside',
-        gravity: 'center',
-        dpr: 1,
-        format: 'webp',
-      } as const;
-      await image.renderTransform(bytes, spec, image.DEFAULT_RENDER_OPTIONS);
-    }
+    if (step === 'transform') await image.renderTransform(bytes, spec, image.DEFAULT_RENDER_OPTIONS);
   } catch (error) {
     outcome = (error as { code?: string }).code ?? String(error);
   }
   const ms = performance.now() - started;
   const after = status();
-  process.stdout.write(`${JSON.stringify({ before, peak: after.hwm, after: after.rss, ms, outcome })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ before, peak: after.hwm, after: after.rss, ms, outcome, estimate })}\n`,
+  );
+}
+
+/** What the library estimates the step needs (src/media/image/cost.ts), from the header. */
+async function estimateStep(step: Step, bytes: Buffer, spec: ResolvedSpec): Promise<number> {
+  const image = await import('../src/media/image/index.ts');
+  const cost = await import('../src/media/image/cost.ts');
+  const { variantSetBytes } = await import('../src/media/image/variants.ts');
+  const { planResize } = await import('../src/media/image/geometry.ts');
+  const source = await image.probeImage(bytes, image.DEFAULT_IMAGE_LIMITS);
+  if (step === 'analyse') return cost.analysisBytes(source);
+  if (step === 'transform') {
+    const options = image.DEFAULT_RENDER_OPTIONS;
+    const plan = planResize(source, spec, {
+      maxDimension: options.maxOutputDimension,
+      enlarge: options.enlarge,
+    });
+    return cost.transformBytes(source, plan, spec.format);
+  }
+  const geometry = { maxDimension: 16383, enlarge: false };
+  const plans = image.DEFAULT_VARIANT_PRESETS.map((preset) => planResize(source, preset, geometry));
+  return variantSetBytes(source, plans, image.DEFAULT_VARIANT_FORMATS);
 }
 
 // --- the parent ---------------------------------------------------------------------------------------
@@ -130,7 +149,7 @@ async function perInput(paths: Record<string, string>, names: readonly string[],
   out.push(
     '### Each hostile image alone, step by step',
     '',
-    'RSS added at the peak (VmHWM minus RSS before the step) by one step on one image, each in a fresh process; default settings.',
+    'RSS added at the peak (VmHWM minus RSS before the step) by one step on one image, each in a fresh process, default settings; after the slash, what src/media/image/cost.ts estimates for it (what the step reserves in the memory budget).',
     '',
     `| Image | File | ${STEPS.map((s) => `${s} peak`).join(' | ')} | ${STEPS.map((s) => `${s} time`).join(' | ')} |`,
     `|---|--:|${STEPS.map(() => '--:|').join('')}${STEPS.map(() => '--:|').join('')}`,
@@ -146,8 +165,16 @@ async function perInput(paths: Record<string, string>, names: readonly string[],
       );
       const line = run.stdout.trim().split('\n').at(-1) ?? '';
       try {
-        const r = JSON.parse(line) as { before: number; peak: number; ms: number; outcome: string };
-        cells.push(r.outcome === 'ok' ? MB(r.peak - r.before) : `${r.outcome} (${MB(r.peak - r.before)})`);
+        const r = JSON.parse(line) as {
+          before: number;
+          peak: number;
+          ms: number;
+          outcome: string;
+          estimate?: number;
+        };
+        const estimate = r.estimate === undefined ? '' : ` / ${MB(r.estimate)}`;
+        const measured = `${MB(r.peak - r.before)}${estimate}`;
+        cells.push(r.outcome === 'ok' ? measured : `${r.outcome} (${measured})`);
         times.push(`${(r.ms / 1000).toFixed(1)} s`);
       } catch {
         cells.push(`failed: ${run.stderr.trim().split('\n').at(-1)}`);
@@ -299,14 +326,16 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'conveyor-image-memory-'));
   const dir = args.dir ?? join(work, 'images');
   await mkdir(dir, { recursive: true });
-  const names = (args.images?.split(',') ?? [...HOSTILE_IMAGES]) as HostileImage[];
+  const names = args.images?.split(',') ?? [REFERENCE, ...HOSTILE_IMAGES];
   const wanted = [...new Set([...names, ...(only.has('seven') ? SEVEN_BOMBS : [])])];
   const missing = wanted.filter((name) => !existsSync(join(dir, name)));
   process.stderr.write(`writing ${missing.length} images into ${dir}\n`);
-  const paths = {
-    ...Object.fromEntries(wanted.map((n) => [n, join(dir, n)])),
-    ...(await writeHostileImages(dir, missing)),
-  };
+  if (missing.includes(REFERENCE)) await writeFile(join(dir, REFERENCE), await sceneJpeg(4000, 3000));
+  await writeHostileImages(
+    dir,
+    missing.filter((name): name is HostileImage => name !== REFERENCE),
+  );
+  const paths = Object.fromEntries(wanted.map((name) => [name, join(dir, name)]));
   const out: string[] = [
     `## Image memory benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
     '',

@@ -22,7 +22,14 @@
 import sharp, { type Sharp } from 'sharp';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, variantsBytes } from './cost.ts';
-import { type GeometryLimits, intermediateScale, planResize, type Size, scaledSize } from './geometry.ts';
+import {
+  type GeometryLimits,
+  intermediateScale,
+  planResize,
+  type ResizePlan,
+  type Size,
+  scaledSize,
+} from './geometry.ts';
 import {
   applyPlan,
   CONTENT_TYPES,
@@ -37,7 +44,7 @@ import {
   run,
   VARIANT_ENCODERS,
 } from './pipeline.ts';
-import { probeImage } from './probe.ts';
+import { type ProbeResult, probeImage } from './probe.ts';
 import { checkOutputSize } from './render.ts';
 import type { Fit, Gravity, OutputFormat } from './transform-spec.ts';
 
@@ -121,11 +128,7 @@ export async function renderVariants(
   if (total === 0) return [];
 
   const size = scaledSize(source, intermediateScale(source, plans));
-  const bytes = variantsBytes(
-    source,
-    size,
-    plans.flatMap((plan) => formats.map((format) => ({ size: plan, format }))),
-  );
+  const bytes = variantSetBytes(source, plans, formats);
   checkWorkingMemory(bytes, options.limits);
   options.signal?.throwIfAborted();
   const render = async (): Promise<RenderedVariant[]> => {
@@ -159,6 +162,19 @@ export async function renderVariants(
     return variants;
   };
   return options.budget ? options.budget.run(bytes, render, options.signal) : render();
+}
+
+/** The estimated working memory (cost.ts) of rendering `plans` in `formats` from `source`. */
+export function variantSetBytes(
+  source: ProbeResult,
+  plans: readonly ResizePlan[],
+  formats: readonly OutputFormat[],
+): number {
+  return variantsBytes(
+    source,
+    scaledSize(source, intermediateScale(source, plans)),
+    plans.flatMap((plan) => formats.map((format) => ({ size: plan, format }))),
+  );
 }
 
 /** The one decode of the source: oriented, shrunk to `size`, as a clonable pipeline. */
