@@ -15,7 +15,7 @@
  *   rotated          an EXIF orientation of 5-8 turns the image a quarter, which needs it whole
  *
  * Outputs add what their encoder holds: AVIF (libheif takes the whole image, and aom's encoder its
- * own buffers) about 48 bytes per output pixel, the others about 12 with the resize before them.
+ * own buffers) up to 60 bytes per output pixel, the others about 12 with the resize before them.
  *
  * The constants are upper bounds of the measurements, with some margin, not exact: what they
  * protect is the total, and a generous estimate only costs some concurrency.
@@ -53,10 +53,13 @@ const HEIF_PER_CHANNEL = { narrow: 7, wide: 9.5 };
 const CANVAS_PER_PIXEL = 5.5;
 /** Progressive JPEG: 2-byte coefficients per sample at full resolution (measured 6.1 for 4:4:4). */
 const COEFFICIENT_BYTES = 2.2;
-/** Whole decoded images (interlaced PNG: 444 MB for 400 MB of pixels). */
-const WHOLE_OVERHEAD = 1.15;
-/** Encoding, per output pixel, the resize before it included. */
-const ENCODE_PER_PIXEL: Record<OutputFormat, number> = { avif: 48, webp: 12, jpeg: 12, png: 12 };
+/** Whole decoded images (interlaced PNG: 444 MB for 400 MB of pixels, 488 MB with a transform). */
+const WHOLE_OVERHEAD = 1.2;
+/**
+ * Encoding, per output pixel, the resize before it included. AVIF: a 12 MP photo's variant set, whose
+ * largest output is a 2048 x 1536 AVIF, measured 228 MB; transforms to 1024-4096 px, 35-55 bytes.
+ */
+const ENCODE_PER_PIXEL: Record<OutputFormat, number> = { avif: 60, webp: 12, jpeg: 12, png: 12 };
 
 const SAMPLE_BYTES: Record<string, number> = {
   uchar: 1,
