@@ -1,7 +1,7 @@
 /**
  * Memory under hostile images, end to end: seven small bombs (hostile-images.ts) uploaded at once to a
  * `conveyor serve` child process, each also asked for as a transform, while the test samples the
- * child's RSS from /proc. The child is configured as bin/conveyor runs it (MALLOC_ARENA_MAX=2) with a
+ * child's RSS from /proc. The child is configured as bin/conveyor runs it (glibc malloc tuned) with a
  * 512 MiB image memory budget, and light presets so that the run stays within a couple of minutes.
  *
  * What it proves: however many heavy decodes arrive together, the process's RSS rises by about the
@@ -55,6 +55,7 @@ describe('memory under hostile images', { timeout: 15 * 60_000 }, () => {
     server = await startServerProcess(
       {
         MALLOC_ARENA_MAX: '2',
+        MALLOC_MMAP_THRESHOLD_: '131072',
         CONVEYOR_DATA_DIR: tmp.path,
         CONVEYOR_ADMIN_KEY: admin,
         CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
