@@ -11,10 +11,11 @@
  *              has ended and 10 s have passed.
  *
  *   node_modules/.bin/node bench/image-memory.ts [--only per-input,seven] [--images a,b]
- *     [--env NAME=value ...] [--dir <folder with the images, reused between runs>]
+ *     [--env NAME=value ...] [--direct] [--dir <folder with the images, reused between runs>]
  *
  * --env is passed to the measured processes (e.g. MALLOC_ARENA_MAX=2, LD_PRELOAD=<jemalloc>, or any
- * CONVEYOR_ setting). Prints Markdown; nothing is written to the repository. Everything listens on
+ * CONVEYOR_ setting). --direct starts the server as `node dist/cli/main.js serve` instead of through
+ * bin/conveyor, i.e. without the launcher's malloc settings. Prints Markdown; nothing is written to the repository. Everything listens on
  * 127.0.0.1.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -48,6 +49,7 @@ const { values: args } = parseArgs({
     dir: { type: 'string' },
     step: { type: 'string' },
     file: { type: 'string' },
+    direct: { type: 'boolean', default: false },
   },
 });
 const KEY = { id: 'bench', secret: Buffer.from('b'.repeat(48)) };
@@ -214,7 +216,12 @@ async function startConveyor(work: string): Promise<Conveyor> {
     CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
     ...childEnv(),
   };
-  const child = spawn(join(ROOT, 'bin/conveyor'), ['serve'], { cwd: ROOT, env, stdio: 'inherit' });
+  // --direct: Node on the compiled build without the launcher, i.e. without its malloc settings.
+  const [command, argv] = args.direct
+    ? [process.execPath, [join(ROOT, 'dist/cli/main.js'), 'serve']]
+    : [join(ROOT, 'bin/conveyor'), ['serve']];
+  if (args.direct) spawnSync(join(ROOT, 'bin/conveyor'), ['--help'], { cwd: ROOT, stdio: 'ignore' });
+  const child = spawn(command, argv, { cwd: ROOT, env, stdio: 'inherit' });
   for (;;) {
     if (child.exitCode !== null) throw new Error('Conveyor exited during start-up');
     if ((await fetch(`${base}/healthz`).catch(() => null))?.ok) break;

@@ -3,7 +3,7 @@
  *
  * libvips reads only the header for metadata() (for PNG: the chunks up to the first IDAT), so the
  * answer costs microseconds and a few kilobytes however large the image claims to be. Every refusal
- * happens here, before anything is decoded:
+ * happens before anything is decoded, these here:
  *
  *   IMAGE_UNSUPPORTED      not an image, or a format outside `limits.inputFormats`
  *   IMAGE_CORRUPT          a recognised format whose header is damaged or cut short, or an empty file
@@ -15,8 +15,9 @@
  * loads): every pipeline here loads the first page or frame only, so an animation costs no more to
  * process than its first frame, and the frame limit bounds only the header scan. Within the pixel
  * limit, memory still depends on the decoder: the probe reports what cost.ts needs to estimate it
- * (channels, sample depth, progressive or not, chroma subsampling), and each step refuses with
- * IMAGE_TOO_LARGE what it could never fit into `limits.maxWorkingBytes`.
+ * (channels, sample depth, progressive or not, chroma subsampling), and each step (analysis,
+ * transform, variant set), knowing its outputs, refuses with IMAGE_TOO_LARGE what it could never fit
+ * into `limits.maxWorkingBytes`.
  *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
