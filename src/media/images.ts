@@ -10,7 +10,8 @@ import { own } from '../own.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
-import type { EncoderSettings, ImageLimits, VariantPreset } from './image/index.ts';
+import { MemoryBudget } from './image/budget.ts';
+import type { EncoderSettings, ImageLimits, ImageRuntime, VariantPreset } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import type { OutputFormat } from './image/transform-spec.ts';
 
@@ -44,6 +45,7 @@ export interface ImageSettings {
   variants: boolean;
   variantEncoders: EncoderSettings;
   transformEncoders: EncoderSettings;
+  runtime: ImageRuntime;
 }
 
 export function imageSettings(config: Config): ImageSettings {
@@ -69,6 +71,7 @@ export function imageSettings(config: Config): ImageSettings {
       inputFormats: parseList(config.imageInputFormats),
       failOn: 'error',
       timeoutSeconds: config.imageTimeoutSeconds,
+      maxWorkingBytes: config.imageMemoryBudgetBytes,
     },
     maxInputBytes: config.imageMaxInputBytes,
     maxOutputBytes: config.imageMaxOutputBytes,
@@ -78,6 +81,14 @@ export function imageSettings(config: Config): ImageSettings {
     variants: config.imageVariants,
     variantEncoders: encoders(config.imageVariantAvifEffort, 9),
     transformEncoders: encoders(config.imageTransformAvifEffort, 6),
+    runtime: {
+      threads: config.imageThreads,
+      cache: {
+        memoryBytes: config.imageCacheMemoryBytes,
+        files: config.imageCacheFiles,
+        items: config.imageCacheItems,
+      },
+    },
   };
 }
 
@@ -100,6 +111,10 @@ const loose = {
  * content's SHA-256, so identical content is processed once whoever uploads it; every step is reported as
  * job progress. Failures of the image itself (corrupt, truncated, too large, unsupported) are permanent:
  * the job ends dead at once with the reason, and nothing half-made is stored (variants are all or nothing).
+ *
+ * The processor owns the process's image memory budget (`budget`), which the transforms share: the
+ * analysis and the variant set each wait for room for their estimate (src/media/image/cost.ts), so a
+ * burst of uploads, however hostile, holds at most `imageMemoryBudgetBytes` of libvips memory at once.
  */
 export class ImageProcessor {
   readonly #db: Kysely<Database>;
@@ -107,6 +122,8 @@ export class ImageProcessor {
   readonly #derived: DerivedBlobs;
   readonly #jobs: JobEngine;
   readonly settings: ImageSettings;
+  /** Shared by every image pipeline of the process: jobs here, transforms in TransformService. */
+  readonly budget: MemoryBudget;
 
   constructor(deps: {
     config: Config;
@@ -120,6 +137,7 @@ export class ImageProcessor {
     this.#derived = deps.derived;
     this.#jobs = deps.jobs;
     this.settings = imageSettings(deps.config);
+    this.budget = new MemoryBudget(this.settings.limits.maxWorkingBytes);
   }
 
   register(registry: JobRegistry): void {
@@ -169,10 +187,13 @@ export class ImageProcessor {
       throw error;
     });
     context.progress({ stage: 'probing', percent: 5 });
-    const { analyseImage, probeImage, renderVariants } = await imageLibrary();
+    const { analyseImage, probeImage, renderVariants } = await imageLibrary(settings.runtime);
     const probe = await probeImage(bytes, settings.limits);
     context.progress({ stage: 'analysing', percent: 10 });
-    const analysis = await analyseImage(bytes, settings.limits);
+    const analysis = await analyseImage(bytes, settings.limits, {
+      budget: this.budget,
+      signal: context.signal,
+    });
     await this.#db
       .insertInto('media_info')
       .values({
@@ -207,6 +228,7 @@ export class ImageProcessor {
           encoders: settings.variantEncoders,
           background: settings.background,
           signal: context.signal,
+          budget: this.budget,
           onProgress: (done) =>
             context.progress({ stage: `rendering ${done}/${total}`, percent: 15 + (done / total) * 75 }),
         });

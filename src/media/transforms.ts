@@ -11,7 +11,7 @@ import { ConveyorError } from '../errors.ts';
 import type { Derive } from '../http/origin.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
-import type { RenderOptions } from './image/index.ts';
+import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
 import type { OutputFormat, ResolvedSpec } from './image/transform-spec.ts';
@@ -39,7 +39,8 @@ import { Slots } from './slots.ts';
  * option spelled out, the effective quality included), so each distinct output is rendered once per
  * installation; concurrent identical requests in one process share one render; renders run at most
  * `transformConcurrency` at a time with `transformQueueSize` waiting, and past that the answer is 503 with
- * Retry-After, so a burst costs queueing, never memory.
+ * Retry-After, so a burst costs queueing, never memory. Inside its slot a render also waits for room in
+ * the process's image memory budget (shared with the image jobs) for its estimated libvips memory.
  */
 export class TransformService {
   readonly #store: BlobStore;
@@ -50,6 +51,7 @@ export class TransformService {
   readonly #limits: TransformLimits;
   readonly #presets: TransformPresets;
   readonly #render: RenderOptions;
+  readonly #runtime: ImageRuntime;
   readonly #maxInputBytes: number;
   readonly #sourcePool: BufferPool;
   readonly #slots: Slots;
@@ -100,7 +102,10 @@ export class TransformService {
       enlarge: config.transformEnlarge,
       encoders: settings.transformEncoders,
       background: settings.background,
+      // One budget for the process: renders wait behind image jobs' decodes, and the other way round.
+      budget: deps.images.budget,
     };
+    this.#runtime = settings.runtime;
     this.#maxInputBytes = settings.maxInputBytes;
     this.#sourcePool = new BufferPool({
       maxBufferBytes: settings.maxInputBytes,
@@ -244,7 +249,7 @@ export class TransformService {
       // Not analysed (yet): probe the header.
       const lease = await this.#read(source);
       try {
-        const { probeImage } = await imageLibrary();
+        const { probeImage } = await imageLibrary(this.#runtime);
         const probe = await probeImage(lease.bytes, this.#render.limits).catch(imageProblem);
         image = { format: probe.format, hasAlpha: probe.hasAlpha };
       } finally {
@@ -300,15 +305,16 @@ export class TransformService {
   }
 
   /**
-   * Reads the source and renders it in a render slot, which is what bounds memory (the source bytes and
-   * libvips' buffers). The row describes the output as it will be stored.
+   * Reads the source and renders it in a render slot, which bounds the source bytes held, while the
+   * memory budget (inside renderTransform) bounds libvips' buffers. The row describes the output as it
+   * will be stored.
    */
   async #renderOne(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
     const output = await this.#slots.run(async () => {
       this.renders++;
       const lease = await this.#read(source);
       try {
-        const { renderTransform } = await imageLibrary();
+        const { renderTransform } = await imageLibrary(this.#runtime);
         return await renderTransform(lease.bytes, spec, this.#render).catch(imageProblem);
       } finally {
         // libvips is done with the input once the output exists.

@@ -13,10 +13,14 @@
  *                   compare two of them (Hamming distance)
  *
  * The decode doubles as a cheap integrity check: a truncated file fails here with IMAGE_CORRUPT.
+ * Small as its output is, the decode itself can be large (an AVIF or a progressive JPEG is decoded
+ * whole before it is shrunk), so it reserves its estimate in the memory budget like any render.
  */
 import { encode as blurhashEncode } from 'blurhash';
 import sharp from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
+import type { MemoryBudget } from './budget.ts';
+import { analysisBytes, checkWorkingMemory } from './cost.ts';
 import { PHASH_SIZE, phashFromGrey } from './phash.ts';
 import { type ImageInput, type ImageLimits, openInput, run } from './pipeline.ts';
 import { probeImage } from './probe.ts';
@@ -31,16 +35,33 @@ export interface ImageAnalysis {
 /** ThumbHash's own input limit. */
 const THUMB = 100;
 
-export async function analyseImage(input: ImageInput, limits: ImageLimits): Promise<ImageAnalysis> {
-  await probeImage(input, limits);
-  const { data, info } = await run(() =>
-    openInput(input, limits)
-      .resize(THUMB, THUMB, { fit: 'inside' })
-      .toColourspace('srgb')
-      .ensureAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true }),
-  );
+export interface AnalyseOptions {
+  /** The process's image memory budget; without one the decode runs at once. */
+  budget?: MemoryBudget;
+  /** Stops the wait for the budget (a cancelled or timed-out job). */
+  signal?: AbortSignal;
+}
+
+export async function analyseImage(
+  input: ImageInput,
+  limits: ImageLimits,
+  options: AnalyseOptions = {},
+): Promise<ImageAnalysis> {
+  const source = await probeImage(input, limits);
+  const bytes = analysisBytes(source);
+  checkWorkingMemory(bytes, limits);
+  const decode = () =>
+    run(() =>
+      openInput(input, limits)
+        .resize(THUMB, THUMB, { fit: 'inside' })
+        .toColourspace('srgb')
+        .ensureAlpha()
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true }),
+    );
+  const { data, info } = await (options.budget
+    ? options.budget.run(bytes, decode, options.signal)
+    : decode());
   const { width, height } = info;
   if (info.channels !== 4 || data.length !== width * height * 4) {
     throw new Error(

@@ -16,7 +16,10 @@
 import { PermanentJobError } from '../../jobs/types.ts';
 
 export const IMAGE_ERROR_CODES = [
-  /** More pixels (width x height of one frame) than `maxInputPixels`. */
+  /**
+   * More pixels (width x height of one frame) than `maxInputPixels`, or a step whose estimated working
+   * memory (cost.ts) is above `maxWorkingBytes`.
+   */
   'IMAGE_TOO_LARGE',
   /** More pages or animation frames than `maxFrames`. */
   'IMAGE_TOO_MANY_FRAMES',

@@ -4,7 +4,8 @@
  * code and `permanent: true`. Nothing here knows about HTTP, jobs or configuration files: callers pass
  * the limits and settings in (DEFAULT_* below are the suggested defaults).
  */
-export { analyseImage, type ImageAnalysis } from './analyse.ts';
+export { type AnalyseOptions, analyseImage, type ImageAnalysis } from './analyse.ts';
+export { MemoryBudget } from './budget.ts';
 export { IMAGE_ERROR_CODES, ImageError, type ImageErrorCode } from './errors.ts';
 export type { SafeExif } from './exif.ts';
 export {
@@ -30,6 +31,7 @@ export {
 } from './pipeline.ts';
 export { type ProbeResult, probeImage } from './probe.ts';
 export { DEFAULT_RENDER_OPTIONS, type RenderedImage, type RenderOptions, renderTransform } from './render.ts';
+export { configureRuntime, type ImageRuntime } from './runtime.ts';
 export {
   DEFAULT_VARIANT_FORMATS,
   DEFAULT_VARIANT_OPTIONS,

@@ -35,6 +35,11 @@ export interface ImageLimits {
   failOn: 'none' | 'truncated' | 'error' | 'warning';
   /** Seconds of libvips work allowed per pipeline before it is abandoned; 0 for no limit. */
   timeoutSeconds: number;
+  /**
+   * Estimated working memory (cost.ts) one step on one image may need; more is refused with
+   * IMAGE_TOO_LARGE. It is also the capacity of the process's MemoryBudget, which every step fits in.
+   */
+  maxWorkingBytes: number;
 }
 
 export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
@@ -43,6 +48,7 @@ export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
   inputFormats: ['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff'],
   failOn: 'error',
   timeoutSeconds: 60,
+  maxWorkingBytes: 1024 * 1024 * 1024,
 };
 
 /**

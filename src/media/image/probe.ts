@@ -3,13 +3,21 @@
  *
  * libvips reads only the header for metadata() (for PNG: the chunks up to the first IDAT), so the
  * answer costs microseconds and a few kilobytes however large the image claims to be. Every refusal
- * happens here, before anything is decoded:
+ * happens before anything is decoded, these here:
  *
  *   IMAGE_UNSUPPORTED      not an image, or a format outside `limits.inputFormats`
  *   IMAGE_CORRUPT          a recognised format whose header is damaged or cut short, or an empty file
  *   IMAGE_TOO_LARGE        width x height of one frame above `limits.maxInputPixels` (decompression
  *                          bombs: a 100-byte PNG can declare 50,000 x 50,000 pixels, 7.5 GB decoded)
  *   IMAGE_TOO_MANY_FRAMES  more pages or animation frames than `limits.maxFrames`
+ *
+ * The pixel limit is per frame, and so is libvips' own (limitInputPixels counts the pages a pipeline
+ * loads): every pipeline here loads the first page or frame only, so an animation costs no more to
+ * process than its first frame, and the frame limit bounds only the header scan. Within the pixel
+ * limit, memory still depends on the decoder: the probe reports what cost.ts needs to estimate it
+ * (channels, sample depth, progressive or not, chroma subsampling), and each step (analysis,
+ * transform, variant set), knowing its outputs, refuses with IMAGE_TOO_LARGE what it could never fit
+ * into `limits.maxWorkingBytes`.
  *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
@@ -35,6 +43,12 @@ export interface ProbeResult {
   /** EXIF orientation 1-8; 1 when absent. 5-8 swap width and height. */
   orientation: number;
   hasAlpha: boolean;
+  /** Bands as decoded: 3 for RGB, 4 for RGBA or CMYK, ... */
+  channels: number;
+  /** A progressive JPEG, or an interlaced PNG or GIF: decoders that need the whole frame at once. */
+  progressive: boolean;
+  /** JPEG only: `4:2:0`, `4:4:4`, `4:4:4:4` (CMYK), ... */
+  chromaSubsampling?: string;
   /** Pages or animation frames; 1 for a still image. */
   pages: number;
   /** libvips' interpretation of the pixels: srgb, cmyk, b-w, rgb16, grey16, ... */
@@ -110,6 +124,9 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
     rawHeight,
     orientation,
     hasAlpha: meta.hasAlpha,
+    channels: meta.channels,
+    progressive: meta.isProgressive,
+    ...(meta.chromaSubsampling ? { chromaSubsampling: meta.chromaSubsampling } : {}),
     pages,
     colourSpace: meta.space,
     depth: meta.depth,

@@ -11,6 +11,8 @@
  * sharpen, then flatten (JPEG only) and encode. Metadata is stripped except the ICC profile.
  */
 import type { Sharp } from 'sharp';
+import type { MemoryBudget } from './budget.ts';
+import { checkWorkingMemory, transformBytes } from './cost.ts';
 import { ImageError } from './errors.ts';
 import { planResize } from './geometry.ts';
 import {
@@ -44,6 +46,8 @@ export interface RenderOptions {
   encoders: EncoderSettings;
   /** `#rrggbb`: what JPEG flattens transparency onto and pads contain with. */
   background: string;
+  /** The process's image memory budget (budget.ts); without one the render runs at once. */
+  budget?: MemoryBudget;
 }
 
 export const DEFAULT_RENDER_OPTIONS: RenderOptions = {
@@ -79,6 +83,8 @@ export async function renderTransform(
     { width: spec.width, height: spec.height, fit: spec.fit, dpr: spec.dpr },
     { maxDimension: options.maxOutputDimension, enlarge: options.enlarge },
   );
+  const bytes = transformBytes(source, plan, spec.format);
+  checkWorkingMemory(bytes, options.limits);
   const background = parseHexColour(options.background);
 
   let pipeline: Sharp = applyPlan(
@@ -92,7 +98,8 @@ export async function renderTransform(
   if (spec.sharpen !== undefined) pipeline = pipeline.sharpen({ sigma: spec.sharpen });
   pipeline = encode(pipeline, spec.format, options.encoders, spec.quality, background);
 
-  const { data, info } = await run(() => pipeline.toBuffer({ resolveWithObject: true }));
+  const render = () => run(() => pipeline.toBuffer({ resolveWithObject: true }));
+  const { data, info } = await (options.budget ? options.budget.run(bytes, render) : render());
   checkOutputSize(data.length, options.maxOutputBytes);
   return {
     data,

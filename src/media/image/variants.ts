@@ -9,7 +9,9 @@
  * 12 outputs. For a 12 MP source the intermediate is 2048 px wide, about 9 MB.
  *
  * Outputs are rendered one after the other: libvips already spreads one pipeline over its threads,
- * and running a dozen at once would only multiply peak memory. They come back as Buffers, all or
+ * and running a dozen at once would only multiply peak memory. The whole set reserves its estimate
+ * (cost.ts: the decode, the intermediate, the costliest output) in the memory budget once, before the
+ * decode, and keeps it until the last output exists. They come back as Buffers, all or
  * nothing: either every variant exists or an ImageError says why none does, so a job never stores
  * half a set. Each is bounded by maxOutputBytes.
  *
@@ -18,6 +20,8 @@
  * MP4 is a fraction of an animated WebP's size), and animated AVIF is not supported by sharp.
  */
 import sharp, { type Sharp } from 'sharp';
+import type { MemoryBudget } from './budget.ts';
+import { checkWorkingMemory, variantsBytes } from './cost.ts';
 import {
   type GeometryLimits,
   intermediateScale,
@@ -40,7 +44,7 @@ import {
   run,
   VARIANT_ENCODERS,
 } from './pipeline.ts';
-import { probeImage } from './probe.ts';
+import { type ProbeResult, probeImage } from './probe.ts';
 import { checkOutputSize } from './render.ts';
 import type { Fit, Gravity, OutputFormat } from './transform-spec.ts';
 
@@ -73,9 +77,11 @@ export interface VariantOptions {
   onProgress?: (done: number, total: number) => void;
   /**
    * Checked between outputs (libvips cannot stop a pipeline half-way): a cancelled or timed-out job
-   * stops within one encode, with the signal's reason thrown.
+   * stops within one encode, with the signal's reason thrown. It also ends a wait for the budget.
    */
   signal?: AbortSignal;
+  /** The process's image memory budget (budget.ts); without one the set is rendered at once. */
+  budget?: MemoryBudget;
 }
 
 export const DEFAULT_VARIANT_OPTIONS: VariantOptions = {
@@ -121,45 +127,63 @@ export async function renderVariants(
   const total = presets.length * formats.length;
   if (total === 0) return [];
 
+  const size = scaledSize(source, intermediateScale(source, plans));
+  const bytes = variantSetBytes(source, plans, formats);
+  checkWorkingMemory(bytes, options.limits);
   options.signal?.throwIfAborted();
-  const base = await decodeIntermediate(input, source, plans, options.limits);
-  const variants: RenderedVariant[] = [];
-  for (const [i, preset] of presets.entries()) {
-    const plan = plans[i]!;
-    for (const format of formats) {
-      options.signal?.throwIfAborted();
-      const pipeline = encode(
-        applyPlan(base.pipeline.clone(), base.size, plan, preset.gravity, padding(format, background)),
-        format,
-        options.encoders,
-        undefined,
-        background,
-      );
-      const { data, info } = await run(() => pipeline.toBuffer({ resolveWithObject: true }));
-      checkOutputSize(data.length, options.maxOutputBytes);
-      variants.push({
-        preset: preset.name,
-        format,
-        contentType: CONTENT_TYPES[format],
-        width: info.width,
-        height: info.height,
-        bytes: data.length,
-        data,
-      });
-      options.onProgress?.(variants.length, total);
+  const render = async (): Promise<RenderedVariant[]> => {
+    const base = await decodeIntermediate(input, source, size, options.limits);
+    const variants: RenderedVariant[] = [];
+    for (const [i, preset] of presets.entries()) {
+      const plan = plans[i]!;
+      for (const format of formats) {
+        options.signal?.throwIfAborted();
+        const pipeline = encode(
+          applyPlan(base.pipeline.clone(), base.size, plan, preset.gravity, padding(format, background)),
+          format,
+          options.encoders,
+          undefined,
+          background,
+        );
+        const { data, info } = await run(() => pipeline.toBuffer({ resolveWithObject: true }));
+        checkOutputSize(data.length, options.maxOutputBytes);
+        variants.push({
+          preset: preset.name,
+          format,
+          contentType: CONTENT_TYPES[format],
+          width: info.width,
+          height: info.height,
+          bytes: data.length,
+          data,
+        });
+        options.onProgress?.(variants.length, total);
+      }
     }
-  }
-  return variants;
+    return variants;
+  };
+  return options.budget ? options.budget.run(bytes, render, options.signal) : render();
 }
 
-/** The one decode of the source: oriented, shrunk to what the plans need, as a clonable pipeline. */
+/** The estimated working memory (cost.ts) of rendering `plans` in `formats` from `source`. */
+export function variantSetBytes(
+  source: ProbeResult,
+  plans: readonly ResizePlan[],
+  formats: readonly OutputFormat[],
+): number {
+  return variantsBytes(
+    source,
+    scaledSize(source, intermediateScale(source, plans)),
+    plans.flatMap((plan) => formats.map((format) => ({ size: plan, format }))),
+  );
+}
+
+/** The one decode of the source: oriented, shrunk to `size`, as a clonable pipeline. */
 async function decodeIntermediate(
   input: ImageInput,
   source: Size,
-  plans: readonly ResizePlan[],
+  size: Size,
   limits: ImageLimits,
 ): Promise<{ pipeline: Sharp; size: Size }> {
-  const size = scaledSize(source, intermediateScale(source, plans));
   let decoder = openInput(input, limits);
   if (size.width !== source.width || size.height !== source.height) {
     decoder = decoder.resize(size.width, size.height, { fit: 'fill' });
