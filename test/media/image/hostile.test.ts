@@ -53,27 +53,24 @@ describe('memory under hostile images', { timeout: 15 * 60_000 }, () => {
       bombs.set(name, bytes);
     }
     admin = `cvk_${randomBytes(32).toString('base64url')}`;
-    server = await startServerProcess(
-      {
-        MALLOC_ARENA_MAX: '2',
-        MALLOC_MMAP_THRESHOLD_: '131072',
-        CONVEYOR_DATA_DIR: tmp.path,
-        CONVEYOR_ADMIN_KEY: admin,
-        CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
-        CONVEYOR_LOG_LEVEL: 'warn',
-        CONVEYOR_RATE_LIMIT_PER_KEY: '0',
-        CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
-        CONVEYOR_GC_INTERVAL_SECONDS: '0',
-        CONVEYOR_JOB_POLL_MS: '50',
-        // A loaded machine must not turn slow decodes into timeouts: this test is about memory.
-        CONVEYOR_IMAGE_TIMEOUT_SECONDS: '0',
-        CONVEYOR_JOB_LANE_TIMEOUT_SECONDS: 'normal=3600',
-        CONVEYOR_IMAGE_MEMORY_BUDGET_BYTES: String(BUDGET),
-        CONVEYOR_IMAGE_PRESETS: 'thumb=w:64,h:64,fit:cover,g:attention;small=w:200,fit:inside',
-        CONVEYOR_IMAGE_VARIANT_FORMATS: 'webp',
-      },
-      60_000,
-    );
+    server = await startServerProcess({
+      MALLOC_ARENA_MAX: '2',
+      MALLOC_MMAP_THRESHOLD_: '131072',
+      CONVEYOR_DATA_DIR: tmp.path,
+      CONVEYOR_ADMIN_KEY: admin,
+      CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
+      CONVEYOR_LOG_LEVEL: 'warn',
+      CONVEYOR_RATE_LIMIT_PER_KEY: '0',
+      CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
+      CONVEYOR_GC_INTERVAL_SECONDS: '0',
+      CONVEYOR_JOB_POLL_MS: '50',
+      // A loaded machine must not turn slow decodes into timeouts: this test is about memory.
+      CONVEYOR_IMAGE_TIMEOUT_SECONDS: '0',
+      CONVEYOR_JOB_LANE_TIMEOUT_SECONDS: 'normal=3600',
+      CONVEYOR_IMAGE_MEMORY_BUDGET_BYTES: String(BUDGET),
+      CONVEYOR_IMAGE_PRESETS: 'thumb=w:64,h:64,fit:cover,g:attention;small=w:200,fit:inside',
+      CONVEYOR_IMAGE_VARIANT_FORMATS: 'webp',
+    });
   });
   after(async () => {
     await server?.stop();
