@@ -19,11 +19,16 @@
  * transform, variant set), knowing its outputs, refuses with IMAGE_TOO_LARGE what it could never fit
  * into `limits.maxWorkingBytes`.
  *
+ * Before libvips looks at the data at all, it must start like one of the binary formats libvips
+ * decodes (unless SVG is accepted): libvips would otherwise try its text loaders too, and librsvg parses
+ * a whole SVG document to read its dimensions. A 28 MB SVG of a million elements took 1.6 GB and 9 s
+ * only to be refused as a format that is not accepted.
+ *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
  * IMAGE_CORRUPT; the same failOn level applies there.
  */
-
+import { open } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { own } from '../../own.ts';
 import { ImageError } from './errors.ts';
@@ -75,6 +80,13 @@ const MEDIA_TYPES: Record<string, string> = {
 
 /** Reads the header of `input` and returns what it says, or throws an ImageError (see above). */
 export async function probeImage(input: ImageInput, limits: ImageLimits): Promise<ProbeResult> {
+  if (!limits.inputFormats.includes('svg')) {
+    const head = await leadingBytes(input);
+    // An empty file goes on to libvips, which calls it corrupt, as it does a cut-off header.
+    if (head.length > 0 && !hasBinarySignature(head)) {
+      throw new ImageError('IMAGE_UNSUPPORTED', 'The data is not an image in a supported format');
+    }
+  }
   // No pixel cap on this call: metadata() decodes no pixels, and sharp's cap would refuse the image
   // before we could read the dimensions we put in the error. The check follows right below, and
   // every pipeline that does decode (openInput) carries the cap into libvips as well.
@@ -139,4 +151,39 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
 function inputFormat(meta: Metadata): InputFormat {
   if (meta.format === 'heif') return meta.compression === 'av1' ? 'avif' : 'heic';
   return meta.format;
+}
+
+const SIGNATURE_BYTES = 12;
+
+async function leadingBytes(input: ImageInput): Promise<Buffer> {
+  if (Buffer.isBuffer(input)) return input.subarray(0, SIGNATURE_BYTES);
+  const file = await open(input, 'r');
+  try {
+    const head = Buffer.alloc(SIGNATURE_BYTES);
+    const { bytesRead } = await file.read(head, 0, SIGNATURE_BYTES, 0);
+    return head.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Whether `head` starts like a binary image format libvips decodes (their published signatures). */
+function hasBinarySignature(head: Buffer): boolean {
+  const at = (offset: number, bytes: string) =>
+    head.subarray(offset, offset + bytes.length).equals(Buffer.from(bytes, 'latin1'));
+  return (
+    at(0, '\xff\xd8\xff') || // JPEG
+    at(0, '\x89PNG\r\n\x1a\n') ||
+    at(0, 'GIF8') ||
+    (at(0, 'RIFF') && at(8, 'WEBP')) ||
+    at(0, 'II*\0') || // TIFF, little- and big-endian, and BigTIFF
+    at(0, 'MM\0*') ||
+    at(0, 'II+\0') ||
+    at(0, 'MM\0+') ||
+    at(4, 'ftyp') || // ISO BMFF: AVIF, HEIC
+    at(0, '\0\0\0\x0cjP  ') || // JPEG 2000: JP2 box, or a bare codestream
+    at(0, '\xff\x4f\xff\x51') ||
+    at(0, '\xff\x0a') || // JPEG XL: bare codestream, or the container
+    at(0, '\0\0\0\x0cJXL ')
+  );
 }

@@ -13,6 +13,8 @@
  *   avif-large        a 7071 x 7071 AVIF, one colour: about 1 KB
  *   tiff-float-strip  7071 x 7071 RGBA 32-bit float TIFF in one deflated strip (800 MB decoded)
  *   tiff-pages        500 pages, each 7071 x 7071, all pointing at one deflated strip
+ *   svg-elements      an SVG of a million elements (28 MB), not an accepted format by default: what it
+ *                     costs is finding that out (librsvg parses the whole document for a header)
  *
  * Generation takes a few seconds each (deflating hundreds of MB of one repeated pattern, or encoding
  * 50 MP with sharp); bench and tests write them into a temporary folder once and pass paths around.
@@ -35,6 +37,7 @@ export const HOSTILE_IMAGES = [
   'avif-large',
   'tiff-float-strip',
   'tiff-pages',
+  'svg-elements',
 ] as const;
 export type HostileImage = (typeof HOSTILE_IMAGES)[number];
 
@@ -84,6 +87,10 @@ export async function hostileImage(name: HostileImage): Promise<Buffer> {
       return tiff(SIDE, SIDE, 1);
     case 'tiff-pages':
       return tiff(SIDE, SIDE, 500, { bits: 8, float: false });
+    case 'svg-elements':
+      return Buffer.from(
+        `<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">${'<rect width="1" height="1"/>'.repeat(1_000_000)}</svg>`,
+      );
   }
 }
 

@@ -159,6 +159,20 @@ describe('probeImage', () => {
     await rejectsWith(probeImage(Buffer.from('GIF89a'), LIMITS), 'IMAGE_CORRUPT');
   });
 
+  it('refuses data that starts like no binary image format before libvips reads it, unless SVG is accepted', async () => {
+    // A cut-off SVG: librsvg, were it to parse it, would fail on it (IMAGE_CORRUPT).
+    const broken = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect');
+    await rejectsWith(probeImage(broken, LIMITS), 'IMAGE_UNSUPPORTED');
+    await rejectsWith(probeImage(broken, { ...LIMITS, inputFormats: ['svg'] }), 'IMAGE_CORRUPT');
+    const path = join(tmp.path, 'broken.svg');
+    await writeFile(path, broken);
+    await rejectsWith(probeImage(path, LIMITS), 'IMAGE_UNSUPPORTED');
+    await rejectsWith(
+      probeImage(Buffer.from('P6\n2 2\n255\n\0\0\0\0\0\0\0\0\0\0\0\0'), LIMITS),
+      'IMAGE_UNSUPPORTED',
+    );
+  });
+
   it('refuses empty, damaged and cut-off headers as corrupt', async () => {
     const jpeg = await noiseJpeg(64, 64);
     const png = await sharp(sceneSvg(64, 64)).png().toBuffer();
