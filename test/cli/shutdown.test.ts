@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
-import { CHILD_GUARD_MS, childEnv, MAIN, ROOT, startServerProcess } from '../helpers/child.ts';
+import { CHILD_GUARD_MS, spawnConveyor, startServerProcess } from '../helpers/child.ts';
 import { startEngine, waitFor } from '../helpers/jobs.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
@@ -71,22 +70,11 @@ describe('shutdown on a second signal', () => {
     timeout: 2 * CHILD_GUARD_MS,
   }, async () => {
     const t = await startEngine('sqlite');
-    const child = spawn(process.execPath, [MAIN, 'worker'], {
-      cwd: ROOT,
-      env: childEnv({
-        CONVEYOR_DATA_DIR: t.config.dataDir,
-        CONVEYOR_LOG_LEVEL: 'info',
-        CONVEYOR_JOB_SHUTDOWN_GRACE_MS: '600000',
-        CONVEYOR_JOB_POLL_MS: '50',
-      }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      output += text;
-    });
-    child.stderr.setEncoding('utf8').on('data', (text: string) => {
-      output += text;
+    const { child, output } = spawnConveyor('worker', {
+      CONVEYOR_DATA_DIR: t.config.dataDir,
+      CONVEYOR_LOG_LEVEL: 'info',
+      CONVEYOR_JOB_SHUTDOWN_GRACE_MS: '600000',
+      CONVEYOR_JOB_POLL_MS: '50',
     });
     const exited = once(child, 'exit');
     const row = (id: string) =>
@@ -102,12 +90,12 @@ describe('shutdown on a second signal', () => {
       });
       await waitFor('the job to run', async () => (await row(job.id)).state === 'active', CHILD_GUARD_MS);
       child.kill('SIGTERM');
-      await waitFor('the worker to begin stopping', async () => output.includes('"msg":"worker stopping"'));
+      await waitFor('the worker to begin stopping', async () => output().includes('"msg":"worker stopping"'));
       assert.equal((await row(job.id)).state, 'active');
       assert.equal(child.exitCode, null);
       child.kill('SIGTERM');
       const [code] = (await exited) as [number | null];
-      assert.equal(code, 0, output);
+      assert.equal(code, 0, output());
       assert.deepEqual({ ...(await row(job.id)) }, { state: 'queued', attempts: 0, lease_owner: null });
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
@@ -127,22 +128,11 @@ export interface ServerProcess {
 export async function startServerProcess(settings: Record<string, string>): Promise<ServerProcess> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [MAIN, 'serve'], {
-    cwd: ROOT,
-    env: childEnv({
-      ...settings,
-      CONVEYOR_HOST: '127.0.0.1',
-      CONVEYOR_PORT: String(port),
-      CONVEYOR_PUBLIC_URL: url,
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (text: string) => {
-    output += text;
-  });
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    output += text;
+  const { child, output } = spawnConveyor('serve', {
+    ...settings,
+    CONVEYOR_HOST: '127.0.0.1',
+    CONVEYOR_PORT: String(port),
+    CONVEYOR_PUBLIC_URL: url,
   });
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -153,7 +143,7 @@ export async function startServerProcess(settings: Record<string, string>): Prom
   const deadline = Date.now() + CHILD_GUARD_MS;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`conveyor serve exited (${child.exitCode ?? child.signalCode}):\n${output}`);
+      throw new Error(`conveyor serve exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
     try {
       const res = await fetch(`${url}/readyz`);
@@ -164,9 +154,29 @@ export async function startServerProcess(settings: Record<string, string>): Prom
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`conveyor serve did not become ready:\n${output}`);
+      throw new Error(`conveyor serve did not become ready:\n${output()}`);
     }
     await sleep(50);
   }
-  return { process: child, url, output: () => output, stop };
+  return { process: child, url, output, stop };
+}
+
+/** Starts `conveyor <command>` with this very runtime and `settings`, collecting stdout and stderr together. */
+export function spawnConveyor(
+  command: string,
+  settings: Record<string, string>,
+): { child: ChildProcessByStdio<null, Readable, Readable>; output(): string } {
+  const child = spawn(process.execPath, [MAIN, command], {
+    cwd: ROOT,
+    env: childEnv(settings),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+  });
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+  });
+  return { child, output: () => output };
 }
