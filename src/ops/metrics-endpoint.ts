@@ -2,8 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { requestIdOf } from '../delivery/fast-delivery.ts';
 import { ConveyorError } from '../errors.ts';
-import { requestIdOf } from '../http/fast-delivery.ts';
 import { problemDocument, toConveyorError } from '../http/problems.ts';
 
 /** What a /metrics answer is made of: the registry's (or the cluster's) rendering. */

@@ -1,9 +1,9 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { DeliveryQuery, Origin } from '../../delivery/origin.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
-import type { DeliveryQuery, Origin } from '../origin.ts';
 import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
 
 /** Query parameters that carry credentials for private content (access.ts). */

@@ -4,21 +4,21 @@ import { pipeline } from 'node:stream/promises';
 import { etagOf } from '../assets/service.ts';
 import { isActiveContent } from '../assets/sniff.ts';
 import type { Config } from '../config/config.ts';
-import type { AccessService, AccessVerdict } from '../delivery/access.ts';
-import { multipartByteranges, newBoundary } from '../delivery/byteranges.ts';
-import { cacheControl } from '../delivery/cache-policy.ts';
-import { evaluatePreconditions } from '../delivery/conditional.ts';
-import { contentDisposition } from '../delivery/content-disposition.ts';
-import { formatHttpDate } from '../delivery/http-date.ts';
-import type { DeliveryLookup, Representation } from '../delivery/lookup.ts';
-import { ifRangeAllowsPartial, parseRange } from '../delivery/range.ts';
 import { ConveyorError } from '../errors.ts';
+import { problemDocument, toConveyorError } from '../http/problems.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { CounterChild } from '../ops/prom.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { Principal } from '../tenancy/principal.ts';
-import { Bodies } from './origin-bodies.ts';
-import { problemDocument, toConveyorError } from './problems.ts';
+import type { AccessService, AccessVerdict } from './access.ts';
+import { Bodies } from './bodies.ts';
+import { multipartByteranges, newBoundary } from './byteranges.ts';
+import { cacheControl } from './cache-policy.ts';
+import { evaluatePreconditions } from './conditional.ts';
+import { contentDisposition } from './content-disposition.ts';
+import { formatHttpDate } from './http-date.ts';
+import type { DeliveryLookup, Representation } from './lookup.ts';
+import { ifRangeAllowsPartial, parseRange } from './range.ts';
 
 /** The `kind` label values of conveyor_delivery_responses_total. */
 const DELIVERY_KINDS = [

@@ -1,10 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Config } from '../config/config.ts';
-import { BlobCache } from '../delivery/blob-cache.ts';
-import { type BufferLease, BufferPool } from '../delivery/buffer-pool.ts';
-import type { Representation } from '../delivery/lookup.ts';
 import type { BlobStore, ByteRange } from '../storage/blob-store.ts';
+import { BlobCache } from './blob-cache.ts';
+import { type BufferLease, BufferPool } from './buffer-pool.ts';
+import type { Representation } from './lookup.ts';
 
 /**
  * Where the origin's response bodies come from (src/http/origin.ts decides what to answer; this decides
