@@ -19,7 +19,6 @@ import { JobMonitor } from './jobs/monitor.ts';
 import type { JobRegistry } from './jobs/registry.ts';
 import type { Worker } from './jobs/worker.ts';
 import { attachMedia, type Media } from './media/pipeline.ts';
-import { createResumableUploads } from './media/uploads.ts';
 import { Alerter } from './ops/alerts.ts';
 import { answerPrimary } from './ops/cluster-metrics.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -28,6 +27,7 @@ import type { BlobStore } from './storage/blob-store.ts';
 import { FreeSpace } from './storage/free-space.ts';
 import { createJwtVerifier } from './tenancy/jwt.ts';
 import { TenancyService } from './tenancy/service.ts';
+import { createResumableUploads } from './uploads/resumable.ts';
 
 /** Everything one Conveyor process runs, wired together; `serve`, the CLI and the tests all start here. */
 export interface Conveyor {

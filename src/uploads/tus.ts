@@ -61,12 +61,12 @@ import {
   type TusCompletion,
   type TusCompletionResult,
   writeCompletion,
-} from './tus-handover.ts';
-import { sendTusProblem, tusAnswerProblem } from './tus-problems.ts';
-import { createTusBackend, type TusBackend, type TusStorageOptions } from './tus-storage.ts';
+} from './handover.ts';
+import { sendTusProblem, tusAnswerProblem } from './problems.ts';
+import { createTusBackend, type TusBackend, type TusStorageOptions } from './storage.ts';
 
-export type { TusCompletion, TusCompletionResult } from './tus-handover.ts';
-export type { TusStorageOptions } from './tus-storage.ts';
+export type { TusCompletion, TusCompletionResult } from './handover.ts';
+export type { TusStorageOptions } from './storage.ts';
 
 export interface TusUploadsOptions {
   /** Base path, e.g. '/api/v1/uploads' (no trailing slash). */

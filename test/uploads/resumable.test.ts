@@ -10,7 +10,7 @@ import {
 } from '../helpers/conveyor.ts';
 import { waitFor } from '../helpers/jobs.ts';
 import { type MotoS3, skipWithoutMoto, startMotoS3 } from '../helpers/moto.ts';
-import { sceneJpeg } from './image/sample-images.ts';
+import { sceneJpeg } from '../media/image/sample-images.ts';
 
 const TUS = { 'tus-resumable': '1.0.0' };
 const b64 = (text: string) => Buffer.from(text).toString('base64');
