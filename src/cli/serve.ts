@@ -1,8 +1,8 @@
 import cluster from 'node:cluster';
 import { openMigratedDatabase } from '../backends.ts';
 import type { Config } from '../config/config.ts';
-import { settleMemory } from '../ops/settle-memory.ts';
-import { keepTickObjectShape } from '../ops/tick-shape.ts';
+import { settleMemory } from '../runtime/settle-memory.ts';
+import { keepTickObjectShape } from '../runtime/tick-shape.ts';
 import { TenancyService } from '../tenancy/service.ts';
 
 /** A worker that dies is restarted, but not more often than this, so a crash loop can't spin the CPU. */

@@ -8,8 +8,8 @@ import { buildRegistry } from '../jobs/modules.ts';
 import { attachMedia } from '../media/pipeline.ts';
 import { Metrics } from '../ops/metrics.ts';
 import { listenMetrics, type MetricsListener } from '../ops/metrics-endpoint.ts';
-import { settleMemory } from '../ops/settle-memory.ts';
-import { keepTickObjectShape } from '../ops/tick-shape.ts';
+import { settleMemory } from '../runtime/settle-memory.ts';
+import { keepTickObjectShape } from '../runtime/tick-shape.ts';
 
 export interface WorkerFlags {
   lanes?: string;
