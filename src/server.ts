@@ -18,7 +18,7 @@ import { buildRegistry } from './jobs/modules.ts';
 import { JobMonitor } from './jobs/monitor.ts';
 import type { JobRegistry } from './jobs/registry.ts';
 import type { Worker } from './jobs/worker.ts';
-import { attachMedia, type Media } from './media/pipeline.ts';
+import { attachMedia, type Media } from './media/wiring.ts';
 import { Alerter } from './ops/alerts.ts';
 import { answerPrimary } from './ops/cluster-metrics.ts';
 import { Metrics } from './ops/metrics.ts';

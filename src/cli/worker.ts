@@ -5,7 +5,7 @@ import type { JobEvent } from '../jobs/context.ts';
 import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
-import { attachMedia } from '../media/pipeline.ts';
+import { attachMedia } from '../media/wiring.ts';
 import { Metrics } from '../ops/metrics.ts';
 import { listenMetrics, type MetricsListener } from '../ops/metrics-endpoint.ts';
 import { settleMemory } from '../runtime/settle-memory.ts';

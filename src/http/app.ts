@@ -12,7 +12,7 @@ import { Origin } from '../delivery/origin.ts';
 import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
-import type { Media } from '../media/pipeline.ts';
+import type { Media } from '../media/wiring.ts';
 import type { ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { BlobStore } from '../storage/blob-store.ts';

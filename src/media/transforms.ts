@@ -25,7 +25,7 @@ import {
   type TransformPresets,
   type TransformTarget,
 } from './image/transform-url.ts';
-import { type ImageProcessor, imageSettings } from './images.ts';
+import { type ImageProcessor, imageSettings } from './image-job.ts';
 import { Slots } from './slots.ts';
 
 /**

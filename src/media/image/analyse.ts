@@ -21,8 +21,8 @@ import sharp from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
 import type { MemoryBudget } from './budget.ts';
 import { analysisBytes, checkWorkingMemory } from './cost.ts';
+import { type ImageInput, type ImageLimits, openInput, run } from './libvips.ts';
 import { PHASH_SIZE, phashFromGrey } from './phash.ts';
-import { type ImageInput, type ImageLimits, openInput, run } from './pipeline.ts';
 import { probeImage } from './probe.ts';
 
 export interface ImageAnalysis {

@@ -22,7 +22,7 @@
  */
 import { ImageError } from './errors.ts';
 import type { Size } from './geometry.ts';
-import type { ImageLimits, InputFormat } from './pipeline.ts';
+import type { ImageLimits, InputFormat } from './libvips.ts';
 import type { OutputFormat } from './transform-spec.ts';
 
 /** What the estimate needs to know of a source, all from its header (see probe.ts). */

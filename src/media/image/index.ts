@@ -18,7 +18,6 @@ export {
   type ResizeRequest,
   type Size,
 } from './geometry.ts';
-export { hammingDistance } from './phash.ts';
 export {
   CONTENT_TYPES,
   DEFAULT_IMAGE_LIMITS,
@@ -28,7 +27,8 @@ export {
   type InputFormat,
   TRANSFORM_ENCODERS,
   VARIANT_ENCODERS,
-} from './pipeline.ts';
+} from './libvips.ts';
+export { hammingDistance } from './phash.ts';
 export { type ProbeResult, probeImage } from './probe.ts';
 export { DEFAULT_RENDER_OPTIONS, type RenderedImage, type RenderOptions, renderTransform } from './render.ts';
 export { configureRuntime, type ImageRuntime } from './runtime.ts';

@@ -33,7 +33,7 @@ import sharp, { type Metadata } from 'sharp';
 import { own } from '../../own.ts';
 import { ImageError } from './errors.ts';
 import { parseSafeExif, type SafeExif } from './exif.ts';
-import { type ImageInput, type ImageLimits, type InputFormat, run } from './pipeline.ts';
+import { type ImageInput, type ImageLimits, type InputFormat, run } from './libvips.ts';
 
 export interface ProbeResult {
   format: InputFormat;

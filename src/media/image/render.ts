@@ -28,7 +28,7 @@ import {
   parseHexColour,
   run,
   TRANSFORM_ENCODERS,
-} from './pipeline.ts';
+} from './libvips.ts';
 import { probeImage } from './probe.ts';
 import type { OutputFormat, ResolvedSpec } from './transform-spec.ts';
 

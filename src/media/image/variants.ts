@@ -43,7 +43,7 @@ import {
   parseHexColour,
   run,
   VARIANT_ENCODERS,
-} from './pipeline.ts';
+} from './libvips.ts';
 import { type ProbeResult, probeImage } from './probe.ts';
 import { checkOutputSize } from './render.ts';
 import type { Fit, Gravity, OutputFormat } from './transform-spec.ts';

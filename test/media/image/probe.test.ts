@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { ImageError, probeImage } from '../../../src/media/image/index.ts';
-import { openInput } from '../../../src/media/image/pipeline.ts';
+import { openInput } from '../../../src/media/image/libvips.ts';
 import { makeTempDir, type TempDir } from '../../helpers/tmp.ts';
 import {
   alphaPng,

@@ -18,15 +18,15 @@ import {
   NetworkError,
   parseRetryAfter,
   TooManyRedirectsError,
-} from '../../src/media/ingest/download-errors.ts';
+} from '../../../src/media/ingest/download-errors.ts';
 import {
   type DownloadOptions,
   type DownloadResponse,
   download,
   ifRangeValidator,
   parseContentRange,
-} from '../../src/media/ingest/downloader.ts';
-import type { Resolver, SsrfPolicy } from '../../src/media/ingest/ssrf.ts';
+} from '../../../src/media/ingest/downloader.ts';
+import type { Resolver, SsrfPolicy } from '../../../src/media/ingest/ssrf.ts';
 
 // A self-signed test-only certificate for 127.0.0.1, valid 2000-2100.
 const TLS_KEY = `-----BEGIN PRIVATE KEY-----

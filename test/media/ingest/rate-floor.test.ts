@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TooSlowError } from '../../src/media/ingest/download-errors.ts';
-import { RateFloor } from '../../src/media/ingest/rate-floor.ts';
+import { TooSlowError } from '../../../src/media/ingest/download-errors.ts';
+import { RateFloor } from '../../../src/media/ingest/rate-floor.ts';
 
 /** A floor of `min` B/s over `windowMs` on a clock the test moves. */
 function floor(min: number, windowMs: number) {

@@ -3,7 +3,7 @@ import type { LookupAddress, LookupOptions } from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { describe, it } from 'node:test';
-import { BadUrlError, ForbiddenAddressError } from '../../src/media/ingest/download-errors.ts';
+import { BadUrlError, ForbiddenAddressError } from '../../../src/media/ingest/download-errors.ts';
 import {
   type AddressClass,
   checkUrl,
@@ -15,7 +15,7 @@ import {
   parseCidr,
   type Resolver,
   type SsrfPolicy,
-} from '../../src/media/ingest/ssrf.ts';
+} from '../../../src/media/ingest/ssrf.ts';
 
 const OPEN: SsrfPolicy = { allowAddresses: [], denyHosts: [] };
 

@@ -8,7 +8,7 @@ import type { JobEngine } from '../jobs/engine.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { MediaCatalog } from './catalog.ts';
 import { DerivedBlobs } from './derived.ts';
-import { ImageProcessor } from './images.ts';
+import { ImageProcessor } from './image-job.ts';
 import { IngestService } from './ingest/ingest.ts';
 import { TransformService } from './transforms.ts';
 

@@ -8,8 +8,8 @@ import {
   skipIfNoPostgres,
   startConveyor,
   type TestServer,
-} from '../helpers/conveyor.ts';
-import { FAST_WORKER, quietLog, waitFor } from '../helpers/jobs.ts';
+} from '../../helpers/conveyor.ts';
+import { FAST_WORKER, quietLog, waitFor } from '../../helpers/jobs.ts';
 
 /** A loopback origin that records the path of every request it receives, in order. */
 async function startOrigin(

@@ -3,8 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer } from '../helpers/conveyor.ts';
-import { FAST_WORKER, quietLog, waitFor } from '../helpers/jobs.ts';
+import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer } from '../../helpers/conveyor.ts';
+import { FAST_WORKER, quietLog, waitFor } from '../../helpers/jobs.ts';
 
 /** A loopback origin that records every request it receives. */
 async function startOrigin(
