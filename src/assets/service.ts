@@ -4,7 +4,7 @@ import { isId, newId } from '../db/ids.ts';
 import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
 import { sanitizeFilename } from '../delivery/content-disposition.ts';
 import { ConveyorError, notFound } from '../errors.ts';
-import type { Lane } from '../jobs/types.ts';
+import type { Lane } from '../glossary.ts';
 import { step } from '../ops/steps.ts';
 import { type BlobStore, BlobTooLargeError, type StagedBlob } from '../storage/blob-store.ts';
 import { audit } from '../tenancy/audit.ts';

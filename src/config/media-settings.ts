@@ -1,3 +1,4 @@
+import { isLane, LANES, type Lane } from '../glossary.ts';
 import {
   DEFAULT_TRANSFORM_LIMITS,
   PRESET_NAME,
@@ -18,7 +19,6 @@ import { GiB, MiB } from './units.ts';
  * functions check the values at start-up so that a bad one stops Conveyor with its name.
  */
 
-const LANES = ['critical', 'high', 'normal', 'low'] as const;
 const HOST_PATTERN = /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/i;
 
 /** `a, b,,c` -> ['a', 'b', 'c']. */
@@ -30,14 +30,14 @@ export function parseList(value: string | undefined): string[] {
 }
 
 /** `avatar=critical,post=high` -> a kind -> lane map. Throws a message naming the bad entry. */
-export function parseKindLanes(value: string): Record<string, (typeof LANES)[number]> {
-  const out: Record<string, (typeof LANES)[number]> = {};
+export function parseKindLanes(value: string): Record<string, Lane> {
+  const out: Record<string, Lane> = {};
   for (const item of parseList(value)) {
     const match = /^([a-z][a-z0-9_-]{0,31})\s*=\s*([a-z]+)$/.exec(item);
-    if (!match || !(LANES as readonly string[]).includes(match[2]!)) {
+    if (!match || !isLane(match[2])) {
       throw new Error(`expected kind=lane with a lane of ${LANES.join(', ')}, got ${JSON.stringify(item)}`);
     }
-    out[match[1]!] = match[2] as (typeof LANES)[number];
+    out[match[1]!] = match[2];
   }
   if (!Object.hasOwn(out, 'default')) throw new Error('the kind "default" must be given a lane');
   return out;

@@ -2,9 +2,10 @@ import type { Selectable, SelectQueryBuilder, Transaction } from 'kysely';
 import { isId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError, notFound } from '../errors.ts';
+import { type JobState, type Lane, OPEN_STATES } from '../glossary.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { charge, refund } from './credits.ts';
-import type { Job, JobState, Lane } from './types.ts';
+import type { Job } from './types.ts';
 
 export interface JobFilter {
   state?: JobState | undefined;
@@ -89,7 +90,7 @@ export class JobAdmin {
     const now = this.#ctx.now();
     const [row] = await this.#ctx.db
       .transaction()
-      .execute((trx) => cancelJobs(trx, tenantId, [job.id], ['queued', 'failed', 'active'], now));
+      .execute((trx) => cancelJobs(trx, tenantId, [job.id], OPEN_STATES, now));
     if (!row) {
       throw new ConveyorError(
         'conflict',

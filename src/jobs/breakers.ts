@@ -1,6 +1,7 @@
 import { ConsecutiveBreaker } from 'cockatiel';
 import type { Selectable } from 'kysely';
 import type { JobBreakersTable } from '../db/tables.ts';
+import { READY_STATES } from '../glossary.ts';
 import type { EngineContext, Executor } from './context.ts';
 
 type BreakerRow = Selectable<JobBreakersTable>;
@@ -128,7 +129,7 @@ export class Breakers {
       .updateTable('jobs')
       .set({ run_at: until, updated_at: now })
       .where('breaker_key', '=', key)
-      .where('state', 'in', ['queued', 'failed'])
+      .where('state', 'in', READY_STATES)
       .where('run_at', '<', until)
       .execute();
   }

@@ -1,5 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import type { JobsTable } from '../db/tables.ts';
+import { type Lane, READY_STATES } from '../glossary.ts';
 import { own } from '../own.ts';
 import type { Breakers } from './breakers.ts';
 import { type EngineContext, type Executor, toJob } from './context.ts';
@@ -15,7 +16,7 @@ import {
   takeStarts,
   tenantShareCap,
 } from './policy.ts';
-import type { Job, Lane } from './types.ts';
+import type { Job } from './types.ts';
 
 export interface ClaimRequest {
   workerId: string;
@@ -360,7 +361,7 @@ export class Claimer {
         updated_at: now,
       }))
       .where('id', 'in', ids)
-      .where('state', 'in', ['queued', 'failed'])
+      .where('state', 'in', READY_STATES)
       .returningAll()
       .execute();
   }

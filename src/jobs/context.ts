@@ -4,9 +4,10 @@ import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { Config } from '../config/config.ts';
 import type { Dialect } from '../db/database.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
+import type { JobState, Lane } from '../glossary.ts';
 import { own } from '../own.ts';
 import type { JobRegistry, RegisteredType } from './registry.ts';
-import type { Job, JobError, JobState, Lane } from './types.ts';
+import type { Job, JobError } from './types.ts';
 
 /** The engine's limits and timings, read once from the config. */
 export interface EngineSettings {

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
+import { isLane, type Lane } from '../glossary.ts';
 import { JobAdmin } from './admin.ts';
 import { Breakers } from './breakers.ts';
 import { Claimer } from './claim.ts';
@@ -9,7 +10,6 @@ import { Outcomes } from './outcome.ts';
 import type { JobRegistry } from './registry.ts';
 import { Retention } from './retention.ts';
 import { Schedules } from './schedules.ts';
-import { isLane, type Lane } from './types.ts';
 import { Worker, type WorkerOptions } from './worker.ts';
 
 /** The job engine of one process: enqueue, read and manage jobs, and run workers. */

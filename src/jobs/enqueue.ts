@@ -2,12 +2,13 @@ import { type Insertable, type Selectable, sql, type Transaction } from 'kysely'
 import { isId, newId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
+import { isLane, type Lane } from '../glossary.ts';
 import { own } from '../own.ts';
 import { type EngineContext, toJob, WAKE_CHANNEL } from './context.ts';
 import { charge } from './credits.ts';
 import { payloadHash, queueKey, secondsToNextUtcDay, utcDay } from './policy.ts';
 import type { RegisteredType } from './registry.ts';
-import { type EnqueueInput, type EnqueueResult, isLane, type Lane } from './types.ts';
+import type { EnqueueInput, EnqueueResult } from './types.ts';
 
 /** Rows per multi-row insert: well inside SQLite's and PostgreSQL's limits on bound parameters. */
 const INSERT_CHUNK = 250;

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { JobsTable } from '../db/tables.ts';
+import type { JobState } from '../glossary.ts';
 import { type EngineContext, type JobEvent, toJob } from './context.ts';
-import type { JobState } from './types.ts';
 
 /**
  * Live job events for API streams, from every process that changes jobs.

@@ -1,12 +1,11 @@
 import { sql } from 'kysely';
+import { LANES, type Lane, OPEN_STATES, READY_STATES } from '../glossary.ts';
 import { own } from '../own.ts';
 import { cancelJobs } from './admin.ts';
 import type { Breakers, BreakerView } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { rateScopes } from './policy.ts';
 import { failuresSince, type StatsRow, summarise, type WindowStats, windowOf } from './statistics.ts';
-import type { JobState, Lane } from './types.ts';
-import { LANES } from './types.ts';
 
 /** Whose jobs a view covers: one tenant's (tenant keys), or everyone's (operator keys, the alerter, metrics). */
 export type Scope = { tenantId: string } | 'all';
@@ -111,7 +110,6 @@ export interface AttemptCounts {
 const ACTIVE_LIMIT = 100;
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
-const WAITING: readonly JobState[] = ['queued', 'failed'];
 const CLEAR_BATCH = 500;
 
 /**
@@ -142,7 +140,7 @@ export class JobMonitor {
         eb.fn.countAll().as('n'),
         sql<number | string | null>`min(case when run_at <= ${now} then run_at end)`.as('oldest'),
       ])
-      .where('state', 'in', ['queued', 'failed', 'active']);
+      .where('state', 'in', OPEN_STATES);
     if (scope !== 'all') query = query.where('tenant_id', '=', scope.tenantId);
     const rows = await query.groupBy(['lane', 'type', 'state']).execute();
     return rows.map((r) => ({
@@ -160,7 +158,7 @@ export class JobMonitor {
     const rows = await this.#ctx.db
       .selectFrom('jobs')
       .select((eb) => ['lane', 'state', eb.fn.countAll().as('n')])
-      .where('state', 'in', ['queued', 'failed', 'active'])
+      .where('state', 'in', OPEN_STATES)
       .groupBy(['lane', 'state'])
       .execute();
     return rows.map((r) => ({ lane: r.lane, state: r.state, count: Number(r.n) }));
@@ -253,7 +251,7 @@ export class JobMonitor {
         .select(['type', 'breaker_key'])
         .distinct()
         .where('tenant_id', '=', scope.tenantId)
-        .where('state', 'in', ['queued', 'failed', 'active'])
+        .where('state', 'in', OPEN_STATES)
         .execute();
       const keys = rows.flatMap((r) => rateScopes({ type: r.type, breakerKey: r.breaker_key }));
       if (keys.length === 0) return [];
@@ -316,7 +314,7 @@ export class JobMonitor {
       .distinct()
       .where('tenant_id', '=', scope.tenantId)
       .where('breaker_key', 'is not', null)
-      .where('state', 'in', ['queued', 'failed', 'active'])
+      .where('state', 'in', OPEN_STATES)
       .execute();
     return this.#breakers.list(rows.map((r) => r.breaker_key!));
   }
@@ -375,11 +373,11 @@ export class JobMonitor {
           .selectFrom('jobs')
           .select('id')
           .where('tenant_id', '=', tenantId)
-          .where('state', 'in', WAITING);
+          .where('state', 'in', READY_STATES);
         if (filter.type) pick = pick.where('type', '=', filter.type);
         if (filter.lane) pick = pick.where('lane', '=', filter.lane);
         const ids = (await pick.orderBy('id').limit(CLEAR_BATCH).execute()).map((r) => r.id);
-        return cancelJobs(trx, tenantId, ids, WAITING, now);
+        return cancelJobs(trx, tenantId, ids, READY_STATES, now);
       });
       if (rows.length === 0) return cleared;
       cleared += rows.length;

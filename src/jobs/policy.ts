@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { fullJitterGenerator, noJitterGenerator } from 'cockatiel';
-import { LANES, type Lane } from './types.ts';
+import { LANES, type Lane } from '../glossary.ts';
 
 /**
  * The scheduling policy as pure functions: which due jobs a claim takes, in which order, and how long a

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { ConveyorError } from '../errors.ts';
-import { type JobContext, type Lane, PermanentJobError } from './types.ts';
+import type { Lane } from '../glossary.ts';
+import { type JobContext, PermanentJobError } from './types.ts';
 
 /**
  * What a job type is: its payload schema (JSON Schema), its handler, and its self-protection settings.

@@ -1,5 +1,5 @@
+import type { JobState } from '../glossary.ts';
 import type { EngineContext } from './context.ts';
-import type { JobState } from './types.ts';
 
 export interface RetentionSettings {
   /** Succeeded and cancelled jobs are deleted this long after their last change; 0 keeps them. */

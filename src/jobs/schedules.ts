@@ -3,9 +3,9 @@ import type { Selectable } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { JobSchedulesTable } from '../db/tables.ts';
 import { ConveyorError, notFound } from '../errors.ts';
+import { isLane, type Lane } from '../glossary.ts';
 import type { EngineContext } from './context.ts';
 import type { Enqueuer } from './enqueue.ts';
-import { isLane, type Lane } from './types.ts';
 
 export interface ScheduleInput {
   name: string;

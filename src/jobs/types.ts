@@ -35,20 +35,7 @@
  * - **idempotency key**: a client's name for one intended job; enqueueing it again returns the same job.
  */
 
-export const LANES = ['critical', 'high', 'normal', 'low'] as const;
-export type Lane = (typeof LANES)[number];
-
-export const JOB_STATES = ['queued', 'active', 'succeeded', 'failed', 'dead', 'cancelled'] as const;
-export type JobState = (typeof JOB_STATES)[number];
-
-/** States from which a job can still start: the claim's (and the `jobs_ready` index's) domain. */
-export const READY_STATES: readonly JobState[] = ['queued', 'failed'];
-/** States a job never leaves by itself. */
-export const FINAL_STATES: readonly JobState[] = ['succeeded', 'dead', 'cancelled'];
-
-export function isLane(value: unknown): value is Lane {
-  return typeof value === 'string' && (LANES as readonly string[]).includes(value);
-}
+import type { JobState, Lane } from '../glossary.ts';
 
 export interface JobError {
   attempt: number;

@@ -1,16 +1,10 @@
 import { hostname } from 'node:os';
 import { newId } from '../db/ids.ts';
+import type { Lane } from '../glossary.ts';
 import type { Claimer } from './claim.ts';
 import type { EngineContext } from './context.ts';
 import type { Outcomes } from './outcome.ts';
-import {
-  type AbortCause,
-  type Job,
-  JobAbort,
-  type JobProgress,
-  type Lane,
-  PermanentJobError,
-} from './types.ts';
+import { type AbortCause, type Job, JobAbort, type JobProgress, PermanentJobError } from './types.ts';
 
 export interface WorkerOptions {
   concurrency: number;

@@ -1,8 +1,8 @@
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { ConveyorError } from '../../errors.ts';
+import type { Lane } from '../../glossary.ts';
 import { JobMonitor, type Scope } from '../../jobs/monitor.ts';
-import type { Lane } from '../../jobs/types.ts';
 import { checkHealth } from '../../ops/health.ts';
 import { audit } from '../../tenancy/audit.ts';
 import type { Principal } from '../../tenancy/principal.ts';

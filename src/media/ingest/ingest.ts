@@ -4,13 +4,13 @@ import type { Config } from '../../config/config.ts';
 import { parseKindLanes, parseKindTimeouts, parseList } from '../../config/media-settings.ts';
 import type { Database, Visibility } from '../../db/tables.ts';
 import { ConveyorError } from '../../errors.ts';
+import type { Lane } from '../../glossary.ts';
 import type { JobEngine } from '../../jobs/engine.ts';
 import type { JobRegistry } from '../../jobs/registry.ts';
 import {
   type EnqueueInput,
   type EnqueueResult,
   type JobContext,
-  type Lane,
   PermanentJobError,
 } from '../../jobs/types.ts';
 import { own } from '../../own.ts';
