@@ -9,7 +9,7 @@
  * With processes > 1 (the harnesses pass their --processes, as Conveyor gets CONVEYOR_PROCESSES), a
  * node:cluster primary forks that many servers sharing one port, as `conveyor serve` does.
  *
- * What it does per request, the same choices the origin makes (src/http/origin.ts):
+ * What it does per request, the same choices the origin makes (src/delivery/origin.ts):
  *   - the files of <folder> are looked up by name in a Map filled at start (the origin's metadata cache);
  *   - a matching If-None-Match answers 304 with the ETag (exact comparison: the bench sends the server's
  *     own ETag);

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
  *
  * Left to itself, SQLite checkpoints in whichever connection commits when the WAL passes 1,000 pages:
  * that commit then copies about 4 MB into the database file and fsyncs it, on the event loop, for ten
- * milliseconds or more. Under a steady stream of enqueues that was the whole tail of the job engine's
+ * milliseconds or more. Under a steady stream of enqueues that is the whole tail of the job engine's
  * enqueue-to-start latency (p99 10 ms with it, 2 ms without). So the writer's automatic checkpoint is
  * pushed far out (`FALLBACK_AUTOCHECKPOINT_PAGES`, a bound for the case this thread cannot keep up or
  * dies) and this thread checkpoints every `intervalMs` instead.

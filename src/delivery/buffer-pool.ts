@@ -9,7 +9,7 @@ export interface BufferLease {
 const MIN_CLASS_BYTES = 16 * 1024;
 
 /**
- * Reusable buffers for response bodies read from storage. Allocating a fresh buffer per response made V8
+ * Reusable buffers for response bodies read from storage. Allocating a fresh buffer per response makes V8
  * run a full mark-compact every few hundred milliseconds under load (the external memory of hundreds of
  * megabytes a second of short-lived buffers), about a third of the CPU of the 64 KiB range benchmark.
  *

@@ -33,10 +33,10 @@ export interface FastTransforms {
  * The public GET and HEAD that a CDN sends (`/a/<id>`, `/v/<id>`, a preset variant `/a/<id>/<file>`, or
  * a correctly signed transform URL `/t/<signature>/<options>/<id>`; no query, no Authorization),
  * answered straight from the HTTP server's request event instead of through Fastify. The origin's work
- * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it were about
- * half of such a response's CPU (docs/benchmarks.md, "Delivery"). What Fastify did for these requests is
- * done here too: the request id (in the response and in problem documents), the request metrics under the
- * same route labels. Everything else takes the Fastify route, which ends in the same `Origin`: requests
+ * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it are about
+ * half of such a response's CPU (docs/benchmarks.md, "The delivery shortcut"). What Fastify does for
+ * these requests is done here too: the request id (in the response and in problem documents), the request
+ * metrics under the same route labels. Everything else takes the Fastify route, which ends in the same `Origin`: requests
  * with credentials in the query or an Authorization header, the other methods, any URL this pattern does
  * not match, and all requests while a delivery rate limit or debug request logging is configured or the
  * server is closing (Fastify then answers 503 and closes the connection).

@@ -5,7 +5,7 @@ import type { Metric, Registry } from 'prom-client';
  * it exactly as its own would be.
  *
  * prom-client's counters and histograms hash and validate the label set on every `inc` and `observe`, even
- * through a `labels(...)` child; on a small response that was about 4 % of the CPU. Here a child is looked
+ * through a `labels(...)` child; on a small response that is about 4 % of the CPU. Here a child is looked
  * up once and an observation is a few additions. Gauges, read only at scrape time, stay prom-client's.
  */
 
@@ -83,9 +83,10 @@ abstract class LabelledMetric<L extends string, C> {
  * The running totals live in Float64Arrays, not in number fields. A field that starts as a small integer
  * and later outgrows V8's small-integer range (2^30: a bytes counter after its first GiB, a request count
  * after a billion) changes representation, which deprecates the hidden class every child shares. Optimised
- * code that had seen that class then failed V8's final check ("Maps became deprecated during
- * optimization") on every attempt: `recordRequest` was recompiled about 185 times a second for minutes, on
- * all four of V8's worker threads, doubling the CPU per response (docs/benchmarks.md, "Session 9").
+ * code that has seen that class then fails V8's final check ("Maps became deprecated during
+ * optimization") on every attempt: with number fields, `recordRequest` is recompiled about 185 times a
+ * second for minutes, on all four of V8's worker threads, doubling the CPU per response
+ * (docs/benchmarks.md, "The recompilation loop").
  */
 export class CounterChild {
   readonly labels: LabelSet;

@@ -16,9 +16,9 @@ type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-re
  *
  * Start-up (loading modules, opening the database, building the routes) keeps many objects alive for a
  * while, so V8 grows its young generation to the most it may (about 64 MB reserved, over 45 MB of it
- * resident) and keeps it when they are gone: an idle server held 178 MB, 46 MB of it an empty young
- * generation. An ordinary full collection does not shrink it; V8's "last resort" collection, the one it runs
- * when memory is short, does, and returns the pages. It is reachable only through the `gc` function that
+ * resident) and keeps it when they are gone: without this, an idle server holds 178 MB, 46 MB of it an
+ * empty young generation. An ordinary full collection does not shrink it; V8's "last resort" collection,
+ * the one it runs when memory is short, does, and returns the pages. It is reachable only through the `gc` function that
  * `--expose-gc` installs, which a new context created after setting the flag has; the flag is cleared again
  * at once, so no other context gets it. It takes about 100-150 ms, once.
  */

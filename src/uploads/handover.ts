@@ -1,6 +1,6 @@
 /**
  * The hand-over of finished tus uploads to the caller (onComplete), and the answers given for an upload
- * once it was handed over. See "Hand-over" at the top of src/media/tus.ts for the contract.
+ * once it was handed over. See "Hand-over" at the top of src/uploads/tus.ts for the contract.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';

@@ -1,19 +1,19 @@
 /**
  * Storage of resumable (tus) uploads: the @tus/file-store and @tus/s3-store data stores, each extended
- * with the few things src/media/tus.ts needs beyond the tus DataStore contract:
+ * with the few things src/uploads/tus.ts needs beyond the tus DataStore contract:
  *
  *   record(id)       the upload's stored record (size, metadata, creation date) without touching its bytes
  *   open(id)         the finished upload's bytes, for the hand-over to the asset store
  *   remove(id)       termination that also works on a finished upload (see TusS3Store.remove)
  *   discard(id)      remove(id) that is quiet when the upload is already gone
  *   receipts         what a finished upload's hand-over answered, kept next to the uploads so that every
- *                    process serving the same storage can replay it ("Hand-over" in src/media/tus.ts)
+ *                    process serving the same storage can replay it ("Hand-over" in src/uploads/tus.ts)
  *   sweep(...)       removes uploads created before a cutoff and receipts written before another
  *
  * Layout. fs: `<directory>/<id>` (bytes), `<id>.json` (record, @tus/file-store's own), `<id>.done` (receipt).
  * S3: `<prefix><id>` (the multipart upload, then the object), `<prefix><id>.info` (record),
  * `<prefix><id>.part` (an incomplete trailing part), `<prefix><id>.done` (receipt). The S3 store has no key
- * prefix of its own, so the prefix is part of the store id; src/media/tus.ts strips it from URLs.
+ * prefix of its own, so the prefix is part of the store id; src/uploads/tus.ts strips it from URLs.
  */
 import { mkdirSync } from 'node:fs';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -83,7 +83,7 @@ export function createTusBackend(storage: TusStorageOptions, expirationMs: numbe
     : new TusS3Store(storage, expirationMs);
 }
 
-// Ids are validated by src/media/tus.ts before they reach a store; the sweep only acts on names of this
+// Ids are validated by src/uploads/tus.ts before they reach a store; the sweep only acts on names of this
 // shape, so foreign files in the folder or bucket are never touched.
 const FS_NAME = /^([0-9a-f]{32})\.(json|done|done\.tmp)$/;
 const S3_NAME = /^([0-9a-f]{32})\.(info|done)$/;
@@ -93,7 +93,7 @@ class TusFileStore extends FileStore implements TusBackend {
 
   constructor(directory: string, expirationMs: number) {
     super({ directory, expirationPeriodInMilliseconds: expirationMs });
-    // Deferred length is refused (src/media/tus.ts), so it is not advertised either.
+    // Deferred length is refused (src/uploads/tus.ts), so it is not advertised either.
     this.extensions = this.extensions.filter((name) => name !== 'creation-defer-length');
   }
 

@@ -1,6 +1,6 @@
 /**
  * Resumable uploads over tus 1.0 (core, creation, creation-with-upload, termination, expiration), on a
- * local folder or S3, built on @tus/server with @tus/file-store and @tus/s3-store (src/media/tus-storage.ts).
+ * local folder or S3, built on @tus/server with @tus/file-store and @tus/s3-store (src/uploads/storage.ts).
  *
  * The caller routes `<path>` and `<path>/<id>` here after authenticating, and passes the Principal:
  *
@@ -17,7 +17,7 @@
  * an unknown id and another tenant's upload all answer the same 404, so ids cannot be probed across tenants.
  * Ids are 128 random bits in hex.
  *
- * Hand-over (src/media/tus-handover.ts). When the last byte is stored, onComplete gets the bytes
+ * Hand-over (src/uploads/handover.ts). When the last byte is stored, onComplete gets the bytes
  * (`open()`) and makes the asset. Its answer (headers, JSON body) is written as a receipt next to the
  * uploads, then the upload's bytes are deleted. From then on the upload URL answers from the receipt: HEAD
  * says Upload-Offset = Upload-Length plus the receipt's headers (e.g. Asset-Id), a PATCH at
@@ -34,7 +34,7 @@
  * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
  * or Upload-Length 0) keeps its 201.
  *
- * Errors are problem+json (src/media/tus-problems.ts has the mapping of the library's answers). A
+ * Errors are problem+json (src/uploads/problems.ts has the mapping of the library's answers). A
  * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
  * upload: the error carries no Location, so no client could ever resume it.
  *

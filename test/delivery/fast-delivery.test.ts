@@ -4,7 +4,7 @@ import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { type Reply, request } from '../helpers/http.ts';
 
 /**
- * The delivery shortcut (src/http/fast-delivery.ts) answers plain public GET and HEAD without Fastify. It
+ * The delivery shortcut (src/delivery/fast-delivery.ts) answers plain public GET and HEAD without Fastify. It
  * must be invisible: every request it takes is answered exactly as the Fastify route answers it. The
  * Fastify route is reached with the same request plus an `Authorization` header, which public content
  * ignores and which the shortcut leaves to Fastify.

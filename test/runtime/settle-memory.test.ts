@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { ROOT } from '../helpers/child.ts';
 
 const run = promisify(execFile);
-const MODULE = new URL('src/ops/settle-memory.ts', `file://${ROOT}`).href;
+const MODULE = new URL('src/runtime/settle-memory.ts', `file://${ROOT}`).href;
 
 /**
  * A child that does what start-up does to the young generation (keeps many new objects alive for a

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { ROOT } from '../helpers/child.ts';
 
 const run = promisify(execFile);
-const MODULE = new URL('src/ops/tick-shape.ts', `file://${ROOT}`).href;
+const MODULE = new URL('src/runtime/tick-shape.ts', `file://${ROOT}`).href;
 
 /**
  * A child that ticks, collects all garbage, ticks again and prints V8's feedback for `process.nextTick`:
@@ -42,7 +42,7 @@ describe('keepTickObjectShape', () => {
   });
 
   it('is needed: without it the same run leaves a store megamorphic', async () => {
-    // If this fails after a Node upgrade, V8 or Node fixed the slow path and src/ops/tick-shape.ts can go.
+    // If this fails after a Node upgrade, V8 or Node fixed the slow path and src/runtime/tick-shape.ts can go.
     const stores = await literalStores('plain');
     assert.ok(stores.some((line) => line.includes('MEGAMORPHIC')));
   });

@@ -10,7 +10,7 @@ import { pattern, sha256 } from './contract.ts';
 
 /**
  * `readIntoNow`: the synchronous read that lets the origin answer a warm request without a promise
- * (src/http/origin.ts). It must read exactly what `readInto` would, and do nothing at all whenever it
+ * (src/delivery/origin.ts). It must read exactly what `readInto` would, and do nothing at all whenever it
  * would have to wait, since the origin then goes the asynchronous way with the same buffer.
  */
 describe('readIntoNow', () => {

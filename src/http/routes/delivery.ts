@@ -13,7 +13,7 @@ const CREDENTIALS = ['token', 'exp', 'kid', 'sig'];
  * The delivery URLs as Fastify routes: `/a/<assetId>` (latest, mutable) and `/v/<versionId>` (immutable).
  * They document the URLs in the OpenAPI document, validate the credentials a query may carry, apply the
  * optional delivery rate limit, and hand the request to the `Origin`, which writes the response. The
- * plain public GET usually never gets here: src/http/fast-delivery.ts hands it to the origin directly.
+ * plain public GET usually never gets here: src/delivery/fast-delivery.ts hands it to the origin directly.
  */
 export async function deliveryRoutes(
   app: FastifyInstance,

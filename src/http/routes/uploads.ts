@@ -3,7 +3,7 @@ import type { AppDeps } from '../app.ts';
 
 /**
  * Resumable uploads (tus 1.0) at /api/v1/uploads: authenticated and rate-limited like the rest of the
- * API (the hooks of the enclosing scope), then handed whole to the tus component (src/media/tus.ts),
+ * API (the hooks of the enclosing scope), then handed whole to the tus component (src/uploads/tus.ts),
  * which reads the body itself; so this scope parses no bodies and the JSON body limit does not apply
  * (CONVEYOR_MAX_UPLOAD_BYTES does, as Tus-Max-Size).
  */

@@ -21,7 +21,7 @@
  *
  * Before libvips looks at the data at all, it must start like one of the binary formats libvips
  * decodes (unless SVG is accepted): libvips would otherwise try its text loaders too, and librsvg parses
- * a whole SVG document to read its dimensions. A 28 MB SVG of a million elements took 1.6 GB and 9 s
+ * a whole SVG document to read its dimensions. A 28 MB SVG of a million elements takes 1.6 GB and 9 s
  * only to be refused as a format that is not accepted.
  *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and

@@ -5,7 +5,7 @@
  * 512 MiB image memory budget, and light presets so that the run stays within a couple of minutes.
  *
  * What it proves: however many heavy decodes arrive together, the process's RSS rises by about the
- * budget, not by their sum (before the budget the same seven, with the default presets, took a server
+ * budget, not by their sum (without the budget the same seven, with the default presets, take a server
  * 2.6-2.8 GB above its idle RSS; docs/benchmarks.md, "Hostile images"), and it comes back down once
  * the work is done. The ceilings have a wide margin for a loaded machine; the benchmark has the exact
  * figures.
