@@ -5,7 +5,7 @@
  * (src/errors.ts) twice, as `type` and as `code`.
  */
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { ConveyorError, catalog, type ErrorCode, insufficientStorage, isOutOfSpace } from './errors.ts';
+import { ConveyorError, catalog, insufficientStorage, isOutOfSpace, type ProblemCode } from './errors.ts';
 
 export const PROBLEM_TYPE_BASE = 'https://conveyor.dev/problems/';
 
@@ -32,7 +32,7 @@ export function toConveyorError(error: unknown): ConveyorError {
   );
 }
 
-const CODE_BY_CLIENT_STATUS: Partial<Record<number, ErrorCode>> = {
+const CODE_BY_CLIENT_STATUS: Partial<Record<number, ProblemCode>> = {
   404: 'not_found',
   405: 'method_not_allowed',
   413: 'payload_too_large',

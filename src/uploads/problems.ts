@@ -27,10 +27,10 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ERRORS } from '@tus/server';
-import { ConveyorError, type ErrorCode, insufficientStorage, isOutOfSpace } from '../errors.ts';
+import { ConveyorError, insufficientStorage, isOutOfSpace, type ProblemCode } from '../errors.ts';
 import { toConveyorError, writeProblem } from '../problems.ts';
 
-const CODE_BY_STATUS: Record<number, ErrorCode> = {
+const CODE_BY_STATUS: Record<number, ProblemCode> = {
   400: 'bad_request',
   403: 'bad_request',
   404: 'not_found',
