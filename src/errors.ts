@@ -1,10 +1,11 @@
 /**
  * The error catalog: every error Conveyor reports has a stable snake_case code listed here, with a title,
  * when it happens, and the HTTP status it answers with. Codes with a status leave the API as RFC 9457
- * problem details (src/problems.ts); codes without one are only ever a job's failure record (`errors[].code`),
- * since nothing answers them over HTTP. Any code with a status can be a job's failure too (an ingest that
- * meets a `not_found` of ours records it).
- * Domain code throws `new ConveyorError(code, detail)` and never thinks about HTTP.
+ * problem details (src/problems.ts); codes without one are only ever a job's failure record
+ * (`errors[].code`), since nothing answers them over HTTP. Any code with a status can be a job's failure
+ * too (an ingest that meets a `not_found` of ours records it). docs/api.md shows this table
+ * (`conveyor errors` prints it). Domain code throws `new ConveyorError(code, detail)` and never thinks
+ * about HTTP.
  */
 export const catalog = {
   bad_request: {
@@ -233,6 +234,11 @@ export type ProblemCode = {
   [K in ErrorCode]: (typeof catalog)[K]['status'] extends number ? K : never;
 }[ErrorCode];
 
+/** Every code an HTTP answer can carry, in catalog order. */
+export const PROBLEM_CODES = (Object.keys(catalog) as ErrorCode[]).filter(
+  (code): code is ProblemCode => catalog[code].status !== null,
+);
+
 export class ConveyorError extends Error {
   readonly code: ProblemCode;
   readonly status: number;
@@ -284,4 +290,13 @@ export function insufficientStorage(
   detail = 'Storage is full: nothing was stored; retry once space has been freed',
 ): ConveyorError {
   return new ConveyorError('insufficient_storage', detail, { cause });
+}
+
+/** The catalog as the Markdown table in docs/api.md (a test keeps the two in step). */
+export function errorTable(): string {
+  const rows = ['| code | status | title | when |', '| --- | --- | --- | --- |'];
+  for (const [code, { status, title, when }] of Object.entries(catalog)) {
+    rows.push(`| \`${code}\` | ${status ?? '—'} | ${title} | ${when.replaceAll('|', '\\|')} |`);
+  }
+  return rows.join('\n');
 }
