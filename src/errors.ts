@@ -1,39 +1,246 @@
 /**
- * The error catalog: every error Conveyor reports has a stable code listed here, with its HTTP status
- * and a title. The HTTP layer renders them as RFC 9457 problem details
- * (`type: https://conveyor.dev/problems/<code>`); the CLI prints code and detail.
- * Domain code throws `new ConveyorError(code, detail)` and never thinks about HTTP.
+ * The error catalog: every error Conveyor reports has a stable snake_case code listed here, with a title,
+ * when it happens, and the HTTP status it answers with. Codes with a status leave the API as RFC 9457
+ * problem details (src/problems.ts); codes without one are only ever a job's failure record
+ * (`errors[].code`), since nothing answers them over HTTP. Any code with a status can be a job's failure
+ * too (an ingest that meets a `not_found` of ours records it). docs/api.md shows this table
+ * (`conveyor errors` prints it). Domain code throws `new ConveyorError(code, detail)` and never thinks
+ * about HTTP.
  */
 export const catalog = {
-  bad_request: { status: 400, title: 'The request is malformed' },
-  validation_failed: { status: 400, title: 'The request does not match the schema' },
-  malformed_json: { status: 400, title: 'The body is not valid JSON' },
-  unauthenticated: { status: 401, title: 'Authentication is required' },
-  insufficient_credit: { status: 402, title: 'The tenant has too few credits' },
-  forbidden: { status: 403, title: 'This key may not do that' },
-  access_denied: { status: 403, title: 'Access denied' },
-  not_found: { status: 404, title: 'Not found' },
-  method_not_allowed: { status: 405, title: 'Method not allowed' },
-  request_timeout: { status: 408, title: 'The request took too long to arrive' },
-  conflict: { status: 409, title: 'Conflict' },
-  precondition_failed: { status: 412, title: 'Precondition failed' },
-  payload_too_large: { status: 413, title: 'The body is larger than allowed' },
-  uri_too_long: { status: 414, title: 'The URI is too long' },
-  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
-  range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
-  unprocessable_content: { status: 422, title: 'The content cannot be processed' },
-  rate_limited: { status: 429, title: 'Too many requests' },
-  header_fields_too_large: { status: 431, title: 'The request headers are too large' },
-  internal: { status: 500, title: 'Internal error' },
-  not_implemented: { status: 501, title: 'Not implemented' },
-  unavailable: { status: 503, title: 'Temporarily unavailable' },
-  insufficient_storage: { status: 507, title: 'The server has no room to store this' },
-} as const satisfies Record<string, { status: number; title: string }>;
+  bad_request: {
+    status: 400,
+    title: 'The request is malformed',
+    when: 'The request cannot be read: faulty HTTP framing, a malformed multipart body or interrupted upload, JSON nested deeper than `CONVEYOR_MAX_JSON_DEPTH`, contradicting filters, a tus request the protocol refuses',
+  },
+  validation_failed: {
+    status: 400,
+    title: 'The request does not match the schema',
+    when: 'A parameter or body field is missing, of the wrong type or out of range (`errors` lists them), an unknown job type, ingest kind or preset, an ingest URL refused before any download (`index` names the item)',
+  },
+  malformed_json: {
+    status: 400,
+    title: 'The body is not valid JSON',
+    when: 'A JSON body does not parse, is empty, or holds a `__proto__` or `constructor.prototype` key',
+  },
+  unauthenticated: {
+    status: 401,
+    title: 'Authentication is required',
+    when: 'No credential, or a malformed, unknown, revoked or expired key or token (with `WWW-Authenticate`)',
+  },
+  insufficient_credit: {
+    status: 402,
+    title: 'The tenant has too few credits',
+    when: 'A billable job costs more than the tenant holds (`cost`, `balance`); nothing is enqueued',
+  },
+  forbidden: {
+    status: 403,
+    title: 'This key may not do that',
+    when: "The key's role is below the one the action needs, or the action is an operator's",
+  },
+  access_denied: {
+    status: 403,
+    title: 'Access denied',
+    when: 'A grant of private content has lapsed (an expired or revoked token, a signed URL past `exp`), or a transform URL is not signed correctly',
+  },
+  not_found: {
+    status: 404,
+    title: 'Not found',
+    when: 'No such route, resource or upload, or private content without a credential for it (answered as if it did not exist)',
+  },
+  method_not_allowed: {
+    status: 405,
+    title: 'Method not allowed',
+    when: 'The path exists but not for this method (with `Allow`)',
+  },
+  request_timeout: {
+    status: 408,
+    title: 'The request took too long to arrive',
+    when: 'The request headers did not arrive within `CONVEYOR_HTTP_HEADERS_TIMEOUT_MS`; the connection closes',
+  },
+  conflict: {
+    status: 409,
+    title: 'Conflict',
+    when: "The resource's state forbids the change: a job that cannot be cancelled or retried as it is, a schedule name in use, a tus offset that does not match, a finished upload",
+  },
+  precondition_failed: {
+    status: 412,
+    title: 'Precondition failed',
+    when: '`If-Match` or `If-Unmodified-Since` does not hold, or a tus request without the supported `Tus-Resumable`',
+  },
+  payload_too_large: {
+    status: 413,
+    title: 'The body is larger than allowed',
+    when: 'A body over its limit (`CONVEYOR_MAX_UPLOAD_BYTES`, `CONVEYOR_MAX_JSON_BODY_BYTES`), chunk extensions too large, bytes sent to a finished upload',
+  },
+  uri_too_long: {
+    status: 414,
+    title: 'The URI is too long',
+    when: 'The request target is longer than the router accepts',
+  },
+  unsupported_media_type: {
+    status: 415,
+    title: 'Unsupported media type',
+    when: 'A body in a content type the route does not take (a tus PATCH without `application/offset+octet-stream`)',
+  },
+  range_not_satisfiable: {
+    status: 416,
+    title: 'Range not satisfiable',
+    when: 'No requested range overlaps the content (with `Content-Range: bytes */<size>`)',
+  },
+  rate_limited: {
+    status: 429,
+    title: 'Too many requests',
+    when: "A client address or key is past its requests per minute, or a tenant past its tier's daily job limit (with `Retry-After`)",
+  },
+  header_fields_too_large: {
+    status: 431,
+    title: 'The request headers are too large',
+    when: "The request headers exceed Node's header size limit; the connection closes",
+  },
+  internal: {
+    status: 500,
+    title: 'Internal error',
+    when: 'Anything unexpected; the details are in the log under the request id, never in the answer',
+  },
+  not_implemented: {
+    status: 501,
+    title: 'Not implemented',
+    when: 'A request body in a transfer coding other than chunked',
+  },
+  unavailable: {
+    status: 503,
+    title: 'Temporarily unavailable',
+    when: 'A dependency or capacity is short for now: the transform queue is full, content is being collected, an upload is locked by another request, token keys cannot be fetched (often with `Retry-After`)',
+  },
+  insufficient_storage: {
+    status: 507,
+    title: 'The server has no room to store this',
+    when: 'The disk or the database is full, or an upload would leave less than the reserve; nothing is stored (a tus upload keeps what it had)',
+  },
+
+  // The image library's refusals: a dead image job, or the answer to a transform of the image.
+  image_too_large: {
+    status: 413,
+    title: 'The image is too large to process',
+    when: 'More bytes than `CONVEYOR_IMAGE_MAX_INPUT_BYTES`, more pixels in one frame than allowed, or a decode whose estimated memory exceeds the whole image budget',
+  },
+  image_too_many_frames: {
+    status: 413,
+    title: 'The image has too many frames',
+    when: 'More pages or animation frames than the image limits allow',
+  },
+  image_output_too_large: {
+    status: 413,
+    title: 'The rendered image is too large',
+    when: 'An encoded output is larger than the image limits allow',
+  },
+  image_unsupported: {
+    status: 415,
+    title: 'The data is not an image in a supported format',
+    when: 'Not an image, or a format outside the accepted input formats',
+  },
+  image_corrupt: {
+    status: 422,
+    title: 'The image data is damaged',
+    when: 'A recognised format whose header or pixel data is damaged or cut short',
+  },
+  image_timeout: {
+    status: 422,
+    title: 'Processing the image took too long',
+    when: 'libvips gave up after the image time limit on one pipeline',
+  },
+
+  // A job's failure record: the engine's own verdicts on an attempt.
+  permanent: {
+    status: null,
+    title: 'The job failed, and trying again cannot help',
+    when: 'A handler threw a `PermanentJobError` without a code of its own; the job is dead',
+  },
+  unknown_type: {
+    status: null,
+    title: 'No handler for the job type',
+    when: 'A worker claimed a job of a type it has no handler for (it loads other job modules than the enqueuer); the job is dead',
+  },
+  timeout: {
+    status: null,
+    title: 'The attempt ran too long',
+    when: "An attempt ran longer than its type's or lane's timeout and was aborted; the job retries, or is dead when out of attempts",
+  },
+  lease_expired: {
+    status: null,
+    title: 'The worker stopped heartbeating',
+    when: 'The worker running an attempt died, hung or lost the database, and the rescuer took the job back; it retries, or is dead when out of attempts',
+  },
+  result_too_large: {
+    status: null,
+    title: 'The result is too large',
+    when: 'A handler returned a result larger than `CONVEYOR_JOB_MAX_PAYLOAD_BYTES`; the job is dead',
+  },
+
+  // A remote ingest's failures (src/media/ingest/download-errors.ts): permanent ones end the job dead;
+  // retryable ones fail the attempt, which keeps only their message, and the job tries again.
+  bad_url: {
+    status: null,
+    title: 'The URL cannot be fetched',
+    when: 'The URL or a redirect target is not an absolute http(s) URL without credentials, or a redirect leads from https to http',
+  },
+  ssrf_forbidden: {
+    status: null,
+    title: 'The destination is refused by policy',
+    when: 'A host, port or resolved address (of the URL or a redirect) is private, denied or not allowed',
+  },
+  download_too_large: {
+    status: null,
+    title: 'The download is larger than allowed',
+    when: 'The origin declared or sent more than `CONVEYOR_INGEST_MAX_BYTES`',
+  },
+  download_too_many_redirects: {
+    status: null,
+    title: 'Too many redirects',
+    when: 'More than `CONVEYOR_INGEST_MAX_REDIRECTS` hops',
+  },
+  download_http_status: {
+    status: null,
+    title: 'The origin answered with an unusable status',
+    when: 'A status other than success or a redirect with a `Location`; 5xx, 408 and 429 are retried, other statuses end the job',
+  },
+  download_network: {
+    status: null,
+    title: 'The origin could not be reached',
+    when: 'DNS failure, a refused or dropped connection, a protocol error (retried), or a TLS certificate that does not verify (the job ends)',
+  },
+  download_timeout: {
+    status: null,
+    title: 'The origin took too long',
+    when: 'No connection in time, the origin went quiet, or the whole download ran out of time (retried)',
+  },
+  download_too_slow: {
+    status: null,
+    title: 'The origin sends too slowly',
+    when: 'The body arrived slower than `CONVEYOR_INGEST_MIN_BYTES_PER_SECOND` over the rate window (retried)',
+  },
+  download_aborted: {
+    status: null,
+    title: 'The download was stopped',
+    when: "The job's attempt was aborted (cancelled, timed out, shutting down) during the download",
+  },
+} as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;
 
+/** The codes an HTTP answer can carry: those with a status. */
+export type ProblemCode = {
+  [K in ErrorCode]: (typeof catalog)[K]['status'] extends number ? K : never;
+}[ErrorCode];
+
+/** Every code an HTTP answer can carry, in catalog order. */
+export const PROBLEM_CODES = (Object.keys(catalog) as ErrorCode[]).filter(
+  (code): code is ProblemCode => catalog[code].status !== null,
+);
+
 export class ConveyorError extends Error {
-  readonly code: ErrorCode;
+  readonly code: ProblemCode;
   readonly status: number;
   readonly title: string;
   /** Extra members for the problem document (e.g. `errors` for validation, `limit` for 413). */
@@ -42,7 +249,7 @@ export class ConveyorError extends Error {
   readonly headers: Record<string, string>;
 
   constructor(
-    code: ErrorCode,
+    code: ProblemCode,
     detail?: string,
     options: { extra?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {},
   ) {
@@ -83,4 +290,13 @@ export function insufficientStorage(
   detail = 'Storage is full: nothing was stored; retry once space has been freed',
 ): ConveyorError {
   return new ConveyorError('insufficient_storage', detail, { cause });
+}
+
+/** The catalog as the Markdown table in docs/api.md (a test keeps the two in step). */
+export function errorTable(): string {
+  const rows = ['| code | status | title | when |', '| --- | --- | --- | --- |'];
+  for (const [code, { status, title, when }] of Object.entries(catalog)) {
+    rows.push(`| \`${code}\` | ${status ?? '—'} | ${title} | ${when.replaceAll('|', '\\|')} |`);
+  }
+  return rows.join('\n');
 }

@@ -3,7 +3,7 @@ import { BlobLedger } from '../assets/blobs.ts';
 import { openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, ConfigError, configTable, loadConfig, redactedConfig } from '../config/config.ts';
 import { migrate, openDatabase } from '../db/database.ts';
-import { ConveyorError } from '../errors.ts';
+import { ConveyorError, errorTable } from '../errors.ts';
 import { isRole, type Principal, ROLES } from '../tenancy/principal.ts';
 import { TenancyService } from '../tenancy/service.ts';
 import { serve } from './serve.ts';
@@ -65,6 +65,11 @@ program
     if (options.table) console.log(configTable());
     else console.log(JSON.stringify(redactedConfig(loadConfig()), null, 2));
   });
+
+program
+  .command('errors')
+  .description('print the error catalog as the Markdown table of docs/api.md')
+  .action(() => console.log(errorTable()));
 
 program
   .command('gc')

@@ -5,9 +5,9 @@ import { etagOf } from '../assets/service.ts';
 import { isActiveContent } from '../assets/sniff.ts';
 import type { Config } from '../config/config.ts';
 import { ConveyorError } from '../errors.ts';
-import { problemDocument, toConveyorError } from '../http/problems.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { CounterChild } from '../ops/prom.ts';
+import { toConveyorError, writeProblem } from '../problems.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import type { AccessService, AccessVerdict } from './access.ts';
@@ -407,7 +407,7 @@ export class Origin {
     });
   }
 
-  /** Answers a failure as problem+json, or, when the body had already begun, cuts the response short. */
+  /** Answers a failure as a problem document, or cuts the response short once the body has begun. */
   #fail(error: unknown, request: OriginRequest, res: ServerResponse, headers: OutgoingHttpHeaders): void {
     const problem = toConveyorError(error);
     if (problem.status >= 500) {
@@ -417,15 +417,14 @@ export class Origin {
       res.destroy(problem);
       return;
     }
-    const body = JSON.stringify(problemDocument(problem, request.path, request.requestId));
-    // Errors are not cached, unless the error chose its own policy (a lapsed grant's 403 says `private`).
-    headers['cache-control'] = 'no-store';
     delete headers['content-disposition'];
-    Object.assign(headers, problem.headers);
-    headers['content-type'] = 'application/problem+json; charset=utf-8';
-    headers['content-length'] = Buffer.byteLength(body);
-    // A HEAD response carries the headers of the GET it mirrors, and never a body.
-    res.writeHead(problem.status, headers).end(request.method === 'HEAD' ? undefined : body);
+    writeProblem(
+      res,
+      request.method,
+      problem,
+      { instance: request.path, requestId: request.requestId },
+      headers,
+    );
   }
 }
 

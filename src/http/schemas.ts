@@ -1,4 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { PROBLEM_CODES, type ProblemCode } from '../errors.ts';
 
 /** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
 
@@ -9,7 +10,11 @@ export const Problem = Type.Object(
     status: Type.Integer(),
     detail: Type.Optional(Type.String()),
     instance: Type.Optional(Type.String()),
-    code: Type.String(),
+    code: Type.Unsafe<ProblemCode>({
+      type: 'string',
+      enum: PROBLEM_CODES,
+      description: 'The stable error code; docs/api.md, "Errors", says when each happens',
+    }),
   },
   { $id: 'Problem', additionalProperties: true },
 );

@@ -9,7 +9,7 @@ import { Socket } from 'node:net';
 import type { Config } from '../config/config.ts';
 import { requestIdOf } from '../delivery/fast-delivery.ts';
 import { ConveyorError } from '../errors.ts';
-import { PROBLEM_TYPE_BASE, problemDocument } from './problems.ts';
+import { problemAnswer, writeProblem } from '../problems.ts';
 
 /**
  * The HTTP server's defence of its own sockets, for an origin that may face clients directly:
@@ -225,18 +225,11 @@ export class SocketGuard {
         : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
           ? new ConveyorError('payload_too_large', 'The chunk extensions are too large')
           : new ConveyorError('bad_request', `Malformed request: ${error.reason ?? error.message}`);
-    const body = JSON.stringify({
-      type: PROBLEM_TYPE_BASE + problem.code,
-      title: problem.title,
-      status: problem.status,
-      detail: problem.message,
-      code: problem.code,
-    });
-    socket.end(
-      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nConnection: close\r\n` +
-        'Content-Type: application/problem+json; charset=utf-8\r\nCache-Control: no-store\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
+    // No request was parsed, so the document names neither an instance nor a request id.
+    const answer = problemAnswer(problem, {});
+    let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nConnection: close\r\n`;
+    for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${value}\r\n`;
+    socket.end(`${head}\r\n${answer.body}`);
     if (timeout) this.#closed('headers_timeout');
     const lingerMs = this.#settings.httpLingeringCloseMs;
     if (timeout || inFlight || lingerMs === 0) {
@@ -290,13 +283,12 @@ function framingProblem(req: IncomingMessage, coding: string): ConveyorError | n
 /** Answers a request refused before any route saw it, and closes the connection after the answer. */
 function refuse(req: IncomingMessage, res: ServerResponse, problem: ConveyorError): void {
   const requestId = requestIdOf(req);
-  const body = JSON.stringify(problemDocument(problem, (req.url ?? '/').split('?')[0]!, requestId));
-  res.writeHead(problem.status, {
-    'content-type': 'application/problem+json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    'x-request-id': requestId,
-    connection: 'close',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const instance = (req.url ?? '/').split('?')[0]!;
+  writeProblem(
+    res,
+    req.method,
+    problem,
+    { instance, requestId },
+    { 'x-request-id': requestId, connection: 'close' },
+  );
 }

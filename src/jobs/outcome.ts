@@ -11,7 +11,7 @@ type Fence = { owner: string; attempts: number } | { expiredBefore: number; atte
 
 export interface AttemptError {
   message: string;
-  code?: string;
+  code?: JobError['code'];
   /** Retrying cannot help: straight to dead. */
   permanent?: boolean;
 }

@@ -35,14 +35,18 @@
  * - **idempotency key**: a client's name for one intended job; enqueueing it again returns the same job.
  */
 
+import type { ErrorCode } from '../errors.ts';
 import type { JobState, Lane } from '../glossary.ts';
 
 export interface JobError {
   attempt: number;
   at: string;
   message: string;
-  /** `timeout`, `lease_expired`, `permanent`, or the handler's own error code. */
-  code?: string;
+  /**
+   * The catalog code (src/errors.ts) of a failure that ends the job or is the engine's own (`timeout`,
+   * `lease_expired`); a failure that is retried keeps only its message.
+   */
+  code?: ErrorCode;
 }
 
 export interface JobProgress {
@@ -120,10 +124,13 @@ export class JobAbort extends Error {
   }
 }
 
-/** Thrown by a handler when retrying cannot help (bad input, 404 at the origin): the job goes straight to dead. */
+/**
+ * Thrown by a handler when retrying cannot help (bad input, 404 at the origin): the job goes straight to
+ * dead, its error recorded with `code`, a catalog code.
+ */
 export class PermanentJobError extends Error {
-  readonly code: string;
-  constructor(message: string, code = 'permanent') {
+  readonly code: ErrorCode;
+  constructor(message: string, code: ErrorCode = 'permanent') {
     super(message);
     this.name = 'PermanentJobError';
     this.code = code;

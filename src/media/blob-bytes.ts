@@ -1,8 +1,7 @@
 import type { BlobStore } from '../storage/blob-store.ts';
 
-/** A blob larger than the caller's limit. */
+/** A blob larger than the caller's limit; the caller says what that means to its client. */
 export class BlobTooLargeForMemoryError extends Error {
-  readonly code = 'too_large';
   constructor(sha256: string, limit: number) {
     super(`blob ${sha256} is larger than ${limit} bytes, the most read into memory for processing`);
   }

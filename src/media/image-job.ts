@@ -8,7 +8,7 @@ import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import { own } from '../own.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { readBlob } from './blob-bytes.ts';
+import { BlobTooLargeForMemoryError, readBlob } from './blob-bytes.ts';
 import { type DerivedBlobs, variantKey } from './derived.ts';
 import { MemoryBudget } from './image/budget.ts';
 import type { EncoderSettings, ImageLimits, ImageRuntime, VariantPreset } from './image/index.ts';
@@ -181,8 +181,8 @@ export class ImageProcessor {
     const { settings } = this;
     context.progress({ stage: 'reading', percent: 0 });
     const bytes = await readBlob(this.#store, payload.sha256, settings.maxInputBytes).catch((error) => {
-      if ((error as { code?: string }).code === 'too_large') {
-        throw new PermanentJobError((error as Error).message, 'image_too_large');
+      if (error instanceof BlobTooLargeForMemoryError) {
+        throw new PermanentJobError(error.message, 'image_too_large');
       }
       throw error;
     });

@@ -11,6 +11,7 @@ import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
+import { ImageError } from './image/errors.ts';
 import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
@@ -345,7 +346,7 @@ export class TransformService {
    */
   async #read(source: Representation): Promise<BufferLease> {
     if (source.size > this.#maxInputBytes) {
-      throw new ConveyorError('payload_too_large', 'The source image is too large to transform');
+      throw new ConveyorError('image_too_large', 'The source image is too large to transform');
     }
     const lease = this.#sourcePool.acquire(source.size);
     try {
@@ -401,17 +402,11 @@ function defaultQuality(render: RenderOptions, format: OutputFormat): number | u
   return encoder.quality;
 }
 
-/** The image library's refusals, as problems: the source is the client's choice, so 4xx. */
+/**
+ * The image library's refusals, as problems under their own catalog codes: the source is the client's
+ * choice, so each is a 4xx (src/errors.ts). Anything else (the store failing, say) stays as it is.
+ */
 function imageProblem(error: unknown): never {
-  const code = (error as { code?: string }).code;
-  if (code === 'IMAGE_UNSUPPORTED') {
-    throw new ConveyorError('unsupported_media_type', 'The source is not an image this server transforms');
-  }
-  if (code === 'IMAGE_TOO_LARGE' || code === 'IMAGE_TOO_MANY_FRAMES' || code === 'IMAGE_OUTPUT_TOO_LARGE') {
-    throw new ConveyorError('payload_too_large', (error as Error).message);
-  }
-  if (code === 'IMAGE_CORRUPT') {
-    throw new ConveyorError('unprocessable_content', (error as Error).message);
-  }
+  if (error instanceof ImageError) throw new ConveyorError(error.code, error.message, { cause: error });
   throw error;
 }

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { requestIdOf } from '../delivery/fast-delivery.ts';
 import { ConveyorError } from '../errors.ts';
-import { problemDocument, toConveyorError } from '../http/problems.ts';
+import { toConveyorError, writeProblem } from '../problems.ts';
 
 /** What a /metrics answer is made of: the registry's (or the cluster's) rendering. */
 export type RenderMetrics = () => Promise<{ contentType: string; body: string }>;
@@ -98,15 +98,7 @@ async function answer(
     });
     response.end(request.method === 'HEAD' ? undefined : body);
   } catch (error) {
-    const problem = toConveyorError(error);
-    const body = JSON.stringify(problemDocument(problem, path, requestId));
-    response.writeHead(problem.status, {
-      ...problem.headers,
-      'content-type': 'application/problem+json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'cache-control': 'no-store',
-      'x-request-id': requestId,
-    });
-    response.end(request.method === 'HEAD' ? undefined : body);
+    const about = { instance: path, requestId };
+    writeProblem(response, request.method, toConveyorError(error), about, { 'x-request-id': requestId });
   }
 }

@@ -2,9 +2,9 @@
  * Errors of the resumable-upload endpoint as RFC 9457 problem documents.
  *
  * @tus/server answers failures as `text/plain` with its own status codes, and its `onResponseError` hook can
- * change only the status and the text, not the Content-Type. So src/media/tus.ts lets it answer into a web
- * Response, and every Response of 400 or more (or error the library throws on the way) is mapped here onto
- * the error catalog and re-sent as `application/problem+json`:
+ * change only the status and the text, not the Content-Type. So src/uploads/tus.ts lets it answer into a
+ * web Response, and every Response of 400 or more (or error the library throws on the way) is mapped here
+ * onto the error catalog and re-sent as a problem document (src/problems.ts):
  *
  *   library answer                                   catalog code            status
  *   400 malformed header, bad Upload-Length/metadata bad_request             400
@@ -19,7 +19,7 @@
  *   a write or creation out of space (***)           insufficient_storage    507
  *   any other 5xx, any unexpected throw              internal                500 (detail only in the log)
  *
- *   (*)  src/media/tus.ts checks these itself before the library sees the request, so they are rare.
+ *   (*)  src/uploads/tus.ts checks these itself before the library sees the request, so they are rare.
  *   (**) tus allows 404 or 410 for a removed upload; the catalog has no 410 and a sweep forgets the upload
  *        anyway, so an expired upload answers 404 whether or not it was swept yet.
  *   (***) the library passes the failed write's own error (ENOSPC) on. A PATCH keeps the bytes it stored
@@ -27,10 +27,10 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ERRORS } from '@tus/server';
-import { ConveyorError, type ErrorCode, insufficientStorage, isOutOfSpace } from '../errors.ts';
-import { problemDocument, toConveyorError } from '../http/problems.ts';
+import { ConveyorError, insufficientStorage, isOutOfSpace, type ProblemCode } from '../errors.ts';
+import { toConveyorError, writeProblem } from '../problems.ts';
 
-const CODE_BY_STATUS: Record<number, ErrorCode> = {
+const CODE_BY_STATUS: Record<number, ProblemCode> = {
   400: 'bad_request',
   403: 'bad_request',
   404: 'not_found',
@@ -80,7 +80,7 @@ export interface ProblemContext {
   log?: { error(obj: object, msg: string): void };
 }
 
-/** Answers `error` as problem+json; a response that already began is cut short instead. */
+/** Answers `error` as a problem document; a response that already began is cut short instead. */
 export function sendTusProblem(
   req: IncomingMessage,
   res: ServerResponse,
@@ -95,13 +95,7 @@ export function sendTusProblem(
     res.destroy();
     return;
   }
-  const body = JSON.stringify(problemDocument(problem, context.path, context.requestId));
-  const headers: OutgoingHttpHeaders = {
-    'cache-control': 'no-store',
-    ...problem.headers,
-    'content-type': 'application/problem+json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-  };
+  const headers: OutgoingHttpHeaders = {};
   // tus 1.0 core: "The Tus-Resumable header MUST be included in every request and response except for
   // OPTIONS requests."
   if (req.method !== 'OPTIONS') headers['tus-resumable'] = '1.0.0';
@@ -109,6 +103,5 @@ export function sendTusProblem(
   // size) to reuse the connection. Closing costs the client one reconnect, which it needs after an error
   // anyway.
   if ((req.method === 'PATCH' || req.method === 'POST') && !req.complete) headers.connection = 'close';
-  // A HEAD response never has a body.
-  res.writeHead(problem.status, headers).end(req.method === 'HEAD' ? undefined : body);
+  writeProblem(res, req.method, problem, { instance: context.path, requestId: context.requestId }, headers);
 }

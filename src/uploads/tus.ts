@@ -34,7 +34,7 @@
  * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
  * or Upload-Length 0) keeps its 201.
  *
- * Errors are problem+json (src/uploads/problems.ts has the mapping of the library's answers). A
+ * Errors are problem documents (src/uploads/problems.ts maps the library's answers onto the catalog). A
  * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
  * upload: the error carries no Location, so no client could ever resume it.
  *

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { insufficientStorage, isOutOfSpace } from '../../src/errors.ts';
-import { toConveyorError } from '../../src/http/problems.ts';
+import { toConveyorError } from '../../src/problems.ts';
 import { FreeSpace } from '../../src/storage/free-space.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { assertProblem } from '../helpers/http.ts';

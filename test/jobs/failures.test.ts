@@ -82,14 +82,14 @@ for (const database of DATABASES) {
             await t.engine.outcomes.fail(job, 'wkr_test', {
               message: 'bad input',
               permanent: true,
-              code: 'bad',
+              code: 'validation_failed',
             }),
             'dead',
           );
         }
         const dead = await t.engine.admin.list(tenant, { state: 'dead', limit: 10 });
         assert.equal(dead.items.length, 3);
-        assert.equal(dead.items[0]!.errors[0]!.code, 'bad');
+        assert.equal(dead.items[0]!.errors[0]!.code, 'validation_failed');
         assert.equal(await t.engine.admin.replayDead(tenant, { type: 'noop' }, 100), 2);
         const replayed = await t.engine.admin.list(tenant, { state: 'queued', limit: 10 });
         assert.deepEqual(

@@ -128,7 +128,7 @@ for (const backend of BACKENDS) {
       const bombJob = await imageJob(server, bomb.id);
       assert.equal(bombJob.state, 'dead');
       assert.equal(bombJob.attempts, 1);
-      assert.equal(bombJob.errors[0].code, 'IMAGE_TOO_LARGE');
+      assert.equal(bombJob.errors[0].code, 'image_too_large');
 
       const whole = await sceneJpeg(400, 300, 'b');
       const cut = await upload(server, whole.subarray(0, Math.floor(whole.length / 2)), {
@@ -137,7 +137,7 @@ for (const backend of BACKENDS) {
       });
       const cutJob = await imageJob(server, cut.id);
       assert.equal(cutJob.state, 'dead');
-      assert.equal(cutJob.errors[0].code, 'IMAGE_CORRUPT');
+      assert.equal(cutJob.errors[0].code, 'image_corrupt');
       for (const asset of [bomb, cut]) {
         const { body } = await server.json('GET', `/api/v1/assets/${asset.id}`);
         assert.equal(body.media, null);

@@ -58,7 +58,9 @@ export const JobSchema = Type.Object(
         attempt: Type.Integer(),
         at: Type.String(),
         message: Type.String(),
-        code: Type.Optional(Type.String()),
+        code: Type.Optional(
+          Type.String({ description: 'A code of the error catalog (docs/api.md, "Errors")' }),
+        ),
       }),
     ),
     idempotencyKey: Type.Union([Type.String(), Type.Null()]),

@@ -12,7 +12,7 @@
  *   phash           64-bit perceptual hash, 16 hex digits; see phash.ts for the algorithm and how to
  *                   compare two of them (Hamming distance)
  *
- * The decode doubles as a cheap integrity check: a truncated file fails here with IMAGE_CORRUPT.
+ * The decode doubles as a cheap integrity check: a truncated file fails here with image_corrupt.
  * Small as its output is, the decode itself can be large (an AVIF or a progressive JPEG is decoded
  * whole before it is shrunk), so it reserves its estimate in the memory budget like any render.
  */

@@ -1,7 +1,7 @@
 /**
  * Working memory: how much RSS one pipeline may add, estimated from the image's header before
  * anything is decoded. The process-wide MemoryBudget (budget.ts) admits pipelines by these figures,
- * and an image whose figure alone exceeds the budget is refused with IMAGE_TOO_LARGE.
+ * and an image whose figure alone exceeds the budget is refused with image_too_large.
  *
  * The pixel limit alone does not bound memory, because at the same 50 MP the decoders differ by two
  * orders of magnitude (docs/benchmarks.md, "Hostile images", measured on sharp 0.35 / libvips 8.18):
@@ -153,7 +153,7 @@ export function checkWorkingMemory(bytes: number, limits: ImageLimits): void {
   if (bytes > limits.maxWorkingBytes) {
     const mb = (n: number) => Math.ceil(n / MB);
     throw new ImageError(
-      'IMAGE_TOO_LARGE',
+      'image_too_large',
       `Processing the image would need about ${mb(bytes)} MiB of memory; at most ${mb(limits.maxWorkingBytes)} MiB are allowed`,
       { details: { estimatedBytes: Math.ceil(bytes), limit: limits.maxWorkingBytes } },
     );

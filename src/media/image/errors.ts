@@ -4,15 +4,14 @@
  * PermanentJobError, which sends the job straight to dead instead of retrying, and carry
  * `permanent: true` for callers that look at the flag instead.
  *
+ * Their codes are entries of the error catalog (src/errors.ts), with the status a transform of the
+ * image answers: too large, too many frames or too large an output 413, unsupported 415, corrupt or
+ * too slow to process 422.
+ *
  * Anything else that escapes the library (a missing file, the machine out of memory, a programming
  * error) is deliberately left as it is: those may well succeed on another attempt.
- *
- * Suggested mapping to the HTTP error catalog:
- *   IMAGE_TOO_LARGE, IMAGE_TOO_MANY_FRAMES  413 payload_too_large
- *   IMAGE_UNSUPPORTED                       415 unsupported_media_type
- *   IMAGE_CORRUPT                           400 bad_request (or 422 if the catalog grows one)
- *   IMAGE_OUTPUT_TOO_LARGE, IMAGE_TIMEOUT   the request asked for more than the limits allow: 400
  */
+import type { ProblemCode } from '../../errors.ts';
 import { PermanentJobError } from '../../jobs/types.ts';
 
 export const IMAGE_ERROR_CODES = [
@@ -20,18 +19,18 @@ export const IMAGE_ERROR_CODES = [
    * More pixels (width x height of one frame) than `maxInputPixels`, or a step whose estimated working
    * memory (cost.ts) is above `maxWorkingBytes`.
    */
-  'IMAGE_TOO_LARGE',
+  'image_too_large',
   /** More pages or animation frames than `maxFrames`. */
-  'IMAGE_TOO_MANY_FRAMES',
+  'image_too_many_frames',
   /** Not an image, or a format outside the configured allow-list. */
-  'IMAGE_UNSUPPORTED',
+  'image_unsupported',
   /** A recognised format whose header or pixel data is damaged or truncated. */
-  'IMAGE_CORRUPT',
+  'image_corrupt',
   /** The encoded output is larger than `maxOutputBytes`. */
-  'IMAGE_OUTPUT_TOO_LARGE',
+  'image_output_too_large',
   /** libvips gave up after `timeoutSeconds` of work on one pipeline. */
-  'IMAGE_TIMEOUT',
-] as const;
+  'image_timeout',
+] as const satisfies readonly ProblemCode[];
 export type ImageErrorCode = (typeof IMAGE_ERROR_CODES)[number];
 
 export class ImageError extends PermanentJobError {
@@ -71,17 +70,17 @@ export function classifySharpError(error: unknown): unknown {
   const message = error.message;
   if (ENVIRONMENT.test(message) || PROGRAMMING.test(message)) return error;
   if (/exceeds pixel limit/i.test(message)) {
-    return new ImageError('IMAGE_TOO_LARGE', 'The image has more pixels than allowed', { cause: error });
+    return new ImageError('image_too_large', 'The image has more pixels than allowed', { cause: error });
   }
   if (/unsupported image format/i.test(message)) {
-    return new ImageError('IMAGE_UNSUPPORTED', 'The data is not an image in a supported format', {
+    return new ImageError('image_unsupported', 'The data is not an image in a supported format', {
       cause: error,
     });
   }
   if (/^timeout/i.test(message)) {
-    return new ImageError('IMAGE_TIMEOUT', 'Processing the image took longer than allowed', { cause: error });
+    return new ImageError('image_timeout', 'Processing the image took longer than allowed', { cause: error });
   }
-  return new ImageError('IMAGE_CORRUPT', `The image data is damaged: ${firstLine(message)}`, {
+  return new ImageError('image_corrupt', `The image data is damaged: ${firstLine(message)}`, {
     cause: error,
   });
 }

@@ -37,7 +37,7 @@ export interface ImageLimits {
   timeoutSeconds: number;
   /**
    * Estimated working memory (cost.ts) one step on one image may need; more is refused with
-   * IMAGE_TOO_LARGE. It is also the capacity of the process's MemoryBudget, which every step fits in.
+   * image_too_large. It is also the capacity of the process's MemoryBudget, which every step fits in.
    */
   maxWorkingBytes: number;
 }

@@ -5,18 +5,18 @@
  * answer costs microseconds and a few kilobytes however large the image claims to be. Every refusal
  * happens before anything is decoded, these here:
  *
- *   IMAGE_UNSUPPORTED      not an image, or a format outside `limits.inputFormats`
- *   IMAGE_CORRUPT          a recognised format whose header is damaged or cut short, or an empty file
- *   IMAGE_TOO_LARGE        width x height of one frame above `limits.maxInputPixels` (decompression
+ *   image_unsupported      not an image, or a format outside `limits.inputFormats`
+ *   image_corrupt          a recognised format whose header is damaged or cut short, or an empty file
+ *   image_too_large        width x height of one frame above `limits.maxInputPixels` (decompression
  *                          bombs: a 100-byte PNG can declare 50,000 x 50,000 pixels, 7.5 GB decoded)
- *   IMAGE_TOO_MANY_FRAMES  more pages or animation frames than `limits.maxFrames`
+ *   image_too_many_frames  more pages or animation frames than `limits.maxFrames`
  *
  * The pixel limit is per frame, and so is libvips' own (limitInputPixels counts the pages a pipeline
  * loads): every pipeline here loads the first page or frame only, so an animation costs no more to
  * process than its first frame, and the frame limit bounds only the header scan. Within the pixel
  * limit, memory still depends on the decoder: the probe reports what cost.ts needs to estimate it
  * (channels, sample depth, progressive or not, chroma subsampling), and each step (analysis,
- * transform, variant set), knowing its outputs, refuses with IMAGE_TOO_LARGE what it could never fit
+ * transform, variant set), knowing its outputs, refuses with image_too_large what it could never fit
  * into `limits.maxWorkingBytes`.
  *
  * Before libvips looks at the data at all, it must start like one of the binary formats libvips
@@ -26,7 +26,7 @@
  *
  * What a header cannot show is damage further in: a JPEG cut off halfway has an intact header and
  * probes fine. Decoding finds it (analyseImage's small thumbnail is the cheap way) and reports
- * IMAGE_CORRUPT; the same failOn level applies there.
+ * image_corrupt; the same failOn level applies there.
  */
 import { open } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
@@ -84,7 +84,7 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
     const head = await leadingBytes(input);
     // An empty file goes on to libvips, which calls it corrupt, as it does a cut-off header.
     if (head.length > 0 && !hasBinarySignature(head)) {
-      throw new ImageError('IMAGE_UNSUPPORTED', 'The data is not an image in a supported format');
+      throw new ImageError('image_unsupported', 'The data is not an image in a supported format');
     }
   }
   // No pixel cap on this call: metadata() decodes no pixels, and sharp's cap would refuse the image
@@ -94,7 +94,7 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
 
   const format = inputFormat(meta);
   if (!limits.inputFormats.includes(format)) {
-    throw new ImageError('IMAGE_UNSUPPORTED', `Images in ${format} format are not accepted`, {
+    throw new ImageError('image_unsupported', `Images in ${format} format are not accepted`, {
       details: { format, accepted: limits.inputFormats },
     });
   }
@@ -104,12 +104,12 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
   // there for the formats that can also report the whole strip.
   const rawHeight = meta.pageHeight ?? meta.height;
   if (!(rawWidth >= 1 && rawHeight >= 1)) {
-    throw new ImageError('IMAGE_CORRUPT', `The image header declares ${rawWidth}x${rawHeight} pixels`);
+    throw new ImageError('image_corrupt', `The image header declares ${rawWidth}x${rawHeight} pixels`);
   }
   const pixels = rawWidth * rawHeight;
   if (pixels > limits.maxInputPixels) {
     throw new ImageError(
-      'IMAGE_TOO_LARGE',
+      'image_too_large',
       `The image is ${rawWidth}x${rawHeight} (${pixels} pixels); at most ${limits.maxInputPixels} are allowed`,
       { details: { width: rawWidth, height: rawHeight, pixels, limit: limits.maxInputPixels } },
     );
@@ -117,7 +117,7 @@ export async function probeImage(input: ImageInput, limits: ImageLimits): Promis
   const pages = meta.pages ?? 1;
   if (pages > limits.maxFrames) {
     throw new ImageError(
-      'IMAGE_TOO_MANY_FRAMES',
+      'image_too_many_frames',
       `The image has ${pages} frames; at most ${limits.maxFrames} are allowed`,
       { details: { pages, limit: limits.maxFrames } },
     );

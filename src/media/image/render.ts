@@ -39,7 +39,7 @@ export interface RenderOptions {
    * uniformly. Must not exceed 16383, the largest WebP side.
    */
   maxOutputDimension: number;
-  /** Encoded outputs larger than this are refused with IMAGE_OUTPUT_TOO_LARGE. */
+  /** Encoded outputs larger than this are refused with image_output_too_large. */
   maxOutputBytes: number;
   /** Allow outputs larger than the source (see geometry.ts); off by default, like imgproxy. */
   enlarge: boolean;
@@ -114,7 +114,7 @@ export async function renderTransform(
 export function checkOutputSize(bytes: number, limit: number): void {
   if (bytes > limit) {
     throw new ImageError(
-      'IMAGE_OUTPUT_TOO_LARGE',
+      'image_output_too_large',
       `The output is ${bytes} bytes; at most ${limit} are allowed`,
       {
         details: { bytes, limit },

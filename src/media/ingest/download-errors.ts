@@ -2,40 +2,48 @@
  * Download errors
  * ===============
  *
- * Every way a remote ingest can fail is one subclass of DownloadError with a stable `code` and a
- * `retryable` verdict, so the job engine can dead-letter permanent failures at once and back off on the
- * others without parsing messages:
+ * Every way a remote ingest can fail is one subclass of DownloadError with a stable `code` from the error
+ * catalog (src/errors.ts) and a `retryable` verdict, so the job engine can dead-letter permanent failures
+ * at once and back off on the others without parsing messages:
  *
- *   code                retryable  meaning
- *   BAD_URL             no         not an absolute http(s) URL, credentials in it, unusable redirect target
- *   SSRF_FORBIDDEN      no         the destination (host, port or resolved address) is refused by policy
- *   TOO_LARGE           no         Content-Length or the bytes received exceed maxBytes
- *   TIMEOUT             yes        no connection in time ('connect'), the origin went quiet ('idle'),
- *                                  or the whole download ran out of time ('total')
- *   TOO_SLOW            yes        the body arrived slower than the minimum rate over the rate window
- *   TOO_MANY_REDIRECTS  no         more than maxRedirects hops
- *   HTTP_STATUS         depends    an unusable status; 5xx, 408 and 429 are retryable, other 4xx are not
- *   NETWORK             usually    DNS failure, refused or dropped connection, protocol error; TLS
- *                                  certificate failures are not retryable (they do not heal by waiting)
- *   ABORTED             no         the caller's AbortSignal fired or the caller destroyed the body stream
+ *   code                          retryable  meaning
+ *   bad_url                       no         not an absolute http(s) URL, credentials in it, unusable
+ *                                            redirect target
+ *   ssrf_forbidden                no         the destination (host, port or resolved address) is refused
+ *                                            by policy
+ *   download_too_large            no         Content-Length or the bytes received exceed maxBytes
+ *   download_timeout              yes        no connection in time ('connect'), the origin went quiet
+ *                                            ('idle'), or the whole download ran out of time ('total')
+ *   download_too_slow             yes        the body arrived slower than the minimum rate over the window
+ *   download_too_many_redirects   no         more than maxRedirects hops
+ *   download_http_status          depends    an unusable status; 5xx, 408 and 429 are retryable, other
+ *                                            4xx are not
+ *   download_network              usually    DNS failure, refused or dropped connection, protocol error;
+ *                                            TLS certificate failures are not retryable (they do not heal
+ *                                            by waiting)
+ *   download_aborted              no         the caller's AbortSignal fired or the caller destroyed the
+ *                                            body stream
  *
- * These are deliberately not ConveyorErrors: the downloader runs inside jobs, not requests. The code that
- * reports a failed ingest through the API maps them onto the error catalog (BAD_URL and SSRF_FORBIDDEN to
- * bad_request, TOO_LARGE to payload_too_large, the rest to the job's failure record).
+ * These are not ConveyorErrors: the downloader runs inside jobs, not requests, and none of these codes
+ * has an HTTP status. A permanent one ends the ingest job dead with its code; an ingest request refuses
+ * a URL that fails the checks it can make without the network as `validation_failed`.
  */
 import { parseHttpDate } from '../../delivery/http-date.ts';
+import type { ErrorCode } from '../../errors.ts';
 import type { AddressClass } from './ssrf.ts';
 
-export type DownloadErrorCode =
-  | 'BAD_URL'
-  | 'SSRF_FORBIDDEN'
-  | 'TOO_LARGE'
-  | 'TIMEOUT'
-  | 'TOO_SLOW'
-  | 'TOO_MANY_REDIRECTS'
-  | 'HTTP_STATUS'
-  | 'NETWORK'
-  | 'ABORTED';
+export type DownloadErrorCode = Extract<
+  ErrorCode,
+  | 'bad_url'
+  | 'ssrf_forbidden'
+  | 'download_too_large'
+  | 'download_timeout'
+  | 'download_too_slow'
+  | 'download_too_many_redirects'
+  | 'download_http_status'
+  | 'download_network'
+  | 'download_aborted'
+>;
 
 export abstract class DownloadError extends Error {
   abstract readonly code: DownloadErrorCode;
@@ -43,7 +51,7 @@ export abstract class DownloadError extends Error {
 }
 
 export class BadUrlError extends DownloadError {
-  readonly code = 'BAD_URL';
+  readonly code = 'bad_url';
   readonly retryable = false;
   override readonly name = 'BadUrlError';
 }
@@ -52,7 +60,7 @@ export class BadUrlError extends DownloadError {
 export type ForbiddenReason = AddressClass | 'host-denied' | 'host-not-allowed' | 'port-not-allowed';
 
 export class ForbiddenAddressError extends DownloadError {
-  readonly code = 'SSRF_FORBIDDEN';
+  readonly code = 'ssrf_forbidden';
   readonly retryable = false;
   override readonly name = 'ForbiddenAddressError';
   /** The host as written in the URL (brackets stripped for IPv6 literals). */
@@ -72,7 +80,7 @@ export class ForbiddenAddressError extends DownloadError {
 }
 
 export class TooLargeError extends DownloadError {
-  readonly code = 'TOO_LARGE';
+  readonly code = 'download_too_large';
   readonly retryable = false;
   override readonly name = 'TooLargeError';
   readonly limit: number;
@@ -86,7 +94,7 @@ export class TooLargeError extends DownloadError {
 export type TimeoutPhase = 'connect' | 'idle' | 'total';
 
 export class DownloadTimeoutError extends DownloadError {
-  readonly code = 'TIMEOUT';
+  readonly code = 'download_timeout';
   readonly retryable = true;
   override readonly name = 'DownloadTimeoutError';
   readonly phase: TimeoutPhase;
@@ -109,7 +117,7 @@ export class DownloadTimeoutError extends DownloadError {
  * Retryable: the job tries again after its backoff, when the origin may be healthy again.
  */
 export class TooSlowError extends DownloadError {
-  readonly code = 'TOO_SLOW';
+  readonly code = 'download_too_slow';
   readonly retryable = true;
   override readonly name = 'TooSlowError';
   readonly bytesPerSecond: number;
@@ -128,7 +136,7 @@ export class TooSlowError extends DownloadError {
 }
 
 export class TooManyRedirectsError extends DownloadError {
-  readonly code = 'TOO_MANY_REDIRECTS';
+  readonly code = 'download_too_many_redirects';
   readonly retryable = false;
   override readonly name = 'TooManyRedirectsError';
   /** Every URL that answered with a redirect, in order. */
@@ -141,7 +149,7 @@ export class TooManyRedirectsError extends DownloadError {
 }
 
 export class HttpStatusError extends DownloadError {
-  readonly code = 'HTTP_STATUS';
+  readonly code = 'download_http_status';
   override readonly name = 'HttpStatusError';
   readonly status: number;
   readonly retryable: boolean;
@@ -157,7 +165,7 @@ export class HttpStatusError extends DownloadError {
 }
 
 export class NetworkError extends DownloadError {
-  readonly code = 'NETWORK';
+  readonly code = 'download_network';
   override readonly name = 'NetworkError';
   readonly retryable: boolean;
   /** The system or library error code (ECONNRESET, ENOTFOUND, CERT_HAS_EXPIRED, ...) when there is one. */
@@ -172,7 +180,7 @@ export class NetworkError extends DownloadError {
 }
 
 export class DownloadAbortedError extends DownloadError {
-  readonly code = 'ABORTED';
+  readonly code = 'download_aborted';
   readonly retryable = false;
   override readonly name = 'DownloadAbortedError';
 }

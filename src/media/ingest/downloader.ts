@@ -20,26 +20,26 @@
  *   done  resolves once the last byte has been pushed into `body`, with the metadata plus `bytes`,
  *         `resumes` and `sha256` (hex, computed while streaming; the blob store's own hash must match).
  *         It rejects with the same error the body fails with; it is pre-handled, so ignoring it is safe.
- *         Destroying `body` cancels the download (done rejects with ABORTED).
+ *         Destroying `body` cancels the download (done rejects with download_aborted).
  *
  * Decisions:
  * - Every connection is new (`agent: false`) and resolves its name through the guarded lookup, so a
  *   redirect, a resume or a rebinding DNS answer is checked again; no pooled socket can skip the check.
- * - Each redirect target goes through checkUrl. A redirect from https to http is refused (BAD_URL):
+ * - Each redirect target goes through checkUrl. A redirect from https to http is refused (bad_url):
  *   bytes asked for over TLS are not accepted in clear text, where anyone on the path could change them.
  * - Resumes (at most maxResumes) happen only with a validator to put in If-Range, so the bytes before and
  *   after the seam are known to come from one representation, and never when the first response said
  *   `Accept-Ranges: none`. A resume is accepted only as a 206 whose Content-Range starts at our offset
  *   and agrees on the total. A 200 means the representation changed (or ranges are ignored); the bytes
- *   already handed on cannot be taken back, so the download fails with a retryable NETWORK error and the
- *   job starts afresh. A connection that goes idle mid-body counts as dropped and may be resumed too.
+ *   already handed on cannot be taken back, so the download fails with a retryable download_network
+ *   error and the job starts afresh. A connection that goes idle mid-body counts as dropped and may be resumed too.
  * - Timeouts: connect covers DNS, TCP and TLS of each connection; idle is the longest silence while we
  *   wait for the origin (response headers, then between chunks; time spent waiting for a slow consumer
  *   does not count); total bounds the whole download, slow consumers included.
  * - Minimum rate (rate-floor.ts): once the body flows, it must average minBytesPerSecond over every
- *   rateWindowMs (resumes included, a slow consumer's time not), else TOO_SLOW. That is not resumed:
- *   a trickling origin is no better on a new connection, so the download fails (retryable) and frees
- *   its worker, and the job tries again after its backoff.
+ *   rateWindowMs (resumes included, a slow consumer's time not), else download_too_slow. That is not
+ *   resumed: a trickling origin is no better on a new connection, so the download fails (retryable) and
+ *   frees its worker, and the job tries again after its backoff.
  * - The body is asked for with `Accept-Encoding: identity`: we store the bytes the URL names.
  * - A body without Content-Length or chunked framing ends when the connection closes (RFC 9112 §6.3), so
  *   a drop cannot be told from the end there: such a body is taken as complete, as every client must.
@@ -67,16 +67,19 @@ import { checkUrl, type Resolver, type SsrfPolicy } from './ssrf.ts';
 
 export interface DownloadOptions {
   policy: SsrfPolicy;
-  /** The most bytes accepted; one more fails the download with TOO_LARGE. */
+  /** The most bytes accepted; one more fails the download with download_too_large. */
   maxBytes: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   totalTimeoutMs: number;
-  /** Redirects followed; one more fails with TOO_MANY_REDIRECTS. */
+  /** Redirects followed; one more fails with download_too_many_redirects. */
   maxRedirects: number;
   /** Range requests made after dropped connections; 0 disables resuming. */
   maxResumes: number;
-  /** The least average rate of the body over `rateWindowMs`; slower fails with TOO_SLOW. 0 or unset: off. */
+  /**
+   * The least average rate of the body over `rateWindowMs`; slower fails with download_too_slow.
+   * 0 or unset: off.
+   */
   minBytesPerSecond?: number;
   /** The window of `minBytesPerSecond`, in ms. */
   rateWindowMs?: number;

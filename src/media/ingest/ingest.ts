@@ -305,7 +305,7 @@ function jobPrincipal(context: JobContext): Principal {
 /** A failure retrying cannot mend (a refused address, a 404, too large) sends the job straight to dead. */
 function permanentWhenFinal(error: unknown): never {
   if (error instanceof DownloadError && !error.retryable) {
-    throw new PermanentJobError(error.message, error.code.toLowerCase());
+    throw new PermanentJobError(error.message, error.code);
   }
   if (error instanceof ConveyorError && error.status < 500 && error.status !== 429) {
     throw new PermanentJobError(error.message, error.code);

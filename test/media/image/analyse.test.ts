@@ -99,8 +99,8 @@ describe('analyseImage', () => {
 
   it('finds a truncated file while decoding, and refuses bombs before decoding', async () => {
     const jpeg = await noiseJpeg(400, 300);
-    await rejectsWith(analyseImage(jpeg.subarray(0, jpeg.length >> 1), LIMITS), 'IMAGE_CORRUPT');
-    await rejectsWith(analyseImage(pngBomb(50_000, 50_000), LIMITS), 'IMAGE_TOO_LARGE');
+    await rejectsWith(analyseImage(jpeg.subarray(0, jpeg.length >> 1), LIMITS), 'image_corrupt');
+    await rejectsWith(analyseImage(pngBomb(50_000, 50_000), LIMITS), 'image_too_large');
   });
 });
 

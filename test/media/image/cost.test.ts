@@ -82,12 +82,12 @@ describe('working memory estimates', () => {
     assert.ok(withAvif > withoutAvif);
   });
 
-  it('refuses above the limit with IMAGE_TOO_LARGE and the figures', () => {
+  it('refuses above the limit with image_too_large and the figures', () => {
     checkWorkingMemory(100 * MB, { ...LIMITS, maxWorkingBytes: 100 * MB });
     assert.throws(
       () => checkWorkingMemory(100 * MB + 1, { ...LIMITS, maxWorkingBytes: 100 * MB }),
       (error: Error & { code?: string; details?: object }) => {
-        assert.equal(error.code, 'IMAGE_TOO_LARGE');
+        assert.equal(error.code, 'image_too_large');
         assert.deepEqual(error.details, { estimatedBytes: 100 * MB + 1, limit: 100 * MB });
         assert.match(error.message, /about 101 MiB of memory; at most 100 MiB/);
         return true;
@@ -120,14 +120,14 @@ describe('every step checks its estimate and waits for the budget', () => {
     const jpeg = await progressiveJpeg();
     // 1.9 MP of 4:4:4 coefficients (3 x 2.2 bytes per pixel) is about 12 MiB, plus the fixed 16 MiB.
     const limits = { ...LIMITS, maxWorkingBytes: 24 * MB };
-    await rejectsWith(analyseImage(jpeg, limits), 'IMAGE_TOO_LARGE');
-    await rejectsWith(renderTransform(jpeg, spec, { ...DEFAULT_RENDER_OPTIONS, limits }), 'IMAGE_TOO_LARGE');
+    await rejectsWith(analyseImage(jpeg, limits), 'image_too_large');
+    await rejectsWith(renderTransform(jpeg, spec, { ...DEFAULT_RENDER_OPTIONS, limits }), 'image_too_large');
     await rejectsWith(
       renderVariants(jpeg, [{ name: 'thumb', width: 64, fit: 'inside', gravity: 'center' }], ['webp'], {
         ...DEFAULT_VARIANT_OPTIONS,
         limits,
       }),
-      'IMAGE_TOO_LARGE',
+      'image_too_large',
     );
     const enough = { ...LIMITS, maxWorkingBytes: 64 * MB };
     assert.equal(

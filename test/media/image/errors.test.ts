@@ -5,10 +5,10 @@ import { classifySharpError, ImageError } from '../../../src/media/image/errors.
 
 describe('ImageError', () => {
   it('is a PermanentJobError, so the job engine dead-letters it without retrying', () => {
-    const error = new ImageError('IMAGE_CORRUPT', 'broken', { details: { at: 12 } });
+    const error = new ImageError('image_corrupt', 'broken', { details: { at: 12 } });
     assert.ok(error instanceof PermanentJobError);
     assert.ok(error instanceof Error);
-    assert.equal(error.code, 'IMAGE_CORRUPT');
+    assert.equal(error.code, 'image_corrupt');
     assert.equal(error.permanent, true);
     assert.equal(error.name, 'ImageError');
     assert.deepEqual(error.details, { at: 12 });
@@ -22,9 +22,9 @@ describe('classifySharpError', () => {
   };
 
   it('recognises the limits libvips enforces and unsupported input', () => {
-    assert.equal(code('Input image exceeds pixel limit'), 'IMAGE_TOO_LARGE');
-    assert.equal(code('Input buffer contains unsupported image format'), 'IMAGE_UNSUPPORTED');
-    assert.equal(code('timeout: 33% complete'), 'IMAGE_TIMEOUT');
+    assert.equal(code('Input image exceeds pixel limit'), 'image_too_large');
+    assert.equal(code('Input buffer contains unsupported image format'), 'image_unsupported');
+    assert.equal(code('timeout: 33% complete'), 'image_timeout');
   });
 
   it('counts decoder failures as corrupt input', () => {
@@ -35,7 +35,7 @@ describe('classifySharpError', () => {
       'Unknown error',
       'gifload: no frames in GIF\nmore detail',
     ]) {
-      assert.equal(code(message), 'IMAGE_CORRUPT', message);
+      assert.equal(code(message), 'image_corrupt', message);
     }
     const error = classifySharpError(new Error('VipsJpeg: bad\nsecond line')) as ImageError;
     assert.equal(error.message, 'The image data is damaged: VipsJpeg: bad');
@@ -53,7 +53,7 @@ describe('classifySharpError', () => {
     ]) {
       assert.equal(code(message), 'untouched', message);
     }
-    const image = new ImageError('IMAGE_TOO_LARGE', 'x');
+    const image = new ImageError('image_too_large', 'x');
     assert.equal(classifySharpError(image), image);
     assert.equal(classifySharpError('a string'), 'a string');
   });

@@ -119,7 +119,7 @@ describe('probeImage', () => {
     const bomb = pngBomb(50_000, 50_000);
     assert.ok(bomb.length < 200, `the bomb is ${bomb.length} bytes`);
     const rssBefore = process.memoryUsage().rss;
-    const error = await rejectsWith(probeImage(bomb, LIMITS), 'IMAGE_TOO_LARGE');
+    const error = await rejectsWith(probeImage(bomb, LIMITS), 'image_too_large');
     const grew = process.memoryUsage().rss - rssBefore;
     // Decoding would need 7.5 GB; allow a few MB of noise from the allocator and the test runner.
     assert.ok(grew < 32 * 1024 * 1024, `RSS grew by ${(grew / 1e6).toFixed(1)} MB`);
@@ -134,7 +134,7 @@ describe('probeImage', () => {
   it('applies the pixel limit to one frame, inclusively', async () => {
     const png = await sharp(sceneSvg(100, 50)).png().toBuffer();
     assert.equal((await probeImage(png, { ...LIMITS, maxInputPixels: 5000 })).width, 100);
-    await rejectsWith(probeImage(png, { ...LIMITS, maxInputPixels: 4999 }), 'IMAGE_TOO_LARGE');
+    await rejectsWith(probeImage(png, { ...LIMITS, maxInputPixels: 4999 }), 'image_too_large');
   });
 
   it('has libvips enforce the same pixel cap in every decoding pipeline', async () => {
@@ -145,46 +145,46 @@ describe('probeImage', () => {
   it('refuses more frames than allowed', async () => {
     const gif = await animatedGif(4);
     assert.equal((await probeImage(gif, { ...LIMITS, maxFrames: 4 })).pages, 4);
-    const error = await rejectsWith(probeImage(gif, { ...LIMITS, maxFrames: 3 }), 'IMAGE_TOO_MANY_FRAMES');
+    const error = await rejectsWith(probeImage(gif, { ...LIMITS, maxFrames: 3 }), 'image_too_many_frames');
     assert.deepEqual(error.details, { pages: 4, limit: 3 });
   });
 
   it('refuses formats outside the allow-list, and data that is no image at all', async () => {
     const svg = sceneSvg(20, 20);
-    await rejectsWith(probeImage(svg, LIMITS), 'IMAGE_UNSUPPORTED');
+    await rejectsWith(probeImage(svg, LIMITS), 'image_unsupported');
     assert.equal((await probeImage(svg, { ...LIMITS, inputFormats: ['svg'] })).format, 'svg');
     const jpeg = await sceneJpeg(20, 20);
-    await rejectsWith(probeImage(jpeg, { ...LIMITS, inputFormats: ['png'] }), 'IMAGE_UNSUPPORTED');
-    await rejectsWith(probeImage(Buffer.from('%PDF-1.7 hello, not an image'), LIMITS), 'IMAGE_UNSUPPORTED');
-    await rejectsWith(probeImage(Buffer.from('GIF89a'), LIMITS), 'IMAGE_CORRUPT');
+    await rejectsWith(probeImage(jpeg, { ...LIMITS, inputFormats: ['png'] }), 'image_unsupported');
+    await rejectsWith(probeImage(Buffer.from('%PDF-1.7 hello, not an image'), LIMITS), 'image_unsupported');
+    await rejectsWith(probeImage(Buffer.from('GIF89a'), LIMITS), 'image_corrupt');
   });
 
   it('refuses data that starts like no binary image format before libvips reads it, unless SVG is accepted', async () => {
-    // A cut-off SVG: librsvg, were it to parse it, would fail on it (IMAGE_CORRUPT).
+    // A cut-off SVG: librsvg, were it to parse it, would fail on it (image_corrupt).
     const broken = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect');
-    await rejectsWith(probeImage(broken, LIMITS), 'IMAGE_UNSUPPORTED');
-    await rejectsWith(probeImage(broken, { ...LIMITS, inputFormats: ['svg'] }), 'IMAGE_CORRUPT');
+    await rejectsWith(probeImage(broken, LIMITS), 'image_unsupported');
+    await rejectsWith(probeImage(broken, { ...LIMITS, inputFormats: ['svg'] }), 'image_corrupt');
     const path = join(tmp.path, 'broken.svg');
     await writeFile(path, broken);
-    await rejectsWith(probeImage(path, LIMITS), 'IMAGE_UNSUPPORTED');
+    await rejectsWith(probeImage(path, LIMITS), 'image_unsupported');
     await rejectsWith(
       probeImage(Buffer.from('P6\n2 2\n255\n\0\0\0\0\0\0\0\0\0\0\0\0'), LIMITS),
-      'IMAGE_UNSUPPORTED',
+      'image_unsupported',
     );
   });
 
   it('refuses empty, damaged and cut-off headers as corrupt', async () => {
     const jpeg = await noiseJpeg(64, 64);
     const png = await sharp(sceneSvg(64, 64)).png().toBuffer();
-    await rejectsWith(probeImage(Buffer.alloc(0), LIMITS), 'IMAGE_CORRUPT');
-    await rejectsWith(probeImage(jpeg.subarray(0, 100), LIMITS), 'IMAGE_CORRUPT');
-    await rejectsWith(probeImage(png.subarray(0, 20), LIMITS), 'IMAGE_CORRUPT');
+    await rejectsWith(probeImage(Buffer.alloc(0), LIMITS), 'image_corrupt');
+    await rejectsWith(probeImage(jpeg.subarray(0, 100), LIMITS), 'image_corrupt');
+    await rejectsWith(probeImage(png.subarray(0, 20), LIMITS), 'image_corrupt');
     const badDepth = Buffer.from(png);
     badDepth[24] = 7; // IHDR bit depth: PNG allows 1, 2, 4, 8 and 16
-    await rejectsWith(probeImage(badDepth, LIMITS), 'IMAGE_CORRUPT');
+    await rejectsWith(probeImage(badDepth, LIMITS), 'image_corrupt');
     const noWidth = Buffer.from(png);
     noWidth.writeUInt32BE(0, 16);
-    await rejectsWith(probeImage(noWidth, LIMITS), 'IMAGE_CORRUPT');
+    await rejectsWith(probeImage(noWidth, LIMITS), 'image_corrupt');
   });
 
   it('leaves environment failures (a missing file) retryable', async () => {

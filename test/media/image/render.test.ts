@@ -220,7 +220,7 @@ describe('renderTransform', () => {
     const noise = await noiseJpeg(300, 300);
     const error = await rejectsWith(
       renderTransform(noise, spec({ width: 300, format: 'png' }), { ...OPTIONS, maxOutputBytes: 10_000 }),
-      'IMAGE_OUTPUT_TOO_LARGE',
+      'image_output_too_large',
     );
     assert.equal(error.details.limit, 10_000);
   });
@@ -228,12 +228,12 @@ describe('renderTransform', () => {
   it('refuses bombs, truncated and corrupt files with permanent errors', async () => {
     await rejectsWith(
       renderTransform(pngBomb(50_000, 50_000), spec({ width: 10 }), OPTIONS),
-      'IMAGE_TOO_LARGE',
+      'image_too_large',
     );
     const jpeg = await noiseJpeg(400, 300);
     await rejectsWith(
       renderTransform(jpeg.subarray(0, jpeg.length >> 1), spec({ width: 100 }), OPTIONS),
-      'IMAGE_CORRUPT',
+      'image_corrupt',
     );
     // A PNG whose header is fine but whose IHDR checksum is wrong: found only while decoding.
     const png = Buffer.from(
@@ -242,10 +242,10 @@ describe('renderTransform', () => {
         .toBuffer(),
     );
     png[29] = png[29]! ^ 0xff;
-    await rejectsWith(renderTransform(png, spec({ width: 32 }), OPTIONS), 'IMAGE_CORRUPT');
+    await rejectsWith(renderTransform(png, spec({ width: 32 }), OPTIONS), 'image_corrupt');
     await rejectsWith(
       renderTransform(Buffer.from('not an image at all'), spec({ width: 10 }), OPTIONS),
-      'IMAGE_UNSUPPORTED',
+      'image_unsupported',
     );
   });
 
@@ -254,11 +254,11 @@ describe('renderTransform', () => {
     const big = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#888' } })
       .png({ compressionLevel: 1 })
       .toBuffer();
-    // IMAGE_TIMEOUT is libvips giving up on the pipeline part-way; a pipeline that ran to the end answers
+    // image_timeout is libvips giving up on the pipeline part-way; a pipeline that ran to the end answers
     // an image. (How soon after the limit it gives up depends on the machine, so it is not measured.)
     await rejectsWith(
       renderTransform(big, spec({ blur: 100 }), { ...OPTIONS, limits: { ...LIMITS, timeoutSeconds: 1 } }),
-      'IMAGE_TIMEOUT',
+      'image_timeout',
     );
   });
 

@@ -161,23 +161,23 @@ describe('renderVariants', () => {
     const noise = await noiseJpeg(600, 400);
     await rejectsWith(
       renderVariants(noise, DEFAULT_VARIANT_PRESETS, ['webp', 'jpeg'], { ...FAST, maxOutputBytes: 60_000 }),
-      'IMAGE_OUTPUT_TOO_LARGE',
+      'image_output_too_large',
     );
   });
 
   it('refuses bombs, truncated and corrupt inputs with permanent errors', async () => {
     await rejectsWith(
       renderVariants(pngBomb(50_000, 50_000), DEFAULT_VARIANT_PRESETS, ['webp'], FAST),
-      'IMAGE_TOO_LARGE',
+      'image_too_large',
     );
     const jpeg = await noiseJpeg(400, 300);
     await rejectsWith(
       renderVariants(jpeg.subarray(0, jpeg.length >> 1), DEFAULT_VARIANT_PRESETS, ['webp'], FAST),
-      'IMAGE_CORRUPT',
+      'image_corrupt',
     );
     await rejectsWith(
       renderVariants(Buffer.from('nope'), DEFAULT_VARIANT_PRESETS, ['webp'], FAST),
-      'IMAGE_UNSUPPORTED',
+      'image_unsupported',
     );
   });
 

@@ -261,7 +261,7 @@ describe('download: size limits', () => {
     const o = await origin(t, file(randomBytes(2000)));
     await assert.rejects(
       download(o.url, options({ maxBytes: 1999 })),
-      isCode('TOO_LARGE', (e) => assert.equal(e.limit, 1999)),
+      isCode('download_too_large', (e) => assert.equal(e.limit, 1999)),
     );
     assert.equal(o.hits.length, 1);
   });
@@ -273,7 +273,9 @@ describe('download: size limits', () => {
       res.write(randomBytes(800));
       res.write(randomBytes(800)); // 1600 > 1000, and the origin would go on forever
     });
-    await bodyFails(o.url, options({ maxBytes: 1000 }), 'TOO_LARGE', (e) => assert.equal(e.retryable, false));
+    await bodyFails(o.url, options({ maxBytes: 1000 }), 'download_too_large', (e) =>
+      assert.equal(e.retryable, false),
+    );
     if (!served.destroyed) await once(served, 'close');
   });
 });
@@ -283,7 +285,7 @@ describe('download: timeouts', () => {
     const resolver: Resolver = () => new Promise(() => {});
     await assert.rejects(
       download('http://hang.test:8080/', options({ resolver, connectTimeoutMs: 100 })),
-      isCode('TIMEOUT', (e) => {
+      isCode('download_timeout', (e) => {
         assert.ok(e instanceof DownloadTimeoutError);
         assert.equal(e.phase, 'connect');
         assert.equal(e.retryable, true);
@@ -295,7 +297,7 @@ describe('download: timeouts', () => {
     const url = await silent(t);
     await assert.rejects(
       download(url, options({ idleTimeoutMs: 200 })),
-      isCode('TIMEOUT', (e) => assert.equal(e.phase, 'idle')),
+      isCode('download_timeout', (e) => assert.equal(e.phase, 'idle')),
     );
   });
 
@@ -304,7 +306,9 @@ describe('download: timeouts', () => {
       res.writeHead(200, { 'content-length': 1000 });
       res.write(Buffer.alloc(10));
     });
-    await bodyFails(o.url, options({ idleTimeoutMs: 200 }), 'TIMEOUT', (e) => assert.equal(e.phase, 'idle'));
+    await bodyFails(o.url, options({ idleTimeoutMs: 200 }), 'download_timeout', (e) =>
+      assert.equal(e.phase, 'idle'),
+    );
   });
 
   it('treats a stall as a drop: resumes, and fails with the idle timeout when the origin stalls again', async (t) => {
@@ -317,7 +321,7 @@ describe('download: timeouts', () => {
         res.flushHeaders();
       }
     });
-    await bodyFails(o.url, options({ idleTimeoutMs: 150, maxResumes: 1 }), 'TIMEOUT', (e) =>
+    await bodyFails(o.url, options({ idleTimeoutMs: 150, maxResumes: 1 }), 'download_timeout', (e) =>
       assert.equal(e.phase, 'idle'),
     );
     assert.equal(o.hits.length, 2);
@@ -328,13 +332,13 @@ describe('download: timeouts', () => {
     const url = await silent(t);
     await assert.rejects(
       download(url, options({ totalTimeoutMs: 150 })),
-      isCode('TIMEOUT', (e) => assert.equal(e.phase, 'total')),
+      isCode('download_timeout', (e) => assert.equal(e.phase, 'total')),
     );
     const o = await origin(t, (_req, res) => {
       res.writeHead(200, { 'content-length': 1000 });
       res.write(Buffer.alloc(10));
     });
-    await bodyFails(o.url, options({ totalTimeoutMs: 150 }), 'TIMEOUT', (e) =>
+    await bodyFails(o.url, options({ totalTimeoutMs: 150 }), 'download_timeout', (e) =>
       assert.equal(e.phase, 'total'),
     );
   });
@@ -358,7 +362,7 @@ describe('download: minimum transfer rate', () => {
     await bodyFails(
       o.url,
       options({ minBytesPerSecond: 1000, rateWindowMs: 200, idleTimeoutMs: 5000, maxResumes: 2 }),
-      'TOO_SLOW',
+      'download_too_slow',
       (e) => {
         assert.equal(e.retryable, true);
         assert.ok(e.bytesPerSecond < 1000, String(e.bytesPerSecond));
@@ -371,7 +375,7 @@ describe('download: minimum transfer rate', () => {
 
   it('is off by default: the same trickle runs on until the total timeout', async (t) => {
     const o = await origin(t, trickle(100_000, 20));
-    await bodyFails(o.url, options({ totalTimeoutMs: 400 }), 'TIMEOUT', (e) =>
+    await bodyFails(o.url, options({ totalTimeoutMs: 400 }), 'download_timeout', (e) =>
       assert.equal(e.phase, 'total'),
     );
   });
@@ -439,7 +443,7 @@ describe('download: redirects', () => {
     const o = await chain(t);
     await assert.rejects(
       download(`${o.url}/r1`, options({ maxRedirects: 4 })),
-      isCode('TOO_MANY_REDIRECTS', (e) => {
+      isCode('download_too_many_redirects', (e) => {
         assert.ok(e instanceof TooManyRedirectsError);
         assert.equal(e.chain.length, 5);
         assert.equal(e.retryable, false);
@@ -448,7 +452,7 @@ describe('download: redirects', () => {
     assert.equal(o.hits.length, 5);
     await assert.rejects(
       download(`${o.url}/loop`, options({ maxRedirects: 0 })),
-      isCode('TOO_MANY_REDIRECTS'),
+      isCode('download_too_many_redirects'),
     );
   });
 
@@ -456,7 +460,7 @@ describe('download: redirects', () => {
     const o = await chain(t);
     await assert.rejects(
       download(`${o.url}/nowhere`, options()),
-      isCode('HTTP_STATUS', (e) => assert.equal(e.status, 302)),
+      isCode('download_http_status', (e) => assert.equal(e.status, 302)),
     );
   });
 
@@ -470,7 +474,7 @@ describe('download: redirects', () => {
       },
       { tls: true },
     );
-    await assert.rejects(download(secure.url, options({ ca: TLS_CERT })), isCode('BAD_URL'));
+    await assert.rejects(download(secure.url, options({ ca: TLS_CERT })), isCode('bad_url'));
     assert.equal(plain.hits.length, 0);
   });
 });
@@ -485,11 +489,11 @@ describe('download: SSRF', () => {
   it('never connects to a loopback origin that is not allow-listed', async (t) => {
     const target = await origin(t, file(Buffer.from('secret')));
     const open: SsrfPolicy = { allowAddresses: [], denyHosts: [] };
-    await assert.rejects(download(target.url, options({ policy: open })), isCode('SSRF_FORBIDDEN'));
+    await assert.rejects(download(target.url, options({ policy: open })), isCode('ssrf_forbidden'));
     const resolver: Resolver = async () => [{ address: '127.0.0.1', family: 4 }];
     await assert.rejects(
       download(`http://innocent.test:${target.port}/`, options({ policy: open, resolver })),
-      isCode('SSRF_FORBIDDEN', (e) => assert.ok(e instanceof ForbiddenAddressError)),
+      isCode('ssrf_forbidden', (e) => assert.ok(e instanceof ForbiddenAddressError)),
     );
     assert.equal(target.hits.length, 0);
   });
@@ -509,7 +513,7 @@ describe('download: SSRF', () => {
       const start = await redirector(t, target);
       await assert.rejects(
         download(`${start.url}/`, options({ resolver })),
-        isCode('SSRF_FORBIDDEN'),
+        isCode('ssrf_forbidden'),
         target,
       );
       assert.equal(start.hits.length, 1);
@@ -527,7 +531,7 @@ describe('download: SSRF', () => {
     const resolver: Resolver = async () => [{ address: answers.shift() ?? '127.0.0.2', family: 4 }];
     await assert.rejects(
       download(`http://cdn.test:${allowed.port}/`, options({ resolver })),
-      isCode('SSRF_FORBIDDEN', (e) => assert.equal(e.address, '127.0.0.2')),
+      isCode('ssrf_forbidden', (e) => assert.equal(e.address, '127.0.0.2')),
     );
     assert.equal(allowed.hits.length, 1);
     assert.equal(forbidden.hits.length, 0);
@@ -537,7 +541,7 @@ describe('download: SSRF', () => {
     for (const u of ['ftp://127.0.0.1/', 'http://user:pw@127.0.0.1/', 'nope']) {
       await assert.rejects(
         download(u, options()),
-        isCode('BAD_URL', (e) => assert.equal(e.retryable, false)),
+        isCode('bad_url', (e) => assert.equal(e.retryable, false)),
       );
     }
   });
@@ -579,7 +583,9 @@ describe('download: resume after a dropped connection', () => {
       [{ etag: '"v1"' }, 0],
     ] as const) {
       const o = await origin(t, file(data, headers, 50_000));
-      await bodyFails(o.url, options({ maxResumes: max }), 'NETWORK', (e) => assert.equal(e.retryable, true));
+      await bodyFails(o.url, options({ maxResumes: max }), 'download_network', (e) =>
+        assert.equal(e.retryable, true),
+      );
       assert.equal(o.hits.length, 1, JSON.stringify(headers));
     }
   });
@@ -590,13 +596,17 @@ describe('download: resume after a dropped connection', () => {
       if (n === 1) res.write(data.subarray(0, 10), () => res.socket?.destroy());
       else res.end(data);
     });
-    await bodyFails(whole.url, options(), 'NETWORK', (e) => assert.match(e.message, /whole representation/));
+    await bodyFails(whole.url, options(), 'download_network', (e) =>
+      assert.match(e.message, /whole representation/),
+    );
     const skewed = await origin(t, (req, res, n) => {
       if (n === 1) return file(data, { etag: '"v1"' }, 10)(req, res, n);
       res.writeHead(206, { 'content-range': `bytes 11-${data.length - 1}/${data.length}` });
       res.end(data.subarray(11));
     });
-    await bodyFails(skewed.url, options(), 'NETWORK', (e) => assert.match(e.message, /Content-Range/));
+    await bodyFails(skewed.url, options(), 'download_network', (e) =>
+      assert.match(e.message, /Content-Range/),
+    );
   });
 
   it('checks the address again for the resume, and does not retry an SSRF refusal', async (t) => {
@@ -607,7 +617,7 @@ describe('download: resume after a dropped connection', () => {
       calls += 1;
       return [{ address: answers.shift() ?? '127.0.0.2', family: 4 }];
     };
-    await bodyFails(`http://cdn.test:${o.port}/`, options({ resolver, maxResumes: 3 }), 'SSRF_FORBIDDEN');
+    await bodyFails(`http://cdn.test:${o.port}/`, options({ resolver, maxResumes: 3 }), 'ssrf_forbidden');
     assert.equal(o.hits.length, 1);
     assert.equal(calls, 2);
   });
@@ -621,7 +631,7 @@ describe('download: resume after a dropped connection', () => {
       res.write(data.subarray(start, start + 1000), () => res.socket?.destroy());
     };
     const o = await origin(t, flaky);
-    await bodyFails(o.url, options({ maxResumes: 2 }), 'NETWORK');
+    await bodyFails(o.url, options({ maxResumes: 2 }), 'download_network');
     assert.deepEqual(
       o.hits.map((h) => h.headers.range),
       [undefined, 'bytes=1000-', 'bytes=2000-'],
@@ -652,7 +662,7 @@ describe('download: statuses and conditional requests', () => {
     });
     await assert.rejects(
       download(o.url, options()),
-      isCode('HTTP_STATUS', (e) => assert.equal(e.retryable, false)),
+      isCode('download_http_status', (e) => assert.equal(e.retryable, false)),
     );
   });
 
@@ -674,7 +684,7 @@ describe('download: statuses and conditional requests', () => {
       });
       await assert.rejects(
         download(o.url, options()),
-        isCode('HTTP_STATUS', (e) => {
+        isCode('download_http_status', (e) => {
           assert.ok(e instanceof HttpStatusError);
           assert.equal(e.status, status);
           assert.equal(e.retryable, retryable, String(status));
@@ -694,7 +704,7 @@ describe('download: statuses and conditional requests', () => {
     await once(probe, 'close');
     await assert.rejects(
       download(`http://127.0.0.1:${closedPort}/`, options()),
-      isCode('NETWORK', (e) => {
+      isCode('download_network', (e) => {
         assert.ok(e instanceof NetworkError);
         assert.equal(e.errno, 'ECONNREFUSED');
         assert.equal(e.retryable, true);
@@ -703,11 +713,11 @@ describe('download: statuses and conditional requests', () => {
     const reset = await origin(t, (req) => req.socket.destroy());
     await assert.rejects(
       download(reset.url, options()),
-      isCode('NETWORK', (e) => assert.equal(e.retryable, true)),
+      isCode('download_network', (e) => assert.equal(e.retryable, true)),
     );
     await assert.rejects(
       download(`http://nowhere.test:${gone.port}/`, options({ resolver: async () => [] })),
-      isCode('NETWORK', (e) => assert.equal(e.errno, 'ENOTFOUND')),
+      isCode('download_network', (e) => assert.equal(e.errno, 'ENOTFOUND')),
     );
   });
 });
@@ -717,7 +727,10 @@ describe('download: cancellation', () => {
 
   it('aborts before any traffic when the signal has already fired', async (t) => {
     const o = await origin(t, file(data));
-    await assert.rejects(download(o.url, options({ signal: AbortSignal.abort('stop') })), isCode('ABORTED'));
+    await assert.rejects(
+      download(o.url, options({ signal: AbortSignal.abort('stop') })),
+      isCode('download_aborted'),
+    );
     assert.equal(o.hits.length, 0);
   });
 
@@ -730,7 +743,7 @@ describe('download: cancellation', () => {
     await bodyFails(
       o.url,
       options({ signal: controller.signal, onProgress: () => controller.abort('stop') }),
-      'ABORTED',
+      'download_aborted',
       (e) => assert.equal(e.cause, 'stop'),
     );
   });
@@ -745,7 +758,7 @@ describe('download: cancellation', () => {
     const res = body(await download(o.url, options()));
     const sink = new Writable({ write: (_chunk, _enc, cb) => cb(new Error('disk full')) });
     await assert.rejects(pipeline(res.body, sink), /disk full/);
-    await assert.rejects(res.done, isCode('ABORTED'));
+    await assert.rejects(res.done, isCode('download_aborted'));
     if (!served.destroyed) await once(served, 'close');
     await bodyFails(
       o.url,
@@ -754,7 +767,7 @@ describe('download: cancellation', () => {
           throw new Error('boom');
         },
       }),
-      'ABORTED',
+      'download_aborted',
     );
   });
 });

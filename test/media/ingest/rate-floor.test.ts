@@ -82,7 +82,7 @@ describe('RateFloor', () => {
   it('the error says how slow, over how long, and the minimum; it is retryable', () => {
     const e = new TooSlowError(0.5, 1000, 1000);
     assert.equal(e.message, 'too slow: 0.5 B/s over 1 s, minimum 1000 B/s');
-    assert.equal(e.code, 'TOO_SLOW');
+    assert.equal(e.code, 'download_too_slow');
     assert.equal(e.retryable, true);
     assert.equal(
       new TooSlowError(812.34, 30_040, 1024).message,

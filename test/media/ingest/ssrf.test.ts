@@ -266,7 +266,7 @@ function forbidden(url: string, policy: SsrfPolicy, reason: string): void {
     (err: unknown) => {
       assert.ok(err instanceof ForbiddenAddressError, `${url}: ${String(err)}`);
       assert.equal(err.reason, reason, url);
-      assert.equal(err.code, 'SSRF_FORBIDDEN');
+      assert.equal(err.code, 'ssrf_forbidden');
       assert.equal(err.retryable, false);
       return true;
     },
