@@ -1,16 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ParsedTransformPath } from '../media/image/transform-url.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { requestIdOf } from '../ops/request-id.ts';
 import type { DeliveryQuery, Derive, Origin } from './origin.ts';
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The request's id: the client's `X-Request-Id` when it is a sane token, otherwise a fresh UUID. */
-export function requestIdOf(request: IncomingMessage): string {
-  const given = request.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-}
 
 /**
  * A delivery URL with nothing for Fastify to do: `/a/<id>` or `/v/<id>`, optionally with a preset variant's
