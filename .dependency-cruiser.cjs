@@ -70,6 +70,15 @@ module.exports = {
       to: { path: '^src/cli/' },
     },
     {
+      name: 'wiring-only-from-cli',
+      comment:
+        'server.ts and backends.ts assemble the rooms into a process: the CLI imports them (and ' +
+        'server.ts imports backends.ts); no room does.',
+      severity: 'error',
+      from: { pathNot: ['^src/cli/', '^src/server[.]ts$'] },
+      to: { path: '^src/(server|backends)[.]ts$' },
+    },
+    {
       name: 'no-room-cycles',
       comment:
         'Arrows between rooms run one way: no room reaches itself through another. dependency-cruiser ' +
