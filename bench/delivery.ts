@@ -1,10 +1,12 @@
 /**
  * Delivery and upload benchmark: Conveyor against nginx on the same machine, in one run.
  *
- * For each backend (SQLite + local disk, PostgreSQL + s3rver) it starts a real `conveyor serve`, uploads the
- * benchmark files, and then, scenario by scenario, runs wrk against nginx (serving the same bytes from disk
- * with sendfile), against Conveyor and against bench/bare-node.ts (plain node:http doing the least an
- * origin must), back to back, so every ratio compares measurements taken a few seconds apart. It samples Conveyor's RSS every 100 ms throughout, then uploads a 1 GiB file streamed from
+ * For each pairing (`--processes`: nginx with that many worker processes, Conveyor and bench/bare-node.ts
+ * with that many processes) and each backend (SQLite + local disk, PostgreSQL + s3rver) it starts a real
+ * `conveyor serve`, uploads the benchmark files, and then, scenario by scenario, runs wrk against nginx
+ * (serving the same bytes from disk with sendfile), against Conveyor and against bare Node (plain
+ * node:http doing the least an origin must), back to back, so every ratio compares measurements taken a
+ * few seconds apart, by servers given the same number of processes. It samples Conveyor's RSS every 100 ms throughout, then uploads a 1 GiB file streamed from
  * disk with curl. Prints Markdown tables and writes them, with the raw figures, to bench/results/.
  *
  * Run it through bench/run.sh; `bench/run.sh --help` lists the options.
@@ -45,7 +47,6 @@ const HELP = `Usage: bench/run.sh [options]
   --backends <list>    sqlite-fs,postgres-s3 (default both)
   --scenarios <list>   small-200,small-304,medium-200,range-64k (default all)
   --upload-mib <n>     size of the upload test file in MiB (default 1024; 0 skips the upload test)
-  --nginx-workers <n>  nginx worker_processes (default auto)
   --cpu-prof <dir>     run Conveyor with --cpu-prof, writing .cpuprofile files into <dir>
   --postgres-url <url> PostgreSQL server (default env TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/test)
   --quiet-threshold <n> before each nginx/Conveyor pair, wait until the machine uses less than n % of
@@ -53,8 +54,9 @@ const HELP = `Usage: bench/run.sh [options]
   --quiet-timeout <s>  ...but at most this long (default 120)
   --pg-database        use a fresh database instead of a fresh schema (for commits before ee964a8)
   --env NAME=VALUE     extra environment for Conveyor, e.g. --env CONVEYOR_S3_QUEUE_SIZE=2 (repeatable)
-  --processes <n>      CONVEYOR_PROCESSES for Conveyor, and as many bare Node processes (default 1; RSS
-                       and CPU then cover all processes)
+  --processes <list>   pairings to measure (default 1): for each n, nginx worker_processes n, Conveyor
+                       with CONVEYOR_PROCESSES=n and bare Node with n processes; 1,2 measures and
+                       reports both pairings (RSS and CPU cover all of a server's processes)
   --ref <git ref>      benchmark the Conveyor of this commit (default: the working tree as it is at start)
   --out <dir>          where the Markdown and JSON results go (default bench/results)
   --report <file.json> print the tables of an earlier run again (runs nothing)
@@ -70,7 +72,6 @@ const { values: args } = parseArgs({
     backends: { type: 'string', default: 'sqlite-fs,postgres-s3' },
     scenarios: { type: 'string', default: 'small-200,small-304,medium-200,range-64k' },
     'upload-mib': { type: 'string', default: '1024' },
-    'nginx-workers': { type: 'string', default: 'auto' },
     'cpu-prof': { type: 'string' },
     'postgres-url': {
       type: 'string',
@@ -106,11 +107,10 @@ const options = {
   threads: positiveInt('threads', args.threads),
   rounds: positiveInt('rounds', args.rounds),
   uploadMiB: positiveInt('upload-mib', args['upload-mib'], 0),
-  nginxWorkers: args['nginx-workers'],
   cpuProf: args['cpu-prof'] ? resolve(args['cpu-prof']) : undefined,
   postgresUrl: args['postgres-url'],
   pgDatabase: args['pg-database'],
-  processes: positiveInt('processes', args.processes),
+  processes: [...new Set(args.processes.split(',').map((n) => positiveInt('processes', n.trim())))],
   env: Object.fromEntries(
     args.env.map((pair) => {
       const at = pair.indexOf('=');
@@ -532,13 +532,14 @@ interface Target {
 async function startNginx(
   work: string,
   www: string,
+  workers: number,
 ): Promise<{ base: string; workers(): number[]; stop(): Promise<void> }> {
-  const prefix = join(work, 'nginx');
+  const prefix = join(work, `nginx-${workers}`);
   await mkdir(prefix, { recursive: true });
   const port = await freePort();
   const template = await readFile(join(BENCH_DIR, 'nginx.conf.template'), 'utf8');
   const conf = template
-    .replaceAll('{{WORKERS}}', options.nginxWorkers)
+    .replaceAll('{{WORKERS}}', String(workers))
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{ROOT}}', www)
     .replaceAll('{{PORT}}', String(port));
@@ -567,15 +568,16 @@ async function startBareNode(
   www: string,
   paths: Record<FixtureKey, string>,
   processes: number,
-): Promise<Target> {
+): Promise<Target & { stop(): Promise<void> }> {
   const child = spawn(process.execPath, [join(BENCH_DIR, 'bare-node.ts'), www, String(processes)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  cleanups.push(async () => {
+  const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     await once(child, 'exit');
-  });
+  };
+  cleanups.push(stop);
   const [{ port }] = (await once(child, 'message')) as [{ port: number }];
   const base = `http://127.0.0.1:${port}`;
   const etags = {} as Record<FixtureKey, string>;
@@ -583,7 +585,14 @@ async function startBareNode(
     const head = await fetch(base + paths[key], { method: 'HEAD' });
     etags[key] = head.headers.get('etag') ?? '';
   }
-  return { name: 'bare Node', base, paths, etags, cpuPids: () => [child.pid!, ...childrenOf(child.pid!)] };
+  return {
+    name: 'bare Node',
+    base,
+    paths,
+    etags,
+    cpuPids: () => [child.pid!, ...childrenOf(child.pid!)],
+    stop,
+  };
 }
 
 async function waitFor(url: string, timeoutMs: number): Promise<void> {
@@ -610,6 +619,7 @@ interface ConveyorProcess {
 async function startConveyorProcess(
   source: string,
   name: BackendName,
+  processes: number,
   dataDir: string,
   extraEnv: Record<string, string>,
   key = 'cvk_' + randomBytes(32).toString('base64url'),
@@ -633,7 +643,7 @@ async function startConveyorProcess(
   });
   // Node names each profile after the process (and cluster workers inherit the flags).
   const nodeArgs = options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(options.cpuProf, name)] : [];
-  if (options.processes > 1) env['CONVEYOR_PROCESSES'] = String(options.processes);
+  if (processes > 1) env['CONVEYOR_PROCESSES'] = String(processes);
   const logPath = join(dataDir, `conveyor-${Date.now()}.log`);
   const logFile = createWriteStream(logPath);
   await once(logFile, 'open');
@@ -875,6 +885,8 @@ interface UploadResult {
 interface BackendResult {
   backend: BackendName;
   label: string;
+  /** nginx worker processes, Conveyor processes and bare Node processes alike. */
+  processes: number;
   rssIdleStart: number;
   rssIdleBeforeLoad: number;
   rssIdleAfterLoad: number;
@@ -958,6 +970,7 @@ function median<T>(items: T[], by: (item: T) => number): T {
 async function benchBackend(
   source: string,
   name: BackendName,
+  processes: number,
   work: string,
   www: string,
   nginx: Target,
@@ -965,12 +978,12 @@ async function benchBackend(
   fixtures: Record<FixtureKey, { path: string; sha256: string; bytes: Buffer }>,
   bigFile: { path: string; sha256: string; size: number } | null,
 ): Promise<BackendResult> {
-  log(`${BACKEND_LABEL[name]}: starting`);
-  const dataDir = join(work, `conveyor-${name}`);
+  log(`${BACKEND_LABEL[name]}, ${processes} process(es) each: starting`);
+  const dataDir = join(work, `conveyor-${name}-${processes}`);
   await mkdir(dataDir, { recursive: true });
   const backend = await prepareBackend(name);
   cleanups.push(backend.cleanup);
-  const conveyor = await startConveyorProcess(source, name, dataDir, backend.env);
+  const conveyor = await startConveyorProcess(source, name, processes, dataDir, backend.env);
   cleanups.push(() => conveyor.stop());
   await sleep(2000);
   const rssIdleStart = readRss(conveyor.pid) ?? 0;
@@ -1050,7 +1063,7 @@ async function benchBackend(
   // own memory and not the heap left behind by the delivery load.
   let upload: UploadResult | undefined;
   if (bigFile) {
-    const fresh = await startConveyorProcess(source, name, dataDir, backend.env, conveyor.key);
+    const fresh = await startConveyorProcess(source, name, processes, dataDir, backend.env, conveyor.key);
     cleanups.push(() => fresh.stop());
     await sleep(2000);
     upload = await benchUpload(fresh, bigFile);
@@ -1063,6 +1076,7 @@ async function benchBackend(
   return {
     backend: name,
     label: BACKEND_LABEL[name],
+    processes,
     rssIdleStart,
     rssIdleBeforeLoad,
     rssIdleAfterLoad,
@@ -1148,7 +1162,7 @@ interface Run {
 function report(run: Run): string {
   const { machine, command, source, results } = run;
   const startedAt = new Date(run.startedAt);
-  const opts = { ...run.options, env: run.options.env ?? {}, processes: run.options.processes ?? 1 };
+  const opts = { ...run.options, env: run.options.env ?? {} };
   const lines: string[] = [];
   const push = (...more: string[]) => lines.push(...more);
   push(
@@ -1156,7 +1170,7 @@ function report(run: Run): string {
     '',
     `- Machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memory} RAM, Linux ${machine.kernel}`,
     `- Software: Node ${machine.node}, ${machine.nginx}, ${machine.wrk}, ${machine.curl}`,
-    `- wrk: ${opts.threads} threads, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s measured per run, ${opts.rounds} round(s) (median reported); nginx worker_processes ${opts.nginxWorkers}; Conveyor processes ${opts.processes}${
+    `- wrk: ${opts.threads} threads, ${opts.connections} connections, ${opts.warmup} s warm-up + ${opts.duration} s measured per run, ${opts.rounds} round(s) (median reported); processes per server ${opts.processes.join(' and ')} (nginx worker_processes, Conveyor's CONVEYOR_PROCESSES and bare Node's processes alike, one pairing each)${
       Object.keys(opts.env).length
         ? `; Conveyor environment ${Object.entries(opts.env)
             .map(([k, v]) => `${k}=${v}`)
@@ -1168,8 +1182,8 @@ function report(run: Run): string {
     '',
     '### Delivery',
     '',
-    '| Backend | Scenario | nginx | Conveyor | Ratio | Target | Met | nginx p50 / p99 ms | Conveyor p50 / p99 ms | Conveyor RSS peak |',
-    '|---|---|--:|--:|--:|--:|:-:|--:|--:|--:|',
+    '| Backend | Processes | Scenario | nginx | Conveyor | Ratio | Target | Met | nginx p50 / p99 ms | Conveyor p50 / p99 ms | Conveyor RSS peak |',
+    '|---|--:|---|--:|--:|--:|--:|:-:|--:|--:|--:|',
   );
   const value = (r: WrkResult, metric: Scenario['metric']) =>
     metric === 'rps'
@@ -1180,7 +1194,7 @@ function report(run: Run): string {
       const errors = (r: WrkResult) => Object.values(r.errors).reduce((x, y) => x + y, 0);
       const flag = errors(s.nginx) + errors(s.conveyor) > 0 ? ' ⚠ errors' : '';
       push(
-        `| ${b.label} | ${s.title} | ${value(s.nginx, s.metric)} | ${value(s.conveyor, s.metric)} | ${s.ratio.toFixed(2)}x | ${s.target}x | ${s.met ? 'yes' : '**no**'}${flag} | ${fmtMs(s.nginx.latencyUs.p50)} / ${fmtMs(s.nginx.latencyUs.p99)} | ${fmtMs(s.conveyor.latencyUs.p50)} / ${fmtMs(s.conveyor.latencyUs.p99)} | ${s.conveyor.rss ? fmtMB(s.conveyor.rss.peak) : '-'} |`,
+        `| ${b.label} | ${b.processes} | ${s.title} | ${value(s.nginx, s.metric)} | ${value(s.conveyor, s.metric)} | ${s.ratio.toFixed(2)}x | ${s.target}x | ${s.met ? 'yes' : '**no**'}${flag} | ${fmtMs(s.nginx.latencyUs.p50)} / ${fmtMs(s.nginx.latencyUs.p99)} | ${fmtMs(s.conveyor.latencyUs.p50)} / ${fmtMs(s.conveyor.latencyUs.p99)} | ${s.conveyor.rss ? fmtMB(s.conveyor.rss.peak) : '-'} |`,
       );
     }
   }
@@ -1196,15 +1210,15 @@ function report(run: Run): string {
       '',
       'bench/bare-node.ts, measured in the same rounds: plain node:http answering the same requests with the least work a Node origin can do (no database, no framework, no metrics). "bare Node ÷ nginx" is what the runtime reaches here; "Conveyor ÷ bare Node" is what Conveyor keeps of it.',
       '',
-      '| Backend | Scenario | bare Node | bare Node ÷ nginx | Conveyor ÷ bare Node | bare Node CPU / response |',
-      '|---|---|--:|--:|--:|--:|',
+      '| Backend | Processes | Scenario | bare Node | bare Node ÷ nginx | Conveyor ÷ bare Node | bare Node CPU / response |',
+      '|---|--:|---|--:|--:|--:|--:|',
     );
     for (const { b, s } of withBare) {
       const v = (r: WrkResult) => (s.metric === 'rps' ? r.rps : r.contentBytesPerSec);
       const bare = s.bare!;
       const perResponse = bare.cpu ? (bare.cpu.serverPercent / 100) * (1e6 / bare.rps) : Number.NaN;
       push(
-        `| ${b.label} | ${s.title} | ${value(bare, s.metric)} | ${(v(bare) / v(s.nginx)).toFixed(2)}x | ${(v(s.conveyor) / v(bare)).toFixed(2)}x | ${perResponse.toFixed(0)} µs |`,
+        `| ${b.label} | ${b.processes} | ${s.title} | ${value(bare, s.metric)} | ${(v(bare) / v(s.nginx)).toFixed(2)}x | ${(v(s.conveyor) / v(bare)).toFixed(2)}x | ${perResponse.toFixed(0)} µs |`,
       );
     }
     push('');
@@ -1212,27 +1226,27 @@ function report(run: Run): string {
   push(
     '### Conveyor memory (VmRSS)',
     '',
-    '| Backend | Idle after start | Idle after fixture uploads | Peak under load (mean) | Idle after load |',
-    '|---|--:|--:|--:|--:|',
+    '| Backend | Processes | Idle after start | Idle after fixture uploads | Peak under load (mean) | Idle after load |',
+    '|---|--:|--:|--:|--:|--:|',
   );
   for (const b of results) {
     const loaded = b.scenarios.flatMap((s) => s.runs.conveyor.map((r) => r.rss!).filter(Boolean));
     const peak = Math.max(0, ...loaded.map((r) => r.peak));
     const mean = loaded.length ? loaded.reduce((a, r) => a + r.mean, 0) / loaded.length : 0;
     push(
-      `| ${b.label} | ${fmtMB(b.rssIdleStart)} | ${fmtMB(b.rssIdleBeforeLoad)} | ${fmtMB(peak)} (${fmtMB(mean)}) | ${fmtMB(b.rssIdleAfterLoad)} |`,
+      `| ${b.label} | ${b.processes} | ${fmtMB(b.rssIdleStart)} | ${fmtMB(b.rssIdleBeforeLoad)} | ${fmtMB(peak)} (${fmtMB(mean)}) | ${fmtMB(b.rssIdleAfterLoad)} |`,
     );
   }
   push(
     '',
     '### CPU during the measured runs',
     '',
-    `In % of one CPU (the machine has ${machine.nproc}): the server (nginx: its workers; Conveyor: its process, every thread), wrk, and everything else on the machine (interference; s3rver counts here).`,
+    `In % of one CPU (the machine has ${machine.nproc}): the server (nginx: its workers; Conveyor: its processes, every thread), wrk, and everything else on the machine (interference; s3rver counts here).`,
     '',
     'Server CPU per response (µs) is what one response costs; it barely depends on how much else the machine was doing.',
     '',
-    '| Backend | Scenario | nginx | wrk | other | Conveyor | wrk | other | nginx CPU / response | Conveyor CPU / response | Conveyor / nginx |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| Backend | Processes | Scenario | nginx | wrk | other | Conveyor | wrk | other | nginx CPU / response | Conveyor CPU / response | Conveyor / nginx |',
+    '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   );
   const perResponse = (r: WrkResult) => (r.cpu ? (r.cpu.serverPercent / 100) * (1e6 / r.rps) : Number.NaN);
   const cpuCells = (r: WrkResult) =>
@@ -1244,7 +1258,7 @@ function report(run: Run): string {
       const n = perResponse(s.nginx);
       const c = perResponse(s.conveyor);
       push(
-        `| ${b.label} | ${s.title} | ${cpuCells(s.nginx)} | ${cpuCells(s.conveyor)} | ${n.toFixed(0)} µs | ${c.toFixed(0)} µs | ${(c / n).toFixed(1)}x |`,
+        `| ${b.label} | ${b.processes} | ${s.title} | ${cpuCells(s.nginx)} | ${cpuCells(s.conveyor)} | ${n.toFixed(0)} µs | ${c.toFixed(0)} µs | ${(c / n).toFixed(1)}x |`,
       );
     }
   }
@@ -1254,18 +1268,18 @@ function report(run: Run): string {
       '',
       '### Upload (raw body streamed from disk with curl -T)',
       '',
-      '| Backend | Size | Status | Time | Throughput | RSS before | RSS peak (100 ms samples) | RSS after | Under 200 MB |',
-      '|---|--:|:-:|--:|--:|--:|--:|--:|:-:|',
+      '| Backend | Processes | Size | Status | Time | Throughput | RSS before | RSS peak (100 ms samples) | RSS after | Under 200 MB |',
+      '|---|--:|--:|:-:|--:|--:|--:|--:|--:|:-:|',
     );
     for (const b of uploads) {
       const u = b.upload!;
       push(
-        `| ${b.label} | ${mib(u.bytes)} MiB | ${u.status}${u.hashOk ? '' : ' ⚠ hash'} | ${u.seconds.toFixed(1)} s | ${mib(u.bytesPerSec).toFixed(1)} MiB/s | ${fmtMB(u.rssBefore)} | ${fmtMB(u.rss.peak)} (${u.rss.samples} samples) | ${fmtMB(u.rssAfter)} | ${u.rss.peak < RSS_LIMIT_BYTES ? 'yes' : '**no**'} |`,
+        `| ${b.label} | ${b.processes} | ${mib(u.bytes)} MiB | ${u.status}${u.hashOk ? '' : ' ⚠ hash'} | ${u.seconds.toFixed(1)} s | ${mib(u.bytesPerSec).toFixed(1)} MiB/s | ${fmtMB(u.rssBefore)} | ${fmtMB(u.rss.peak)} (${u.rss.samples} samples) | ${fmtMB(u.rssAfter)} | ${u.rss.peak < RSS_LIMIT_BYTES ? 'yes' : '**no**'} |`,
       );
     }
   }
   const missed = results.flatMap((b) =>
-    b.scenarios.filter((s) => !s.met).map((s) => `${b.label}: ${s.title}`),
+    b.scenarios.filter((s) => !s.met).map((s) => `${b.label}, ${b.processes} process(es): ${s.title}`),
   );
   push('', missed.length ? `Targets missed: ${missed.join('; ')}.` : 'All delivery targets met.', '');
   return lines.join('\n');
@@ -1299,26 +1313,6 @@ async function main(): Promise<void> {
   }
   log(`fixtures in ${www}`);
 
-  const nginxServer = await startNginx(work, www);
-  cleanups.push(() => nginxServer.stop());
-  const nginxPaths = {} as Record<FixtureKey, string>;
-  const nginxEtags = {} as Record<FixtureKey, string>;
-  for (const [key, fixture] of Object.entries(FIXTURES) as [FixtureKey, Fixture][]) {
-    nginxPaths[key] = `/${fixture.name}`;
-    const head = await fetch(`${nginxServer.base}/${fixture.name}`, { method: 'HEAD' });
-    nginxEtags[key] = head.headers.get('etag') ?? '';
-  }
-  const nginx: Target = {
-    name: 'nginx',
-    base: nginxServer.base,
-    paths: nginxPaths,
-    etags: nginxEtags,
-    cpuPids: nginxServer.workers,
-  };
-  log(`nginx at ${nginx.base}`);
-  const bare = await startBareNode(www, nginxPaths, options.processes);
-  log(`bare Node at ${bare.base}`);
-
   let bigFile: { path: string; sha256: string; size: number } | null = null;
   if (options.uploadMiB > 0) {
     const path = join(tmpdir(), `conveyor-bench-upload-${randomBytes(4).toString('hex')}.bin`);
@@ -1333,8 +1327,38 @@ async function main(): Promise<void> {
   }
 
   const results: BackendResult[] = [];
-  for (const name of backends) {
-    results.push(await benchBackend(source.dir, name, work, www, nginx, bare, fixtures, bigFile));
+  for (const processes of options.processes) {
+    // Like with like: nginx gets as many worker processes as Conveyor and bare Node get processes.
+    const nginxServer = await startNginx(work, www, processes);
+    cleanups.push(() => nginxServer.stop());
+    const nginxPaths = {} as Record<FixtureKey, string>;
+    const nginxEtags = {} as Record<FixtureKey, string>;
+    for (const [key, fixture] of Object.entries(FIXTURES) as [FixtureKey, Fixture][]) {
+      nginxPaths[key] = `/${fixture.name}`;
+      const head = await fetch(`${nginxServer.base}/${fixture.name}`, { method: 'HEAD' });
+      nginxEtags[key] = head.headers.get('etag') ?? '';
+    }
+    const nginx: Target = {
+      name: 'nginx',
+      base: nginxServer.base,
+      paths: nginxPaths,
+      etags: nginxEtags,
+      cpuPids: nginxServer.workers,
+    };
+    log(`nginx at ${nginx.base}, worker_processes ${processes}`);
+    const bare = await startBareNode(www, nginxPaths, processes);
+    log(`bare Node at ${bare.base}, ${processes} process(es)`);
+
+    for (const name of backends) {
+      results.push(
+        await benchBackend(source.dir, name, processes, work, www, nginx, bare, fixtures, bigFile),
+      );
+    }
+    // The next pairing runs alone on the machine.
+    await bare.stop();
+    cleanups.pop();
+    await nginxServer.stop();
+    cleanups.pop();
   }
 
   const markdown = report({ machine, command, source: source.description, options, startedAt, results });

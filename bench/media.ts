@@ -14,7 +14,7 @@
  *   node_modules/.bin/node bench/media.ts [--only transform,cached,rss,ingest] [--requests 40]
  *     [--concurrency 4] [--duration 10] [--images 1000] [--processes 1]
  *   --processes sets CONVEYOR_PROCESSES for the cached-transform part, and as many bare Node processes
- *   (nginx runs worker_processes auto).
+ *   and nginx worker processes, so that the three compare like with like.
  *
  * Conveyor runs as users start it (bin/conveyor serve, SQLite + local folder) in its own process;
  * everything listens on 127.0.0.1. Prints Markdown; nothing is written to the repository.
@@ -25,7 +25,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -308,7 +308,7 @@ async function benchCached(work: string, out: string[]) {
     await chmod(join(www, 'cached.webp'), 0o644);
     const nginxPort = await freePort();
     const conf = (await readFile(join(ROOT, 'bench/nginx.conf.template'), 'utf8'))
-      .replaceAll('{{WORKERS}}', 'auto')
+      .replaceAll('{{WORKERS}}', args.processes)
       .replaceAll('{{PREFIX}}', nginxPrefix)
       .replaceAll('{{ROOT}}', www)
       .replaceAll('{{PORT}}', String(nginxPort));
@@ -331,7 +331,7 @@ async function benchCached(work: string, out: string[]) {
     out.push(
       '### A cached transform answered again',
       '',
-      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back; nginx worker_processes auto (${availableParallelism()}), Conveyor and bare Node processes ${args.processes} each.`,
+      `A ${(bytes.length / 1024).toFixed(1)} KiB WebP (fit 512 of a 12 MP JPEG), wrk -t2 -c50, 2 s warm-up + ${duration} s each, back to back; nginx worker processes, Conveyor processes and bare Node processes ${args.processes} each.`,
       '',
       '| Server | req/s | ÷ nginx |',
       '|---|--:|--:|',

@@ -10,6 +10,7 @@ import type { BlobStore } from './storage/blob-store.ts';
 import { DiskCachedBlobStore } from './storage/disk-cache.ts';
 import type { Volume } from './storage/free-space.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
+import { uploadsDirectory } from './uploads/resumable.ts';
 
 /** Blob files kept open between reads (see src/storage/handle-cache.ts). */
 const OPEN_FILES = 256;
@@ -47,11 +48,6 @@ export async function openStore(config: Config): Promise<BlobStore> {
     openFiles: OPEN_FILES,
     syncReadMaxBytes: config.blobSyncReadMaxBytes,
   }).init();
-}
-
-/** The folder of unfinished resumable uploads on the fs backend. */
-export function uploadsDirectory(config: Config): string {
-  return resolve(config.uploadsDir ?? join(config.dataDir, 'uploads'));
 }
 
 /** The local folders `config` writes to, for the free-space checks (src/storage/free-space.ts). */

@@ -10,7 +10,6 @@ import { AccessService, loadSigningKeys } from './delivery/access.ts';
 import { DeliveryLookup } from './delivery/lookup.ts';
 import { type App, buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
-import { acceptAccessToken } from './http/routes/job-events.ts';
 import type { JobEvent } from './jobs/context.ts';
 import { JobEngine } from './jobs/engine.ts';
 import { JobEventHub } from './jobs/events.ts';
@@ -162,7 +161,7 @@ export async function createConveyor(
       store,
       metrics,
       lookup,
-      authenticator: acceptAccessToken(createAuthenticator({ tenancy, verifyJwt })),
+      authenticator: createAuthenticator({ tenancy, verifyJwt }),
       space,
       ready: async () => {
         const database = await check('database', () => ping(db));

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
 import { step } from '../ops/steps.ts';
@@ -20,10 +20,31 @@ import type { BlobStore, StagedBlob } from '../storage/blob-store.ts';
 export class BlobLedger {
   readonly #db: Kysely<Database>;
   readonly #store: BlobStore;
+  /** Conditions, one per holding column, that a blob no row holds meets. */
+  readonly #unheld: RawBuilder<boolean>[] = CONTENT.map(([table, column]) => unheldBy(table, column));
+  readonly #cleanups: CollectCleanup[] = [];
 
   constructor(db: Kysely<Database>, store: BlobStore) {
     this.#db = db;
     this.#store = store;
+  }
+
+  /**
+   * Declares that rows of `table` hold the blob their `column` names: a blob stays while any such row
+   * does. Assets and versions hold their content from the start; a room whose rows name blobs of their
+   * own registers them before the first collection.
+   */
+  holdBlobs<T extends keyof Database & string>(table: T, column: keyof Database[T] & string): void {
+    this.#unheld.push(unheldBy(table, column));
+  }
+
+  /**
+   * Runs `cleanup` at the start of every collection, before unreferenced blobs are looked for: a room
+   * deletes there the rows that live only as long as something else does, so that the blobs they held
+   * are collected in the same pass.
+   */
+  onCollect(cleanup: CollectCleanup): void {
+    this.#cleanups.push(cleanup);
   }
 
   /** Registers and commits a staged blob; afterwards the bytes are readable and the row is `live`. */
@@ -72,25 +93,18 @@ export class BlobLedger {
   }
 
   /**
-   * One garbage-collection pass. Unreferenced rows are first marked (orphaned_at), and deleted only
-   * once marked for longer than `graceMs`; bytes in storage with no row at all (left by a crash between
-   * staging and registering) are deleted once older than the grace too, and so are stale temporaries.
+   * One garbage-collection pass. The registered cleanups run first; then rows no holder references are
+   * marked (orphaned_at), and deleted only once marked for longer than `graceMs`; bytes in storage with
+   * no row at all (left by a crash between staging and registering) are deleted once older than the
+   * grace too, and so are stale temporaries.
    */
   async collect(
     graceMs: number,
   ): Promise<{ marked: number; deleted: number; strays: number; temporaries: number }> {
     const now = Date.now();
     const cutoff = now - graceMs;
-    // Derived blobs (variants, cached transforms) and analysis results live as long as the content they
-    // were made from: dropping their rows here lets the passes below collect the derived bytes too.
-    const sourceGone = (column: string) =>
-      sql<boolean>`not exists (select 1 from assets a where a.sha256 = ${sql.ref(column)})
-        and not exists (select 1 from asset_versions v where v.sha256 = ${sql.ref(column)})`;
-    await this.#db.deleteFrom('media_derived').where(sourceGone('media_derived.source_sha256')).execute();
-    await this.#db.deleteFrom('media_info').where(sourceGone('media_info.sha256')).execute();
-    const unreferenced = sql<boolean>`not exists (select 1 from assets a where a.sha256 = blobs.sha256)
-      and not exists (select 1 from asset_versions v where v.sha256 = blobs.sha256)
-      and not exists (select 1 from media_derived d where d.sha256 = blobs.sha256)`;
+    for (const cleanup of this.#cleanups) await cleanup(this.#db);
+    const unreferenced = sql.join<boolean>(this.#unheld, sql` and `);
 
     const marked = await this.#db
       .updateTable('blobs')
@@ -148,4 +162,31 @@ export class BlobLedger {
     await this.#store.delete(sha256);
     await this.#db.deleteFrom('blobs').where('sha256', '=', sha256).where('state', '=', 'deleting').execute();
   }
+}
+
+/** A room's part of a collection pass (see `BlobLedger.onCollect`). */
+export type CollectCleanup = (db: Kysely<Database>) => Promise<unknown>;
+
+/** The columns through which assets and versions hold their content. */
+const CONTENT = [
+  ['assets', 'sha256'],
+  ['asset_versions', 'sha256'],
+] as const;
+
+function unheldBy(table: string, column: string): RawBuilder<boolean> {
+  return sql<boolean>`not exists (select 1 from ${sql.table(table)} h where h.${sql.ref(column)} = blobs.sha256)`;
+}
+
+/**
+ * SQL that holds when no asset or version has the content that `column` (`table.column`) names: for the
+ * cleanups of rows that live as long as the content they describe or were made from.
+ */
+export function contentGone(column: string): RawBuilder<boolean> {
+  return sql.join<boolean>(
+    CONTENT.map(
+      ([table, holder]) =>
+        sql`not exists (select 1 from ${sql.table(table)} c where c.${sql.ref(holder)} = ${sql.ref(column)})`,
+    ),
+    sql` and `,
+  );
 }

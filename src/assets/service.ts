@@ -2,7 +2,6 @@ import type { Readable } from 'node:stream';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
-import { sanitizeFilename } from '../delivery/content-disposition.ts';
 import { ConveyorError, notFound } from '../errors.ts';
 import type { Lane } from '../glossary.ts';
 import { step } from '../ops/steps.ts';
@@ -10,6 +9,7 @@ import { type BlobStore, BlobTooLargeError, type StagedBlob } from '../storage/b
 import { audit } from '../tenancy/audit.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
 import type { BlobLedger } from './blobs.ts';
+import { sanitizeFilename } from './filename.ts';
 import { peek, sniffContentType } from './sniff.ts';
 
 export interface AssetUrls {

@@ -4,6 +4,7 @@ import { openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, ConfigError, configTable, loadConfig, redactedConfig } from '../config/config.ts';
 import { migrate, openDatabase } from '../db/database.ts';
 import { ConveyorError, errorTable } from '../errors.ts';
+import { collectMedia } from '../media/wiring.ts';
 import { isRole, type Principal, ROLES } from '../tenancy/principal.ts';
 import { TenancyService } from '../tenancy/service.ts';
 import { serve } from './serve.ts';
@@ -76,6 +77,7 @@ program
   .description('collect blobs that nothing references (older than CONVEYOR_GC_GRACE_SECONDS)')
   .action(async () => {
     await withServices(async (config, _tenancy, ledger) => {
+      collectMedia(ledger);
       console.log(JSON.stringify(await ledger.collect(config.gcGraceSeconds * 1000)));
     });
   });

@@ -1,16 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ParsedTransformPath } from '../media/image/transform-url.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { requestIdOf } from '../ops/request-id.ts';
 import type { DeliveryQuery, Derive, Origin } from './origin.ts';
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The request's id: the client's `X-Request-Id` when it is a sane token, otherwise a fresh UUID. */
-export function requestIdOf(request: IncomingMessage): string {
-  const given = request.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-}
 
 /**
  * A delivery URL with nothing for Fastify to do: `/a/<id>` or `/v/<id>`, optionally with a preset variant's
@@ -22,10 +13,18 @@ const PLAIN_DELIVERY_PATH = /^\/([av])\/([^/?#%]{1,100})(?:\/([^/?#%]{1,100}))?$
 const NO_QUERY: DeliveryQuery = Object.freeze({});
 const NOBODY = async () => null;
 
-/** What the shortcut needs of the transform service (src/media/transforms.ts). */
-export interface FastTransforms {
-  tryParse(pathname: string): ParsedTransformPath | null;
-  transform(parsed: ParsedTransformPath): Derive;
+/** A transform URL as the transform service parsed it: the shortcut reads the id and hands it back. */
+export interface ParsedTransform {
+  readonly id: string;
+}
+
+/**
+ * What the shortcut needs of the transform service (src/media/transforms.ts): `transform` gets back what
+ * `tryParse` returned.
+ */
+export interface FastTransforms<Parsed extends ParsedTransform = ParsedTransform> {
+  tryParse(pathname: string): Parsed | null;
+  transform(parsed: Parsed): Derive;
   variant(file: string): Derive;
 }
 

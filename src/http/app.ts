@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController
 import type { AssetService } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
-import { FastDelivery, requestIdOf } from '../delivery/fast-delivery.ts';
+import { FastDelivery } from '../delivery/fast-delivery.ts';
 import type { DeliveryLookup } from '../delivery/lookup.ts';
 import { Origin } from '../delivery/origin.ts';
 import { ConveyorError } from '../errors.ts';
@@ -15,6 +15,7 @@ import type { JobEventHub } from '../jobs/events.ts';
 import type { Media } from '../media/wiring.ts';
 import type { ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import { requestIdOf } from '../ops/request-id.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';

@@ -9,12 +9,27 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyContextConfig {
+    /**
+     * The route's clients cannot always set headers (EventSource, a browser's WebSocket): without an
+     * Authorization header, the credential may come as `?access_token=`. (The URL is redacted in logs:
+     * see SECRET_PARAMS in app.ts.)
+     */
+    accessTokenQuery?: boolean;
+  }
 }
 
 export interface Authenticator {
-  /** The principal behind the request's `Authorization: Bearer`, or null when there is none. Throws 401 when invalid. */
+  /**
+   * The principal behind the request's `Authorization: Bearer` (or its `?access_token=` on a route that
+   * takes one), or null when there is none. Throws 401 when invalid.
+   */
   identify(request: FastifyRequest): Promise<Principal | null>;
 }
+
+const BEARER = /^Bearer +([^\s]+) *$/i;
+// The same credential as BEARER takes after its `Bearer ` prefix.
+const QUERY_TOKEN = /^ *([^\s]+) *$/;
 
 export function createAuthenticator(deps: {
   tenancy: TenancyService;
@@ -22,11 +37,8 @@ export function createAuthenticator(deps: {
 }): Authenticator {
   return {
     async identify(request) {
-      const header = request.headers.authorization;
-      if (header === undefined) return null;
-      const match = /^Bearer +([^\s]+) *$/i.exec(header);
-      if (!match) throw unauthenticated('Use Authorization: Bearer <API key or JWT>');
-      const credential = match[1]!;
+      const credential = credentialOf(request);
+      if (credential === undefined) return null;
       if (deps.verifyJwt && looksLikeJwt(credential)) {
         try {
           const jwt = await deps.verifyJwt(credential);
@@ -54,6 +66,21 @@ export function createAuthenticator(deps: {
       return principal;
     },
   };
+}
+
+/** The request's credential: undefined when it carries none, 401 when it carries one malformed. */
+function credentialOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  let match: RegExpExecArray | null;
+  if (header !== undefined) match = BEARER.exec(header);
+  else {
+    if (request.routeOptions.config?.accessTokenQuery !== true) return undefined;
+    const token = (request.query as Record<string, unknown> | undefined)?.['access_token'];
+    if (typeof token !== 'string' || token === '') return undefined;
+    match = QUERY_TOKEN.exec(token);
+  }
+  if (!match) throw unauthenticated('Use Authorization: Bearer <API key or JWT>');
+  return match[1]!;
 }
 
 function unauthenticated(detail: string): ConveyorError {

@@ -7,8 +7,8 @@ import {
 } from 'node:http';
 import { Socket } from 'node:net';
 import type { Config } from '../config/config.ts';
-import { requestIdOf } from '../delivery/fast-delivery.ts';
 import { ConveyorError } from '../errors.ts';
+import { requestIdOf } from '../ops/request-id.ts';
 import { problemAnswer, writeProblem } from '../problems.ts';
 
 /**

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { BlobLedger } from '../assets/blobs.ts';
+import { type BlobLedger, contentGone } from '../assets/blobs.ts';
 import type { AssetService } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import type { Database } from '../db/tables.ts';
@@ -35,12 +35,28 @@ export interface Media {
 }
 
 /**
+ * Tells the blob ledger what the media room keeps, so that garbage collection covers it. Derived blobs
+ * (variants, cached transforms) and analysis results live as long as the content they were made from:
+ * each collection first drops the rows of content no asset or version has any more, which leaves their
+ * derived blobs unreferenced in the same pass; until then a derived blob is held by its row. Every process
+ * that collects calls this (through `attachMedia`, or `conveyor gc` directly).
+ */
+export function collectMedia(ledger: BlobLedger): void {
+  ledger.onCollect(async (db) => {
+    await db.deleteFrom('media_derived').where(contentGone('media_derived.source_sha256')).execute();
+    await db.deleteFrom('media_info').where(contentGone('media_info.sha256')).execute();
+  });
+  ledger.holdBlobs('media_derived', 'sha256');
+}
+
+/**
  * Wires the media pipeline into a process: registers its job types (every process that enqueues or runs
  * them must, `serve` and `worker` alike), hooks image processing to new asset content, and returns the
- * services the HTTP API calls.
+ * services the HTTP API calls. Registers the media room's part of garbage collection (`collectMedia`).
  */
 export function attachMedia(deps: MediaDeps): Media {
   const { config, db, store, ledger, jobs } = deps;
+  collectMedia(ledger);
   const derived = new DerivedBlobs({
     db,
     store,

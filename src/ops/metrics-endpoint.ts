@@ -2,9 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { requestIdOf } from '../delivery/fast-delivery.ts';
 import { ConveyorError } from '../errors.ts';
 import { toConveyorError, writeProblem } from '../problems.ts';
+import { requestIdOf } from './request-id.ts';
 
 /** What a /metrics answer is made of: the registry's (or the cluster's) rendering. */
 export type RenderMetrics = () => Promise<{ contentType: string; body: string }>;

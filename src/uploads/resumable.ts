@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join, resolve } from 'node:path';
 import type { AssetService } from '../assets/service.ts';
-import { uploadsDirectory } from '../backends.ts';
 import type { Config } from '../config/config.ts';
 import type { Visibility } from '../db/tables.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
@@ -10,6 +10,11 @@ import type { TusStorageOptions, TusUploads, TusUploadsOptions } from './tus.ts'
 
 /** Where the tus routes live. */
 export const UPLOADS_PATH = '/api/v1/uploads';
+
+/** The folder of unfinished resumable uploads on the fs backend. */
+export function uploadsDirectory(config: Config): string {
+  return resolve(config.uploadsDir ?? join(config.dataDir, 'uploads'));
+}
 
 /**
  * Resumable uploads (tus 1.0) of this installation: unfinished uploads live beside the blob store (a

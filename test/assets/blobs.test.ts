@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { BlobLedger } from '../../src/assets/blobs.ts';
 import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -98,6 +99,50 @@ for (const backend of BACKENDS) {
     it('sweeps staged temporaries left by a crash', { skip }, async () => {
       await stage('never committed');
       assert.equal((await server.conveyor.ledger.collect(0)).temporaries, 1);
+    });
+
+    it('keeps what a registered holder references, and runs registered cleanups first', {
+      skip,
+    }, async () => {
+      const { db, store } = server.conveyor;
+      // A ledger of its own, so that only what this test registers applies.
+      const ledger = new BlobLedger(db.kysely, store);
+      const held = await stage('held by a row of another room');
+      const released = await stage('released by a cleanup');
+      await ledger.store(held);
+      await ledger.store(released);
+      const holderRow = (key: string, sha256: string) => ({
+        key,
+        kind: 'transform' as const,
+        source_sha256: 'f'.repeat(64),
+        preset: null,
+        format: 'webp',
+        sha256,
+        size: 1,
+        content_type: 'image/webp',
+        width: 1,
+        height: 1,
+        created_at: Date.now(),
+      });
+      await db.kysely
+        .insertInto('media_derived')
+        .values([holderRow('ledger-held', held.sha256), holderRow('ledger-released', released.sha256)])
+        .execute();
+      ledger.holdBlobs('media_derived', 'sha256');
+      const order: string[] = [];
+      ledger.onCollect(async (kysely) => {
+        order.push('cleanup');
+        await kysely.deleteFrom('media_derived').where('key', '=', 'ledger-released').execute();
+      });
+
+      const result = await ledger.collect(0);
+      assert.deepEqual(order, ['cleanup']);
+      assert.ok(result.deleted >= 1);
+      assert.equal(await row(released.sha256), undefined, 'collected in the pass whose cleanup released it');
+      assert.equal(await store.stat(released.sha256), null);
+      assert.equal((await row(held.sha256))?.state, 'live', 'held by its row');
+      assert.ok(await store.stat(held.sha256));
+      await db.kysely.deleteFrom('media_derived').where('key', '=', 'ledger-held').execute();
     });
   });
 }

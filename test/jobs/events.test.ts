@@ -265,6 +265,24 @@ for (const backend of BACKENDS) {
       // Other API routes do not.
       const res = await fetch(`${server.url}/api/v1/jobs?access_token=${server.adminKey}`);
       assert.equal(res.status, 401);
+      // An Authorization header wins over the query; a query token is read as the header's credential is.
+      const events = `${server.url}/api/v1/jobs/${job.body.id}/events`;
+      const headerWins = await fetch(`${events}?access_token=wrong`, {
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      });
+      assert.equal(headerWins.status, 200);
+      await headerWins.text();
+      const badHeader = await fetch(`${events}?access_token=${server.adminKey}`, {
+        headers: { authorization: 'Bearer wrong' },
+      });
+      assert.equal(badHeader.status, 401);
+      await badHeader.text();
+      const padded = await fetch(`${events}?access_token=${encodeURIComponent(`  ${server.adminKey} `)}`);
+      assert.equal(padded.status, 200);
+      await padded.text();
+      const twoWords = await fetch(`${events}?access_token=${encodeURIComponent(`${server.adminKey} x`)}`);
+      assert.equal(twoWords.status, 401);
+      assert.match(((await twoWords.json()) as { detail: string }).detail, /Use Authorization: Bearer/);
     });
 
     test('closed clients leave no subscriptions behind', { skip, timeout: 30_000 }, async () => {

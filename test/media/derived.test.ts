@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { BlobLedger } from '../../src/assets/blobs.ts';
 import { DerivedBlobs, type DerivedOutput } from '../../src/media/derived.ts';
-import { startConveyor, type TestServer } from '../helpers/conveyor.ts';
+import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
 /**
  * DerivedBlobs remembers found rows, but only for its TTL: garbage collection (in any process) deletes
@@ -52,5 +53,75 @@ describe('DerivedBlobs memory', () => {
     await derived.put(output('k2'));
     assert.equal(derived.known('k2'), undefined);
     assert.equal((await derived.find('k2'))?.key, 'k2', 'found in the database');
+  });
+});
+
+/**
+ * Derived blobs and analysis results live as long as the content they were made from: the media room
+ * registers that with the blob ledger (collectMedia, through attachMedia), and the ledger knows nothing of
+ * media's tables otherwise.
+ */
+describe('garbage collection of media', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startConveyor();
+  });
+  after(() => server.close());
+
+  it("drops the rows of content nothing has any more, and their blobs, through media's registration", async () => {
+    const { db, store, ledger } = server.conveyor;
+    const kept = await upload(server, 'content an asset still has');
+    const gone = 'e'.repeat(64);
+    const derived = new DerivedBlobs({ db: db.kysely, store, ledger, maxEntries: 100, ttlMs: 0 });
+    const output = (key: string, sourceSha256: string): DerivedOutput => ({
+      key,
+      kind: 'variant',
+      sourceSha256,
+      preset: 'thumb',
+      format: 'webp',
+      contentType: 'image/webp',
+      width: 1,
+      height: 1,
+      data: Buffer.from(`bytes of ${key}`),
+    });
+    const keptRow = await derived.put(output('gc-kept', kept.sha256));
+    const goneRow = await derived.put(output('gc-gone', gone));
+    const info = (sha256: string) => ({
+      sha256,
+      format: 'png',
+      width: 1,
+      height: 1,
+      orientation: null,
+      has_alpha: 0,
+      pages: 1,
+      dominant_color: null,
+      thumbhash: null,
+      blurhash: null,
+      phash: null,
+      exif: null,
+      created_at: Date.now(),
+    });
+    await db.kysely
+      .insertInto('media_info')
+      .values([info(kept.sha256), info(gone)])
+      .execute();
+    const rows = async () => ({
+      derived: (await db.kysely.selectFrom('media_derived').select('key').orderBy('key').execute()).map(
+        (r) => r.key,
+      ),
+      info: (await db.kysely.selectFrom('media_info').select('sha256').orderBy('sha256').execute()).map(
+        (r) => r.sha256,
+      ),
+    });
+
+    // A ledger without the media room's registration leaves media's rows alone.
+    await new BlobLedger(db.kysely, store).collect(60_000);
+    assert.deepEqual(await rows(), { derived: ['gc-gone', 'gc-kept'], info: [kept.sha256, gone].sort() });
+
+    await ledger.collect(0);
+    assert.deepEqual(await rows(), { derived: ['gc-kept'], info: [kept.sha256] });
+    assert.equal(await store.stat(goneRow.sha256), null, "the gone content's derived blob is collected");
+    assert.ok(await store.stat(keptRow.sha256), 'a derived blob is held by its row');
+    assert.ok(await store.stat(kept.sha256));
   });
 });

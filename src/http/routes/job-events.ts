@@ -7,7 +7,6 @@ import type { JobEvent } from '../../jobs/context.ts';
 import type { JobEventFilter } from '../../jobs/events.ts';
 import type { Job } from '../../jobs/types.ts';
 import type { AppDeps } from '../app.ts';
-import type { Authenticator } from '../auth.ts';
 import { IdParams, problemResponses } from '../schemas.ts';
 import { jobView } from './jobs.ts';
 
@@ -16,25 +15,6 @@ import { jobView } from './jobs.ts';
  * drop a connection silent for 30-60 s, and lets the server notice a vanished client.
  */
 export const HEARTBEAT_MS = 15_000;
-
-/** The paths whose clients (EventSource, browser WebSocket) cannot set headers: they may use ?access_token=. */
-const EVENT_ROUTES = new Set(['/api/v1/jobs/:id/events', '/api/v1/events']);
-
-/**
- * Lets the live event routes, and only them, take the credential from `?access_token=` when there is no
- * Authorization header. (The URL is redacted in logs: see SECRET_PARAMS in app.ts.)
- */
-export function acceptAccessToken(authenticator: Authenticator): Authenticator {
-  return {
-    identify(request) {
-      if (request.headers.authorization === undefined && EVENT_ROUTES.has(request.routeOptions.url ?? '')) {
-        const token = (request.query as Record<string, unknown> | undefined)?.['access_token'];
-        if (typeof token === 'string' && token !== '') request.headers.authorization = `Bearer ${token}`;
-      }
-      return authenticator.identify(request);
-    },
-  };
-}
 
 type EventName = JobEvent['kind'] | 'snapshot';
 
@@ -148,6 +128,8 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
   app.route({
     method: 'GET',
     url: '/jobs/:id/events',
+    // EventSource and a browser's WebSocket cannot set headers (src/http/auth.ts).
+    config: { accessTokenQuery: true },
     schema: {
       tags: ['jobs'],
       summary: "A job's live events",
@@ -188,6 +170,8 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
   app.route({
     method: 'GET',
     url: '/events',
+    // EventSource and a browser's WebSocket cannot set headers (src/http/auth.ts).
+    config: { accessTokenQuery: true },
     schema: {
       tags: ['jobs'],
       summary: "The tenant's live job events",
