@@ -4,8 +4,8 @@ import {
   PRESET_NAME,
   parseOptions,
   type TransformPresets,
-} from '../media/image/transform-options.ts';
-import { OUTPUT_FORMATS, type OutputFormat } from '../media/image/transform-spec.ts';
+} from '../grammar/transform-options.ts';
+import { OUTPUT_FORMATS, type OutputFormat } from '../grammar/transform-spec.ts';
 import { parseCidr } from '../media/ingest/ssrf.ts';
 import type { Setting, StringCheck } from './schema.ts';
 import { GiB, MiB } from './units.ts';

@@ -3,6 +3,7 @@ import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import { parseFormats, parseList, parsePresets } from '../config/media-settings.ts';
 import type { Database, MediaInfoTable } from '../db/tables.ts';
+import type { OutputFormat } from '../grammar/transform-spec.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
@@ -13,7 +14,6 @@ import { type DerivedBlobs, variantKey } from './derived.ts';
 import { MemoryBudget } from './image/budget.ts';
 import type { EncoderSettings, ImageLimits, ImageRuntime, VariantPreset } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
-import type { OutputFormat } from './image/transform-spec.ts';
 
 /** The job type that analyses an image and renders its variants. */
 export const IMAGE_JOB = 'image.process';

@@ -9,12 +9,12 @@ import type { Representation } from '../delivery/lookup.ts';
 import type { Derive } from '../delivery/origin.ts';
 import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
+import type { OutputFormat, ResolvedSpec } from '../grammar/transform-spec.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
 import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
-import type { OutputFormat, ResolvedSpec } from './image/transform-spec.ts';
 import {
   authorizeTransform,
   buildTransformUrl,

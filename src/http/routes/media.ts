@@ -1,8 +1,8 @@
 import { type Static, Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { ConveyorError } from '../../errors.ts';
+import { FITS, GRAVITIES } from '../../grammar/transform-spec.ts';
 import type { RequestedFormat } from '../../media/image/negotiate.ts';
-import { FITS, GRAVITIES } from '../../media/image/transform-spec.ts';
 import type { TransformTarget } from '../../media/image/transform-url.ts';
 import type { IngestItem } from '../../media/ingest/ingest.ts';
 import type { AppDeps } from '../app.ts';

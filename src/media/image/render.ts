@@ -11,6 +11,7 @@
  * sharpen, then flatten (JPEG only) and encode. Metadata is stripped except the ICC profile.
  */
 import type { Sharp } from 'sharp';
+import type { OutputFormat, ResolvedSpec } from '../../grammar/transform-spec.ts';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, transformBytes } from './cost.ts';
 import { ImageError } from './errors.ts';
@@ -30,7 +31,6 @@ import {
   TRANSFORM_ENCODERS,
 } from './libvips.ts';
 import { probeImage } from './probe.ts';
-import type { OutputFormat, ResolvedSpec } from './transform-spec.ts';
 
 export interface RenderOptions {
   limits: ImageLimits;

@@ -20,6 +20,7 @@
  * MP4 is a fraction of an animated WebP's size), and animated AVIF is not supported by sharp.
  */
 import sharp, { type Sharp } from 'sharp';
+import type { Fit, Gravity, OutputFormat } from '../../grammar/transform-spec.ts';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, variantsBytes } from './cost.ts';
 import {
@@ -46,7 +47,6 @@ import {
 } from './libvips.ts';
 import { type ProbeResult, probeImage } from './probe.ts';
 import { checkOutputSize } from './render.ts';
-import type { Fit, Gravity, OutputFormat } from './transform-spec.ts';
 
 export interface VariantPreset {
   /** Stable name, part of the stored variant's key: `thumb`, `small`, ... */

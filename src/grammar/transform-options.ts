@@ -30,8 +30,8 @@
  * the bytes as sent whatever they are, and the derived-blob cache key (cacheKey) spells out the canonical
  * form, so `h:300,w:400` and `w:400,h:300` are rendered once.
  */
-import { ConveyorError } from '../../errors.ts';
-import type { RequestedFormat } from './negotiate.ts';
+import { ConveyorError } from '../errors.ts';
+import type { RequestedFormat } from '../media/image/negotiate.ts';
 import {
   FITS,
   GRAVITIES,
