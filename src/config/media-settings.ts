@@ -1,4 +1,5 @@
 import { isLane, LANES, type Lane } from '../glossary.ts';
+import { parseCidr } from '../grammar/cidr.ts';
 import {
   DEFAULT_TRANSFORM_LIMITS,
   PRESET_NAME,
@@ -6,7 +7,6 @@ import {
   type TransformPresets,
 } from '../grammar/transform-options.ts';
 import { OUTPUT_FORMATS, type OutputFormat } from '../grammar/transform-spec.ts';
-import { parseCidr } from '../media/ingest/ssrf.ts';
 import type { Setting, StringCheck } from './schema.ts';
 import { GiB, MiB } from './units.ts';
 

@@ -31,13 +31,13 @@
  * form, so `h:300,w:400` and `w:400,h:300` are rendered once.
  */
 import { ConveyorError } from '../errors.ts';
-import type { RequestedFormat } from '../media/image/negotiate.ts';
 import {
   FITS,
   GRAVITIES,
   type Gravity,
   OUTPUT_FORMATS,
   type OutputFormat,
+  type RequestedFormat,
   type ResolvedSpec,
   type TransformSpec,
 } from './transform-spec.ts';

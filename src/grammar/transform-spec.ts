@@ -35,6 +35,9 @@ export type Gravity = NamedGravity | FocalPoint;
 export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
+/** What a URL asks for: a concrete format, `source` (keep the source's) or `auto` (negotiate). */
+export type RequestedFormat = OutputFormat | 'auto' | 'source';
+
 export interface TransformSpec {
   /** Target box in CSS pixels; multiplied by `dpr` to get device pixels. Absent: follow the other side. */
   width?: number;

@@ -65,7 +65,7 @@ import {
   type TransformRequest,
   TransformUrlError,
 } from '../../grammar/transform-options.ts';
-import type { RequestedFormat } from './negotiate.ts';
+import type { RequestedFormat } from '../../grammar/transform-spec.ts';
 
 export {
   cacheKey,
