@@ -62,7 +62,10 @@ export interface TransformLimits {
   formats: readonly OutputFormat[];
 }
 
-/** The ranges transform-spec.ts documents; 4096 device pixels keeps a decoded RGBA output under 64 MiB. */
+/**
+ * The defaults of the transform settings (CONVEYOR_TRANSFORM_MAX_*); 4096 device pixels keeps a decoded
+ * RGBA output under 64 MiB.
+ */
 export const DEFAULT_TRANSFORM_LIMITS: TransformLimits = {
   maxWidth: 4096,
   maxHeight: 4096,

@@ -1,7 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
-import { parseFormats, parseList, parsePresets } from '../config/media-settings.ts';
 import type { Database, MediaInfoTable } from '../db/tables.ts';
 import type { OutputFormat } from '../grammar/transform-spec.ts';
 import type { JobEngine } from '../jobs/engine.ts';
@@ -41,7 +40,7 @@ export interface ImageSettings {
   maxOutputBytes: number;
   background: string;
   presets: VariantPreset[];
-  formats: OutputFormat[];
+  formats: readonly OutputFormat[];
   variants: boolean;
   variantEncoders: EncoderSettings;
   transformEncoders: EncoderSettings;
@@ -55,7 +54,7 @@ export function imageSettings(config: Config): ImageSettings {
     avif: { quality: config.imageAvifQuality, effort: avifEffort },
     png: { compressionLevel: pngLevel },
   });
-  const presets = Object.entries(parsePresets(config.imagePresets, { ...loose })).map(
+  const presets = Object.entries(config.imagePresets).map(
     ([name, spec]): VariantPreset => ({
       name,
       ...(spec.width !== undefined ? { width: spec.width } : {}),
@@ -68,7 +67,7 @@ export function imageSettings(config: Config): ImageSettings {
     limits: {
       maxInputPixels: config.imageMaxInputPixels,
       maxFrames: config.imageMaxFrames,
-      inputFormats: parseList(config.imageInputFormats),
+      inputFormats: config.imageInputFormats,
       failOn: 'error',
       timeoutSeconds: config.imageTimeoutSeconds,
       maxWorkingBytes: config.imageMemoryBudgetBytes,
@@ -77,7 +76,7 @@ export function imageSettings(config: Config): ImageSettings {
     maxOutputBytes: config.imageMaxOutputBytes,
     background: config.imageBackground,
     presets,
-    formats: parseFormats(config.imageVariantFormats),
+    formats: config.imageVariantFormats,
     variants: config.imageVariants,
     variantEncoders: encoders(config.imageVariantAvifEffort, 9),
     transformEncoders: encoders(config.imageTransformAvifEffort, 6),
@@ -91,17 +90,6 @@ export function imageSettings(config: Config): ImageSettings {
     },
   };
 }
-
-// Presets are variants first; their sizes are bounded by the variant renderer, not the transform limits.
-const loose = {
-  maxWidth: 16383,
-  maxHeight: 16383,
-  maxDpr: 8,
-  maxBlur: 100,
-  maxSharpen: 10,
-  maxOptionsLength: 1024,
-  formats: ['jpeg', 'png', 'webp', 'avif'] as const,
-};
 
 /**
  * Image processing: when an asset gets image content (upload, ingest, replaced content), an

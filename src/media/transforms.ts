@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { availableParallelism } from 'node:os';
 import type { Config } from '../config/config.ts';
-import { parseFormats, parsePresets } from '../config/media-settings.ts';
+import { transformLimits } from '../config/media-settings.ts';
 import type { MediaDerivedTable } from '../db/tables.ts';
 import { type BufferLease, BufferPool } from '../delivery/buffer-pool.ts';
 import type { Representation } from '../delivery/lookup.ts';
@@ -83,21 +83,12 @@ export class TransformService {
     this.#keys = deps.signingKeys;
     this.#log = deps.log ?? { error() {} };
     this.#allowUnsigned = config.transformUnsignedPresets;
-    const max = config.transformMaxDimension;
-    this.#limits = {
-      maxWidth: max,
-      maxHeight: max,
-      maxDpr: config.transformMaxDpr,
-      maxBlur: 100,
-      maxSharpen: 10,
-      maxOptionsLength: 256,
-      formats: parseFormats(config.transformFormats),
-    };
-    this.#presets = parsePresets(config.imagePresets, { ...this.#limits, maxWidth: 16383, maxHeight: 16383 });
+    this.#limits = transformLimits(config);
+    this.#presets = config.imagePresets;
     const settings = imageSettings(config);
     this.#render = {
       limits: settings.limits,
-      maxOutputDimension: max,
+      maxOutputDimension: config.transformMaxDimension,
       maxOutputBytes: settings.maxOutputBytes,
       enlarge: config.transformEnlarge,
       encoders: settings.transformEncoders,

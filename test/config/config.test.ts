@@ -50,7 +50,7 @@ describe('config', () => {
 
   it('takes a metrics port of 0 to 65535 and a metrics token of 16 characters or more', () => {
     const config = loadConfig({ CONVEYOR_METRICS_PORT: '0', CONVEYOR_METRICS_TOKEN: 'a'.repeat(16) });
-    assert.equal(config.metricsPort, '0');
+    assert.equal(config.metricsPort, 0);
     assert.equal(redactedConfig(config)['metricsToken'], '[redacted]');
     for (const [name, value] of [
       ['CONVEYOR_METRICS_PORT', '65536'],

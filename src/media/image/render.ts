@@ -11,7 +11,7 @@
  * sharpen, then flatten (JPEG only) and encode. Metadata is stripped except the ICC profile.
  */
 import type { Sharp } from 'sharp';
-import type { OutputFormat, ResolvedSpec } from '../../grammar/transform-spec.ts';
+import { MAX_IMAGE_SIDE, type OutputFormat, type ResolvedSpec } from '../../grammar/transform-spec.ts';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, transformBytes } from './cost.ts';
 import { ImageError } from './errors.ts';
@@ -36,7 +36,7 @@ export interface RenderOptions {
   limits: ImageLimits;
   /**
    * Longest side of any output, in device pixels, after dpr. Larger requests are scaled down
-   * uniformly. Must not exceed 16383, the largest WebP side.
+   * uniformly. Must not exceed MAX_IMAGE_SIDE, the largest WebP side.
    */
   maxOutputDimension: number;
   /** Encoded outputs larger than this are refused with IMAGE_OUTPUT_TOO_LARGE. */
@@ -74,8 +74,10 @@ export async function renderTransform(
   spec: ResolvedSpec,
   options: RenderOptions,
 ): Promise<RenderedImage> {
-  if (options.maxOutputDimension > 16383) {
-    throw new RangeError(`maxOutputDimension ${options.maxOutputDimension} is above WebP's 16383`);
+  if (options.maxOutputDimension > MAX_IMAGE_SIDE) {
+    throw new RangeError(
+      `maxOutputDimension ${options.maxOutputDimension} is above WebP's ${MAX_IMAGE_SIDE}`,
+    );
   }
   const source = await probeImage(input, options.limits);
   const plan = planResize(

@@ -72,25 +72,16 @@ export interface SsrfPolicy {
   allowAddresses: readonly (string | Cidr)[];
   /** When non-empty, only these hosts: exact names or '*.example.com' (any subdomain, not the apex). */
   allowHosts?: readonly string[];
-  /** Hosts refused outright, same patterns as allowHosts; checked first. */
+  /**
+   * Hosts refused outright, same patterns as allowHosts; checked first. The setting's default,
+   * DEFAULT_DENY_HOSTS (src/config/ingest-settings.ts), names the in-network names.
+   */
   denyHosts: readonly string[];
   /** Ports that may be used (the scheme's default port counts as that number); default any. */
   allowedPorts?: readonly number[];
   /** Default both; only narrowing is possible. */
   schemes?: readonly ('http' | 'https')[];
 }
-
-/**
- * A sensible denyHosts default: names that only mean something inside a network (GCP's metadata server,
- * the private-use `.internal` TLD, mDNS `.local`, RFC 8375 `.home.arpa`). Their addresses are refused
- * anyway; denying the names also covers resolvers that map them to public-looking addresses.
- */
-export const DEFAULT_DENY_HOSTS: readonly string[] = [
-  'metadata.google.internal',
-  '*.internal',
-  '*.local',
-  '*.home.arpa',
-];
 
 /** Resolves a name to all its addresses; the default is the system resolver (dns.lookup, all: true). */
 export type Resolver = (hostname: string) => Promise<readonly LookupAddress[]>;

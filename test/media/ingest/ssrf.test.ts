@@ -3,13 +3,13 @@ import type { LookupAddress, LookupOptions } from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { describe, it } from 'node:test';
+import { DEFAULT_DENY_HOSTS } from '../../../src/config/ingest-settings.ts';
 import { BadUrlError, ForbiddenAddressError } from '../../../src/media/ingest/download-errors.ts';
 import {
   type AddressClass,
   checkUrl,
   classifyAddress,
   createGuardedLookup,
-  DEFAULT_DENY_HOSTS,
   embeddedIPv4,
   judgeAddress,
   type Resolver,
