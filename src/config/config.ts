@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parseList } from './parsers.ts';
 import { type Config, type ConfigInput, envName, type SettingKey, settings } from './schema.ts';
 import type { ReadSetting, Setting } from './setting.ts';
 
@@ -170,8 +171,7 @@ function parseLimits(setting: Extract<Setting, { type: 'limits' }>, raw: unknown
   const entries = (value: unknown): [string, unknown][] | string => {
     if (typeof value === 'string') {
       const out: [string, unknown][] = [];
-      for (const item of value.split(',').map((s) => s.trim())) {
-        if (item === '') continue;
+      for (const item of parseList(value)) {
         const match = /^([A-Za-z0-9_.:-]+)\s*=\s*(.*)$/.exec(item);
         if (!match) return `expected name=number pairs separated by commas, got ${JSON.stringify(item)}`;
         out.push([match[1]!, match[2]!.trim()]);
