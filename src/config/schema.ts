@@ -325,6 +325,13 @@ export const settings = {
     max: 10_000_000,
     doc: 'Delivery requests per minute per client address (0 = unlimited; the CDN is the shield).',
   },
+  rateLimitMaxKeys: {
+    type: 'int',
+    default: 100_000,
+    min: 1,
+    max: 100_000_000,
+    doc: 'Clients (keys, JWT subjects or addresses) each rate limit keeps count of per process; past it the least recently seen is forgotten and starts afresh.',
+  },
 
   ...jobSettings,
 
