@@ -29,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import type { ResolvedSpec } from '../src/media/image/transform-spec.ts';
+import type { ResolvedSpec } from '../src/grammar/transform-spec.ts';
 import { signTransformPath } from '../src/media/image/transform-url.ts';
 import { freePort } from '../test/helpers/child.ts';
 import {

@@ -5,7 +5,7 @@
 import { cpus, loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openMigratedDatabase } from '../src/backends.ts';
-import { type Config, loadConfig } from '../src/config/config.ts';
+import { type Config, type ConfigInput, loadConfig } from '../src/config/config.ts';
 import type { Db } from '../src/db/database.ts';
 import { newId } from '../src/db/ids.ts';
 import { JobEngine } from '../src/jobs/engine.ts';
@@ -33,7 +33,7 @@ export function benchRegistry(): JobRegistry {
 }
 
 /** Limits off (lanes, tiers), so what is measured is the engine, not the policy's defaults. */
-export const UNLIMITED: Partial<Config> = {
+export const UNLIMITED: ConfigInput = {
   jobLaneConcurrency: { critical: 0, high: 0, normal: 0, low: 0 },
   jobTierConcurrency: { free: 0, standard: 0, premium: 0, enterprise: 0 },
   jobTierDailyLimit: { free: 0, standard: 0, premium: 0, enterprise: 0 },
@@ -48,10 +48,10 @@ export interface Bench {
   close(): Promise<void>;
 }
 
-export async function openBench(database: Database, overrides: Partial<Config> = {}): Promise<Bench> {
+export async function openBench(database: Database, overrides: ConfigInput = {}): Promise<Bench> {
   const dir = await makeTempDir('conveyor-bench-jobs-');
   let dropSchema = async () => {};
-  const settings: { -readonly [K in keyof Config]?: Config[K] } = {
+  const settings: { -readonly [K in keyof ConfigInput]: ConfigInput[K] } = {
     ...UNLIMITED,
     dataDir: dir.path,
     ...overrides,

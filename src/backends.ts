@@ -10,6 +10,7 @@ import type { BlobStore } from './storage/blob-store.ts';
 import { DiskCachedBlobStore } from './storage/disk-cache.ts';
 import type { Volume } from './storage/free-space.ts';
 import { FsBlobStore } from './storage/fs-store.ts';
+import { configuredBucket } from './storage/s3-client-settings.ts';
 import { uploadsDirectory } from './uploads/resumable.ts';
 
 /** Blob files kept open between reads (see src/storage/handle-cache.ts). */
@@ -25,13 +26,8 @@ export async function openStore(config: Config): Promise<BlobStore> {
     // Loaded on demand: the AWS SDK costs ~13 MB of memory that a filesystem install never needs.
     const { S3BlobStore } = await import('./storage/s3-store.ts');
     const s3 = new S3BlobStore({
-      ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
-      region: config.s3Region,
-      bucket: config.s3Bucket,
+      ...configuredBucket(config),
       prefix: config.s3Prefix,
-      forcePathStyle: config.s3ForcePathStyle,
-      ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
-      ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
       partSizeBytes: config.s3PartSizeBytes,
       queueSize: config.s3QueueSize,
       maxSockets: config.s3MaxSockets,

@@ -1,7 +1,7 @@
 /**
- * Words every room uses in one sense: the job engine's lanes and job states. The settings parse lane
- * maps against these, the metrics label by them, the API validates them, and the engine's SQL filters by
- * them; src/jobs/types.ts explains what each means.
+ * Words every room uses in one sense: the job engine's lanes and job states, and the tenants' tiers. The
+ * settings parse lane and tier maps against these, the metrics label by them, the API validates them, and
+ * the engine's SQL filters by them; src/jobs/types.ts explains what the job words mean.
  */
 
 /** A job's priority class, most urgent first. */
@@ -21,3 +21,7 @@ export const READY_STATES: readonly JobState[] = ['queued', 'failed'];
 export const OPEN_STATES: readonly JobState[] = ['queued', 'failed', 'active'];
 /** States a job never leaves by itself. */
 export const FINAL_STATES: readonly JobState[] = ['succeeded', 'dead', 'cancelled'];
+
+/** A tenant's service tier: it picks the tenant's job concurrency and daily job limit. */
+export const TIERS = ['free', 'standard', 'premium', 'enterprise'] as const;
+export type Tier = (typeof TIERS)[number];

@@ -209,7 +209,7 @@ export async function createConveyor(
         else {
           metricsListener = await listenMetrics({
             host: config.metricsHost ?? config.host,
-            port: Number(config.metricsPort),
+            port: config.metricsPort,
             token: config.metricsToken,
             render: () => metrics.render(),
             log: app.log,

@@ -78,7 +78,8 @@ async function runPrimary(config: Config): Promise<void> {
       setTimeout(() => fork(index), RESTART_DELAY_MS);
     });
   };
-  const metrics = config.metricsPort === undefined ? undefined : await listenClusterMetrics(config);
+  const metrics =
+    config.metricsPort === undefined ? undefined : await listenClusterMetrics(config, config.metricsPort);
   for (let i = 0; i < config.processes; i++) fork(i);
   // Every signal is passed on, so that a second one reaches the servers as their second (see serve()).
   const stop = (signal: NodeJS.Signals) => {
@@ -96,13 +97,13 @@ async function runPrimary(config: Config): Promise<void> {
  * took, so the primary asks them all (src/ops/cluster-metrics.ts). Loaded only then: the primary is meant
  * to stay small.
  */
-async function listenClusterMetrics(config: Config) {
+async function listenClusterMetrics(config: Config, port: number) {
   const { ClusterMetrics } = await import('../ops/cluster-metrics.ts');
   const { listenMetrics } = await import('../ops/metrics-endpoint.ts');
   const cluster = new ClusterMetrics();
   const listener = await listenMetrics({
     host: config.metricsHost ?? config.host,
-    port: Number(config.metricsPort),
+    port,
     token: config.metricsToken,
     render: () => cluster.render(),
     log: { error: (obj, msg) => console.error(`conveyor: ${msg}:`, (obj as { err?: unknown }).err) },

@@ -1,8 +1,9 @@
 import { pino } from 'pino';
 import { openAssets, openMigratedDatabase, openStore } from '../backends.ts';
 import { type Config, publicBaseUrl } from '../config/config.ts';
+import { parseLanes, parseList, unlessEmpty } from '../config/parsers.ts';
 import type { JobEvent } from '../jobs/context.ts';
-import { JobEngine, parseLanes, parseList } from '../jobs/engine.ts';
+import { JobEngine } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
 import { attachMedia } from '../media/wiring.ts';
@@ -42,13 +43,14 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     flushMs: config.jobEventsFlushMs,
     log,
   });
-  const types = parseList(flags.types) ?? parseList(config.workerTypes);
+  // A flag that names nothing leaves the setting in force, as an unset flag does.
+  const types = unlessEmpty(parseList(flags.types ?? '')) ?? config.workerTypes;
   const unknown = (types ?? []).filter((t) => !engine.registry.get(t));
   if (unknown.length > 0)
     throw new Error(`unknown job types ${unknown.join(', ')}; known: ${engine.registry.types().join(', ')}`);
   const worker = engine.createWorker(log, {
-    lanes: parseLanes(flags.lanes) ?? parseLanes(config.workerLanes),
-    types,
+    lanes: unlessEmpty(parseLanes(flags.lanes ?? '')) ?? config.workerLanes ?? null,
+    types: types ?? null,
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
   });
   const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config, log) : undefined;

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { type Config, envName, type Setting, type SettingKey, settings } from './schema.ts';
+import { parseList } from './parsers.ts';
+import { type Config, type ConfigInput, envName, type SettingKey, settings } from './schema.ts';
+import type { ReadSetting, Setting } from './setting.ts';
 
-export type { Config } from './schema.ts';
+export type { Config, ConfigInput } from './schema.ts';
 
 /**
  * CONVEYOR_ variables that are not settings: the config file's name, what the CLI's client commands read
@@ -23,15 +25,21 @@ export class ConfigError extends Error {
   }
 }
 
+/** The text each parsed setting was given, by config: what `redactedConfig` shows for it. */
+const givenText = new WeakMap<Config, Record<string, unknown>>();
+
+/** Thrown by `read` when the setting read is itself invalid: its own problem names it. */
+class InvalidDependency extends Error {}
+
 /**
  * Builds the effective configuration: defaults, then the JSON file named by CONVEYOR_CONFIG (keys as in
  * `settings`, e.g. `{"port": 9000}`), then CONVEYOR_* environment variables, then `overrides` (tests).
- * Collects every problem before failing, so one start-up names all bad keys at once.
+ * Every value is parsed here, once, into the type its setting gives. Collects every problem before
+ * failing, so one start-up names all bad keys at once.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
   const problems: string[] = [];
   const file = readConfigFile(env['CONVEYOR_CONFIG'], problems);
-  const out: Record<string, unknown> = {};
 
   for (const key of Object.keys(file)) {
     if (!Object.hasOwn(settings, key))
@@ -44,26 +52,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     }
   }
 
-  for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
+  const given = (key: SettingKey): { raw: unknown; source: string } => {
     const env_ = envName(key);
-    let raw: unknown = setting.default;
-    let source = 'default';
-    if (Object.hasOwn(file, key)) {
-      raw = file[key];
-      source = env['CONVEYOR_CONFIG'] ?? 'file';
-    }
     const fromEnv = env[env_];
-    if (fromEnv !== undefined && fromEnv !== '') {
-      raw = fromEnv;
-      source = env_;
-    }
-    if (Object.hasOwn(overrides, key)) {
-      raw = overrides[key];
-      source = 'override';
-    }
-    const parsed = parseSetting(setting, raw);
-    if (parsed.ok) out[key] = parsed.value;
-    else problems.push(`${env_} (${source}): ${parsed.error}`);
+    if (Object.hasOwn(overrides, key)) return { raw: overrides[key], source: 'override' };
+    if (fromEnv !== undefined && fromEnv !== '') return { raw: fromEnv, source: env_ };
+    if (Object.hasOwn(file, key)) return { raw: file[key], source: env['CONVEYOR_CONFIG'] ?? 'file' };
+    return { raw: (settings[key] as Setting).default, source: 'default' };
+  };
+
+  // Settings are parsed on first read, so that a parser may read the settings its grammar is bounded by.
+  const parsed = new Map<SettingKey, Parsed>();
+  const parsing = new Set<SettingKey>();
+  const texts: Record<string, unknown> = {};
+  const resolve = (key: SettingKey): Parsed => {
+    const done = parsed.get(key);
+    if (done) return done;
+    if (parsing.has(key)) throw new Error(`settings read each other: ${[...parsing, key].join(' -> ')}`);
+    parsing.add(key);
+    const { raw, source } = given(key);
+    const setting: Setting = settings[key];
+    if (setting.type === 'parsed') texts[key] = raw;
+    const result = parseSetting(setting, raw, read);
+    parsing.delete(key);
+    if (!result.ok && result.error !== null) problems.push(`${envName(key)} (${source}): ${result.error}`);
+    parsed.set(key, result);
+    return result;
+  };
+  const read: ReadSetting = (key) => {
+    if (!Object.hasOwn(settings, key)) throw new Error(`no setting ${key}`);
+    const result = resolve(key as SettingKey);
+    if (!result.ok) throw new InvalidDependency();
+    return result.value;
+  };
+
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(settings) as SettingKey[]) {
+    const result = resolve(key);
+    if (result.ok) out[key] = result.value;
   }
 
   if (out['storage'] === 's3' && !out['s3Bucket'])
@@ -73,7 +99,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     problems.push('CONVEYOR_DATABASE_URL: expected postgres://… or sqlite:<path>');
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(out) as Config;
+  const config = Object.freeze(out) as Config;
+  givenText.set(config, texts);
+  return config;
 }
 
 function readConfigFile(path: string | undefined, problems: string[]): Record<string, unknown> {
@@ -88,9 +116,10 @@ function readConfigFile(path: string | undefined, problems: string[]): Record<st
   return {};
 }
 
-type Parsed = { ok: true; value: unknown } | { ok: false; error: string };
+/** A setting's value, or why it has none (null: another setting's problem says why). */
+type Parsed = { ok: true; value: unknown } | { ok: false; error: string | null };
 
-function parseSetting(setting: Setting, raw: unknown): Parsed {
+function parseSetting(setting: Setting, raw: unknown, read: ReadSetting): Parsed {
   switch (setting.type) {
     case 'string':
     case 'optional':
@@ -127,6 +156,14 @@ function parseSetting(setting: Setting, raw: unknown): Parsed {
         : { ok: false, error: `expected one of ${setting.values.join(', ')}, got ${JSON.stringify(raw)}` };
     case 'limits':
       return parseLimits(setting, raw);
+    case 'parsed':
+      if (raw === undefined || raw === null) return { ok: true, value: undefined };
+      if (typeof raw !== 'string') return { ok: false, error: 'expected a string' };
+      try {
+        return { ok: true, value: setting.parse(raw, read) };
+      } catch (error) {
+        return { ok: false, error: error instanceof InvalidDependency ? null : (error as Error).message };
+      }
   }
 }
 
@@ -134,8 +171,7 @@ function parseLimits(setting: Extract<Setting, { type: 'limits' }>, raw: unknown
   const entries = (value: unknown): [string, unknown][] | string => {
     if (typeof value === 'string') {
       const out: [string, unknown][] = [];
-      for (const item of value.split(',').map((s) => s.trim())) {
-        if (item === '') continue;
+      for (const item of parseList(value)) {
         const match = /^([A-Za-z0-9_.:-]+)\s*=\s*(.*)$/.exec(item);
         if (!match) return `expected name=number pairs separated by commas, got ${JSON.stringify(item)}`;
         out.push([match[1]!, match[2]!.trim()]);
@@ -172,11 +208,15 @@ function parseLimits(setting: Extract<Setting, { type: 'limits' }>, raw: unknown
   return { ok: true, value: Object.freeze(result) };
 }
 
-/** The effective config with secrets replaced, for `conveyor config` and start-up logs. */
+/**
+ * The effective config with secrets replaced, for `conveyor config` and start-up logs; parsed settings as
+ * the text they were given.
+ */
 export function redactedConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const texts = givenText.get(config) ?? {};
   for (const [key, setting] of Object.entries(settings) as [SettingKey, Setting][]) {
-    const value = config[key];
+    const value = Object.hasOwn(texts, key) ? texts[key] : config[key];
     const secret = 'secret' in setting && setting.secret;
     if (secret && value !== undefined)
       out[key] = key === 'databaseUrl' ? redactUrl(String(value)) : '[redacted]';

@@ -1,4 +1,6 @@
-import type { Setting } from './schema.ts';
+import { LANES, TIERS } from '../glossary.ts';
+import { parseLanes, parseList, unlessEmpty } from './parsers.ts';
+import type { Setting } from './setting.ts';
 import { DAY, KiB, MiB } from './units.ts';
 
 /**
@@ -13,7 +15,8 @@ export const jobSettings = {
     doc: '`serve` also runs job workers in its process (false: an API-only process; run `conveyor worker`).',
   },
   jobModules: {
-    type: 'optional',
+    type: 'parsed',
+    parse: (value) => unlessEmpty(parseList(value)),
     doc: 'Modules with job types, comma-separated paths or package names; each exports register(registry).',
   },
   workerConcurrency: {
@@ -23,9 +26,14 @@ export const jobSettings = {
     max: 10_000,
     doc: 'Jobs one worker process runs at once.',
   },
-  workerLanes: { type: 'optional', doc: 'Lanes a worker claims, e.g. "critical,high" (default: all).' },
+  workerLanes: {
+    type: 'parsed',
+    parse: (value) => unlessEmpty(parseLanes(value)),
+    doc: 'Lanes a worker claims, e.g. "critical,high" (default: all).',
+  },
   workerTypes: {
-    type: 'optional',
+    type: 'parsed',
+    parse: (value) => unlessEmpty(parseList(value)),
     doc: 'Job types a worker claims, e.g. "image.variants" (default: all it knows).',
   },
   workerMetricsPort: {
@@ -38,21 +46,21 @@ export const jobSettings = {
   jobLaneConcurrency: {
     type: 'limits',
     default: 'critical=3,high=5,normal=8,low=4',
-    keys: ['critical', 'high', 'normal', 'low'],
+    keys: LANES,
     max: 1_000_000,
     doc: 'Active jobs per lane across all workers (0 = unlimited).',
   },
   jobLaneTenantSharePercent: {
     type: 'limits',
     default: 'critical=50,high=50,normal=50,low=50',
-    keys: ['critical', 'high', 'normal', 'low'],
+    keys: LANES,
     max: 100,
     doc: "Fair share: the percentage of a lane's concurrency one tenant may hold (rounded down, at least 1 job) while a tenant holding less has due jobs waiting in that lane; with nobody waiting, one tenant may use the whole lane (0 or 100 = off; unlimited lanes have none).",
   },
   jobLaneTimeoutSeconds: {
     type: 'limits',
     default: 'critical=30,high=120,normal=300,low=600',
-    keys: ['critical', 'high', 'normal', 'low'],
+    keys: LANES,
     max: 7 * DAY,
     doc: "Default run-time limit of a lane's jobs; a job type may set its own (0 = none).",
   },
@@ -71,14 +79,14 @@ export const jobSettings = {
   jobTierConcurrency: {
     type: 'limits',
     default: 'free=2,standard=5,premium=10,enterprise=20',
-    keys: ['free', 'standard', 'premium', 'enterprise'],
+    keys: TIERS,
     max: 1_000_000,
     doc: "Active jobs per tenant, by the tenant's tier (0 = unlimited).",
   },
   jobTierDailyLimit: {
     type: 'limits',
     default: 'free=50,standard=500,premium=2000,enterprise=0',
-    keys: ['free', 'standard', 'premium', 'enterprise'],
+    keys: TIERS,
     max: 1_000_000_000,
     doc: 'Jobs a tenant may enqueue per UTC day, by tier (0 = unlimited); past it enqueue answers 429.',
   },

@@ -1,231 +1,53 @@
-import { isLane, LANES, type Lane } from '../glossary.ts';
-import {
-  DEFAULT_TRANSFORM_LIMITS,
-  PRESET_NAME,
-  parseOptions,
-  type TransformPresets,
-} from '../media/image/transform-options.ts';
-import { OUTPUT_FORMATS, type OutputFormat } from '../media/image/transform-spec.ts';
-import { parseCidr } from '../media/ingest/ssrf.ts';
-import type { Setting, StringCheck } from './schema.ts';
+import { DEFAULT_TRANSFORM_LIMITS, type TransformLimits } from '../grammar/transform-options.ts';
+import { MAX_IMAGE_SIDE, OUTPUT_FORMATS } from '../grammar/transform-spec.ts';
+import { parseFormats, parseList, parsePresets } from './parsers.ts';
+import type { Config } from './schema.ts';
+import type { ReadSetting, Setting } from './setting.ts';
 import { GiB, MiB } from './units.ts';
 
 /**
- * Media settings: remote ingest (downloader limits, SSRF policy, kinds and lanes), resumable uploads,
- * image processing (limits, variants) and on-the-fly transforms. Part of the one settings table in
- * schema.ts, in a file of their own like the job engine's.
- *
- * List values are comma-separated; the parsers below are what the code uses at run time, and the same
- * functions check the values at start-up so that a bad one stops Conveyor with its name.
+ * Media settings: image processing (limits, variants), on-the-fly transforms and resumable uploads. Part
+ * of the one settings table in schema.ts, in a file of their own like the job engine's and remote
+ * ingest's. Lists are comma-separated.
  */
 
-const HOST_PATTERN = /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/i;
+/** The transform settings that bound what a transform URL may ask for. */
+const TRANSFORM_LIMITS = [
+  'transformMaxDimension',
+  'transformMaxDpr',
+  'transformMaxBlur',
+  'transformMaxSharpen',
+  'transformMaxOptionsLength',
+  'transformFormats',
+] as const;
 
-/** `a, b,,c` -> ['a', 'b', 'c']. */
-export function parseList(value: string | undefined): string[] {
-  return (value ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
-/** `avatar=critical,post=high` -> a kind -> lane map. Throws a message naming the bad entry. */
-export function parseKindLanes(value: string): Record<string, Lane> {
-  const out: Record<string, Lane> = {};
-  for (const item of parseList(value)) {
-    const match = /^([a-z][a-z0-9_-]{0,31})\s*=\s*([a-z]+)$/.exec(item);
-    if (!match || !isLane(match[2])) {
-      throw new Error(`expected kind=lane with a lane of ${LANES.join(', ')}, got ${JSON.stringify(item)}`);
-    }
-    out[match[1]!] = match[2];
-  }
-  if (!Object.hasOwn(out, 'default')) throw new Error('the kind "default" must be given a lane');
-  return out;
-}
-
-/**
- * `CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS` (already parsed as limits) -> kind -> total timeout in ms, for
- * the kinds that set one (0 = the general total timeout). A Map, so that a kind named like an
- * Object.prototype member (`constructor`) finds nothing.
- */
-export function parseKindTimeouts(seconds: Readonly<Record<string, number>>): ReadonlyMap<string, number> {
-  return new Map(
-    Object.entries(seconds)
-      .filter(([, s]) => s > 0)
-      .map(([kind, s]) => [kind, s * 1000]),
-  );
-}
-
-/**
- * `thumb=w:150,h:150,fit:cover,g:attention;small=w:480,fit:inside` -> named transform requests, in the
- * grammar of transform URLs (src/media/image/transform-options.ts). Checked against the widest limits
- * here; the transform service checks them against the configured ones at start.
- */
-export function parsePresets(value: string, limits = DEFAULT_TRANSFORM_LIMITS): TransformPresets {
-  const out: Record<string, TransformPresets[string]> = {};
-  for (const item of value
-    .split(';')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const eq = item.indexOf('=');
-    const name = item.slice(0, Math.max(0, eq)).trim();
-    if (eq < 0 || !PRESET_NAME.test(name))
-      throw new Error(`expected name=options, got ${JSON.stringify(item)}`);
-    if (Object.hasOwn(out, name)) throw new Error(`preset ${name} is defined twice`);
-    try {
-      out[name] = parseOptions(item.slice(eq + 1).trim(), limits).spec;
-    } catch (error) {
-      throw new Error(`preset ${name}: ${(error as Error).message}`);
-    }
-  }
-  return out;
-}
-
-/** `webp,avif` -> output formats, in order. */
-export function parseFormats(value: string): OutputFormat[] {
-  const list = parseList(value);
-  for (const format of list) {
-    if (!(OUTPUT_FORMATS as readonly string[]).includes(format)) {
-      throw new Error(`unknown format ${JSON.stringify(format)}; expected ${OUTPUT_FORMATS.join(', ')}`);
-    }
-  }
-  if (list.length === 0) throw new Error('at least one format');
-  return list as OutputFormat[];
-}
-
-const checked =
-  (parse: (value: string) => unknown): StringCheck =>
-  (value) => {
-    try {
-      parse(value);
-      return null;
-    } catch (error) {
-      return (error as Error).message;
-    }
+/** What a transform URL may ask for, as the settings say. */
+export function transformLimits(config: Pick<Config, (typeof TRANSFORM_LIMITS)[number]>): TransformLimits {
+  return {
+    maxWidth: config.transformMaxDimension,
+    maxHeight: config.transformMaxDimension,
+    maxDpr: config.transformMaxDpr,
+    maxBlur: config.transformMaxBlur,
+    maxSharpen: config.transformMaxSharpen,
+    maxOptionsLength: config.transformMaxOptionsLength,
+    formats: config.transformFormats,
   };
+}
 
-const cidrList = checked((value) => {
-  for (const item of parseList(value)) {
-    if (!parseCidr(item)) throw new Error(`not an address or CIDR: ${JSON.stringify(item)}`);
-  }
-});
-const hostList = checked((value) => {
-  for (const item of parseList(value)) {
-    if (!HOST_PATTERN.test(item)) throw new Error(`not a host name or *.suffix: ${JSON.stringify(item)}`);
-  }
-});
-const portList = checked((value) => {
-  for (const item of parseList(value)) {
-    if (!/^\d{1,5}$/.test(item) || Number(item) < 1 || Number(item) > 65535) {
-      throw new Error(`not a port: ${JSON.stringify(item)}`);
-    }
-  }
-});
+/**
+ * Presets are held to the transform limits, as a URL naming them would be, except in size: they are the
+ * variants first, and a variant may be as large as an output format allows.
+ */
+function presetLimits(read: ReadSetting): TransformLimits {
+  const settings = Object.fromEntries(TRANSFORM_LIMITS.map((key) => [key, read(key)]));
+  return {
+    ...transformLimits(settings as Pick<Config, (typeof TRANSFORM_LIMITS)[number]>),
+    maxWidth: MAX_IMAGE_SIDE,
+    maxHeight: MAX_IMAGE_SIDE,
+  };
+}
 
 export const mediaSettings = {
-  ingestMaxBytes: {
-    type: 'int',
-    default: 2 * GiB,
-    min: 1,
-    max: 5 * 1024 * GiB,
-    doc: 'Largest remote file an ingest downloads; it is cut off past this.',
-  },
-  ingestConnectTimeoutMs: {
-    type: 'int',
-    default: 10_000,
-    min: 1,
-    max: 600_000,
-    doc: 'Ingest: DNS, TCP and TLS of one connection.',
-  },
-  ingestIdleTimeoutMs: {
-    type: 'int',
-    default: 30_000,
-    min: 1,
-    max: 3_600_000,
-    doc: 'Ingest: longest silence of the origin, before the headers or between chunks.',
-  },
-  ingestTotalTimeoutMs: {
-    type: 'int',
-    default: 3_600_000,
-    min: 1,
-    max: 86_400_000,
-    doc: 'Ingest: longest whole download, redirects and resumes included, of the kinds CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS does not name.',
-  },
-  ingestKindTimeoutSeconds: {
-    type: 'limits',
-    default: 'avatar=60,post=300',
-    max: 86_400,
-    doc: 'Ingest: longest whole download per kind, e.g. "avatar=60,backfill=7200" (other kinds, and 0: CONVEYOR_INGEST_TOTAL_TIMEOUT_MS); the attempt may run a minute longer.',
-  },
-  ingestMinBytesPerSecond: {
-    type: 'int',
-    default: 1024,
-    min: 0,
-    max: 1024 * MiB,
-    doc: 'Ingest: the least a download must average over CONVEYOR_INGEST_MIN_RATE_WINDOW_MS (time the store spends not reading excluded); slower, it fails as too slow and the job retries after its backoff (0 = off).',
-  },
-  ingestMinRateWindowMs: {
-    type: 'int',
-    default: 30_000,
-    min: 100,
-    max: 3_600_000,
-    doc: 'Ingest: the sliding window over which CONVEYOR_INGEST_MIN_BYTES_PER_SECOND is averaged.',
-  },
-  ingestMaxRedirects: { type: 'int', default: 5, min: 0, max: 20, doc: 'Ingest: redirects followed.' },
-  ingestMaxResumes: {
-    type: 'int',
-    default: 3,
-    min: 0,
-    max: 100,
-    doc: 'Ingest: resumes (Range + If-Range) after a dropped connection.',
-  },
-  ingestUserAgent: {
-    type: 'string',
-    default: 'Conveyor/0.1 (remote ingest)',
-    doc: 'User-Agent of ingest requests.',
-  },
-  ingestAllowAddresses: {
-    type: 'optional',
-    check: cidrList,
-    doc: 'Addresses or CIDRs ingest may reach although they are not public (e.g. "10.1.2.0/24"); default none.',
-  },
-  ingestAllowHosts: {
-    type: 'optional',
-    check: hostList,
-    doc: 'If set, the only hosts ingest may fetch from ("cdn.example.com,*.example.org").',
-  },
-  ingestDenyHosts: {
-    type: 'string',
-    default: 'metadata.google.internal,*.internal,*.local,*.home.arpa',
-    check: hostList,
-    doc: 'Hosts ingest never fetches from (wins over the allow-list).',
-  },
-  ingestAllowedPorts: {
-    type: 'optional',
-    check: portList,
-    doc: 'If set, the only ports ingest may connect to (e.g. "80,443").',
-  },
-  ingestKinds: {
-    type: 'string',
-    default: 'avatar=critical,post=high,default=normal,backfill=low',
-    check: checked(parseKindLanes),
-    doc: 'Ingest kinds and their lanes; `default` is used when an item names no kind.',
-  },
-  ingestHostRatePerSecond: {
-    type: 'int',
-    default: 20,
-    min: 0,
-    max: 100_000,
-    doc: 'Ingest downloads started per second per origin host, across all workers (0 = unlimited).',
-  },
-  ingestBatchMaxItems: {
-    type: 'int',
-    default: 1000,
-    min: 1,
-    max: 100_000,
-    doc: 'Items in one POST /api/v1/ingest/batch.',
-  },
-
   imageMaxInputPixels: {
     type: 'int',
     default: 50_000_000,
@@ -248,8 +70,9 @@ export const mediaSettings = {
     doc: 'Most frames (animations) or pages (TIFF) an accepted image may have.',
   },
   imageInputFormats: {
-    type: 'string',
+    type: 'parsed',
     default: 'jpeg,png,webp,gif,avif,tiff',
+    parse: parseList,
     doc: 'Image formats processed (sharp names; svg is off unless listed: it runs librsvg on the input).',
   },
   imageTimeoutSeconds: {
@@ -308,18 +131,16 @@ export const mediaSettings = {
     doc: 'Colour transparency is flattened onto for JPEG, and padding of fit=contain.',
   },
   imagePresets: {
-    type: 'string',
+    type: 'parsed',
     default:
       'thumb=w:150,h:150,fit:cover,g:attention;small=w:480,fit:inside;medium=w:1080,fit:inside;large=w:2048,fit:inside',
-    check: checked((v) =>
-      parsePresets(v, { ...DEFAULT_TRANSFORM_LIMITS, maxWidth: 16383, maxHeight: 16383 }),
-    ),
-    doc: 'Named presets in transform-URL syntax, `;`-separated: the variants made of every image, and `preset:<name>` in transform URLs.',
+    parse: (value, read) => parsePresets(value, presetLimits(read)),
+    doc: 'Named presets in transform-URL syntax, `;`-separated: the variants made of every image, and `preset:<name>` in transform URLs. Each is held to the transform limits except in size, which may reach 16383 pixels a side.',
   },
   imageVariantFormats: {
-    type: 'string',
+    type: 'parsed',
     default: 'webp,avif,jpeg',
-    check: checked(parseFormats),
+    parse: parseFormats,
     doc: 'Formats every preset variant is made in (empty variants: set CONVEYOR_IMAGE_VARIANTS=false).',
   },
   imageVariants: {
@@ -346,16 +167,43 @@ export const mediaSettings = {
   },
   transformMaxDimension: {
     type: 'int',
-    default: 4096,
+    default: DEFAULT_TRANSFORM_LIMITS.maxWidth,
     min: 16,
-    max: 16383,
+    max: MAX_IMAGE_SIDE,
     doc: 'Largest transform output side in device pixels (width or height x dpr).',
   },
-  transformMaxDpr: { type: 'int', default: 4, min: 1, max: 8, doc: 'Largest dpr of a transform.' },
+  transformMaxDpr: {
+    type: 'int',
+    default: DEFAULT_TRANSFORM_LIMITS.maxDpr,
+    min: 1,
+    max: 8,
+    doc: 'Largest dpr of a transform.',
+  },
+  transformMaxBlur: {
+    type: 'int',
+    default: DEFAULT_TRANSFORM_LIMITS.maxBlur,
+    min: 1,
+    max: 1000,
+    doc: 'Largest blur sigma a transform may ask for (`blur:`).',
+  },
+  transformMaxSharpen: {
+    type: 'int',
+    default: DEFAULT_TRANSFORM_LIMITS.maxSharpen,
+    min: 1,
+    max: 10,
+    doc: 'Largest sharpen sigma a transform may ask for (`sharpen:`).',
+  },
+  transformMaxOptionsLength: {
+    type: 'int',
+    default: DEFAULT_TRANSFORM_LIMITS.maxOptionsLength,
+    min: 16,
+    max: 4096,
+    doc: "Longest options segment of a transform URL, and of a preset's options, in characters; a longer one is refused before it is parsed.",
+  },
   transformFormats: {
-    type: 'string',
-    default: 'jpeg,png,webp,avif',
-    check: checked(parseFormats),
+    type: 'parsed',
+    default: OUTPUT_FORMATS.join(','),
+    parse: parseFormats,
     doc: 'Output formats transforms may ask for.',
   },
   transformEnlarge: {

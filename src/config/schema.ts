@@ -4,24 +4,12 @@
  * this table as Markdown for the README, so the docs cannot drift from the code.
  */
 
+import { ingestSettings } from './ingest-settings.ts';
 import { jobSettings } from './job-settings.ts';
 import { mediaSettings } from './media-settings.ts';
+import { parsePort } from './parsers.ts';
+import type { InputOf, Setting, ValueOf } from './setting.ts';
 import { DAY, GiB, KiB, MiB } from './units.ts';
-
-/** Validates a string setting's value beyond its type: an error message, or null when it is fine. */
-export type StringCheck = (value: string) => string | null;
-
-export type Setting =
-  | { type: 'string'; default: string; secret?: boolean; check?: StringCheck; doc: string }
-  | { type: 'optional'; default?: undefined; secret?: boolean; check?: StringCheck; doc: string }
-  | { type: 'int'; default: number; min: number; max: number; doc: string }
-  | { type: 'bool'; default: boolean; doc: string }
-  | { type: 'enum'; default: string; values: readonly string[]; doc: string }
-  /**
-   * Named non-negative integers, written `a=1,b=2` (or a JSON object in the config file). Given entries
-   * replace the default's, the rest keep their defaults; `keys`, when set, are the only names allowed.
-   */
-  | { type: 'limits'; default: string; keys?: readonly string[]; max: number; doc: string };
 
 export const settings = {
   dataDir: { type: 'string', default: './data', doc: 'Folder for the SQLite file and local blobs.' },
@@ -50,9 +38,8 @@ export const settings = {
     doc: 'Take the client address from X-Forwarded-For (only behind a proxy you control).',
   },
   metricsPort: {
-    type: 'optional',
-    check: (value) =>
-      /^\d{1,5}$/.test(value) && Number(value) <= 65535 ? null : 'expected a port, 0 to 65535',
+    type: 'parsed',
+    parse: parsePort,
     doc: 'Serve /metrics on this port of `metricsHost` only, not on the main port (0 picks a free one); with `processes` > 1 the cluster primary serves it, summing the counters of every process. Unset: /metrics is on the main port, where each process answers with its own counters.',
   },
   metricsHost: {
@@ -252,7 +239,7 @@ export const settings = {
     default: 1 * MiB,
     min: 0,
     max: 1 * GiB,
-    doc: "Largest blob kept in the delivery cache. Served from memory it skips the kernel's page-cache copy, which on virtual machines can cost more than the socket write (docs/benchmarks.md, session 9).",
+    doc: "Largest blob kept in the delivery cache. Served from memory it skips the kernel's page-cache copy, which on virtual machines can cost more than the socket write (docs/benchmarks.md).",
   },
   deliveryBufferMaxBytes: {
     type: 'int',
@@ -338,9 +325,17 @@ export const settings = {
     max: 10_000_000,
     doc: 'Delivery requests per minute per client address (0 = unlimited; the CDN is the shield).',
   },
+  rateLimitMaxKeys: {
+    type: 'int',
+    default: 100_000,
+    min: 1,
+    max: 100_000_000,
+    doc: 'Clients (keys, JWT subjects or addresses) each rate limit keeps count of per process; past it the least recently seen is forgotten and starts afresh.',
+  },
 
   ...jobSettings,
 
+  ...ingestSettings,
   ...mediaSettings,
 
   gcIntervalSeconds: {
@@ -361,19 +356,11 @@ export const settings = {
 
 export type SettingKey = keyof typeof settings;
 
-type ValueOf<S> = S extends { type: 'int' }
-  ? number
-  : S extends { type: 'limits' }
-    ? Readonly<Record<string, number>>
-    : S extends { type: 'bool' }
-      ? boolean
-      : S extends { type: 'optional' }
-        ? string | undefined
-        : S extends { type: 'enum'; values: readonly (infer V)[] }
-          ? V
-          : string;
-
+/** The effective settings, each as the typed value its row gives. */
 export type Config = { readonly [K in SettingKey]: ValueOf<(typeof settings)[K]> };
+
+/** Settings as the config file and `loadConfig`'s overrides give them: text for the parsed ones. */
+export type ConfigInput = { readonly [K in SettingKey]?: InputOf<(typeof settings)[K]> };
 
 /** `dataDir` -> `CONVEYOR_DATA_DIR`. */
 export function envName(key: string): string {

@@ -81,7 +81,7 @@ export async function buildApp(
 ): Promise<App> {
   const { config } = deps;
   const debugLogging = config.logLevel === 'debug' || config.logLevel === 'trace';
-  const deliveryLimit = limiter('delivery', config.rateLimitDelivery);
+  const deliveryLimit = limiter('delivery', config.rateLimitDelivery, config.rateLimitMaxKeys);
   const origin = new Origin({
     store: deps.store,
     lookup: deps.lookup,
@@ -191,8 +191,8 @@ export async function buildApp(
   await app.register(swaggerUi, { routePrefix: '/api/v1/docs' });
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const perKey = limiter('api-key', config.rateLimitPerKey);
-  const perAddress = limiter('api-address', config.rateLimitPerAddress);
+  const perKey = limiter('api-key', config.rateLimitPerKey, config.rateLimitMaxKeys);
+  const perAddress = limiter('api-address', config.rateLimitPerAddress, config.rateLimitMaxKeys);
 
   await app.register(
     async (api) => {
@@ -229,8 +229,12 @@ export async function buildApp(
   return app;
 }
 
-function limiter(name: string, perMinute: number): { limiter: RateLimiter; rule: RateLimitRule } | null {
+function limiter(
+  name: string,
+  perMinute: number,
+  maxKeys: number,
+): { limiter: RateLimiter; rule: RateLimitRule } | null {
   if (perMinute === 0) return null;
   const rule = { name, limit: perMinute, windowSeconds: 60 };
-  return { limiter: new RateLimiter(rule), rule };
+  return { limiter: new RateLimiter(rule, { maxKeys }), rule };
 }

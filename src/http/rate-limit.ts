@@ -1,3 +1,5 @@
+import { settings } from '../config/schema.ts';
+
 /** `limit` requests per `windowSeconds`, with bursts of up to `limit` requests at once. */
 export interface RateLimitRule {
   name: string;
@@ -17,13 +19,16 @@ export interface RateDecision {
 }
 
 export interface RateLimiterOptions {
-  /** Most keys to hold state for; past it the least recently charged key is forgotten. Default 100,000. */
+  /**
+   * Most keys to hold state for; past it the least recently charged key is forgotten. Default: that of
+   * CONVEYOR_RATE_LIMIT_MAX_KEYS.
+   */
   maxKeys?: number;
   /** Clock in milliseconds. Defaults to `performance.now()`, which wall-clock adjustments do not move. */
   now?: () => number;
 }
 
-const DEFAULT_MAX_KEYS = 100_000;
+const DEFAULT_MAX_KEYS = settings.rateLimitMaxKeys.default;
 
 // Guards the rounding of remaining/reset against float noise when the emission interval is not a whole
 // number of milliseconds (e.g. 10 requests per 3 seconds).

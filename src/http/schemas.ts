@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { PROBLEM_CODES, type ProblemCode } from '../errors.ts';
+import { TIERS } from '../glossary.ts';
 
 /** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
 
@@ -21,12 +22,7 @@ export const Problem = Type.Object(
 
 export const Visibility = Type.Union([Type.Literal('public'), Type.Literal('private')]);
 export const RoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('editor'), Type.Literal('viewer')]);
-export const TierSchema = Type.Union([
-  Type.Literal('free'),
-  Type.Literal('standard'),
-  Type.Literal('premium'),
-  Type.Literal('enterprise'),
-]);
+export const TierSchema = Type.Union(TIERS.map((tier) => Type.Literal(tier)));
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 

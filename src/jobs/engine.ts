@@ -1,6 +1,5 @@
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
-import { isLane, type Lane } from '../glossary.ts';
 import { JobAdmin } from './admin.ts';
 import { Breakers } from './breakers.ts';
 import { Claimer } from './claim.ts';
@@ -59,8 +58,8 @@ export class JobEngine {
     const listen = this.#db.listen;
     return new Worker(this.context, this.claimer, this.outcomes, {
       concurrency: config.workerConcurrency,
-      lanes: parseLanes(config.workerLanes),
-      types: parseList(config.workerTypes),
+      lanes: config.workerLanes ?? null,
+      types: config.workerTypes ?? null,
       pollMs: config.jobPollMs,
       heartbeatMs: config.jobHeartbeatMs,
       progressIntervalMs: config.jobProgressIntervalMs,
@@ -81,21 +80,4 @@ export class JobEngine {
       ...overrides,
     });
   }
-}
-
-export function parseList(value: string | undefined): string[] | null {
-  const items = (value ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  return items.length === 0 ? null : items;
-}
-
-export function parseLanes(value: string | undefined): Lane[] | null {
-  const items = parseList(value);
-  if (!items) return null;
-  const bad = items.filter((l) => !isLane(l));
-  if (bad.length > 0)
-    throw new Error(`unknown lanes ${bad.join(', ')}; expected critical, high, normal, low`);
-  return items as Lane[];
 }

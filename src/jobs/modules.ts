@@ -10,10 +10,7 @@ import { JobRegistry, registerBuiltinTypes } from './registry.ts';
  */
 export async function buildRegistry(config: Config): Promise<JobRegistry> {
   const registry = registerBuiltinTypes(new JobRegistry());
-  for (const name of (config.jobModules ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
+  for (const name of config.jobModules ?? []) {
     const path = isAbsolute(name) || name.startsWith('.') ? pathToFileURL(resolve(name)).href : name;
     const module = (await import(path)) as { register?: (registry: JobRegistry) => unknown };
     if (typeof module.register !== 'function') {

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database, MediaDerivedTable, MediaInfoTable } from '../db/tables.ts';
+import type { OutputFormat } from '../grammar/transform-spec.ts';
 import { EXTENSIONS } from './derived.ts';
-import type { OutputFormat } from './image/transform-spec.ts';
 
 /** What image processing found, as the API shows it on an asset or version. */
 export interface MediaView {

@@ -3,8 +3,8 @@ import type { Kysely } from 'kysely';
 import type { BlobLedger } from '../assets/blobs.ts';
 import type { Database, MediaDerivedTable } from '../db/tables.ts';
 import type { Representation } from '../delivery/lookup.ts';
+import type { OutputFormat } from '../grammar/transform-spec.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import type { OutputFormat } from './image/transform-spec.ts';
 
 /** One rendered output, ready to store. */
 export interface DerivedOutput {

@@ -1,8 +1,8 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
-import { parseFormats, parseList, parsePresets } from '../config/media-settings.ts';
 import type { Database, MediaInfoTable } from '../db/tables.ts';
+import type { OutputFormat } from '../grammar/transform-spec.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
@@ -13,7 +13,6 @@ import { type DerivedBlobs, variantKey } from './derived.ts';
 import { MemoryBudget } from './image/budget.ts';
 import type { EncoderSettings, ImageLimits, ImageRuntime, VariantPreset } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
-import type { OutputFormat } from './image/transform-spec.ts';
 
 /** The job type that analyses an image and renders its variants. */
 export const IMAGE_JOB = 'image.process';
@@ -41,7 +40,7 @@ export interface ImageSettings {
   maxOutputBytes: number;
   background: string;
   presets: VariantPreset[];
-  formats: OutputFormat[];
+  formats: readonly OutputFormat[];
   variants: boolean;
   variantEncoders: EncoderSettings;
   transformEncoders: EncoderSettings;
@@ -55,7 +54,7 @@ export function imageSettings(config: Config): ImageSettings {
     avif: { quality: config.imageAvifQuality, effort: avifEffort },
     png: { compressionLevel: pngLevel },
   });
-  const presets = Object.entries(parsePresets(config.imagePresets, { ...loose })).map(
+  const presets = Object.entries(config.imagePresets).map(
     ([name, spec]): VariantPreset => ({
       name,
       ...(spec.width !== undefined ? { width: spec.width } : {}),
@@ -68,7 +67,7 @@ export function imageSettings(config: Config): ImageSettings {
     limits: {
       maxInputPixels: config.imageMaxInputPixels,
       maxFrames: config.imageMaxFrames,
-      inputFormats: parseList(config.imageInputFormats),
+      inputFormats: config.imageInputFormats,
       failOn: 'error',
       timeoutSeconds: config.imageTimeoutSeconds,
       maxWorkingBytes: config.imageMemoryBudgetBytes,
@@ -77,7 +76,7 @@ export function imageSettings(config: Config): ImageSettings {
     maxOutputBytes: config.imageMaxOutputBytes,
     background: config.imageBackground,
     presets,
-    formats: parseFormats(config.imageVariantFormats),
+    formats: config.imageVariantFormats,
     variants: config.imageVariants,
     variantEncoders: encoders(config.imageVariantAvifEffort, 9),
     transformEncoders: encoders(config.imageTransformAvifEffort, 6),
@@ -91,17 +90,6 @@ export function imageSettings(config: Config): ImageSettings {
     },
   };
 }
-
-// Presets are variants first; their sizes are bounded by the variant renderer, not the transform limits.
-const loose = {
-  maxWidth: 16383,
-  maxHeight: 16383,
-  maxDpr: 8,
-  maxBlur: 100,
-  maxSharpen: 10,
-  maxOptionsLength: 1024,
-  formats: ['jpeg', 'png', 'webp', 'avif'] as const,
-};
 
 /**
  * Image processing: when an asset gets image content (upload, ingest, replaced content), an

@@ -2,20 +2,20 @@ import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { availableParallelism } from 'node:os';
 import type { Config } from '../config/config.ts';
-import { parseFormats, parsePresets } from '../config/media-settings.ts';
+import { transformLimits } from '../config/media-settings.ts';
 import type { MediaDerivedTable } from '../db/tables.ts';
 import { type BufferLease, BufferPool } from '../delivery/buffer-pool.ts';
 import type { Representation } from '../delivery/lookup.ts';
 import type { Derive } from '../delivery/origin.ts';
 import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
+import type { OutputFormat, ResolvedSpec } from '../grammar/transform-spec.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
 import { ImageError } from './image/errors.ts';
 import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
 import { resolveFormat, type SourceImage } from './image/negotiate.ts';
-import type { OutputFormat, ResolvedSpec } from './image/transform-spec.ts';
 import {
   authorizeTransform,
   buildTransformUrl,
@@ -84,21 +84,12 @@ export class TransformService {
     this.#keys = deps.signingKeys;
     this.#log = deps.log ?? { error() {} };
     this.#allowUnsigned = config.transformUnsignedPresets;
-    const max = config.transformMaxDimension;
-    this.#limits = {
-      maxWidth: max,
-      maxHeight: max,
-      maxDpr: config.transformMaxDpr,
-      maxBlur: 100,
-      maxSharpen: 10,
-      maxOptionsLength: 256,
-      formats: parseFormats(config.transformFormats),
-    };
-    this.#presets = parsePresets(config.imagePresets, { ...this.#limits, maxWidth: 16383, maxHeight: 16383 });
+    this.#limits = transformLimits(config);
+    this.#presets = config.imagePresets;
     const settings = imageSettings(config);
     this.#render = {
       limits: settings.limits,
-      maxOutputDimension: max,
+      maxOutputDimension: config.transformMaxDimension,
       maxOutputBytes: settings.maxOutputBytes,
       enlarge: config.transformEnlarge,
       encoders: settings.transformEncoders,

@@ -1,5 +1,8 @@
+import type { Config } from '../config/config.ts';
+
 /** Where and how to reach an S3-compatible endpoint; the shape both S3 clients of Conveyor are given. */
 export interface S3Endpoint {
+  /** Omit for AWS S3; set for R2, MinIO and other S3-compatible servers. */
   endpoint?: string | undefined;
   region: string;
   forcePathStyle: boolean;
@@ -8,9 +11,29 @@ export interface S3Endpoint {
   secretAccessKey?: string | undefined;
 }
 
+/** An endpoint and a bucket on it. */
+export interface S3Bucket extends S3Endpoint {
+  bucket: string;
+}
+
+/**
+ * The bucket the settings name (`CONVEYOR_S3_*`): the one mapping from config to S3, for the blob store
+ * and the resumable-upload store alike. Each adds its own key prefix and part size.
+ */
+export function configuredBucket(config: Config): S3Bucket {
+  return {
+    ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+    region: config.s3Region,
+    bucket: config.s3Bucket,
+    forcePathStyle: config.s3ForcePathStyle,
+    ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
+    ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
+  };
+}
+
 /**
  * The S3Client settings shared by the blob store (s3-store.ts) and the resumable-upload store
- * (src/media/tus-storage.ts), so that the two cannot drift apart. No SDK import: the SDK stays loaded on
+ * (src/uploads/storage.ts), so that the two cannot drift apart. No SDK import: the SDK stays loaded on
  * demand.
  *
  * Checksums only when required: since 3.729 the SDK adds a CRC32 checksum to every upload and validates

@@ -28,21 +28,13 @@ import {
   type StageOptions,
 } from './blob-store.ts';
 import { MeteringStream } from './metering.ts';
-import { s3ClientSettings } from './s3-client-settings.ts';
+import { type S3Bucket, s3ClientSettings } from './s3-client-settings.ts';
 import { isMissingKey, isUnsupported, parseContentRange, runPool, slice } from './s3-helpers.ts';
 import { MAX_PARTS, putInParts } from './s3-parts.ts';
 
-export interface S3BlobStoreOptions {
-  /** Omit for AWS S3; set for R2, MinIO and other S3-compatible servers. */
-  endpoint?: string;
-  region: string;
-  bucket: string;
+export interface S3BlobStoreOptions extends S3Bucket {
   /** Prepended verbatim to every key, e.g. `conveyor/`; may be empty. */
   prefix: string;
-  forcePathStyle: boolean;
-  /** Both or neither; without them the SDK's default credential chain applies. */
-  accessKeyId?: string;
-  secretAccessKey?: string;
   /** Multipart upload part size for `stage`; at least 5 MiB. Memory per upload is about partSize x queueSize. */
   partSizeBytes: number;
   /** Parts uploaded (or copied) concurrently per blob. */

@@ -2,12 +2,10 @@ import type { Kysely } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { Database, Role } from '../db/tables.ts';
 import { ConveyorError, notFound } from '../errors.ts';
+import type { Tier } from '../glossary.ts';
 import { audit } from './audit.ts';
 import { generateApiKey, hashSecret, looksLikeApiKey, visiblePrefix } from './keys.ts';
 import { type Principal, requireOperator, requireRole } from './principal.ts';
-
-export const TIERS = ['free', 'standard', 'premium', 'enterprise'] as const;
-export type Tier = (typeof TIERS)[number];
 
 export interface ApiKeyView {
   id: string;

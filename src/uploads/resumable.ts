@@ -5,6 +5,7 @@ import type { AssetService } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
 import type { Visibility } from '../db/tables.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
+import { configuredBucket } from '../storage/s3-client-settings.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import type { TusStorageOptions, TusUploads, TusUploadsOptions } from './tus.ts';
 
@@ -36,13 +37,8 @@ export function createResumableUploads(
     config.storage === 's3'
       ? {
           kind: 's3',
-          ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
-          region: config.s3Region,
-          bucket: config.s3Bucket,
+          ...configuredBucket(config),
           prefix: config.uploadsS3Prefix ?? `${config.s3Prefix}uploads/`,
-          forcePathStyle: config.s3ForcePathStyle,
-          ...(config.s3AccessKeyId ? { accessKeyId: config.s3AccessKeyId } : {}),
-          ...(config.s3SecretAccessKey ? { secretAccessKey: config.s3SecretAccessKey } : {}),
           partSize: config.uploadsS3PartSizeBytes,
         }
       : { kind: 'fs', directory: uploadsDirectory(config) };

@@ -22,25 +22,17 @@ import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, type Upload } from '@tus/server';
-import { s3ClientSettings } from '../storage/s3-client-settings.ts';
+import { type S3Bucket, s3ClientSettings } from '../storage/s3-client-settings.ts';
 
 export type TusStorageOptions =
   | { kind: 'fs'; directory: string }
-  | {
+  | (S3Bucket & {
       kind: 's3';
-      /** S3-compatible endpoint URL; unset for AWS. */
-      endpoint?: string;
-      region: string;
-      bucket: string;
       /** Key prefix of every upload object, e.g. "tus/"; uploads never share keys with blobs. */
       prefix: string;
-      forcePathStyle: boolean;
-      /** Unset to use the SDK's credential chain. */
-      accessKeyId?: string;
-      secretAccessKey?: string;
       /** Preferred part size in bytes; S3 refuses non-final parts under 5 MiB. */
       partSize?: number;
-    };
+    });
 
 /** What a finished upload's hand-over answered, remembered so a retried final request replays it. */
 export interface TusReceipt {

@@ -3,6 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, configTable, loadConfig, redactedConfig } from '../../src/config/config.ts';
+import { DEFAULT_DENY_HOSTS } from '../../src/config/ingest-settings.ts';
+import { transformLimits } from '../../src/config/media-settings.ts';
 import { envName } from '../../src/config/schema.ts';
 import { PROTOTYPE_NAMES } from '../helpers/prototype.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
@@ -50,7 +52,7 @@ describe('config', () => {
 
   it('takes a metrics port of 0 to 65535 and a metrics token of 16 characters or more', () => {
     const config = loadConfig({ CONVEYOR_METRICS_PORT: '0', CONVEYOR_METRICS_TOKEN: 'a'.repeat(16) });
-    assert.equal(config.metricsPort, '0');
+    assert.equal(config.metricsPort, 0);
     assert.equal(redactedConfig(config)['metricsToken'], '[redacted]');
     for (const [name, value] of [
       ['CONVEYOR_METRICS_PORT', '65536'],
@@ -110,6 +112,111 @@ describe('config', () => {
     const text = JSON.stringify(redactedConfig(config));
     assert.doesNotMatch(text, /supersecret|hunter2|abcdef/);
     assert.match(text, /db\.internal/);
+  });
+
+  it('hands out the typed values of settings written as text', () => {
+    const config = loadConfig({
+      CONVEYOR_INGEST_ALLOW_ADDRESSES: '10.1.2.0/24',
+      CONVEYOR_INGEST_ALLOWED_PORTS: '80,443',
+      CONVEYOR_WORKER_LANES: 'critical, high',
+      CONVEYOR_JOB_MODULES: './a.ts, ./b.ts',
+    });
+    assert.deepEqual(config.ingestAllowAddresses, [{ family: 4, base: 0x0a010200n, prefix: 24 }]);
+    assert.deepEqual(config.ingestAllowedPorts, [80, 443]);
+    assert.deepEqual(config.workerLanes, ['critical', 'high']);
+    assert.deepEqual(config.jobModules, ['./a.ts', './b.ts']);
+    assert.deepEqual(config.ingestDenyHosts, DEFAULT_DENY_HOSTS);
+    assert.deepEqual(config.transformFormats, ['jpeg', 'png', 'webp', 'avif']);
+    assert.deepEqual(config.imageVariantFormats, ['webp', 'avif', 'jpeg']);
+    assert.equal(config.ingestKinds['avatar'], 'critical');
+    assert.deepEqual(Object.keys(config.imagePresets), ['thumb', 'small', 'medium', 'large']);
+    assert.equal(config.imagePresets['thumb']!.gravity, 'attention');
+    // Unset, or naming nothing, an optional list is undefined.
+    const unset = loadConfig({ CONVEYOR_WORKER_TYPES: ' , ' });
+    assert.equal(unset.workerTypes, undefined);
+    assert.equal(unset.ingestAllowHosts, undefined);
+    assert.equal(unset.metricsPort, undefined);
+  });
+
+  it('names a setting whose text does not parse', () => {
+    for (const [name, value, message] of [
+      ['CONVEYOR_WORKER_LANES', 'high,urgent', /unknown lanes urgent/],
+      ['CONVEYOR_INGEST_ALLOW_ADDRESSES', '10.0.0.0/33', /not an address or CIDR/],
+      ['CONVEYOR_INGEST_KINDS', 'avatar=critical', /"default"/],
+      ['CONVEYOR_TRANSFORM_FORMATS', 'gif', /unknown format "gif"/],
+      ['CONVEYOR_IMAGE_PRESETS', 'thumb=w:0', /preset thumb: w must be between 1/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ [name]: value }),
+        new RegExp(`${name} \\(${name}\\): .*${message.source}`),
+      );
+    }
+  });
+
+  it('holds presets to the configured transform limits, except in size', () => {
+    assert.equal(
+      loadConfig({ CONVEYOR_IMAGE_PRESETS: 'big=w:16383,dpr:1' }).imagePresets['big']!.width,
+      16383,
+      'a preset may be as large as a variant',
+    );
+    assert.throws(
+      () => loadConfig({ CONVEYOR_IMAGE_PRESETS: 'x=w:100,f:avif', CONVEYOR_TRANSFORM_FORMATS: 'jpeg,webp' }),
+      /CONVEYOR_IMAGE_PRESETS .*preset x: f: avif output is not enabled/,
+    );
+    assert.throws(
+      () => loadConfig({ CONVEYOR_IMAGE_PRESETS: 'x=w:100,blur:60', CONVEYOR_TRANSFORM_MAX_BLUR: '50' }),
+      /preset x: blur must be between 0.3 and 50/,
+    );
+    assert.equal(
+      loadConfig({ CONVEYOR_IMAGE_PRESETS: 'x=w:100,dpr:6', CONVEYOR_TRANSFORM_MAX_DPR: '8' }).imagePresets[
+        'x'
+      ]!.dpr,
+      6,
+    );
+    // A bad limit is reported once, under its own name, and not again as a bad preset.
+    const error = (() => {
+      try {
+        loadConfig({ CONVEYOR_TRANSFORM_FORMATS: 'gif' });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    assert.deepEqual(
+      error?.problems.map((p) => p.split(' ')[0]),
+      ['CONVEYOR_TRANSFORM_FORMATS'],
+    );
+  });
+
+  it('bounds transform URLs by the transform settings', () => {
+    assert.deepEqual(transformLimits(loadConfig({})), {
+      maxWidth: 4096,
+      maxHeight: 4096,
+      maxDpr: 4,
+      maxBlur: 100,
+      maxSharpen: 10,
+      maxOptionsLength: 256,
+      formats: ['jpeg', 'png', 'webp', 'avif'],
+    });
+    const config = loadConfig({
+      CONVEYOR_TRANSFORM_MAX_BLUR: '20',
+      CONVEYOR_TRANSFORM_MAX_SHARPEN: '2',
+      CONVEYOR_TRANSFORM_MAX_OPTIONS_LENGTH: '64',
+    });
+    const limits = transformLimits(config);
+    assert.equal(limits.maxBlur, 20);
+    assert.equal(limits.maxSharpen, 2);
+    assert.equal(limits.maxOptionsLength, 64);
+  });
+
+  it('shows parsed settings as the text they were given', () => {
+    const shown = redactedConfig(
+      loadConfig({ CONVEYOR_INGEST_ALLOW_ADDRESSES: '127.0.0.1/32', CONVEYOR_METRICS_PORT: '9100' }),
+    );
+    assert.equal(shown['ingestAllowAddresses'], '127.0.0.1/32');
+    assert.equal(shown['metricsPort'], '9100');
+    assert.equal(shown['ingestDenyHosts'], DEFAULT_DENY_HOSTS.join(','));
+    assert.equal(shown['workerLanes'], undefined);
+    assert.doesNotThrow(() => JSON.stringify(shown));
   });
 
   it('keeps the README configuration table in step with the settings', () => {

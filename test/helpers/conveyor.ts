@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { type Config, loadConfig } from '../../src/config/config.ts';
+import { type Config, type ConfigInput, loadConfig } from '../../src/config/config.ts';
 import { type Conveyor, createConveyor } from '../../src/server.ts';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
 import { type S3Server, startS3Server } from './s3-server.ts';
@@ -92,7 +92,7 @@ export interface TestServer {
  */
 export async function startConveyor(
   backend: Backend = { database: 'sqlite', storage: 'fs' },
-  overrides: Partial<Config> = {},
+  overrides: ConfigInput = {},
 ): Promise<TestServer> {
   const dir = await makeTempDir('conveyor-test-');
   const cleanups: (() => Promise<void>)[] = [() => dir.cleanup()];
@@ -113,9 +113,9 @@ async function start(
   cleanups: (() => Promise<void>)[],
   cleanup: () => Promise<void>,
   backend: Backend,
-  overrides: Partial<Config>,
+  overrides: ConfigInput,
 ): Promise<TestServer> {
-  const settings: Partial<Config> = {
+  const settings: ConfigInput = {
     dataDir,
     host: '127.0.0.1',
     port: 0,

@@ -1,5 +1,5 @@
 import { openMigratedDatabase } from '../../src/backends.ts';
-import { type Config, loadConfig } from '../../src/config/config.ts';
+import { type Config, type ConfigInput, loadConfig } from '../../src/config/config.ts';
 import type { Db } from '../../src/db/database.ts';
 import { newId } from '../../src/db/ids.ts';
 import { JobEngine } from '../../src/jobs/engine.ts';
@@ -36,7 +36,7 @@ export const quietLog = { info() {}, warn() {}, error() {} };
 /** A migrated database (SQLite in a temporary folder, or a fresh PostgreSQL schema) and an engine on it. */
 export async function startEngine(
   database: Database,
-  overrides: Partial<Config> = {},
+  overrides: ConfigInput = {},
   options: { registry?: JobRegistry; clock?: Clock } = {},
 ): Promise<TestEngine> {
   const dir = await makeTempDir('conveyor-jobs-');

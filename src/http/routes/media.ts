@@ -1,8 +1,7 @@
 import { type Static, Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { ConveyorError } from '../../errors.ts';
-import type { RequestedFormat } from '../../media/image/negotiate.ts';
-import { FITS, GRAVITIES } from '../../media/image/transform-spec.ts';
+import { FITS, GRAVITIES, OUTPUT_FORMATS, type RequestedFormat } from '../../grammar/transform-spec.ts';
 import type { TransformTarget } from '../../media/image/transform-url.ts';
 import type { IngestItem } from '../../media/ingest/ingest.ts';
 import type { AppDeps } from '../app.ts';
@@ -54,9 +53,7 @@ const TransformBody = Type.Object(
       ]),
     ),
     quality: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-    format: Type.Optional(
-      Type.Union(['source', 'auto', 'jpeg', 'png', 'webp', 'avif'].map((f) => Type.Literal(f))),
-    ),
+    format: Type.Optional(Type.Union(['source', 'auto', ...OUTPUT_FORMATS].map((f) => Type.Literal(f)))),
     dpr: Type.Optional(Type.Number({ minimum: 1 })),
     blur: Type.Optional(Type.Number({ minimum: 0.3 })),
     sharpen: Type.Optional(Type.Number({ minimum: 0.3 })),

@@ -20,10 +20,11 @@
  * The constants are upper bounds of the measurements, with some margin, not exact: what they
  * protect is the total, and a generous estimate only costs some concurrency.
  */
+
+import type { OutputFormat } from '../../grammar/transform-spec.ts';
 import { ImageError } from './errors.ts';
 import type { Size } from './geometry.ts';
 import type { ImageLimits, InputFormat } from './libvips.ts';
-import type { OutputFormat } from './transform-spec.ts';
 
 /** What the estimate needs to know of a source, all from its header (see probe.ts). */
 export interface DecodeFacts {

@@ -14,7 +14,7 @@
  * reserve a square get a square. Boxless requests ("inside", "outside", one side only) simply stop
  * at the source's own size.
  */
-import type { Fit } from './transform-spec.ts';
+import type { Fit } from '../../grammar/transform-spec.ts';
 
 export interface Size {
   width: number;

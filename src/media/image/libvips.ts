@@ -4,9 +4,9 @@
  * Internal to src/media/image; index.ts re-exports only the types and defaults.
  */
 import sharp, { type Sharp, type SharpOptions } from 'sharp';
+import type { Gravity, OutputFormat } from '../../grammar/transform-spec.ts';
 import { classifySharpError } from './errors.ts';
 import { focalCrop, type ResizePlan, type Size } from './geometry.ts';
-import type { Gravity, OutputFormat } from './transform-spec.ts';
 
 /** A file path or the whole file in memory. Paths let libvips read sequentially from disk. */
 export type ImageInput = Buffer | string;

@@ -22,10 +22,7 @@
  * (Chrome before 85 sent `image/webp,image/apng,image/*,*\/*;q=0.8`, curl sends `*\/*`). jpeg and png are
  * decodable by everything, so wildcards do count for them.
  */
-import { OUTPUT_FORMATS, type OutputFormat } from './transform-spec.ts';
-
-/** What a URL asks for: a concrete format, `source` (keep the source's) or `auto` (negotiate). */
-export type RequestedFormat = OutputFormat | 'auto' | 'source';
+import { OUTPUT_FORMATS, type OutputFormat, type RequestedFormat } from '../../grammar/transform-spec.ts';
 
 export interface SourceImage {
   /**

@@ -11,6 +11,7 @@
  * sharpen, then flatten (JPEG only) and encode. Metadata is stripped except the ICC profile.
  */
 import type { Sharp } from 'sharp';
+import { MAX_IMAGE_SIDE, type OutputFormat, type ResolvedSpec } from '../../grammar/transform-spec.ts';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, transformBytes } from './cost.ts';
 import { ImageError } from './errors.ts';
@@ -30,13 +31,12 @@ import {
   TRANSFORM_ENCODERS,
 } from './libvips.ts';
 import { probeImage } from './probe.ts';
-import type { OutputFormat, ResolvedSpec } from './transform-spec.ts';
 
 export interface RenderOptions {
   limits: ImageLimits;
   /**
    * Longest side of any output, in device pixels, after dpr. Larger requests are scaled down
-   * uniformly. Must not exceed 16383, the largest WebP side.
+   * uniformly. Must not exceed MAX_IMAGE_SIDE, the largest WebP side.
    */
   maxOutputDimension: number;
   /** Encoded outputs larger than this are refused with image_output_too_large. */
@@ -74,8 +74,10 @@ export async function renderTransform(
   spec: ResolvedSpec,
   options: RenderOptions,
 ): Promise<RenderedImage> {
-  if (options.maxOutputDimension > 16383) {
-    throw new RangeError(`maxOutputDimension ${options.maxOutputDimension} is above WebP's 16383`);
+  if (options.maxOutputDimension > MAX_IMAGE_SIDE) {
+    throw new RangeError(
+      `maxOutputDimension ${options.maxOutputDimension} is above WebP's ${MAX_IMAGE_SIDE}`,
+    );
   }
   const source = await probeImage(input, options.limits);
   const plan = planResize(

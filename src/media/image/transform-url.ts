@@ -53,7 +53,6 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SigningKey } from '../../delivery/signed-url.ts';
-import type { RequestedFormat } from './negotiate.ts';
 import {
   allowedFormat,
   formatOptions,
@@ -65,7 +64,8 @@ import {
   type TransformPresets,
   type TransformRequest,
   TransformUrlError,
-} from './transform-options.ts';
+} from '../../grammar/transform-options.ts';
+import type { RequestedFormat } from '../../grammar/transform-spec.ts';
 
 export {
   cacheKey,
@@ -79,7 +79,7 @@ export {
   type TransformPresets,
   type TransformRequest,
   TransformUrlError,
-} from './transform-options.ts';
+} from '../../grammar/transform-options.ts';
 
 export const EXTENSIONS = { jpg: 'jpeg', jpeg: 'jpeg', png: 'png', webp: 'webp', avif: 'avif' } as const;
 export type TransformExtension = keyof typeof EXTENSIONS;

@@ -20,6 +20,7 @@
  * MP4 is a fraction of an animated WebP's size), and animated AVIF is not supported by sharp.
  */
 import sharp, { type Sharp } from 'sharp';
+import { type Fit, type Gravity, MAX_IMAGE_SIDE, type OutputFormat } from '../../grammar/transform-spec.ts';
 import type { MemoryBudget } from './budget.ts';
 import { checkWorkingMemory, variantsBytes } from './cost.ts';
 import {
@@ -46,7 +47,6 @@ import {
 } from './libvips.ts';
 import { type ProbeResult, probeImage } from './probe.ts';
 import { checkOutputSize } from './render.ts';
-import type { Fit, Gravity, OutputFormat } from './transform-spec.ts';
 
 export interface VariantPreset {
   /** Stable name, part of the stored variant's key: `thumb`, `small`, ... */
@@ -103,7 +103,7 @@ export interface RenderedVariant {
 
 // Presets never enlarge (a variant larger than its source is wasted storage); the dimension cap is
 // only a backstop against a mistyped preset, at libvips' WebP ceiling.
-const VARIANT_GEOMETRY: GeometryLimits = { maxDimension: 16383, enlarge: false };
+const VARIANT_GEOMETRY: GeometryLimits = { maxDimension: MAX_IMAGE_SIDE, enlarge: false };
 
 /**
  * Renders every preset in every format, presets in the order given and formats within each preset

@@ -7,6 +7,7 @@
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { settings } from '../../config/schema.ts';
 import {
   DownloadAbortedError,
   DownloadError,
@@ -16,7 +17,8 @@ import {
 import type { DownloadOptions } from './downloader.ts';
 import { createGuardedLookup } from './ssrf.ts';
 
-export const DEFAULT_USER_AGENT = 'Conveyor/0.1 (remote ingest)';
+/** The User-Agent of a download that names none: the setting's default. */
+export const DEFAULT_USER_AGENT = settings.ingestUserAgent.default;
 
 /**
  * One download's shared state: its deadline, the caller's signal, the guarded lookup, and the request

@@ -1,7 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { AssetService, AssetView } from '../../assets/service.ts';
 import type { Config } from '../../config/config.ts';
-import { parseKindLanes, parseKindTimeouts, parseList } from '../../config/media-settings.ts';
 import type { Database, Visibility } from '../../db/tables.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { Lane } from '../../glossary.ts';
@@ -85,43 +84,39 @@ export class IngestService {
   readonly #assets: AssetService;
   readonly #jobs: JobEngine;
   readonly #policy: SsrfPolicy;
-  readonly #kinds: Record<string, Lane>;
-  /** Total download timeouts (ms) of the kinds that have their own. */
-  readonly #timeouts: ReadonlyMap<string, number>;
 
   constructor(deps: { config: Config; db: Kysely<Database>; assets: AssetService; jobs: JobEngine }) {
-    this.#config = deps.config;
+    const { config } = deps;
+    this.#config = config;
     this.#db = deps.db;
     this.#assets = deps.assets;
     this.#jobs = deps.jobs;
-    this.#kinds = parseKindLanes(deps.config.ingestKinds);
-    this.#timeouts = parseKindTimeouts(deps.config.ingestKindTimeoutSeconds);
     // A timeout for a kind nobody can name is a typo that would otherwise pass unnoticed.
-    const unknown = [...this.#timeouts.keys()].filter((kind) => own(this.#kinds, kind) === undefined);
+    const unknown = Object.entries(config.ingestKindTimeoutSeconds)
+      .filter(([kind, seconds]) => seconds > 0 && own(config.ingestKinds, kind) === undefined)
+      .map(([kind]) => kind);
     if (unknown.length > 0) {
       throw new Error(
         `CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS names ${unknown.join(', ')}, which CONVEYOR_INGEST_KINDS does not define`,
       );
     }
-    const { config } = deps;
-    const ports = parseList(config.ingestAllowedPorts).map(Number);
-    const hosts = parseList(config.ingestAllowHosts);
     this.#policy = {
-      allowAddresses: parseList(config.ingestAllowAddresses),
-      denyHosts: parseList(config.ingestDenyHosts),
-      ...(hosts.length > 0 ? { allowHosts: hosts } : {}),
-      ...(ports.length > 0 ? { allowedPorts: ports } : {}),
+      allowAddresses: config.ingestAllowAddresses ?? [],
+      denyHosts: config.ingestDenyHosts,
+      ...(config.ingestAllowHosts ? { allowHosts: config.ingestAllowHosts } : {}),
+      ...(config.ingestAllowedPorts ? { allowedPorts: config.ingestAllowedPorts } : {}),
     };
   }
 
   /** The kinds clients may name, with their lanes. */
   get kinds(): Readonly<Record<string, Lane>> {
-    return this.#kinds;
+    return this.#config.ingestKinds;
   }
 
-  /** The longest whole download of a kind (ms). */
+  /** The longest whole download of a kind (ms): its own timeout, or the general one (also for 0). */
   timeoutOf(kind: string): number {
-    return this.#timeouts.get(kind) ?? this.#config.ingestTotalTimeoutMs;
+    const seconds = own(this.#config.ingestKindTimeoutSeconds, kind) ?? 0;
+    return seconds > 0 ? seconds * 1000 : this.#config.ingestTotalTimeoutMs;
   }
 
   /** Registers `ingest.fetch` in the registry every worker of this installation uses. */
@@ -174,9 +169,11 @@ export class IngestService {
       throw error;
     }
     const kind = item.kind ?? 'default';
-    const lane = item.priority ?? own(this.#kinds, kind);
+    const lane = item.priority ?? own(this.#config.ingestKinds, kind);
     if (!lane)
-      throw where(`unknown kind ${JSON.stringify(kind)}; known: ${Object.keys(this.#kinds).join(', ')}`);
+      throw where(
+        `unknown kind ${JSON.stringify(kind)}; known: ${Object.keys(this.#config.ingestKinds).join(', ')}`,
+      );
     const payload: IngestPayload = {
       url: item.url,
       kind,

@@ -37,8 +37,9 @@
  * downloader never uses a proxy.
  */
 import { promises as dns, type LookupAddress } from 'node:dns';
-import { isIP, isIPv4, isIPv6, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { type Cidr, contains, parseAddress, parseCidr } from '../../grammar/cidr.ts';
 import { BadUrlError, ForbiddenAddressError } from './download-errors.ts';
 
 export type AddressClass =
@@ -64,11 +65,17 @@ export type AddressClass =
   | 'invalid';
 
 export interface SsrfPolicy {
-  /** CIDRs or single addresses that are permitted whatever their class, e.g. '127.0.0.1/32' in tests. */
-  allowAddresses: readonly string[];
+  /**
+   * CIDRs or single addresses that are permitted whatever their class, as text ('127.0.0.1/32') or
+   * parsed (src/grammar/cidr.ts).
+   */
+  allowAddresses: readonly (string | Cidr)[];
   /** When non-empty, only these hosts: exact names or '*.example.com' (any subdomain, not the apex). */
   allowHosts?: readonly string[];
-  /** Hosts refused outright, same patterns as allowHosts; checked first. */
+  /**
+   * Hosts refused outright, same patterns as allowHosts; checked first. The setting's default,
+   * DEFAULT_DENY_HOSTS (src/config/ingest-settings.ts), names the in-network names.
+   */
   denyHosts: readonly string[];
   /** Ports that may be used (the scheme's default port counts as that number); default any. */
   allowedPorts?: readonly number[];
@@ -76,29 +83,11 @@ export interface SsrfPolicy {
   schemes?: readonly ('http' | 'https')[];
 }
 
-/**
- * A sensible denyHosts default: names that only mean something inside a network (GCP's metadata server,
- * the private-use `.internal` TLD, mDNS `.local`, RFC 8375 `.home.arpa`). Their addresses are refused
- * anyway; denying the names also covers resolvers that map them to public-looking addresses.
- */
-export const DEFAULT_DENY_HOSTS: readonly string[] = [
-  'metadata.google.internal',
-  '*.internal',
-  '*.local',
-  '*.home.arpa',
-];
-
 /** Resolves a name to all its addresses; the default is the system resolver (dns.lookup, all: true). */
 export type Resolver = (hostname: string) => Promise<readonly LookupAddress[]>;
 
 // ---------------------------------------------------------------------------------------------------
 // Address classes
-
-export interface Cidr {
-  family: 4 | 6;
-  base: bigint;
-  prefix: number;
-}
 
 type Embedding = 'ipv4-mapped' | 'nat64' | '6to4';
 interface Rule extends Cidr {
@@ -304,7 +293,7 @@ function refusal(host: string, address: string, reason: AddressClass): Forbidden
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Policy compilation and CIDR arithmetic
+// Policy compilation
 
 interface CompiledPolicy {
   allow: Cidr[];
@@ -320,6 +309,7 @@ function compile(policy: SsrfPolicy): CompiledPolicy {
   if (c === undefined) {
     c = {
       allow: policy.allowAddresses.map((entry) => {
+        if (typeof entry !== 'string') return entry;
         const cidr = parseCidr(entry);
         if (cidr === null) throw new TypeError(`allowAddresses: not an address or CIDR: ${entry}`);
         return cidr;
@@ -355,45 +345,4 @@ function rules(family: 4 | 6, table: Record<string, AddressClass>): Rule[] {
 
 function embedding(cidr: string, embedded: Embedding, shift: bigint): Rule {
   return { ...parseCidr(cidr)!, class: { embedded, shift } };
-}
-
-function contains(cidr: Cidr, addr: Cidr): boolean {
-  if (cidr.family !== addr.family) return false;
-  const shift = BigInt((cidr.family === 4 ? 32 : 128) - cidr.prefix);
-  return cidr.base >> shift === addr.base >> shift;
-}
-
-/** 'a.b.c.d', 'a.b.c.d/n', an IPv6 address or 'x::/n'; null when malformed. */
-export function parseCidr(text: string): Cidr | null {
-  const [ip = '', bits, extra] = text.trim().split('/');
-  if (extra !== undefined) return null;
-  const addr = parseAddress(ip);
-  if (addr === null) return null;
-  const max = addr.family === 4 ? 32 : 128;
-  if (bits === undefined) return { ...addr, prefix: max };
-  if (!/^[0-9]{1,3}$/.test(bits) || Number(bits) > max) return null;
-  return { ...addr, prefix: Number(bits) };
-}
-
-function parseAddress(text: string): Cidr | null {
-  if (isIPv4(text)) {
-    const base = text.split('.').reduce((acc, o) => (acc << 8n) | BigInt(o), 0n);
-    return { family: 4, base, prefix: 32 };
-  }
-  const ip = text.replace(/%.*$/, ''); // a zone id (fe80::1%eth0) says nothing about the address
-  if (!isIPv6(ip)) return null;
-  const gap = ip.indexOf('::');
-  const left = words(gap < 0 ? ip : ip.slice(0, gap));
-  const right = gap < 0 ? [] : words(ip.slice(gap + 2));
-  const all = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-  return { family: 6, base: all.reduce((acc, w) => (acc << 16n) | BigInt(w), 0n), prefix: 128 };
-}
-
-function words(groups: string): number[] {
-  if (groups === '') return [];
-  return groups.split(':').flatMap((g) => {
-    if (!g.includes('.')) return [Number.parseInt(g, 16)];
-    const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number);
-    return [(a << 8) | b, (c << 8) | d];
-  });
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { FITS } from '../../../src/grammar/transform-spec.ts';
 import {
   focalCrop,
   intermediateScale,
@@ -8,7 +9,6 @@ import {
   type Size,
   scaledSize,
 } from '../../../src/media/image/geometry.ts';
-import { FITS } from '../../../src/media/image/transform-spec.ts';
 
 const NO_ENLARGE = { maxDimension: 4096, enlarge: false };
 const ENLARGE = { maxDimension: 4096, enlarge: true };

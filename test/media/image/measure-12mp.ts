@@ -12,6 +12,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import type { OutputFormat } from '../../../src/grammar/transform-spec.ts';
 import {
   analyseImage,
   DEFAULT_IMAGE_LIMITS,
@@ -23,7 +24,6 @@ import {
   renderVariants,
   TRANSFORM_ENCODERS,
 } from '../../../src/media/image/index.ts';
-import type { OutputFormat } from '../../../src/media/image/transform-spec.ts';
 import { sceneSvg } from './sample-images.ts';
 
 const [command, path, format, effort] = process.argv.slice(2);

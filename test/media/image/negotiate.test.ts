@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { OUTPUT_FORMATS, type OutputFormat } from '../../../src/grammar/transform-spec.ts';
 import {
   negotiateFormat,
   parseAccept,
@@ -8,7 +9,6 @@ import {
   type SourceImage,
   sourceCompatibleFormat,
 } from '../../../src/media/image/negotiate.ts';
-import { OUTPUT_FORMATS, type OutputFormat } from '../../../src/media/image/transform-spec.ts';
 
 // What browsers send for <img> requests.
 const CHROME = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';

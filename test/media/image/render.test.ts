@@ -3,12 +3,12 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import type { ResolvedSpec } from '../../../src/grammar/transform-spec.ts';
 import {
   DEFAULT_RENDER_OPTIONS,
   type RenderOptions,
   renderTransform,
 } from '../../../src/media/image/index.ts';
-import type { ResolvedSpec } from '../../../src/media/image/transform-spec.ts';
 import { makeTempDir, type TempDir } from '../../helpers/tmp.ts';
 import {
   alphaPng,

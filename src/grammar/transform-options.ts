@@ -30,14 +30,14 @@
  * the bytes as sent whatever they are, and the derived-blob cache key (cacheKey) spells out the canonical
  * form, so `h:300,w:400` and `w:400,h:300` are rendered once.
  */
-import { ConveyorError } from '../../errors.ts';
-import type { RequestedFormat } from './negotiate.ts';
+import { ConveyorError } from '../errors.ts';
 import {
   FITS,
   GRAVITIES,
   type Gravity,
   OUTPUT_FORMATS,
   type OutputFormat,
+  type RequestedFormat,
   type ResolvedSpec,
   type TransformSpec,
 } from './transform-spec.ts';
@@ -62,7 +62,10 @@ export interface TransformLimits {
   formats: readonly OutputFormat[];
 }
 
-/** The ranges transform-spec.ts documents; 4096 device pixels keeps a decoded RGBA output under 64 MiB. */
+/**
+ * The defaults of the transform settings (CONVEYOR_TRANSFORM_MAX_*); 4096 device pixels keeps a decoded
+ * RGBA output under 64 MiB.
+ */
 export const DEFAULT_TRANSFORM_LIMITS: TransformLimits = {
   maxWidth: 4096,
   maxHeight: 4096,

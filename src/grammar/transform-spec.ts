@@ -33,7 +33,13 @@ export interface FocalPoint {
 export type Gravity = NamedGravity | FocalPoint;
 
 export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif'] as const;
+
+/** The longest side every output format can hold: WebP's 16383 pixels. */
+export const MAX_IMAGE_SIDE = 16383;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** What a URL asks for: a concrete format, `source` (keep the source's) or `auto` (negotiate). */
+export type RequestedFormat = OutputFormat | 'auto' | 'source';
 
 export interface TransformSpec {
   /** Target box in CSS pixels; multiplied by `dpr` to get device pixels. Absent: follow the other side. */
@@ -45,11 +51,11 @@ export interface TransformSpec {
   quality?: number;
   /** `auto` is resolved from the Accept header before rendering; the renderer never sees it. */
   format: OutputFormat | 'auto';
-  /** Device pixel ratio, 1-4 (fractions allowed, e.g. 1.5). */
+  /** Device pixel ratio, from 1 up to the limits' maxDpr (fractions allowed, e.g. 1.5). */
   dpr: number;
-  /** Gaussian blur sigma, 0.3-100. */
+  /** Gaussian blur sigma, from 0.3 up to the limits' maxBlur. */
   blur?: number;
-  /** Sharpen sigma, 0.3-10. */
+  /** Sharpen sigma, from 0.3 up to the limits' maxSharpen. */
   sharpen?: number;
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConveyorError } from '../../../src/errors.ts';
+import { ConveyorError } from '../../src/errors.ts';
 import {
   cacheKey,
   DEFAULT_TRANSFORM_LIMITS,
@@ -12,7 +12,7 @@ import {
   type TransformPresets,
   type TransformRequest,
   TransformUrlError,
-} from '../../../src/media/image/transform-options.ts';
+} from '../../src/grammar/transform-options.ts';
 
 const LIMITS: TransformLimits = { ...DEFAULT_TRANSFORM_LIMITS };
 const PRESETS: TransformPresets = {
