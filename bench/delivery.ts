@@ -14,7 +14,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
@@ -52,7 +52,6 @@ const HELP = `Usage: bench/run.sh [options]
   --quiet-threshold <n> before each nginx/Conveyor pair, wait until the machine uses less than n % of
                        one CPU (default 30)
   --quiet-timeout <s>  ...but at most this long (default 120)
-  --pg-database        use a fresh database instead of a fresh schema (for commits before ee964a8)
   --env NAME=VALUE     extra environment for Conveyor, e.g. --env CONVEYOR_S3_QUEUE_SIZE=2 (repeatable)
   --processes <list>   pairings to measure (default 1): for each n, nginx worker_processes n, Conveyor
                        with CONVEYOR_PROCESSES=n and bare Node with n processes; 1,2 measures and
@@ -77,7 +76,6 @@ const { values: args } = parseArgs({
       type: 'string',
       default: process.env['TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test',
     },
-    'pg-database': { type: 'boolean', default: false },
     processes: { type: 'string', default: '1' },
     env: { type: 'string', multiple: true, default: [] },
     'quiet-threshold': { type: 'string', default: '30' },
@@ -109,7 +107,6 @@ const options = {
   uploadMiB: positiveInt('upload-mib', args['upload-mib'], 0),
   cpuProf: args['cpu-prof'] ? resolve(args['cpu-prof']) : undefined,
   postgresUrl: args['postgres-url'],
-  pgDatabase: args['pg-database'],
   processes: [...new Set(args.processes.split(',').map((n) => positiveInt('processes', n.trim())))],
   env: Object.fromEntries(
     args.env.map((pair) => {
@@ -471,7 +468,7 @@ function firstLine(command: string, argv: string[]): string {
 // ---------------------------------------------------------------------------------------------------------
 // The Conveyor under test
 
-/** What a Conveyor needs to run, as far as a commit has it (older ones lack the build files). */
+/** What a Conveyor needs to run: its source, the launcher and the build files. */
 const SOURCE_PATHS = ['src', 'package.json', 'bin', 'tsconfig.json', 'tsconfig.build.json'];
 
 /**
@@ -486,10 +483,9 @@ async function snapshotSource(work: string): Promise<{ dir: string; description:
   if (options.ref) {
     const commit = git('rev-parse', '--verify', `${options.ref}^{commit}`).stdout.trim();
     if (!commit) throw new Error(`--ref ${options.ref}: no such commit`);
-    const paths = SOURCE_PATHS.filter((path) => git('cat-file', '-e', `${commit}:${path}`).status === 0);
     await capture(
       'sh',
-      ['-c', `git -C '${ROOT}' archive ${commit} ${paths.join(' ')} | tar -x -C '${dir}'`],
+      ['-c', `git -C '${ROOT}' archive ${commit} ${SOURCE_PATHS.join(' ')} | tar -x -C '${dir}'`],
       60_000,
     );
     await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
@@ -647,13 +643,9 @@ async function startConveyorProcess(
   const logPath = join(dataDir, `conveyor-${Date.now()}.log`);
   const logFile = createWriteStream(logPath);
   await once(logFile, 'open');
-  // As users start it: the launcher, which runs the compiled JavaScript. Commits from
-  // before the launcher compiled anything run their TypeScript source directly.
-  const launcher = existsSync(join(source, 'tsconfig.build.json'));
-  let [command, argv] = launcher
-    ? [join(source, 'bin/conveyor'), ['serve']]
-    : [process.execPath, [...nodeArgs, join(source, 'src/cli/main.ts'), 'serve']];
-  if (launcher && nodeArgs.length > 0) {
+  // As users start it: the launcher, which runs the compiled JavaScript.
+  let [command, argv] = [join(source, 'bin/conveyor'), ['serve']];
+  if (nodeArgs.length > 0) {
     // --cpu-prof is not allowed in NODE_OPTIONS: let the launcher compile, then run its build with the flags.
     spawnSync(join(source, 'bin/conveyor'), ['--help'], { cwd: source });
     [command, argv] = [process.execPath, [...nodeArgs, join(source, 'dist/cli/main.js'), 'serve']];
@@ -864,7 +856,7 @@ interface ScenarioResult {
   target: number;
   nginx: WrkResult;
   conveyor: WrkResult;
-  /** bench/bare-node.ts in the same rounds (absent from reports older than it). */
+  /** bench/bare-node.ts in the same rounds. */
   bare?: WrkResult;
   ratio: number;
   met: boolean;
@@ -894,12 +886,7 @@ interface BackendResult {
   upload?: UploadResult;
 }
 
-/**
- * An empty PostgreSQL namespace for one run: a fresh schema in the given database, or with --pg-database a
- * fresh database. Conveyor before ee964a8 needs the latter: its migration (Kysely's Migrator without
- * migrationTableSchema) looked for its lock table in every schema of the database, and so failed in a fresh
- * schema whenever another schema there already held one, which test runs leave behind.
- */
+/** An empty PostgreSQL namespace for one run: a fresh schema in the given database, dropped afterwards. */
 async function freshPostgres(): Promise<{ url: string; description: string; drop(): Promise<void> }> {
   const admin = async (statement: string) => {
     const client = new pg.Client({ connectionString: options.postgresUrl, connectionTimeoutMillis: 5000 });
@@ -911,23 +898,13 @@ async function freshPostgres(): Promise<{ url: string; description: string; drop
     }
   };
   const name = `conveyor_bench_${randomBytes(6).toString('hex')}`;
-  if (!options.pgDatabase) {
-    await admin(`create schema ${name}`);
-    // Spelled out: URLSearchParams would encode the space as '+'.
-    const separator = options.postgresUrl.includes('?') ? '&' : '?';
-    return {
-      url: `${options.postgresUrl}${separator}options=-c%20search_path%3D${name}`,
-      description: `schema ${name}`,
-      drop: () => admin(`drop schema if exists ${name} cascade`),
-    };
-  }
-  await admin(`create database ${name}`);
-  const url = new URL(options.postgresUrl);
-  url.pathname = `/${name}`;
+  await admin(`create schema ${name}`);
+  // Spelled out: URLSearchParams would encode the space as '+'.
+  const separator = options.postgresUrl.includes('?') ? '&' : '?';
   return {
-    url: url.toString(),
-    description: `database ${name}`,
-    drop: () => admin(`drop database if exists ${name} with (force)`),
+    url: `${options.postgresUrl}${separator}options=-c%20search_path%3D${name}`,
+    description: `schema ${name}`,
+    drop: () => admin(`drop schema if exists ${name} cascade`),
   };
 }
 
