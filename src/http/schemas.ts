@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { PROBLEM_CODES, type ProblemCode } from '../errors.ts';
-import { TIERS } from '../glossary.ts';
+import { JOB_STATES, LANES, OPEN_STATES, TIERS } from '../glossary.ts';
 
 /** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
 
@@ -22,7 +22,12 @@ export const Problem = Type.Object(
 
 export const Visibility = Type.Union([Type.Literal('public'), Type.Literal('private')]);
 export const RoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('editor'), Type.Literal('viewer')]);
-export const TierSchema = Type.Union(TIERS.map((tier) => Type.Literal(tier)));
+/** One of `values`, as a JSON schema (`anyOf` of constants) and as their TypeScript union. */
+function oneOf<T extends string>(values: readonly T[]) {
+  return Type.Unsafe<T>(Type.Union(values.map((value) => Type.Literal(value))));
+}
+
+export const TierSchema = oneOf(TIERS);
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
@@ -139,3 +144,10 @@ export const problemResponses = {
   404: Type.Ref('Problem'),
   429: Type.Ref('Problem'),
 };
+
+/** A job's lane, as the API accepts and shows it. */
+export const LaneSchema = oneOf(LANES);
+/** A job's state, as the API accepts and shows it. */
+export const JobStateSchema = oneOf(JOB_STATES);
+/** The state of a job that is not finished. */
+export const OpenStateSchema = oneOf(OPEN_STATES);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Gauge, Registry } from 'prom-client';
-import { OPEN_STATES } from '../glossary.ts';
+import { LANES, OPEN_STATES } from '../glossary.ts';
 import type { JobEvent } from '../jobs/context.ts';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
 
@@ -113,7 +113,7 @@ export class Metrics {
         if (!source) return;
         this.reset();
         const rows = await source.depthByLane();
-        for (const lane of ['critical', 'high', 'normal', 'low']) {
+        for (const lane of LANES) {
           for (const state of OPEN_STATES) this.set({ lane, state }, 0);
         }
         for (const row of rows) this.set({ lane: row.lane, state: row.state }, row.count);

@@ -5,17 +5,7 @@ import type { Job } from '../../jobs/types.ts';
 import { audit } from '../../tenancy/audit.ts';
 import { requireRole } from '../../tenancy/principal.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, PageQuery, pageOf, problemResponses } from '../schemas.ts';
-
-export const LaneSchema = Type.Union([
-  Type.Literal('critical'),
-  Type.Literal('high'),
-  Type.Literal('normal'),
-  Type.Literal('low'),
-]);
-const StateSchema = Type.Union(
-  ['queued', 'active', 'succeeded', 'failed', 'dead', 'cancelled'].map((s) => Type.Literal(s)),
-);
+import { IdParams, JobStateSchema, LaneSchema, PageQuery, pageOf, problemResponses } from '../schemas.ts';
 
 const EnqueueBody = Type.Object(
   {
@@ -39,7 +29,7 @@ export const JobSchema = Type.Object(
     tenantId: Type.String(),
     type: Type.String(),
     priority: LaneSchema,
-    state: StateSchema,
+    state: JobStateSchema,
     payload: Type.Unknown(),
     result: Type.Unknown(),
     attempts: Type.Integer(),
@@ -78,7 +68,7 @@ export const JobSchema = Type.Object(
 
 const JobFilterQuery = Type.Object({
   ...PageQuery,
-  state: Type.Optional(StateSchema),
+  state: Type.Optional(JobStateSchema),
   type: Type.Optional(Type.String({ maxLength: 64 })),
   priority: Type.Optional(LaneSchema),
 });

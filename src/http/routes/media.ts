@@ -5,8 +5,8 @@ import { FITS, GRAVITIES, OUTPUT_FORMATS, type RequestedFormat } from '../../gra
 import type { TransformTarget } from '../../media/image/transform-url.ts';
 import type { IngestItem } from '../../media/ingest/ingest.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, problemResponses, Visibility } from '../schemas.ts';
-import { jobView, LaneSchema } from './jobs.ts';
+import { IdParams, LaneSchema, problemResponses, Visibility } from '../schemas.ts';
+import { jobView } from './jobs.ts';
 
 const ItemSchema = Type.Object(
   {

@@ -8,11 +8,10 @@ import { audit } from '../../tenancy/audit.ts';
 import type { Principal } from '../../tenancy/principal.ts';
 import { requireRole } from '../../tenancy/principal.ts';
 import type { AppDeps } from '../app.ts';
-import { problemResponses } from '../schemas.ts';
+import { LaneSchema, OpenStateSchema, problemResponses } from '../schemas.ts';
 
 // Schemas are inline: a route plugin that calls addSchema gets a schema controller of its own, which
 // drops the app's validator compiler (see app.ts).
-const LaneSchema = Type.Union(['critical', 'high', 'normal', 'low'].map((l) => Type.Literal(l)));
 const Nullable = <T extends ReturnType<typeof Type.Number>>(t: T) => Type.Union([t, Type.Null()]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
 const Counts = { queued: Type.Integer(), failed: Type.Integer(), active: Type.Integer() };
@@ -38,7 +37,7 @@ const QueueStatusSchema = Type.Object({
     Type.Object({
       lane: LaneSchema,
       type: Type.String(),
-      state: Type.Union([Type.Literal('queued'), Type.Literal('failed'), Type.Literal('active')]),
+      state: OpenStateSchema,
       count: Type.Integer(),
     }),
   ),

@@ -4,8 +4,7 @@ import type { Lane } from '../../glossary.ts';
 import { audit } from '../../tenancy/audit.ts';
 import { requireRole } from '../../tenancy/principal.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, problemResponses } from '../schemas.ts';
-import { LaneSchema } from './jobs.ts';
+import { IdParams, LaneSchema, problemResponses } from '../schemas.ts';
 
 const ScheduleSchema = Type.Object({
   id: Type.String(),
