@@ -1,9 +1,7 @@
-import { type Selectable, sql } from 'kysely';
-import type { JobsTable } from '../db/tables.ts';
-import { type Lane, READY_STATES } from '../glossary.ts';
+import type { Lane } from '../glossary.ts';
 import { own } from '../own.ts';
 import type { Breakers } from './breakers.ts';
-import { type EngineContext, type Executor, toJob } from './context.ts';
+import { type EngineContext, toJob } from './context.ts';
 import {
   type Candidate,
   type Capacity,
@@ -16,6 +14,9 @@ import {
   takeStarts,
   tenantShareCap,
 } from './policy.ts';
+import { type ActiveCount, claimCounts, type TenantState } from './sql/claim-counts.ts';
+import type { Executor } from './sql/executor.ts';
+import { readRate, writeRate } from './sql/rates.ts';
 import type { Job } from './types.ts';
 
 export interface ClaimRequest {
@@ -36,19 +37,6 @@ export interface ClaimResult {
   more: boolean;
 }
 
-interface ActiveCount {
-  lane: string;
-  type: string;
-  tenantId: string;
-  n: number;
-}
-
-interface TenantState {
-  tier: string;
-  /** When the tenant last had a job claimed (ms; 0: never). */
-  turn: number;
-}
-
 interface Group {
   queue: string;
   lane: Lane;
@@ -62,8 +50,8 @@ interface Group {
  * The claim: a read, then one short exclusive transaction (see EngineContext.exclusive), in four steps.
  *
  * 1. List the groups (lane/type/tenant) that hold ready jobs, with each group's oldest run_at, by a loose
- *    index scan (a recursive query that hops from one distinct `queue` value to the next). Its cost grows
- *    with the number of groups, not with the number of queued jobs. Nothing due: no transaction at all.
+ *    index scan (sql/ready-groups.ts). Its cost grows with the number of groups, not with the number of
+ *    queued jobs. Nothing due: no transaction at all.
  * 2. Under the lock, read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
  *    concurrency limit, and what each tenant holds of the lanes that have a fair share. Decide how many jobs to fetch from each due group: each group's first job before
  *    any group's second, best lane (after aging) first.
@@ -90,19 +78,19 @@ export class Claimer {
     // old by the time the lock is held, which is harmless: it only says where to look. The candidates are
     // read again under the lock, and a group that appears meanwhile is found by the next claim (its
     // enqueue wakes the worker).
-    const groups = (await this.#groups(this.#ctx.db)).filter(
-      (g) => types.has(g.type) && (!lanes || lanes.has(g.lane)),
-    );
+    const groups: Group[] = (await this.#ctx.statements.readyGroups(this.#ctx.db))
+      .map((g) => ({ ...g, ...parseQueueKey(g.queue) }))
+      .filter((g) => types.has(g.type) && (!lanes || lanes.has(g.lane)));
     const due = groups.filter((g) => g.head <= now);
     const waiting = min(groups.filter((g) => g.head > now).map((g) => g.head));
     if (due.length === 0) return { jobs: [], nextWakeAt: waiting, more: false };
     return this.#ctx.exclusive(async (trx) => {
       let nextWakeAt = waiting;
-      const { tenants, active } = await this.#load(trx, due);
+      const { tenants, active } = await claimCounts(trx, unique(due.map((g) => g.tenantId)));
       const capacity = this.#capacity(due, tenants, active, request.slots);
       const limits = this.#fetchLimits(due, capacity, tenants, now);
       if (limits.size === 0) return { jobs: [], nextWakeAt, more: true };
-      const candidates = await this.#candidates(trx, limits, now);
+      const candidates = await this.#ctx.statements.candidates(trx, limits, now);
       const fetched = new Map<string, number>();
       for (const c of candidates) fetched.set(queueOf(c), (fetched.get(queueOf(c)) ?? 0) + 1);
       // More may be due than this claim takes: a group that was left out or gave all it was asked for, or
@@ -112,13 +100,8 @@ export class Claimer {
       capacity.moreDue = this.#moreDue(due, limits, fetched, capacity);
 
       for (const [scope, rate] of this.#rates(candidates)) {
-        const state = await trx
-          .selectFrom('job_rate_limits')
-          .select('tat')
-          .where('key', '=', scope)
-          .executeTakeFirst();
         const wanted = candidates.filter((c) => rateScopes(c).includes(scope)).length;
-        const starts = takeStarts(state?.tat ?? 0, now, rate, wanted);
+        const starts = takeStarts(await readRate(trx, scope), now, rate, wanted);
         capacity.rates.set(scope, starts.granted);
         if (starts.granted < wanted) nextWakeAt = min([nextWakeAt, starts.nextAt]);
       }
@@ -141,63 +124,15 @@ export class Claimer {
           await this.#breakers.startProbe(trx, c.breakerKey, c.id, now);
         }
       }
-      const rows = await this.#start(trx, chosen, request.workerId, now);
+      const rows = await this.#ctx.statements.startJobs(trx, {
+        ids: chosen.map((c) => c.id),
+        tenants: unique(chosen.map((c) => c.tenantId)),
+        workerId: request.workerId,
+        leaseExpiresAt: now + this.#ctx.settings.leaseMs,
+        now,
+      });
       return { jobs: rows.map(toJob), nextWakeAt, more: more || chosen.length < candidates.length };
     });
-  }
-
-  /** Step 1: the groups with ready jobs and each one's oldest run_at. */
-  async #groups(executor: Executor): Promise<Group[]> {
-    // SQLite would rather use jobs_state (an equality on state) and sort, which reads every ready job at
-    // every step; INDEXED BY holds it to the index the loose scan needs.
-    const jobs = sql.raw(this.#ctx.dialect === 'sqlite' ? 'jobs indexed by jobs_ready' : 'jobs');
-    const { rows } = await sql<{ queue: string; head: number }>`
-      with recursive groups(queue) as (
-        select (select queue from ${jobs} where state in ('queued', 'failed') order by queue limit 1)
-        union all
-        select (select queue from ${jobs} where state in ('queued', 'failed') and queue > groups.queue
-                order by queue limit 1)
-        from groups where groups.queue is not null
-      )
-      select queue,
-             (select run_at from ${jobs} where state in ('queued', 'failed') and queue = groups.queue
-              order by run_at limit 1) as head
-      from groups where queue is not null`.execute(executor);
-    return rows.map((r) => ({ queue: r.queue, head: Number(r.head), ...parseQueueKey(r.queue) }));
-  }
-
-  /**
-   * What step 2 reads, in one statement (one round trip on PostgreSQL): the active jobs counted by lane,
-   * type and tenant, and the due groups' tenants with their tier and when they last had a job claimed.
-   */
-  async #load(
-    trx: Executor,
-    due: readonly Group[],
-  ): Promise<{ tenants: Map<string, TenantState>; active: ActiveCount[] }> {
-    const ids = unique(due.map((g) => g.tenantId));
-    const { rows } = await sql<{
-      kind: 'active' | 'tenant';
-      lane: string | null;
-      type: string | null;
-      tenant_id: string;
-      n: number | null;
-      tier: string | null;
-      claimed_at: number | null;
-    }>`
-      select 'active' as kind, lane, type, tenant_id, count(*) as n,
-             cast(null as text) as tier, cast(null as bigint) as claimed_at
-      from jobs where state = 'active' group by lane, type, tenant_id
-      union all
-      select 'tenant', cast(null as text), cast(null as text), t.id, cast(null as bigint), t.tier, j.claimed_at
-      from tenants t left join job_turns j on j.tenant_id = t.id
-      where t.id in (${sql.join(ids)})`.execute(trx);
-    const tenants = new Map<string, TenantState>();
-    const active: ActiveCount[] = [];
-    for (const r of rows) {
-      if (r.kind === 'tenant') tenants.set(r.tenant_id, { tier: r.tier!, turn: Number(r.claimed_at ?? 0) });
-      else active.push({ lane: r.lane!, type: r.type!, tenantId: r.tenant_id, n: Number(r.n) });
-    }
-    return { tenants, active };
   }
 
   /**
@@ -319,100 +254,6 @@ export class Claimer {
   }
 
   /**
-   * Step 4: marks the chosen jobs active under the worker's lease, counting the attempt, and records that
-   * their tenants had their turn (so the next claim serves the others first). On PostgreSQL both are one
-   * statement; SQLite has no data-modifying CTEs, and its statements cost no round trip.
-   */
-  async #start(
-    trx: Executor,
-    chosen: readonly Candidate[],
-    workerId: string,
-    now: number,
-  ): Promise<Selectable<JobsTable>[]> {
-    const tenants = unique(chosen.map((c) => c.tenantId));
-    const ids = chosen.map((c) => c.id);
-    const leaseExpiresAt = now + this.#ctx.settings.leaseMs;
-    if (this.#ctx.dialect === 'postgres') {
-      const { rows } = await sql<Selectable<JobsTable>>`
-        with turns as (
-          insert into job_turns (tenant_id, claimed_at)
-          select tenant, ${now}::bigint from unnest(${tenants}::text[]) as tenant
-          on conflict (tenant_id) do update set claimed_at = excluded.claimed_at
-        )
-        update jobs set state = 'active', attempts = attempts + 1, lease_owner = ${workerId},
-                        lease_expires_at = ${leaseExpiresAt}, started_at = ${now}, updated_at = ${now}
-        where id = any(${ids}::text[]) and state in ('queued', 'failed')
-        returning *`.execute(trx);
-      return rows;
-    }
-    await trx
-      .insertInto('job_turns')
-      .values(tenants.map((tenant_id) => ({ tenant_id, claimed_at: now })))
-      .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ claimed_at: now }))
-      .execute();
-    return trx
-      .updateTable('jobs')
-      .set((eb) => ({
-        state: 'active',
-        attempts: eb('attempts', '+', 1),
-        lease_owner: workerId,
-        lease_expires_at: leaseExpiresAt,
-        started_at: now,
-        updated_at: now,
-      }))
-      .where('id', 'in', ids)
-      .where('state', 'in', READY_STATES)
-      .returningAll()
-      .execute();
-  }
-
-  /** Step 3: the oldest due jobs of each chosen group. */
-  async #candidates(trx: Executor, limits: Map<string, number>, now: number): Promise<Candidate[]> {
-    type Row = {
-      id: string;
-      lane: Lane;
-      type: string;
-      tenant_id: string;
-      run_at: number;
-      breaker_key: string | null;
-    };
-    let rows: Row[];
-    if (this.#ctx.dialect === 'postgres') {
-      // One round trip for all groups; SKIP LOCKED passes over a job that a cancel or replay holds.
-      const queues = [...limits.keys()];
-      const counts = queues.map((q) => limits.get(q)!);
-      ({ rows } = await sql<Row>`
-        select c.* from unnest(${queues}::text[], ${counts}::int[]) as g(queue, n)
-        cross join lateral (
-          select id, lane, type, tenant_id, run_at, breaker_key from jobs
-          where state in ('queued', 'failed') and queue = g.queue and run_at <= ${now}
-          order by run_at, id limit g.n
-          for update skip locked
-        ) c`.execute(trx));
-    } else {
-      // SQLite answers in-process in microseconds, so a query per group costs less than building one
-      // statement per shape of claim (which would defeat the statement cache).
-      rows = [];
-      for (const [queue, n] of limits) {
-        // INDEXED BY for the same reason as in #groups: left alone, SQLite reads every ready job by state.
-        const found = await sql<Row>`
-          select id, lane, type, tenant_id, run_at, breaker_key from jobs indexed by jobs_ready
-          where state in ('queued', 'failed') and queue = ${queue} and run_at <= ${now}
-          order by run_at, id limit ${n}`.execute(trx);
-        rows.push(...found.rows);
-      }
-    }
-    return rows.map((r) => ({
-      id: r.id,
-      lane: r.lane,
-      type: r.type,
-      tenantId: r.tenant_id,
-      runAt: Number(r.run_at),
-      breakerKey: r.breaker_key,
-    }));
-  }
-
-  /**
    * Start-rate limits of the candidates' rate scopes (policy.ts `rateScopes`): a type's from config first,
    * then the type's own; a breaker key's from the types naming it (the strictest when several do).
    */
@@ -433,22 +274,9 @@ export class Claimer {
 
   async #spendRates(trx: Executor, chosen: readonly Candidate[], now: number): Promise<void> {
     for (const [key, rate] of this.#rates(chosen)) {
-      const state = await trx
-        .selectFrom('job_rate_limits')
-        .select('tat')
-        .where('key', '=', key)
-        .executeTakeFirst();
-      const { tat } = takeStarts(
-        state?.tat ?? 0,
-        now,
-        rate,
-        chosen.filter((c) => rateScopes(c).includes(key)).length,
-      );
-      await trx
-        .insertInto('job_rate_limits')
-        .values({ key, tat: Math.ceil(tat) })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ tat: Math.ceil(tat) }))
-        .execute();
+      const wanted = chosen.filter((c) => rateScopes(c).includes(key)).length;
+      const { tat } = takeStarts(await readRate(trx, key), now, rate, wanted);
+      await writeRate(trx, key, Math.ceil(tat));
     }
   }
 }
