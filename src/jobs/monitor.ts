@@ -238,7 +238,7 @@ export class JobMonitor {
       const type = scope.slice('type:'.length);
       return own(settings.typeRatePerSecond, type) ?? registry.get(type)?.ratePerSecond ?? null;
     }
-    // A key's rate is set by the types that name keys; the strictest applies (claim.ts).
+    // A key's rate is set by the types that name keys; the strictest applies (claim-rates.ts).
     const rates = registry
       .types()
       .map((t) => registry.get(t)?.keyRatePerSecond)
