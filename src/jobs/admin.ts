@@ -1,19 +1,18 @@
-import type { Selectable, SelectQueryBuilder, Transaction } from 'kysely';
+import type { Selectable, Transaction } from 'kysely';
 import { isId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError, notFound } from '../errors.ts';
-import { type JobState, type Lane, OPEN_STATES } from '../glossary.ts';
+import { type JobState, OPEN_STATES } from '../glossary.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { charge, refund } from './credits.ts';
+import { markCancelled } from './sql/cancel.ts';
+import { type JobFilter, jobIds, listJobs, tenantJob } from './sql/job-reads.ts';
+import { purgeDead } from './sql/purge.ts';
+import { requeueable, requeueJob } from './sql/requeue.ts';
 import type { Job } from './types.ts';
 
-export interface JobFilter {
-  state?: JobState | undefined;
-  type?: string | undefined;
-  lane?: Lane | undefined;
-  /** Jobs created before this time (epoch ms). */
-  createdBefore?: number | undefined;
-}
+/** The jobs a retry or replay runs again: finished without success, or waiting for a retry. */
+const REQUEUEABLE: readonly JobState[] = ['failed', 'dead', 'cancelled'];
 
 /**
  * Cancels `ids` of the tenant that are in one of `states`, giving reserved credits back; answers the rows
@@ -27,14 +26,7 @@ export async function cancelJobs(
   now: number,
 ): Promise<Selectable<JobsTable>[]> {
   if (ids.length === 0) return [];
-  const updated = await trx
-    .updateTable('jobs')
-    .set({ state: 'cancelled', finished_at: now, updated_at: now, lease_owner: null, lease_expires_at: null })
-    .where('id', 'in', ids)
-    .where('tenant_id', '=', tenantId)
-    .where('state', 'in', states)
-    .returningAll()
-    .execute();
+  const updated = await markCancelled(trx, tenantId, ids, states, now);
   for (const row of updated) {
     if (row.cost > 0) {
       const reason = `refund ${row.type}: cancelled`;
@@ -55,12 +47,7 @@ export class JobAdmin {
   /** The tenant's job, or 404 (also for another tenant's job: its existence is not revealed). */
   async get(tenantId: string, id: string): Promise<Job> {
     if (!isId('job', id)) throw notFound('job');
-    const row = await this.#ctx.db
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', '=', id)
-      .where('tenant_id', '=', tenantId)
-      .executeTakeFirst();
+    const row = await tenantJob(this.#ctx.db, tenantId, id);
     if (!row) throw notFound('job');
     return toJob(row);
   }
@@ -70,12 +57,10 @@ export class JobAdmin {
     tenantId: string,
     filter: JobFilter & { limit: number; cursor?: string | undefined },
   ): Promise<{ items: Job[]; nextCursor: string | null }> {
-    let query = this.#filtered(this.#ctx.db.selectFrom('jobs').selectAll(), tenantId, filter);
-    if (filter.cursor) query = query.where('id', '<', filter.cursor);
-    const rows = await query
-      .orderBy('id', 'desc')
-      .limit(filter.limit + 1)
-      .execute();
+    const rows = await listJobs(this.#ctx.db, tenantId, filter, {
+      cursor: filter.cursor,
+      limit: filter.limit + 1,
+    });
     const page = rows.slice(0, filter.limit);
     return { items: page.map(toJob), nextCursor: rows.length > filter.limit ? page.at(-1)!.id : null };
   }
@@ -127,61 +112,30 @@ export class JobAdmin {
 
   /** Replays dead jobs matching the filter (at most `limit` per call); answers how many. */
   async replayDead(tenantId: string, filter: Omit<JobFilter, 'state'>, limit: number): Promise<number> {
-    const rows = await this.#filtered(this.#ctx.db.selectFrom('jobs').select('id'), tenantId, {
-      ...filter,
-      state: 'dead',
-    })
-      .orderBy('id')
-      .limit(limit)
-      .execute();
-    if (rows.length === 0) return 0;
-    const replayed = await this.#ctx.db.transaction().execute((trx) =>
-      this.#requeue(
-        trx,
-        tenantId,
-        rows.map((r) => r.id),
-      ),
-    );
+    const ids = await jobIds(this.#ctx.db, tenantId, { ...filter, state: 'dead' }, limit);
+    if (ids.length === 0) return 0;
+    const replayed = await this.#ctx.db.transaction().execute((trx) => this.#requeue(trx, tenantId, ids));
     return replayed.length;
   }
 
   /** Deletes dead jobs matching the filter; answers how many. */
   async purgeDead(tenantId: string, filter: Omit<JobFilter, 'state'>): Promise<number> {
-    let query = this.#ctx.db.deleteFrom('jobs').where('tenant_id', '=', tenantId).where('state', '=', 'dead');
-    if (filter.type) query = query.where('type', '=', filter.type);
-    if (filter.lane) query = query.where('lane', '=', filter.lane);
-    if (filter.createdBefore !== undefined) query = query.where('created_at', '<', filter.createdBefore);
-    const result = await query.executeTakeFirst();
-    return Number(result.numDeletedRows);
+    return purgeDead(this.#ctx.db, tenantId, filter);
   }
 
   async #requeue(trx: Transaction<Database>, tenantId: string, ids: readonly string[]): Promise<Job[]> {
     const now = this.#ctx.now();
-    const before = await trx
-      .selectFrom('jobs')
-      .select(['id', 'state', 'cost', 'type'])
-      .where('id', 'in', ids)
-      .where('tenant_id', '=', tenantId)
-      .where('state', 'in', ['failed', 'dead', 'cancelled'])
-      .execute();
+    const before = await requeueable(trx, tenantId, ids, REQUEUEABLE);
     const out: Job[] = [];
     for (const job of before) {
       const fresh = job.state !== 'failed';
-      const row = await trx
-        .updateTable('jobs')
-        .set((eb) => ({
-          state: 'queued',
-          run_at: now,
-          updated_at: now,
-          finished_at: null,
-          ...(fresh
-            ? { attempts: 0, max_attempts: this.#ctx.maxAttemptsOf(job.type) }
-            : { attempts: eb.ref('attempts') }),
-        }))
-        .where('id', '=', job.id)
-        .where('state', '=', job.state)
-        .returningAll()
-        .executeTakeFirst();
+      const row = await requeueJob(
+        trx,
+        job.id,
+        job.state,
+        fresh ? this.#ctx.maxAttemptsOf(job.type) : null,
+        now,
+      );
       if (!row) continue;
       // Dead and cancelled jobs had their credits refunded; running again costs again.
       if (fresh && job.cost > 0) {
@@ -198,14 +152,5 @@ export class JobAdmin {
     }
     if (out.length > 0) await this.#ctx.wake(trx);
     return out;
-  }
-
-  #filtered<O>(query: SelectQueryBuilder<Database, 'jobs', O>, tenantId: string, filter: JobFilter) {
-    let q = query.where('tenant_id', '=', tenantId);
-    if (filter.state) q = q.where('state', '=', filter.state);
-    if (filter.type) q = q.where('type', '=', filter.type);
-    if (filter.lane) q = q.where('lane', '=', filter.lane);
-    if (filter.createdBefore !== undefined) q = q.where('created_at', '<', filter.createdBefore);
-    return q;
   }
 }

@@ -1,10 +1,16 @@
 import { ConsecutiveBreaker } from 'cockatiel';
-import type { Selectable } from 'kysely';
-import type { JobBreakersTable } from '../db/tables.ts';
-import { READY_STATES } from '../glossary.ts';
-import type { EngineContext, Executor } from './context.ts';
-
-type BreakerRow = Selectable<JobBreakersTable>;
+import type { EngineContext } from './context.ts';
+import {
+  type BreakerRow,
+  type BreakerState,
+  deferJobs,
+  listBreakers,
+  loadBreakers,
+  saveBreaker,
+  setProbe,
+} from './sql/breakers.ts';
+import type { Executor } from './sql/executor.ts';
+import { jobState } from './sql/job-reads.ts';
 
 export interface BreakerView {
   key: string;
@@ -31,7 +37,7 @@ export class Breakers {
 
   async load(trx: Executor, keys: readonly string[]): Promise<Map<string, BreakerRow>> {
     if (keys.length === 0) return new Map();
-    const rows = await trx.selectFrom('job_breakers').selectAll().where('key', 'in', keys).execute();
+    const rows = await loadBreakers(trx, keys);
     return new Map(rows.map((r) => [r.key, r]));
   }
 
@@ -43,28 +49,19 @@ export class Breakers {
   async allowance(trx: Executor, row: BreakerRow | undefined, now: number): Promise<number> {
     if (!row || row.state === 'closed') return Infinity;
     if (row.state === 'open' && row.open_until !== null && row.open_until > now) {
-      await this.#defer(trx, row.key, row.open_until, now);
+      await deferJobs(trx, row.key, row.open_until, now);
       return 0;
     }
     if (row.state === 'half_open' && row.probe_job_id !== null) {
-      const probe = await trx
-        .selectFrom('jobs')
-        .select('state')
-        .where('id', '=', row.probe_job_id)
-        .executeTakeFirst();
       // A probe that was cancelled or deleted proved nothing: let another through.
-      if (probe?.state === 'active') return 0;
+      if ((await jobState(trx, row.probe_job_id)) === 'active') return 0;
     }
     return 1;
   }
 
   /** Marks the breaker half-open with `jobId` as its probe (the claim chose it). */
   async startProbe(trx: Executor, key: string, jobId: string, now: number): Promise<void> {
-    await trx
-      .updateTable('job_breakers')
-      .set({ state: 'half_open', probe_job_id: jobId, updated_at: now })
-      .where('key', '=', key)
-      .execute();
+    await setProbe(trx, key, jobId, now);
   }
 
   /** Records a job's outcome for its breaker; a failure that trips it opens it and defers the queue. */
@@ -80,7 +77,7 @@ export class Breakers {
     if (outcome.success) {
       breaker.success();
       if (!row || (row.state === 'closed' && row.failures === 0)) return;
-      await this.#save(
+      await saveBreaker(
         trx,
         key,
         { state: 'closed', failures: breaker.state, opened_at: null, open_until: null, probe_job_id: null },
@@ -92,24 +89,23 @@ export class Breakers {
     const wasProbe = row?.state === 'half_open';
     const trips = breaker.failure() || wasProbe;
     if (!trips) {
-      await this.#save(trx, key, { state: row?.state ?? 'closed', failures: breaker.state }, now, !row);
+      await saveBreaker(trx, key, { state: row?.state ?? 'closed', failures: breaker.state }, now, !row);
       return;
     }
     const openUntil = now + (outcome.openMs ?? this.#ctx.settings.breakerOpenMs);
-    await this.#save(
-      trx,
-      key,
-      { state: 'open', failures: breaker.state, opened_at: now, open_until: openUntil, probe_job_id: null },
-      now,
-      !row,
-    );
-    await this.#defer(trx, key, openUntil, now);
+    const open: BreakerState = {
+      state: 'open',
+      failures: breaker.state,
+      opened_at: now,
+      open_until: openUntil,
+      probe_job_id: null,
+    };
+    await saveBreaker(trx, key, open, now, !row);
+    await deferJobs(trx, key, openUntil, now);
   }
 
   async list(keys?: readonly string[]): Promise<BreakerView[]> {
-    let query = this.#ctx.db.selectFrom('job_breakers').selectAll().orderBy('key');
-    if (keys) query = query.where('key', 'in', keys.length > 0 ? keys : ['']);
-    const rows = await query.execute();
+    const rows = await listBreakers(this.#ctx.db, keys);
     const now = this.#ctx.now();
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     return rows.map((r) => ({
@@ -121,38 +117,5 @@ export class Breakers {
       openUntil: iso(r.open_until),
       probeJobId: r.probe_job_id,
     }));
-  }
-
-  /** Moves the due jobs that need `key` past `until`; their attempts are untouched. */
-  async #defer(trx: Executor, key: string, until: number, now: number): Promise<void> {
-    await trx
-      .updateTable('jobs')
-      .set({ run_at: until, updated_at: now })
-      .where('breaker_key', '=', key)
-      .where('state', 'in', READY_STATES)
-      .where('run_at', '<', until)
-      .execute();
-  }
-
-  async #save(
-    trx: Executor,
-    key: string,
-    values: Partial<Omit<BreakerRow, 'key' | 'updated_at'>> & Pick<BreakerRow, 'state' | 'failures'>,
-    now: number,
-    insert: boolean,
-  ): Promise<void> {
-    if (insert) {
-      await trx
-        .insertInto('job_breakers')
-        .values({ key, ...values, updated_at: now })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ ...values, updated_at: now }))
-        .execute();
-    } else {
-      await trx
-        .updateTable('job_breakers')
-        .set({ ...values, updated_at: now })
-        .where('key', '=', key)
-        .execute();
-    }
   }
 }

@@ -1,21 +1,10 @@
-import { type Selectable, sql } from 'kysely';
-import type { JobsTable } from '../db/tables.ts';
-import { type Lane, READY_STATES } from '../glossary.ts';
-import { own } from '../own.ts';
+import type { Lane } from '../glossary.ts';
 import type { Breakers } from './breakers.ts';
-import { type EngineContext, type Executor, toJob } from './context.ts';
-import {
-  type Candidate,
-  type Capacity,
-  effectiveRank,
-  orderCandidates,
-  parseQueueKey,
-  queueOf,
-  rateScopes,
-  selectClaims,
-  takeStarts,
-  tenantShareCap,
-} from './policy.ts';
+import { capacityOf, fetchLimits, type Group, moreDue, unique } from './claim-plan.ts';
+import { StartRates } from './claim-rates.ts';
+import { type EngineContext, toJob } from './context.ts';
+import { orderCandidates, parseQueueKey, queueOf, selectClaims } from './policy.ts';
+import { claimCounts } from './sql/claim-counts.ts';
 import type { Job } from './types.ts';
 
 export interface ClaimRequest {
@@ -36,53 +25,36 @@ export interface ClaimResult {
   more: boolean;
 }
 
-interface ActiveCount {
-  lane: string;
-  type: string;
-  tenantId: string;
-  n: number;
-}
-
-interface TenantState {
-  tier: string;
-  /** When the tenant last had a job claimed (ms; 0: never). */
-  turn: number;
-}
-
-interface Group {
-  queue: string;
-  lane: Lane;
-  type: string;
-  tenantId: string;
-  /** run_at of the group's oldest job. */
-  head: number;
-}
-
 /**
  * The claim: a read, then one short exclusive transaction (see EngineContext.exclusive), in four steps.
  *
  * 1. List the groups (lane/type/tenant) that hold ready jobs, with each group's oldest run_at, by a loose
- *    index scan (a recursive query that hops from one distinct `queue` value to the next). Its cost grows
- *    with the number of groups, not with the number of queued jobs. Nothing due: no transaction at all.
- * 2. Under the lock, read the active counts per lane, type and tenant, and the tenants' tiers: the room left under every
- *    concurrency limit, and what each tenant holds of the lanes that have a fair share. Decide how many jobs to fetch from each due group: each group's first job before
- *    any group's second, best lane (after aging) first.
- * 3. Fetch those candidates (on PostgreSQL with FOR UPDATE SKIP LOCKED), apply start rates and breakers,
- *    order them (policy.orderCandidates) and take what every limit allows (policy.selectClaims).
+ *    index scan (sql/ready-groups.ts). Its cost grows with the number of groups, not with the number of
+ *    queued jobs. Nothing due: no transaction at all.
+ * 2. Under the lock, read the active counts per lane, type and tenant, and the tenants' tiers: the room
+ *    left under every concurrency limit, and what each tenant holds of the lanes that have a fair share.
+ *    Decide how many jobs to fetch from each due group: each group's first job before any group's second,
+ *    best lane (after aging) first (claim-plan.ts).
+ * 3. Fetch those candidates (on PostgreSQL with FOR UPDATE SKIP LOCKED), apply start rates
+ *    (claim-rates.ts) and breakers, order them (policy.orderCandidates) and take what every limit allows
+ *    (policy.selectClaims).
  * 4. Mark the chosen jobs active under the worker's lease and count the attempt.
  */
 export class Claimer {
   readonly #ctx: EngineContext;
   readonly #breakers: Breakers;
+  readonly #rates: StartRates;
 
   constructor(ctx: EngineContext, breakers: Breakers) {
     this.#ctx = ctx;
     this.#breakers = breakers;
+    this.#rates = new StartRates(ctx);
   }
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {
     if (request.slots <= 0) return { jobs: [], nextWakeAt: null, more: false };
     const now = this.#ctx.now();
+    const { statements } = this.#ctx;
     const types = new Set(request.types);
     const lanes = request.lanes ? new Set<string>(request.lanes) : null;
     // Step 1 runs before the exclusive transaction: most claims of an idle or lightly loaded queue find
@@ -90,40 +62,32 @@ export class Claimer {
     // old by the time the lock is held, which is harmless: it only says where to look. The candidates are
     // read again under the lock, and a group that appears meanwhile is found by the next claim (its
     // enqueue wakes the worker).
-    const groups = (await this.#groups(this.#ctx.db)).filter(
-      (g) => types.has(g.type) && (!lanes || lanes.has(g.lane)),
-    );
+    const groups: Group[] = (await statements.readyGroups(this.#ctx.db))
+      .map((g) => ({ ...g, ...parseQueueKey(g.queue) }))
+      .filter((g) => types.has(g.type) && (!lanes || lanes.has(g.lane)));
     const due = groups.filter((g) => g.head <= now);
     const waiting = min(groups.filter((g) => g.head > now).map((g) => g.head));
     if (due.length === 0) return { jobs: [], nextWakeAt: waiting, more: false };
     return this.#ctx.exclusive(async (trx) => {
-      let nextWakeAt = waiting;
-      const { tenants, active } = await this.#load(trx, due);
-      const capacity = this.#capacity(due, tenants, active, request.slots);
-      const limits = this.#fetchLimits(due, capacity, tenants, now);
-      if (limits.size === 0) return { jobs: [], nextWakeAt, more: true };
-      const candidates = await this.#candidates(trx, limits, now);
+      const { tenants, active } = await claimCounts(trx, unique(due.map((g) => g.tenantId)));
+      const capacity = capacityOf(this.#ctx, due, tenants, active, request.slots);
+      const limits = fetchLimits(this.#ctx, due, capacity, tenants, now);
+      if (limits.size === 0) return { jobs: [], nextWakeAt: waiting, more: true };
+      const candidates = await statements.candidates(trx, limits, now);
       const fetched = new Map<string, number>();
       for (const c of candidates) fetched.set(queueOf(c), (fetched.get(queueOf(c)) ?? 0) + 1);
       // More may be due than this claim takes: a group that was left out or gave all it was asked for, or
       // candidates that a limit held back. The worker then claims again when one of its jobs ends.
       const more =
         limits.size < due.length || [...limits].some(([queue, n]) => (fetched.get(queue) ?? 0) >= n);
-      capacity.moreDue = this.#moreDue(due, limits, fetched, capacity);
+      capacity.moreDue = moreDue(due, limits, fetched, capacity);
 
-      for (const [scope, rate] of this.#rates(candidates)) {
-        const state = await trx
-          .selectFrom('job_rate_limits')
-          .select('tat')
-          .where('key', '=', scope)
-          .executeTakeFirst();
-        const wanted = candidates.filter((c) => rateScopes(c).includes(scope)).length;
-        const starts = takeStarts(state?.tat ?? 0, now, rate, wanted);
-        capacity.rates.set(scope, starts.granted);
-        if (starts.granted < wanted) nextWakeAt = min([nextWakeAt, starts.nextAt]);
-      }
-      const breakerRows = await this.#breakers.load(trx, unique(candidates.map((c) => c.breakerKey)));
-      for (const key of unique(candidates.map((c) => c.breakerKey))) {
+      const starts = await this.#rates.grant(trx, candidates, now);
+      capacity.rates = starts.granted;
+      const nextWakeAt = min([waiting, starts.nextAt]);
+      const breakerKeys = unique(candidates.map((c) => c.breakerKey));
+      const breakerRows = await this.#breakers.load(trx, breakerKeys);
+      for (const key of breakerKeys) {
         capacity.breakers.set(key, await this.#breakers.allowance(trx, breakerRows.get(key), now));
       }
 
@@ -131,7 +95,7 @@ export class Claimer {
       const ordered = orderCandidates(candidates, now, this.#ctx.settings.agingMs, turns);
       const chosen = selectClaims(ordered, capacity);
       if (chosen.length === 0) return { jobs: [], nextWakeAt, more: candidates.length > 0 || more };
-      await this.#spendRates(trx, chosen, now);
+      await this.#rates.spend(trx, chosen, now);
       for (const c of chosen) {
         if (
           c.breakerKey !== null &&
@@ -141,320 +105,16 @@ export class Claimer {
           await this.#breakers.startProbe(trx, c.breakerKey, c.id, now);
         }
       }
-      const rows = await this.#start(trx, chosen, request.workerId, now);
+      const rows = await statements.startJobs(trx, {
+        ids: chosen.map((c) => c.id),
+        tenants: unique(chosen.map((c) => c.tenantId)),
+        workerId: request.workerId,
+        leaseExpiresAt: now + this.#ctx.settings.leaseMs,
+        now,
+      });
       return { jobs: rows.map(toJob), nextWakeAt, more: more || chosen.length < candidates.length };
     });
   }
-
-  /** Step 1: the groups with ready jobs and each one's oldest run_at. */
-  async #groups(executor: Executor): Promise<Group[]> {
-    // SQLite would rather use jobs_state (an equality on state) and sort, which reads every ready job at
-    // every step; INDEXED BY holds it to the index the loose scan needs.
-    const jobs = sql.raw(this.#ctx.dialect === 'sqlite' ? 'jobs indexed by jobs_ready' : 'jobs');
-    const { rows } = await sql<{ queue: string; head: number }>`
-      with recursive groups(queue) as (
-        select (select queue from ${jobs} where state in ('queued', 'failed') order by queue limit 1)
-        union all
-        select (select queue from ${jobs} where state in ('queued', 'failed') and queue > groups.queue
-                order by queue limit 1)
-        from groups where groups.queue is not null
-      )
-      select queue,
-             (select run_at from ${jobs} where state in ('queued', 'failed') and queue = groups.queue
-              order by run_at limit 1) as head
-      from groups where queue is not null`.execute(executor);
-    return rows.map((r) => ({ queue: r.queue, head: Number(r.head), ...parseQueueKey(r.queue) }));
-  }
-
-  /**
-   * What step 2 reads, in one statement (one round trip on PostgreSQL): the active jobs counted by lane,
-   * type and tenant, and the due groups' tenants with their tier and when they last had a job claimed.
-   */
-  async #load(
-    trx: Executor,
-    due: readonly Group[],
-  ): Promise<{ tenants: Map<string, TenantState>; active: ActiveCount[] }> {
-    const ids = unique(due.map((g) => g.tenantId));
-    const { rows } = await sql<{
-      kind: 'active' | 'tenant';
-      lane: string | null;
-      type: string | null;
-      tenant_id: string;
-      n: number | null;
-      tier: string | null;
-      claimed_at: number | null;
-    }>`
-      select 'active' as kind, lane, type, tenant_id, count(*) as n,
-             cast(null as text) as tier, cast(null as bigint) as claimed_at
-      from jobs where state = 'active' group by lane, type, tenant_id
-      union all
-      select 'tenant', cast(null as text), cast(null as text), t.id, cast(null as bigint), t.tier, j.claimed_at
-      from tenants t left join job_turns j on j.tenant_id = t.id
-      where t.id in (${sql.join(ids)})`.execute(trx);
-    const tenants = new Map<string, TenantState>();
-    const active: ActiveCount[] = [];
-    for (const r of rows) {
-      if (r.kind === 'tenant') tenants.set(r.tenant_id, { tier: r.tier!, turn: Number(r.claimed_at ?? 0) });
-      else active.push({ lane: r.lane!, type: r.type!, tenantId: r.tenant_id, n: Number(r.n) });
-    }
-    return { tenants, active };
-  }
-
-  /**
-   * Step 2: room under the lane, type and tenant concurrency limits (a missing entry: unlimited), and the
-   * lanes' tenant fair shares with what each tenant holds of them.
-   */
-  #capacity(
-    due: readonly Group[],
-    tenants: ReadonlyMap<string, TenantState>,
-    active: readonly ActiveCount[],
-    slots: number,
-  ): Capacity {
-    const count = (pick: (r: (typeof active)[number]) => string) => {
-      const out = new Map<string, number>();
-      for (const r of active) out.set(pick(r), (out.get(pick(r)) ?? 0) + r.n);
-      return out;
-    };
-    const room = (limit: number | undefined, used: number | undefined) =>
-      limit === undefined || limit === 0 ? undefined : Math.max(0, limit - (used ?? 0));
-    const { settings } = this.#ctx;
-    const capacity: Capacity = {
-      slots,
-      lanes: new Map(),
-      types: new Map(),
-      tenants: new Map(),
-      rates: new Map(),
-      breakers: new Map(),
-      shares: new Map(),
-      moreDue: new Set(),
-    };
-    const laneUse = count((r) => r.lane);
-    const typeUse = count((r) => r.type);
-    const tenantUse = count((r) => r.tenantId);
-    for (const lane of unique(due.map((g) => g.lane))) {
-      const limit = own(settings.laneConcurrency, lane);
-      const r = room(limit, laneUse.get(lane));
-      if (r !== undefined) capacity.lanes.set(lane, r);
-      const cap = tenantShareCap(limit ?? 0, settings.laneTenantSharePercent.get(lane) ?? 0);
-      if (cap === undefined) continue;
-      const held = new Map<string, number>();
-      for (const a of active) if (a.lane === lane) held.set(a.tenantId, (held.get(a.tenantId) ?? 0) + a.n);
-      capacity.shares.set(lane, { cap, held });
-    }
-    for (const type of unique(due.map((g) => g.type))) {
-      const limit = own(settings.typeConcurrency, type) ?? this.#ctx.typeOf(type)?.concurrency;
-      const r = room(limit, typeUse.get(type));
-      if (r !== undefined) capacity.types.set(type, r);
-    }
-    for (const [id, t] of tenants) {
-      const r = room(own(settings.tierConcurrency, t.tier), tenantUse.get(id));
-      if (r !== undefined) capacity.tenants.set(id, r);
-    }
-    return capacity;
-  }
-
-  /**
-   * How many jobs to fetch per due group: groups in order of their head's lane after aging, then of their
-   * tenant's last turn (longest ago first), then of age; each group gets a share of the slots, never more than its lane, type and tenant have room
-   * for. Asking a little more than will be taken is harmless; asking every group for every slot is not
-   * (a thousand tenants would mean fetching a thousand times the batch).
-   */
-  #fetchLimits(
-    due: readonly Group[],
-    capacity: Capacity,
-    tenants: ReadonlyMap<string, TenantState>,
-    now: number,
-  ): Map<string, number> {
-    const turn = (tenantId: string) => tenants.get(tenantId)?.turn ?? 0;
-    const { agingMs } = this.#ctx.settings;
-    const open = due
-      .filter((g) =>
-        [capacity.lanes.get(g.lane), capacity.types.get(g.type), capacity.tenants.get(g.tenantId)].every(
-          (r) => r === undefined || r > 0,
-        ),
-      )
-      .sort(
-        (a, b) =>
-          effectiveRank(a.lane, a.head, now, agingMs) - effectiveRank(b.lane, b.head, now, agingMs) ||
-          turn(a.tenantId) - turn(b.tenantId) ||
-          a.head - b.head,
-      )
-      .slice(0, capacity.slots);
-    const share = Math.ceil(capacity.slots / Math.max(1, open.length)) + 1;
-    const limits = new Map<string, number>();
-    for (const g of open) {
-      const room = Math.min(
-        capacity.slots,
-        share,
-        capacity.lanes.get(g.lane) ?? Infinity,
-        capacity.types.get(g.type) ?? Infinity,
-        capacity.tenants.get(g.tenantId) ?? Infinity,
-      );
-      limits.set(g.queue, room);
-    }
-    return limits;
-  }
-
-  /**
-   * The due groups of fair-share lanes that may hold due jobs besides the candidates fetched (see
-   * `Capacity.moreDue`): fetched up to their limit, or left out although their type and tenant had room
-   * (the claim asked only so many groups). Their tenants are waiting for the lane.
-   */
-  #moreDue(
-    due: readonly Group[],
-    limits: ReadonlyMap<string, number>,
-    fetched: ReadonlyMap<string, number>,
-    capacity: Capacity,
-  ): Set<string> {
-    const out = new Set<string>();
-    const open = (r: number | undefined) => r === undefined || r > 0;
-    for (const g of due) {
-      if (!capacity.shares.has(g.lane)) continue;
-      const asked = limits.get(g.queue);
-      if (asked === undefined) {
-        if (open(capacity.types.get(g.type)) && open(capacity.tenants.get(g.tenantId))) out.add(g.queue);
-      } else if ((fetched.get(g.queue) ?? 0) >= asked) out.add(g.queue);
-    }
-    return out;
-  }
-
-  /**
-   * Step 4: marks the chosen jobs active under the worker's lease, counting the attempt, and records that
-   * their tenants had their turn (so the next claim serves the others first). On PostgreSQL both are one
-   * statement; SQLite has no data-modifying CTEs, and its statements cost no round trip.
-   */
-  async #start(
-    trx: Executor,
-    chosen: readonly Candidate[],
-    workerId: string,
-    now: number,
-  ): Promise<Selectable<JobsTable>[]> {
-    const tenants = unique(chosen.map((c) => c.tenantId));
-    const ids = chosen.map((c) => c.id);
-    const leaseExpiresAt = now + this.#ctx.settings.leaseMs;
-    if (this.#ctx.dialect === 'postgres') {
-      const { rows } = await sql<Selectable<JobsTable>>`
-        with turns as (
-          insert into job_turns (tenant_id, claimed_at)
-          select tenant, ${now}::bigint from unnest(${tenants}::text[]) as tenant
-          on conflict (tenant_id) do update set claimed_at = excluded.claimed_at
-        )
-        update jobs set state = 'active', attempts = attempts + 1, lease_owner = ${workerId},
-                        lease_expires_at = ${leaseExpiresAt}, started_at = ${now}, updated_at = ${now}
-        where id = any(${ids}::text[]) and state in ('queued', 'failed')
-        returning *`.execute(trx);
-      return rows;
-    }
-    await trx
-      .insertInto('job_turns')
-      .values(tenants.map((tenant_id) => ({ tenant_id, claimed_at: now })))
-      .onConflict((oc) => oc.column('tenant_id').doUpdateSet({ claimed_at: now }))
-      .execute();
-    return trx
-      .updateTable('jobs')
-      .set((eb) => ({
-        state: 'active',
-        attempts: eb('attempts', '+', 1),
-        lease_owner: workerId,
-        lease_expires_at: leaseExpiresAt,
-        started_at: now,
-        updated_at: now,
-      }))
-      .where('id', 'in', ids)
-      .where('state', 'in', READY_STATES)
-      .returningAll()
-      .execute();
-  }
-
-  /** Step 3: the oldest due jobs of each chosen group. */
-  async #candidates(trx: Executor, limits: Map<string, number>, now: number): Promise<Candidate[]> {
-    type Row = {
-      id: string;
-      lane: Lane;
-      type: string;
-      tenant_id: string;
-      run_at: number;
-      breaker_key: string | null;
-    };
-    let rows: Row[];
-    if (this.#ctx.dialect === 'postgres') {
-      // One round trip for all groups; SKIP LOCKED passes over a job that a cancel or replay holds.
-      const queues = [...limits.keys()];
-      const counts = queues.map((q) => limits.get(q)!);
-      ({ rows } = await sql<Row>`
-        select c.* from unnest(${queues}::text[], ${counts}::int[]) as g(queue, n)
-        cross join lateral (
-          select id, lane, type, tenant_id, run_at, breaker_key from jobs
-          where state in ('queued', 'failed') and queue = g.queue and run_at <= ${now}
-          order by run_at, id limit g.n
-          for update skip locked
-        ) c`.execute(trx));
-    } else {
-      // SQLite answers in-process in microseconds, so a query per group costs less than building one
-      // statement per shape of claim (which would defeat the statement cache).
-      rows = [];
-      for (const [queue, n] of limits) {
-        // INDEXED BY for the same reason as in #groups: left alone, SQLite reads every ready job by state.
-        const found = await sql<Row>`
-          select id, lane, type, tenant_id, run_at, breaker_key from jobs indexed by jobs_ready
-          where state in ('queued', 'failed') and queue = ${queue} and run_at <= ${now}
-          order by run_at, id limit ${n}`.execute(trx);
-        rows.push(...found.rows);
-      }
-    }
-    return rows.map((r) => ({
-      id: r.id,
-      lane: r.lane,
-      type: r.type,
-      tenantId: r.tenant_id,
-      runAt: Number(r.run_at),
-      breakerKey: r.breaker_key,
-    }));
-  }
-
-  /**
-   * Start-rate limits of the candidates' rate scopes (policy.ts `rateScopes`): a type's from config first,
-   * then the type's own; a breaker key's from the types naming it (the strictest when several do).
-   */
-  #rates(candidates: readonly Candidate[]): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const type of unique(candidates.map((c) => c.type))) {
-      const rate = own(this.#ctx.settings.typeRatePerSecond, type) ?? this.#ctx.typeOf(type)?.ratePerSecond;
-      if (rate) out.set(`type:${type}`, rate);
-    }
-    for (const c of candidates) {
-      const rate = c.breakerKey === null ? undefined : this.#ctx.typeOf(c.type)?.keyRatePerSecond;
-      if (!rate) continue;
-      const scope = `key:${c.breakerKey}`;
-      out.set(scope, Math.min(rate, out.get(scope) ?? Infinity));
-    }
-    return out;
-  }
-
-  async #spendRates(trx: Executor, chosen: readonly Candidate[], now: number): Promise<void> {
-    for (const [key, rate] of this.#rates(chosen)) {
-      const state = await trx
-        .selectFrom('job_rate_limits')
-        .select('tat')
-        .where('key', '=', key)
-        .executeTakeFirst();
-      const { tat } = takeStarts(
-        state?.tat ?? 0,
-        now,
-        rate,
-        chosen.filter((c) => rateScopes(c).includes(key)).length,
-      );
-      await trx
-        .insertInto('job_rate_limits')
-        .values({ key, tat: Math.ceil(tat) })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ tat: Math.ceil(tat) }))
-        .execute();
-    }
-  }
-}
-
-function unique<T>(values: readonly (T | null)[]): T[] {
-  return [...new Set(values.filter((v): v is T => v !== null))];
 }
 
 function min(values: readonly (number | null)[]): number | null {

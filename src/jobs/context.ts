@@ -1,12 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { Config } from '../config/config.ts';
 import type { Dialect } from '../db/database.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import type { JobState, Lane } from '../glossary.ts';
 import { own } from '../own.ts';
 import type { JobRegistry, RegisteredType } from './registry.ts';
+import type { Executor } from './sql/executor.ts';
+import { WAKE_CHANNEL } from './sql/notify.ts';
+import { type JobStatements, statementsFor } from './sql/statements.ts';
 import type { Job, JobError } from './types.ts';
 
 /** The engine's limits and timings, read once from the config. */
@@ -61,12 +64,11 @@ export interface JobEvent {
   job: Job;
 }
 
-export type Executor = Kysely<Database> | Transaction<Database>;
-
 /** What every part of the engine shares: the database, the registered types, settings and the event bus. */
 export class EngineContext {
   readonly db: Kysely<Database>;
-  readonly dialect: Dialect;
+  /** The statements whose SQL differs by dialect, as this database runs them (src/jobs/sql/). */
+  readonly statements: JobStatements;
   readonly registry: JobRegistry;
   readonly settings: EngineSettings;
   /** In-process events: `wake` (work may be due), `cancel` (job id), `job` (a JobEvent). */
@@ -83,7 +85,7 @@ export class EngineContext {
     now?: () => number;
   }) {
     this.db = options.db;
-    this.dialect = options.dialect;
+    this.statements = statementsFor(options.dialect);
     this.registry = options.registry;
     this.settings = options.settings;
     this.now = options.now ?? Date.now;
@@ -98,31 +100,13 @@ export class EngineContext {
    * thousands of claims per second; the jobs themselves are still taken with FOR UPDATE SKIP LOCKED,
    * so a claim never waits on a row another statement (cancel, replay) holds.
    *
-   * On PostgreSQL the BEGIN, the lock and `synchronous_commit = off` go in one round trip (a multi-statement
-   * simple query), and the commit does not wait for its WAL flush. What these transactions record (a
-   * claim, a failed attempt, a breaker's count) is safe to lose in a crash: the job's lease expires and it
-   * runs again, which at-least-once delivery allows. Enqueues, which answer 202 only once durable, do not
-   * come through here. (The flush wait was 2-3 ms of the enqueue-to-start p99.)
+   * On PostgreSQL the commit does not wait for its WAL flush (sql/exclusive.ts). What these transactions
+   * record (a claim, a failed attempt, a breaker's count) is safe to lose in a crash: the job's lease
+   * expires and it runs again, which at-least-once delivery allows. Enqueues, which answer 202 only once
+   * durable, do not come through here. (Waiting for the flush costs 2-3 ms of the enqueue-to-start p99.)
    */
-  async exclusive<T>(work: (trx: Executor) => Promise<T>): Promise<T> {
-    if (this.dialect !== 'postgres') return this.db.transaction().execute(work);
-    return this.db.connection().execute(async (connection) => {
-      await sql
-        .raw(`begin; set local synchronous_commit = off; select pg_advisory_xact_lock(${CLAIM_LOCK})`)
-        .execute(connection);
-      let result: T;
-      try {
-        result = await work(connection);
-      } catch (error) {
-        await sql
-          .raw('rollback')
-          .execute(connection)
-          .catch(() => {});
-        throw error;
-      }
-      await sql.raw('commit').execute(connection);
-      return result;
-    });
+  exclusive<T>(work: (trx: Executor) => Promise<T>): Promise<T> {
+    return this.statements.exclusive(this.db, work);
   }
 
   /**
@@ -132,7 +116,8 @@ export class EngineContext {
    * so after the commit, and other processes poll.
    */
   async wake(executor: Executor): Promise<void> {
-    if (this.dialect === 'postgres') await sql`select pg_notify(${WAKE_CHANNEL}, '')`.execute(executor);
+    const { notify } = this.statements;
+    if (notify) await notify(executor, WAKE_CHANNEL, '');
     else this.wakeHere();
   }
 
@@ -142,8 +127,7 @@ export class EngineContext {
    * commit is done: woken earlier, a worker could look before the rows are visible and go back to sleep.
    */
   async wakeOthers(executor: Executor): Promise<void> {
-    if (this.dialect === 'postgres')
-      await sql`select pg_notify(${WAKE_CHANNEL}, ${this.instanceId})`.execute(executor);
+    await this.statements.notify?.(executor, WAKE_CHANNEL, this.instanceId);
   }
 
   /** Wakes this process's workers. */
@@ -175,10 +159,6 @@ export class EngineContext {
     return ofType ?? own(this.settings.laneTimeoutMs, job.lane) ?? 0;
   }
 }
-
-/** An arbitrary constant naming the claim lock among the database's advisory locks. */
-const CLAIM_LOCK = 0x636f6e76; // "conv"
-export const WAKE_CHANNEL = 'conveyor_jobs';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 

@@ -1,6 +1,7 @@
 import { newId } from '../db/ids.ts';
 import { ConveyorError } from '../errors.ts';
-import type { Executor } from './context.ts';
+import { creditBalance, giveCredits, insertLedgerRow, takeCredits } from './sql/credits.ts';
+import type { Executor } from './sql/executor.ts';
 
 /**
  * Credit movements. A balance changes only together with a ledger row that records the movement and the
@@ -18,20 +19,9 @@ export interface Movement {
 
 /** Takes credits from a tenant that holds a balance; 402 when it is short (roll the transaction back). */
 export async function charge(trx: Executor, movement: Movement): Promise<void> {
-  const charged = await trx
-    .updateTable('tenants')
-    .set((eb) => ({ credit_balance: eb('credit_balance', '-', movement.amount) }))
-    .where('id', '=', movement.tenantId)
-    .where('credit_balance', '>=', movement.amount)
-    .returning('credit_balance')
-    .executeTakeFirst();
-  if (!charged) {
-    const tenant = await trx
-      .selectFrom('tenants')
-      .select('credit_balance')
-      .where('id', '=', movement.tenantId)
-      .executeTakeFirst();
-    const balance = tenant?.credit_balance ?? 0;
+  const charged = await takeCredits(trx, movement.tenantId, movement.amount);
+  if (charged === undefined) {
+    const balance = (await creditBalance(trx, movement.tenantId)) ?? 0;
     throw new ConveyorError(
       'insufficient_credit',
       `${movement.reason} costs ${movement.amount} credits; the balance is ${balance}`,
@@ -40,33 +30,24 @@ export async function charge(trx: Executor, movement: Movement): Promise<void> {
       },
     );
   }
-  await record(trx, movement, -movement.amount, charged.credit_balance!);
+  await record(trx, movement, -movement.amount, charged);
 }
 
 /** Gives credits back (a dead or cancelled job); nothing for a tenant without a balance. */
 export async function refund(trx: Executor, movement: Movement): Promise<void> {
-  const updated = await trx
-    .updateTable('tenants')
-    .set((eb) => ({ credit_balance: eb('credit_balance', '+', movement.amount) }))
-    .where('id', '=', movement.tenantId)
-    .where('credit_balance', 'is not', null)
-    .returning('credit_balance')
-    .executeTakeFirst();
-  if (updated) await record(trx, movement, movement.amount, updated.credit_balance!);
+  const balance = await giveCredits(trx, movement.tenantId, movement.amount);
+  if (balance !== undefined) await record(trx, movement, movement.amount, balance);
 }
 
 async function record(trx: Executor, movement: Movement, amount: number, balance: number) {
-  await trx
-    .insertInto('credit_ledger')
-    .values({
-      id: newId('crd', movement.now),
-      tenant_id: movement.tenantId,
-      job_id: movement.jobId,
-      amount,
-      balance,
-      reason: movement.reason,
-      actor: movement.actor,
-      created_at: movement.now,
-    })
-    .execute();
+  await insertLedgerRow(trx, {
+    id: newId('crd', movement.now),
+    tenant_id: movement.tenantId,
+    job_id: movement.jobId,
+    amount,
+    balance,
+    reason: movement.reason,
+    actor: movement.actor,
+    created_at: movement.now,
+  });
 }

@@ -3,12 +3,13 @@ import type { Db } from '../db/database.ts';
 import { JobAdmin } from './admin.ts';
 import { Breakers } from './breakers.ts';
 import { Claimer } from './claim.ts';
-import { EngineContext, engineSettings, WAKE_CHANNEL } from './context.ts';
+import { EngineContext, engineSettings } from './context.ts';
 import { Enqueuer } from './enqueue.ts';
 import { Outcomes } from './outcome.ts';
 import type { JobRegistry } from './registry.ts';
 import { Retention } from './retention.ts';
 import { Schedules } from './schedules.ts';
+import { WAKE_CHANNEL } from './sql/notify.ts';
 import { Worker, type WorkerOptions } from './worker.ts';
 
 /** The job engine of one process: enqueue, read and manage jobs, and run workers. */

@@ -1,13 +1,22 @@
-import { type Insertable, type Selectable, sql, type Transaction } from 'kysely';
+import type { Insertable, Transaction } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { Database, JobsTable } from '../db/tables.ts';
 import { ConveyorError } from '../errors.ts';
 import { isLane, type Lane } from '../glossary.ts';
 import { own } from '../own.ts';
-import { type EngineContext, toJob, WAKE_CHANNEL } from './context.ts';
+import { type EngineContext, toJob } from './context.ts';
 import { charge } from './credits.ts';
 import { payloadHash, queueKey, secondsToNextUtcDay, utcDay } from './policy.ts';
 import type { RegisteredType } from './registry.ts';
+import { countDailyJobs } from './sql/daily-usage.ts';
+import {
+  enqueueTenant,
+  freshSuccess,
+  jobByIdempotencyKey,
+  openBreakerUntil,
+  tenantJobIds,
+} from './sql/enqueue-checks.ts';
+import { insertJobOnce, insertJobs } from './sql/insert-jobs.ts';
 import type { EnqueueInput, EnqueueResult } from './types.ts';
 
 /** Rows per multi-row insert: well inside SQLite's and PostgreSQL's limits on bound parameters. */
@@ -75,7 +84,7 @@ export class Enqueuer {
     );
     await this.#checkParents(tenantId, prepared, options.trx);
     if (!options.trx) {
-      const fast = await this.#insertPlainPostgres(tenantId, prepared, now);
+      const fast = await this.#insertPlain(tenantId, prepared, now);
       if (fast) {
         this.#ctx.wakeHere();
         for (const r of fast) this.#ctx.emit('enqueued', r.job);
@@ -83,11 +92,7 @@ export class Enqueuer {
       }
     }
     const run = async (trx: Transaction<Database>) => {
-      const tenant = await trx
-        .selectFrom('tenants')
-        .select(['tier', 'credit_balance'])
-        .where('id', '=', tenantId)
-        .executeTakeFirst();
+      const tenant = await enqueueTenant(trx, tenantId);
       if (!tenant) throw new ConveyorError('not_found', 'No such tenant');
       this.#rememberTenant(tenantId, tenant);
       const results = new Array<EnqueueResult>(prepared.length);
@@ -105,11 +110,10 @@ export class Enqueuer {
       }
       for (let i = 0; i < plain.length; i += INSERT_CHUNK) {
         const chunk = plain.slice(i, i + INSERT_CHUNK);
-        const rows = await trx
-          .insertInto('jobs')
-          .values(chunk.map((p) => p.row))
-          .returningAll()
-          .execute();
+        const rows = await insertJobs(
+          trx,
+          chunk.map((p) => p.row),
+        );
         const byId = new Map(rows.map((r) => [r.id, r]));
         for (const { index, row } of chunk)
           results[index] = { job: toJob(byId.get(row.id)!), outcome: 'created' };
@@ -127,53 +131,33 @@ export class Enqueuer {
   }
 
   /**
-   * PostgreSQL's fast path for the common enqueue: jobs that need no lookup first (see `isPlain`), for a
-   * tenant last seen without credits. It is one statement instead of a transaction of five round trips
-   * (BEGIN, tenant, INSERT, NOTIFY, COMMIT), which at hundreds of enqueues a second is most of the
-   * database's and the pool's work. The statement re-checks everything the transaction would: the tenant
-   * still has that tier and no credit balance, and the daily count (when the tier has a limit) has room.
-   * When any check fails it inserts nothing and answers null, and the caller takes the full path, which
+   * The fast path for the common enqueue, where the database has one (sql/enqueue-plain.ts, PostgreSQL):
+   * jobs that need no lookup first (see `isPlain`), for a tenant last seen without credits. It is one
+   * statement instead of a transaction of five round trips (BEGIN, tenant, INSERT, NOTIFY, COMMIT), which
+   * at hundreds of enqueues a second is most of the database's and the pool's work. When the statement's
+   * checks refuse, it inserts nothing and this answers null, and the caller takes the full path, which
    * finds out why (no such tenant, credits, 429) and refreshes what is remembered of the tenant.
-   * SQLite runs in-process, where a transaction's statements cost microseconds; it has no such path.
    */
-  async #insertPlainPostgres(
+  async #insertPlain(
     tenantId: string,
     prepared: readonly Prepared[],
     now: number,
   ): Promise<EnqueueResult[] | null> {
+    const insertPlainJobs = this.#ctx.statements.insertPlainJobs;
     const tier = this.#plainTenants.get(tenantId);
-    if (this.#ctx.dialect !== 'postgres' || tier === undefined) return null;
+    if (!insertPlainJobs || tier === undefined) return null;
     if (prepared.length === 0 || !prepared.every(isPlain)) return null;
     const rows = prepared.map((item) => this.#row(tenantId, item, item.runAt, 0, now));
-    const columns = sql.join(Object.keys(rows[0]!).map((c) => sql.ref(c)));
-    const limit = own(this.#ctx.settings.tierDailyLimit, tier) ?? 0;
-    if (limit > 0 && rows.length > limit) return null;
-    // With a daily limit, the jobs go in only if the count took them (the upsert's WHERE refuses past
-    // the limit, and then returns no row); without one, only if the tenant is as remembered.
-    const admitted =
-      limit > 0
-        ? sql`counted as (
-            insert into tenant_job_usage (tenant_id, day, jobs)
-            select id, ${utcDay(now)}, ${rows.length} from tenant
-            on conflict (tenant_id, day) do update set jobs = tenant_job_usage.jobs + excluded.jobs
-            where tenant_job_usage.jobs + excluded.jobs <= ${limit}
-            returning jobs),`
-        : sql`counted as (select 1 from tenant),`;
-    // pg_notify per row is harmless: PostgreSQL delivers identical notifications of one transaction once.
-    const { rows: inserted } = await sql<Selectable<JobsTable>>`
-      with tenant as (
-        select id from tenants where id = ${tenantId} and tier = ${tier} and credit_balance is null
-      ),
-      ${admitted}
-      inserted as (
-        insert into jobs (${columns})
-        select ${columns} from jsonb_populate_recordset(null::jobs, ${JSON.stringify(rows)}::jsonb)
-        where exists (select 1 from counted)
-        returning *
-      )
-      select inserted.*, pg_notify(${WAKE_CHANNEL}, ${this.#ctx.instanceId}) as woken from inserted`.execute(
-      this.#ctx.db,
-    );
+    const dailyLimit = own(this.#ctx.settings.tierDailyLimit, tier) ?? 0;
+    if (dailyLimit > 0 && rows.length > dailyLimit) return null;
+    const inserted = await insertPlainJobs(this.#ctx.db, {
+      tenantId,
+      tier,
+      rows,
+      dailyLimit,
+      day: utcDay(now),
+      instanceId: this.#ctx.instanceId,
+    });
     if (inserted.length === 0) {
       this.#plainTenants.delete(tenantId);
       return null;
@@ -196,16 +180,9 @@ export class Enqueuer {
     const ids = [...new Set(prepared.flatMap((p) => p.parentId ?? []))];
     if (ids.length === 0) return;
     const shaped = ids.filter((id) => isId('job', id));
-    const found =
-      shaped.length === 0
-        ? []
-        : await (trx ?? this.#ctx.db)
-            .selectFrom('jobs')
-            .select('id')
-            .where('tenant_id', '=', tenantId)
-            .where('id', 'in', shaped)
-            .execute();
-    const known = new Set(found.map((r) => r.id));
+    const known = new Set(
+      shaped.length === 0 ? [] : await tenantJobIds(trx ?? this.#ctx.db, tenantId, shaped),
+    );
     const missing = ids.find((id) => !known.has(id));
     if (missing !== undefined) {
       throw new ConveyorError('not_found', `No such parent job ${JSON.stringify(missing)}`, {
@@ -286,55 +263,27 @@ export class Enqueuer {
     usesCredits: boolean,
     actor: string | undefined,
   ): Promise<EnqueueResult> {
-    const existing = async () =>
-      trx
-        .selectFrom('jobs')
-        .selectAll()
-        .where('tenant_id', '=', tenantId)
-        .where('idempotency_key', '=', item.idempotencyKey)
-        .executeTakeFirst();
-    if (item.idempotencyKey !== null) {
-      const found = await existing();
+    const key = item.idempotencyKey;
+    if (key !== null) {
+      const found = await jobByIdempotencyKey(trx, tenantId, key);
       if (found) return { job: toJob(found), outcome: 'existing' };
     }
     if (item.definition.freshnessMs) {
-      const fresh = await trx
-        .selectFrom('jobs')
-        .selectAll()
-        .where('tenant_id', '=', tenantId)
-        .where('type', '=', item.definition.type)
-        .where('payload_hash', '=', item.hash)
-        .where('state', '=', 'succeeded')
-        .where('finished_at', '>=', now - item.definition.freshnessMs)
-        .orderBy('finished_at', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+      const since = now - item.definition.freshnessMs;
+      const fresh = await freshSuccess(trx, tenantId, item.definition.type, item.hash, since);
       if (fresh) return { job: toJob(fresh), outcome: 'fresh' };
     }
     let runAt = item.runAt;
     if (item.breakerKey !== null) {
       // A job that needs an open breaker waits for it from the start, as the queued ones were deferred.
-      const breaker = await trx
-        .selectFrom('job_breakers')
-        .select('open_until')
-        .where('key', '=', item.breakerKey)
-        .where('state', '=', 'open')
-        .executeTakeFirst();
-      if (breaker?.open_until) runAt = Math.max(runAt, breaker.open_until);
+      const openUntil = await openBreakerUntil(trx, item.breakerKey);
+      if (openUntil) runAt = Math.max(runAt, openUntil);
     }
     const cost = usesCredits ? (item.definition.cost ?? 0) : 0;
-    const inserted = await trx
-      .insertInto('jobs')
-      .values(this.#row(tenantId, item, runAt, cost, now))
-      // Two enqueues with one key racing past the lookup above: the loser inserts nothing and returns
-      // the winner's job (on PostgreSQL it waits for the winner's commit first).
-      .onConflict((oc) =>
-        oc.columns(['tenant_id', 'idempotency_key']).where('idempotency_key', 'is not', null).doNothing(),
-      )
-      .returningAll()
-      .executeTakeFirst();
+    const inserted = await insertJobOnce(trx, this.#row(tenantId, item, runAt, cost, now));
     if (!inserted) {
-      const winner = await existing();
+      // Another enqueue with the same key won the race past the lookup above: its job is the answer.
+      const winner = key === null ? undefined : await jobByIdempotencyKey(trx, tenantId, key);
       if (!winner) throw new Error('idempotent enqueue found neither its insert nor the conflicting job');
       return { job: toJob(winner), outcome: 'existing' };
     }
@@ -391,18 +340,7 @@ export class Enqueuer {
       });
     if (limit === 0) return;
     if (created > limit) throw refuse();
-    const counted = await trx
-      .insertInto('tenant_job_usage')
-      .values({ tenant_id: tenantId, day: utcDay(now), jobs: created })
-      .onConflict((oc) =>
-        oc
-          .columns(['tenant_id', 'day'])
-          .doUpdateSet((eb) => ({ jobs: eb('tenant_job_usage.jobs', '+', eb.ref('excluded.jobs')) }))
-          .where((eb) => eb(eb('tenant_job_usage.jobs', '+', eb.ref('excluded.jobs')), '<=', limit)),
-      )
-      .returning('jobs')
-      .executeTakeFirst();
-    if (!counted) throw refuse();
+    if (!(await countDailyJobs(trx, tenantId, utcDay(now), created, limit))) throw refuse();
   }
 }
 

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { type Selectable, sql } from 'kysely';
+import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.ts';
 import type { JobsTable } from '../db/tables.ts';
 import type { JobState } from '../glossary.ts';
 import { type EngineContext, type JobEvent, toJob } from './context.ts';
+import { jobsById, jobsChangedSince } from './sql/events.ts';
+import { JOB_EVENTS_CHANNEL } from './sql/notify.ts';
+import type { JobStatements } from './sql/statements.ts';
 
 /**
  * Live job events for API streams, from every process that changes jobs.
@@ -16,8 +19,6 @@ import { type EngineContext, type JobEvent, toJob } from './context.ts';
  * - SQLite cannot notify another process (a `conveyor worker` on the same file), so while anyone is
  *   subscribed the hub polls the jobs of the subscribed tenants changed since the last poll.
  */
-export const JOB_EVENTS_CHANNEL = 'conveyor_job_events';
-
 /**
  * How far back each SQLite poll looks again: `updated_at` is taken before its transaction commits, so a
  * row can become visible with an older time than one already seen. Rows delivered once are remembered
@@ -60,6 +61,8 @@ export class JobEventHub {
   readonly #log: Log;
   readonly #pollMs: number;
   readonly #flushMs: number;
+  /** Publishes notices to other processes; undefined without NOTIFY (SQLite), where subscribers poll. */
+  readonly #notifyEach: JobStatements['notifyEach'];
   readonly #subscriptions = new Set<Subscription>();
   readonly #onJob = (event: JobEvent) => this.#local(event);
   /** Publisher: notices waiting for the next flush. */
@@ -93,6 +96,7 @@ export class JobEventHub {
     this.#log = options.log;
     this.#pollMs = options.pollMs;
     this.#flushMs = options.flushMs ?? 0;
+    this.#notifyEach = this.#ctx.statements.notifyEach;
     this.#ctx.events.on('job', this.#onJob);
     if (this.#db.listen && options.subscribeRemote) {
       this.#unlisten = this.#db
@@ -113,7 +117,7 @@ export class JobEventHub {
   subscribe(filter: JobEventFilter, listener: JobEventListener): () => void {
     const subscription = { filter, listener, since: this.#ctx.now() };
     this.#subscriptions.add(subscription);
-    if (this.#db.dialect === 'sqlite' && !this.#pollTimer && !this.#closed) {
+    if (!this.#notifyEach && !this.#pollTimer && !this.#closed) {
       this.#cursor = this.#ctx.now();
       this.#pollTimer = setInterval(() => {
         this.#polling ??= this.#poll()
@@ -175,7 +179,7 @@ export class JobEventHub {
   /** An event of this process: delivered here, and published to the others on PostgreSQL. */
   #local(event: JobEvent): void {
     if (this.#wants(event.job.tenantId)) this.#deliver(event);
-    if (this.#db.dialect !== 'postgres' || this.#closed) return;
+    if (!this.#notifyEach || this.#closed) return;
     this.#outbox.push({ i: this.instanceId, k: event.kind, j: event.job.id, t: event.job.tenantId });
     // One statement per flush interval, whatever the number of events in it; off the engine's path. At
     // hundreds of jobs a second, a NOTIFY per event-loop turn was a good part of the database's work.
@@ -192,15 +196,13 @@ export class JobEventHub {
     clearImmediate(this.#flushTimer as NodeJS.Immediate);
     this.#flushTimer = undefined;
     await this.#flushing;
-    if (this.#outbox.length === 0) return;
+    if (this.#outbox.length === 0 || !this.#notifyEach) return;
     const notices = this.#outbox.map((n) => JSON.stringify(n));
     this.#outbox = [];
-    this.#flushing = sql`select pg_notify(${JOB_EVENTS_CHANNEL}, n) from unnest(${notices}::text[]) as n`
-      .execute(this.#db.kysely)
-      .then(
-        () => undefined,
-        (error) => this.#log.warn({ err: error, lost: notices.length }, 'job events: NOTIFY failed'),
-      );
+    this.#flushing = this.#notifyEach(this.#db.kysely, JOB_EVENTS_CHANNEL, notices).then(
+      () => undefined,
+      (error) => this.#log.warn({ err: error, lost: notices.length }, 'job events: NOTIFY failed'),
+    );
     await this.#flushing;
   }
 
@@ -226,7 +228,7 @@ export class JobEventHub {
       this.#inbox = [];
       try {
         const ids = [...new Set(batch.map((n) => n.j))];
-        const rows = await this.#db.kysely.selectFrom('jobs').selectAll().where('id', 'in', ids).execute();
+        const rows = await jobsById(this.#db.kysely, ids);
         const byId = new Map(rows.map((row) => [row.id, row]));
         // One event per job and batch, the latest: each would carry the same (latest) row.
         const latest = new Map(batch.map((notice) => [notice.j, notice]));
@@ -246,13 +248,7 @@ export class JobEventHub {
     const tenants = [...new Set([...this.#subscriptions].map((s) => s.filter.tenantId))];
     if (tenants.length === 0) return;
     const since = this.#cursor - POLL_LOOKBACK_MS;
-    const rows = await this.#db.kysely
-      .selectFrom('jobs')
-      .selectAll()
-      .where('tenant_id', 'in', tenants)
-      .where('updated_at', '>', since)
-      .orderBy('updated_at')
-      .execute();
+    const rows = await jobsChangedSince(this.#db.kysely, tenants, since);
     for (const row of rows) {
       this.#cursor = Math.max(this.#cursor, row.updated_at);
       const last = this.#seen.get(row.id);

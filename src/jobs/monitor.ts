@@ -1,10 +1,16 @@
-import { sql } from 'kysely';
-import { LANES, type Lane, OPEN_STATES, READY_STATES } from '../glossary.ts';
+import { LANES, type Lane, READY_STATES } from '../glossary.ts';
 import { own } from '../own.ts';
 import { cancelJobs } from './admin.ts';
 import type { Breakers, BreakerView } from './breakers.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { rateScopes } from './policy.ts';
+import { longestActive } from './sql/active-jobs.ts';
+import { jobIdsIn } from './sql/cancel.ts';
+import { openJobCounts, openJobCountsByLane } from './sql/depth.ts';
+import { openBreakerKeys, openTypesAndKeys } from './sql/open-keys.ts';
+import { listRates } from './sql/rates.ts';
+import { statsRows } from './sql/stats-rows.ts';
+import { liveWorkers } from './sql/workers.ts';
 import { failuresSince, type StatsRow, summarise, type WindowStats, windowOf } from './statistics.ts';
 
 /** Whose jobs a view covers: one tenant's (tenant keys), or everyone's (operator keys, the alerter, metrics). */
@@ -130,38 +136,20 @@ export class JobMonitor {
 
   /** Unfinished jobs by (lane, type, state), with each group's oldest due time: one GROUP BY. */
   async depth(scope: Scope): Promise<DepthRow[]> {
-    const now = this.#ctx.now();
-    let query = this.#ctx.db
-      .selectFrom('jobs')
-      .select((eb) => [
-        'lane',
-        'type',
-        'state',
-        eb.fn.countAll().as('n'),
-        sql<number | string | null>`min(case when run_at <= ${now} then run_at end)`.as('oldest'),
-      ])
-      .where('state', 'in', OPEN_STATES);
-    if (scope !== 'all') query = query.where('tenant_id', '=', scope.tenantId);
-    const rows = await query.groupBy(['lane', 'type', 'state']).execute();
+    const rows = await openJobCounts(this.#ctx.db, tenantOf(scope), this.#ctx.now());
     return rows.map((r) => ({
       lane: r.lane as Lane,
       type: r.type,
       state: r.state as DepthRow['state'],
-      count: Number(r.n),
+      count: r.n,
       // Only waiting jobs are "due"; an active job's run_at is in the past by definition.
-      oldestDueAt: r.state === 'active' || r.oldest === null ? null : Number(r.oldest),
+      oldestDueAt: r.state === 'active' ? null : r.oldestDue,
     }));
   }
 
   /** Unfinished jobs by lane and state only: what /metrics exposes on every scrape. */
   async depthByLane(): Promise<{ lane: string; state: string; count: number }[]> {
-    const rows = await this.#ctx.db
-      .selectFrom('jobs')
-      .select((eb) => ['lane', 'state', eb.fn.countAll().as('n')])
-      .where('state', 'in', OPEN_STATES)
-      .groupBy(['lane', 'state'])
-      .execute();
-    return rows.map((r) => ({ lane: r.lane, state: r.state, count: Number(r.n) }));
+    return openJobCountsByLane(this.#ctx.db);
   }
 
   async status(scope: Scope): Promise<QueueStatus> {
@@ -190,22 +178,7 @@ export class JobMonitor {
     }
     for (const [lane, at] of oldest) lanes.get(lane)!.oldestDueAgeSeconds = Math.max(0, (now - at) / 1000);
 
-    let activeQuery = this.#ctx.db
-      .selectFrom('jobs')
-      .select([
-        'id',
-        'tenant_id',
-        'type',
-        'lane',
-        'attempts',
-        'max_attempts',
-        'started_at',
-        'lease_owner',
-        'lease_expires_at',
-      ])
-      .where('state', '=', 'active');
-    if (scope !== 'all') activeQuery = activeQuery.where('tenant_id', '=', scope.tenantId);
-    const active = await activeQuery.orderBy('started_at').orderBy('id').limit(ACTIVE_LIMIT).execute();
+    const active = await longestActive(this.#ctx.db, tenantOf(scope), ACTIVE_LIMIT);
 
     const workers = await this.liveWorkers();
     const breakers = await this.breakers(scope);
@@ -244,20 +217,14 @@ export class JobMonitor {
    * waiting or running jobs name (as for breakers, another tenant's origin hosts stay hidden).
    */
   async rateLimits(scope: Scope): Promise<RateLimitView[]> {
-    let query = this.#ctx.db.selectFrom('job_rate_limits').select(['key', 'tat']);
+    let scopes: string[] | undefined;
     if (scope !== 'all') {
-      const rows = await this.#ctx.db
-        .selectFrom('jobs')
-        .select(['type', 'breaker_key'])
-        .distinct()
-        .where('tenant_id', '=', scope.tenantId)
-        .where('state', 'in', OPEN_STATES)
-        .execute();
+      const rows = await openTypesAndKeys(this.#ctx.db, scope.tenantId);
       const keys = rows.flatMap((r) => rateScopes({ type: r.type, breakerKey: r.breaker_key }));
       if (keys.length === 0) return [];
-      query = query.where('key', 'in', [...new Set(keys)]);
+      scopes = [...new Set(keys)];
     }
-    const rows = await query.orderBy('key').execute();
+    const rows = await listRates(this.#ctx.db, scopes);
     return rows.map((r) => ({
       scope: r.key,
       ratePerSecond: this.#rateOf(r.key),
@@ -271,7 +238,7 @@ export class JobMonitor {
       const type = scope.slice('type:'.length);
       return own(settings.typeRatePerSecond, type) ?? registry.get(type)?.ratePerSecond ?? null;
     }
-    // A key's rate is set by the types that name keys; the strictest applies (claim.ts).
+    // A key's rate is set by the types that name keys; the strictest applies (claim-rates.ts).
     const rates = registry
       .types()
       .map((t) => registry.get(t)?.keyRatePerSecond)
@@ -282,13 +249,7 @@ export class JobMonitor {
   /** Workers seen within 3 heartbeats that have not stopped. */
   async liveWorkers(): Promise<WorkerView[]> {
     const since = this.#ctx.now() - 3 * this.#settings.heartbeatMs;
-    const rows = await this.#ctx.db
-      .selectFrom('job_workers')
-      .selectAll()
-      .where('stopped_at', 'is', null)
-      .where('seen_at', '>=', since)
-      .orderBy('started_at')
-      .execute();
+    const rows = await liveWorkers(this.#ctx.db, since);
     return rows.map((r) => ({
       id: r.id,
       host: r.host,
@@ -308,15 +269,7 @@ export class JobMonitor {
    */
   async breakers(scope: Scope): Promise<BreakerView[]> {
     if (scope === 'all') return this.#breakers.list();
-    const rows = await this.#ctx.db
-      .selectFrom('jobs')
-      .select('breaker_key')
-      .distinct()
-      .where('tenant_id', '=', scope.tenantId)
-      .where('breaker_key', 'is not', null)
-      .where('state', 'in', OPEN_STATES)
-      .execute();
-    return this.#breakers.list(rows.map((r) => r.breaker_key!));
+    return this.#breakers.list(await openBreakerKeys(this.#ctx.db, scope.tenantId));
   }
 
   /**
@@ -369,14 +322,7 @@ export class JobMonitor {
     for (;;) {
       const now = this.#ctx.now();
       const rows = await this.#ctx.db.transaction().execute(async (trx) => {
-        let pick = trx
-          .selectFrom('jobs')
-          .select('id')
-          .where('tenant_id', '=', tenantId)
-          .where('state', 'in', READY_STATES);
-        if (filter.type) pick = pick.where('type', '=', filter.type);
-        if (filter.lane) pick = pick.where('lane', '=', filter.lane);
-        const ids = (await pick.orderBy('id').limit(CLEAR_BATCH).execute()).map((r) => r.id);
+        const ids = await jobIdsIn(trx, tenantId, READY_STATES, filter, CLEAR_BATCH);
         return cancelJobs(trx, tenantId, ids, READY_STATES, now);
       });
       if (rows.length === 0) return cleared;
@@ -385,20 +331,11 @@ export class JobMonitor {
     }
   }
 
-  async #rows(scope: Scope, since: number): Promise<StatsRow[]> {
-    let query = this.#ctx.db
-      .selectFrom('jobs')
-      .select(['state', 'run_at', 'started_at', 'finished_at', 'errors'])
-      .where('updated_at', '>=', since)
-      .where('state', 'in', ['succeeded', 'failed', 'dead', 'active']);
-    if (scope !== 'all') query = query.where('tenant_id', '=', scope.tenantId);
-    const rows = await query.orderBy('updated_at', 'desc').limit(this.#settings.statsMaxRows).execute();
-    return rows.map((r) => ({
-      state: r.state,
-      run_at: Number(r.run_at),
-      started_at: r.started_at === null ? null : Number(r.started_at),
-      finished_at: r.finished_at === null ? null : Number(r.finished_at),
-      errors: r.errors,
-    }));
+  #rows(scope: Scope, since: number): Promise<StatsRow[]> {
+    return statsRows(this.#ctx.db, tenantOf(scope), since, this.#settings.statsMaxRows);
   }
+}
+
+function tenantOf(scope: Scope): string | undefined {
+  return scope === 'all' ? undefined : scope.tenantId;
 }

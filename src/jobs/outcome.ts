@@ -1,13 +1,15 @@
-import { type ExpressionBuilder, type Selectable, sql } from 'kysely';
-import type { Database, JobsTable } from '../db/tables.ts';
+import type { Selectable } from 'kysely';
+import type { JobsTable } from '../db/tables.ts';
 import type { Breakers } from './breakers.ts';
-import { type EngineContext, type Executor, toJob } from './context.ts';
+import { type EngineContext, toJob } from './context.ts';
 import { refund } from './credits.ts';
 import { retryDelay } from './policy.ts';
+import type { Executor } from './sql/executor.ts';
+import { markFailed } from './sql/fail.ts';
+import type { Fence } from './sql/fence.ts';
+import { expiredLeases, extendLeases, releaseJobs, writeProgress } from './sql/leases.ts';
+import { markSucceeded } from './sql/succeed.ts';
 import type { Job, JobError, JobProgress } from './types.ts';
-
-/** Which attempt an outcome belongs to: the worker's lease, or (for the rescuer) an expired one. */
-type Fence = { owner: string; attempts: number } | { expiredBefore: number; attempts: number };
 
 export interface AttemptError {
   message: string;
@@ -43,7 +45,7 @@ export class Outcomes {
     }
     const done = await this.#transaction(job.breakerKey, async (trx) => {
       const now = this.#ctx.now();
-      const row = await this.#markSucceeded(trx, job.id, { owner, attempts: job.attempts }, text, now);
+      const row = await markSucceeded(trx, job.id, { owner, attempts: job.attempts }, text, now);
       if (row?.breaker_key) {
         const type = this.#ctx.typeOf(row.type);
         await this.#breakers.record(
@@ -81,29 +83,12 @@ export class Outcomes {
       }),
     );
     if (simple.length === 0) return outcome;
-    const now = this.#ctx.now();
-    // PostgreSQL: one statement, atomic on its own, so no transaction's BEGIN and COMMIT round trips.
-    const rows =
-      this.#ctx.dialect === 'postgres'
-        ? (
-            await sql<Selectable<JobsTable>>`
-              update jobs set state = 'succeeded', result = v.result, finished_at = ${now},
-                              updated_at = ${now}, lease_owner = null, lease_expires_at = null
-              from unnest(${simple.map((i) => i.job.id)}::text[], ${simple.map((i) => i.job.attempts)}::int[],
-                          ${simple.map((i) => i.text)}::text[]) as v(id, attempts, result)
-              where jobs.id = v.id and jobs.attempts = v.attempts and jobs.state = 'active'
-                and jobs.lease_owner = ${owner}
-              returning jobs.*`.execute(this.#ctx.db)
-          ).rows
-        : await this.#ctx.db.transaction().execute(async (trx) => {
-            const done: Selectable<JobsTable>[] = [];
-            for (const item of simple) {
-              const fence = { owner, attempts: item.job.attempts };
-              const row = await this.#markSucceeded(trx, item.job.id, fence, item.text, now);
-              if (row) done.push(row);
-            }
-            return done;
-          });
+    const rows = await this.#ctx.statements.markSucceededMany(
+      this.#ctx.db,
+      owner,
+      simple.map((i) => ({ id: i.job.id, attempts: i.job.attempts, result: i.text })),
+      this.#ctx.now(),
+    );
     const succeeded = new Set(rows.map((r) => r.id));
     for (const item of simple) outcome[item.index] = succeeded.has(item.job.id);
     for (const row of rows) this.#ended('succeeded', row);
@@ -121,13 +106,7 @@ export class Outcomes {
    */
   async rescue(limit = 100): Promise<number> {
     const now = this.#ctx.now();
-    const expired = await this.#ctx.db
-      .selectFrom('jobs')
-      .select(['id', 'attempts', 'breaker_key'])
-      .where('state', '=', 'active')
-      .where('lease_expires_at', '<', now)
-      .limit(limit)
-      .execute();
+    const expired = await expiredLeases(this.#ctx.db, now, limit);
     let rescued = 0;
     for (const row of expired) {
       const outcome = await this.#failAttempt(
@@ -147,29 +126,14 @@ export class Outcomes {
   /** Extends the leases of `ids`; answers the ids that are still this worker's. */
   async heartbeat(owner: string, ids: readonly string[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
-    const now = this.#ctx.now();
-    const rows = await this.#ctx.db
-      .updateTable('jobs')
-      .set({ lease_expires_at: now + this.#ctx.settings.leaseMs })
-      .where('id', 'in', ids)
-      .where('state', '=', 'active')
-      .where('lease_owner', '=', owner)
-      .returning('id')
-      .execute();
-    return new Set(rows.map((r) => r.id));
+    const until = this.#ctx.now() + this.#ctx.settings.leaseMs;
+    return new Set(await extendLeases(this.#ctx.db, owner, ids, until));
   }
 
   /** Writes progress; false when the job is no longer this worker's. */
   async progress(job: Job, owner: string, progress: JobProgress): Promise<boolean> {
-    const row = await this.#fenced(this.#ctx.db, job.id, { owner, attempts: job.attempts })
-      .set({
-        progress_percent: progress.percent,
-        progress_stage: progress.stage,
-        progress_message: progress.message,
-        updated_at: this.#ctx.now(),
-      })
-      .returningAll()
-      .executeTakeFirst();
+    const fence = { owner, attempts: job.attempts };
+    const row = await writeProgress(this.#ctx.db, job.id, fence, progress, this.#ctx.now());
     if (row) this.#ctx.emit('progress', toJob(row));
     return row !== undefined;
   }
@@ -180,22 +144,7 @@ export class Outcomes {
    */
   async release(owner: string, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    const now = this.#ctx.now();
-    const rows = await this.#ctx.db
-      .updateTable('jobs')
-      .set((eb) => ({
-        state: 'queued',
-        attempts: eb('attempts', '-', 1),
-        run_at: now,
-        updated_at: now,
-        lease_owner: null,
-        lease_expires_at: null,
-      }))
-      .where('id', 'in', ids)
-      .where('state', '=', 'active')
-      .where('lease_owner', '=', owner)
-      .returningAll()
-      .execute();
+    const rows = await releaseJobs(this.#ctx.db, owner, ids, this.#ctx.now());
     for (const row of rows) this.#ctx.emit('released', toJob(row));
     if (rows.length > 0) {
       await this.#ctx.wakeOthers(this.#ctx.db);
@@ -207,9 +156,7 @@ export class Outcomes {
   async #failAttempt(id: string, breakerKey: string | null, fence: Fence, error: AttemptError) {
     const ended = await this.#transaction(breakerKey, async (trx) => {
       const now = this.#ctx.now();
-      let current = this.#selectFenced(trx, id, fence);
-      if (this.#ctx.dialect === 'postgres') current = current.forUpdate();
-      const row = await current.executeTakeFirst();
+      const row = await this.#ctx.statements.lockAttempt(trx, id, fence);
       if (!row) return undefined;
       const type = this.#ctx.typeOf(row.type);
       const dead = error.permanent === true || row.attempts >= row.max_attempts;
@@ -220,20 +167,20 @@ export class Outcomes {
         message: error.message.slice(0, 4000),
         ...(error.code ? { code: error.code } : {}),
       });
-      const updated = await this.#fenced(trx, id, fence)
-        .set({
+      const updated = await markFailed(
+        trx,
+        id,
+        fence,
+        {
           state: dead ? 'dead' : 'failed',
           errors: JSON.stringify(errors),
-          run_at: dead
+          runAt: dead
             ? row.run_at
             : now + retryDelay(row.attempts, type?.backoff ?? this.#ctx.settings.backoff),
-          finished_at: dead ? now : null,
-          updated_at: now,
-          lease_owner: null,
-          lease_expires_at: null,
-        })
-        .returningAll()
-        .executeTakeFirst();
+          finishedAt: dead ? now : null,
+        },
+        now,
+      );
       if (!updated) return undefined;
       if (dead && row.cost > 0) {
         await refund(trx, {
@@ -271,42 +218,6 @@ export class Outcomes {
   #transaction<T>(breakerKey: string | null, work: (trx: Executor) => Promise<T>): Promise<T> {
     return breakerKey === null ? this.#ctx.db.transaction().execute(work) : this.#ctx.exclusive(work);
   }
-
-  /** The fenced update that records a success; undefined when the job is no longer this attempt's. */
-  #markSucceeded(trx: Executor, id: string, fence: Fence, result: string, now: number) {
-    return this.#fenced(trx, id, fence)
-      .set({
-        state: 'succeeded',
-        result,
-        finished_at: now,
-        updated_at: now,
-        lease_owner: null,
-        lease_expires_at: null,
-      })
-      .returningAll()
-      .executeTakeFirst();
-  }
-
-  #fenced(executor: EngineContext['db'] | Executor, id: string, fence: Fence) {
-    return executor.updateTable('jobs').where((eb) => fenceOf(eb, id, fence));
-  }
-
-  #selectFenced(trx: Executor, id: string, fence: Fence) {
-    return trx
-      .selectFrom('jobs')
-      .selectAll()
-      .where((eb) => fenceOf(eb, id, fence));
-  }
-}
-
-/** The row of the attempt `fence` names, while it is still active under that lease (or expired lease). */
-function fenceOf(eb: ExpressionBuilder<Database, 'jobs'>, id: string, fence: Fence) {
-  return eb.and([
-    eb('id', '=', id),
-    eb('state', '=', 'active'),
-    eb('attempts', '=', fence.attempts),
-    'owner' in fence ? eb('lease_owner', '=', fence.owner) : eb('lease_expires_at', '<', fence.expiredBefore),
-  ]);
 }
 
 function breakerOptions(type: { breaker?: { threshold?: number; openSeconds?: number } } | undefined) {

@@ -1,5 +1,10 @@
-import type { JobState } from '../glossary.ts';
+import { FINAL_STATES, type JobState } from '../glossary.ts';
 import type { EngineContext } from './context.ts';
+import { deleteUnseenWorkers } from './sql/workers.ts';
+
+/** The final states but dead, whose retention is `finishedMs`; dead jobs have a retention of their own. */
+const FINISHED = FINAL_STATES.filter((state) => state !== 'dead');
+const DEAD: readonly JobState[] = ['dead'];
 
 export interface RetentionSettings {
   /** Succeeded and cancelled jobs are deleted this long after their last change; 0 keeps them. */
@@ -46,14 +51,10 @@ export class Retention {
     const result: SweepResult = { finished: 0, dead: 0, workers: 0 };
     if (finishedMs > 0) {
       const freshest = Math.max(0, ...this.#ctx.registry.types().map((t) => this.#freshnessOf(t)));
-      result.finished = await this.#delete(['succeeded', 'cancelled'], now - Math.max(finishedMs, freshest));
-      const workers = await this.#ctx.db
-        .deleteFrom('job_workers')
-        .where('seen_at', '<', now - finishedMs)
-        .executeTakeFirst();
-      result.workers = Number(workers.numDeletedRows);
+      result.finished = await this.#delete(FINISHED, now - Math.max(finishedMs, freshest));
+      result.workers = await deleteUnseenWorkers(this.#ctx.db, now - finishedMs);
     }
-    if (deadMs > 0) result.dead = await this.#delete(['dead'], now - deadMs);
+    if (deadMs > 0) result.dead = await this.#delete(DEAD, now - deadMs);
     return result;
   }
 
@@ -62,24 +63,11 @@ export class Retention {
   }
 
   /** Deletes jobs in `states` last changed before `cutoff`, oldest first, a batch per statement. */
-  async #delete(states: JobState[], cutoff: number): Promise<number> {
+  async #delete(states: readonly JobState[], cutoff: number): Promise<number> {
     const { batch } = this.#settings;
     let total = 0;
     for (;;) {
-      const result = await this.#ctx.db
-        .deleteFrom('jobs')
-        .where('id', 'in', (eb) => {
-          const oldest = eb
-            .selectFrom('jobs')
-            .select('id')
-            .where('state', 'in', states)
-            .where('updated_at', '<', cutoff)
-            .orderBy('updated_at')
-            .limit(batch);
-          return this.#ctx.dialect === 'postgres' ? oldest.forUpdate().skipLocked() : oldest;
-        })
-        .executeTakeFirst();
-      const deleted = Number(result.numDeletedRows);
+      const deleted = await this.#ctx.statements.deleteFinished(this.#ctx.db, states, cutoff, batch);
       total += deleted;
       if (deleted < batch) return total;
     }

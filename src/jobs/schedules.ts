@@ -6,6 +6,14 @@ import { ConveyorError, notFound } from '../errors.ts';
 import { isLane, type Lane } from '../glossary.ts';
 import type { EngineContext } from './context.ts';
 import type { Enqueuer } from './enqueue.ts';
+import {
+  advanceSchedule,
+  deleteSchedule,
+  dueSchedules,
+  insertSchedule,
+  setLastJob,
+  tenantSchedules,
+} from './sql/schedules.ts';
 
 export interface ScheduleInput {
   name: string;
@@ -70,59 +78,32 @@ export class Schedules {
       next_run_at: next,
       created_at: now,
     };
-    const inserted = await this.#ctx.db
-      .insertInto('job_schedules')
-      .values(row)
-      .onConflict((oc) => oc.columns(['tenant_id', 'name']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
+    const inserted = await insertSchedule(this.#ctx.db, row);
     if (!inserted)
       throw new ConveyorError('conflict', `A schedule named ${JSON.stringify(input.name)} exists`);
     return view(inserted);
   }
 
   async list(tenantId: string): Promise<Schedule[]> {
-    const rows = await this.#ctx.db
-      .selectFrom('job_schedules')
-      .selectAll()
-      .where('tenant_id', '=', tenantId)
-      .orderBy('name')
-      .execute();
-    return rows.map(view);
+    return (await tenantSchedules(this.#ctx.db, tenantId)).map(view);
   }
 
   async remove(tenantId: string, id: string): Promise<void> {
     if (!isId('sch', id)) throw notFound('schedule');
-    const result = await this.#ctx.db
-      .deleteFrom('job_schedules')
-      .where('id', '=', id)
-      .where('tenant_id', '=', tenantId)
-      .executeTakeFirst();
-    if (Number(result.numDeletedRows) === 0) throw notFound('schedule');
+    if (!(await deleteSchedule(this.#ctx.db, tenantId, id))) throw notFound('schedule');
   }
 
   /** Fires every due schedule once; answers how many this process fired. */
   async fire(limit = 100): Promise<number> {
     const now = this.#ctx.now();
-    const due = await this.#ctx.db
-      .selectFrom('job_schedules')
-      .selectAll()
-      .where('next_run_at', '<=', now)
-      .limit(limit)
-      .execute();
+    const due = await dueSchedules(this.#ctx.db, now, limit);
     let fired = 0;
     for (const schedule of due) {
       const tick = schedule.next_run_at;
       const next = nextTick(schedule.cron, schedule.timezone, Math.max(now, tick));
       try {
         const won = await this.#ctx.db.transaction().execute(async (trx) => {
-          const moved = await trx
-            .updateTable('job_schedules')
-            .set({ next_run_at: next, last_run_at: now, last_error: null })
-            .where('id', '=', schedule.id)
-            .where('next_run_at', '=', tick)
-            .executeTakeFirst();
-          if (Number(moved.numUpdatedRows) === 0) return false;
+          if (!(await advanceSchedule(trx, schedule.id, tick, next, now, null))) return false;
           const { job } = await this.#enqueuer.enqueue(
             schedule.tenant_id,
             {
@@ -133,23 +114,15 @@ export class Schedules {
             },
             { trx, actor: `schedule:${schedule.id}` },
           );
-          await trx
-            .updateTable('job_schedules')
-            .set({ last_job_id: job.id })
-            .where('id', '=', schedule.id)
-            .execute();
+          await setLastJob(trx, schedule.id, job.id);
           return true;
         });
         if (won) fired++;
       } catch (error) {
         // A refused enqueue (daily limit, credits, a type no longer registered) skips this tick rather
         // than retrying it every interval; the reason is kept on the schedule.
-        await this.#ctx.db
-          .updateTable('job_schedules')
-          .set({ next_run_at: next, last_run_at: now, last_error: (error as Error).message.slice(0, 1000) })
-          .where('id', '=', schedule.id)
-          .where('next_run_at', '=', tick)
-          .execute();
+        const reason = (error as Error).message.slice(0, 1000);
+        await advanceSchedule(this.#ctx.db, schedule.id, tick, next, now, reason);
       }
     }
     return fired;

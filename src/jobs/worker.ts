@@ -4,6 +4,8 @@ import type { Lane } from '../glossary.ts';
 import type { Claimer } from './claim.ts';
 import type { EngineContext } from './context.ts';
 import type { Outcomes } from './outcome.ts';
+import { jobState } from './sql/job-reads.ts';
+import { registerWorker, workerSeen, workerStopped } from './sql/workers.ts';
 import { type AbortCause, type Job, JobAbort, type JobProgress, PermanentJobError } from './types.ts';
 
 export interface WorkerOptions {
@@ -83,20 +85,17 @@ export class Worker {
 
   async start(): Promise<void> {
     const now = this.#ctx.now();
-    await this.#ctx.db
-      .insertInto('job_workers')
-      .values({
-        id: this.id,
-        host: hostname(),
-        pid: process.pid,
-        lanes: JSON.stringify(this.#options.lanes ?? []),
-        types: JSON.stringify(this.#options.types ?? []),
-        concurrency: this.#options.concurrency,
-        running: 0,
-        started_at: now,
-        seen_at: now,
-      })
-      .execute();
+    await registerWorker(this.#ctx.db, {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      lanes: JSON.stringify(this.#options.lanes ?? []),
+      types: JSON.stringify(this.#options.types ?? []),
+      concurrency: this.#options.concurrency,
+      running: 0,
+      started_at: now,
+      seen_at: now,
+    });
     this.#ctx.events.on('wake', this.#onWake);
     this.#ctx.events.on('cancel', this.#onCancel);
     if (this.#options.listen) this.#unlisten = await this.#options.listen(this.#onWake);
@@ -166,11 +165,7 @@ export class Worker {
     this.#ctx.events.off('wake', this.#onWake);
     this.#ctx.events.off('cancel', this.#onCancel);
     await this.#unlisten?.();
-    await this.#ctx.db
-      .updateTable('job_workers')
-      .set({ stopped_at: this.#ctx.now(), running: 0 })
-      .where('id', '=', this.id)
-      .execute();
+    await workerStopped(this.#ctx.db, this.id, this.#ctx.now());
     return { finished: before - left.length, released };
   }
 
@@ -323,18 +318,10 @@ export class Worker {
       for (const id of ids) {
         const running = this.#running.get(id);
         if (!running || mine.has(id) || running.controller.signal.aborted) continue;
-        const row = await this.#ctx.db
-          .selectFrom('jobs')
-          .select('state')
-          .where('id', '=', id)
-          .executeTakeFirst();
-        running.controller.abort(new JobAbort(row?.state === 'cancelled' ? 'cancelled' : 'lease_lost'));
+        const state = await jobState(this.#ctx.db, id);
+        running.controller.abort(new JobAbort(state === 'cancelled' ? 'cancelled' : 'lease_lost'));
       }
-      await this.#ctx.db
-        .updateTable('job_workers')
-        .set({ seen_at: this.#ctx.now(), running: this.#running.size })
-        .where('id', '=', this.id)
-        .execute();
+      await workerSeen(this.#ctx.db, this.id, this.#running.size, this.#ctx.now());
       // Rescue about twice per lease period: often enough that a dead worker's jobs come back soon after
       // their lease ends, rarely enough to cost nothing.
       const every = Math.max(1, Math.floor(this.#ctx.settings.leaseMs / 2 / this.#options.heartbeatMs));
