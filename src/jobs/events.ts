@@ -182,7 +182,7 @@ export class JobEventHub {
     if (!this.#notifyEach || this.#closed) return;
     this.#outbox.push({ i: this.instanceId, k: event.kind, j: event.job.id, t: event.job.tenantId });
     // One statement per flush interval, whatever the number of events in it; off the engine's path. At
-    // hundreds of jobs a second, a NOTIFY per event-loop turn was a good part of the database's work.
+    // hundreds of jobs a second, a NOTIFY per event-loop turn would be a good part of the database's work.
     if (this.#outbox.length === 1) {
       this.#flushTimer =
         this.#flushMs === 0
