@@ -1,16 +1,15 @@
-import type { Readable } from 'node:stream';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { isId, newId } from '../db/ids.ts';
 import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
-import { ConveyorError, notFound } from '../errors.ts';
+import { notFound } from '../errors.ts';
 import type { Lane } from '../glossary.ts';
 import { step } from '../ops/steps.ts';
-import { type BlobStore, BlobTooLargeError, type StagedBlob } from '../storage/blob-store.ts';
+import type { BlobStore } from '../storage/blob-store.ts';
 import { audit } from '../tenancy/audit.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
 import type { BlobLedger } from './blobs.ts';
 import { sanitizeFilename } from './filename.ts';
-import { peek, sniffContentType } from './sniff.ts';
+import { type ContentInput, ContentIntake, nextContentTime, recordSource } from './intake.ts';
 
 export interface AssetUrls {
   latest(assetId: string): string;
@@ -50,27 +49,6 @@ export interface VersionView {
   url: string;
 }
 
-export interface ContentInput {
-  body: Readable;
-  declaredType: string | undefined;
-  onProgress?: (bytes: number) => void;
-  /** See StageOptions.release: only for chunks that nothing else holds. */
-  release?: (chunk: Buffer) => void;
-  /** Where the bytes were fetched from (remote ingest), recorded for conditional re-ingest. */
-  source?: AssetSource;
-  /** Lane of the processing the new content starts (see ContentAdded); default the processor's own. */
-  lane?: Lane;
-  /** Largest content accepted here; default and ceiling: the upload limit. */
-  maxBytes?: number;
-}
-
-export interface AssetSource {
-  url: string;
-  finalUrl: string;
-  etag: string | null;
-  lastModified: string | null;
-}
-
 /** New content of an asset, told inside the transaction that commits it (so a job can join it). */
 export interface ContentAdded {
   tenantId: string;
@@ -94,7 +72,7 @@ export const etagOf = (sha256: string) => `"${sha256}"`;
 
 export class AssetService {
   readonly #db: Kysely<Database>;
-  readonly #store: BlobStore;
+  readonly #intake: ContentIntake;
   readonly #ledger: BlobLedger;
   readonly #urls: AssetUrls;
   readonly #limits: AssetLimits;
@@ -114,7 +92,11 @@ export class AssetService {
     contentAdded?: (tx: Transaction<Database>, added: ContentAdded) => Promise<void>;
   }) {
     this.#db = deps.db;
-    this.#store = deps.store;
+    this.#intake = new ContentIntake({
+      store: deps.store,
+      ledger: deps.ledger,
+      maxUploadBytes: deps.limits.maxUploadBytes,
+    });
     this.#ledger = deps.ledger;
     this.#urls = deps.urls;
     this.#limits = deps.limits;
@@ -133,7 +115,7 @@ export class AssetService {
   ): Promise<AssetView> {
     requireRole(by, 'editor');
     const filename = sanitizeFilename(input.filename, this.#limits.maxFilenameBytes);
-    const { staged, contentType } = await this.#stageContent(input);
+    const { staged, contentType } = await this.#intake.stage(input);
     const now = Date.now();
     const row: AssetsTable = {
       id: newId('ast', now),
@@ -160,7 +142,7 @@ export class AssetService {
   async replaceContent(by: Principal, assetId: string, input: ContentInput): Promise<AssetView> {
     requireRole(by, 'editor');
     await this.#owned(this.#db, by, assetId);
-    const { staged, contentType } = await this.#stageContent(input);
+    const { staged, contentType } = await this.#intake.stage(input);
     const row = await this.#db.transaction().execute(async (tx) => {
       const current = await this.#owned(tx, by, assetId);
       await this.#ledger.claimInTransaction(tx, staged.sha256);
@@ -334,34 +316,6 @@ export class AssetService {
     return row;
   }
 
-  /** Sniffs, stages and registers the bytes; on any failure nothing is left but collectable data. */
-  async #stageContent(input: ContentInput): Promise<{ staged: StagedBlob; contentType: string }> {
-    let staged: StagedBlob | undefined;
-    try {
-      const { head, body } = await peek(input.body);
-      const contentType = await sniffContentType(head, input.declaredType);
-      staged = await this.#store.stage(body, {
-        maxBytes: Math.min(input.maxBytes ?? Infinity, this.#limits.maxUploadBytes),
-        ...(input.onProgress ? { onProgress: input.onProgress } : {}),
-        ...(input.release ? { release: input.release } : {}),
-      });
-      await this.#ledger.store(staged);
-      return { staged, contentType };
-    } catch (error) {
-      if (staged) await this.#store.discard(staged).catch(() => {});
-      if (error instanceof BlobTooLargeError) {
-        throw new ConveyorError(
-          'payload_too_large',
-          `The content exceeds the limit of ${error.limit} bytes`,
-          {
-            extra: { limit: error.limit },
-          },
-        );
-      }
-      throw error;
-    }
-  }
-
   #added(by: Principal, row: AssetsTable, input: ContentInput): ContentAdded {
     return {
       tenantId: row.tenant_id,
@@ -404,32 +358,6 @@ export class AssetService {
       url: this.#urls.version(row.id),
     };
   }
-}
-
-/**
- * The Last-Modified of new content: now, but always in a later whole second than the previous content's.
- * HTTP dates have one-second resolution, so two contents within one second would share a Last-Modified
- * and a client resuming with `If-Range: <date>` could be sent the tail of the wrong content. Moving the
- * time on keeps each Last-Modified unique to one content, which makes it a strong validator
- * (RFC 9110 §8.8.2.2) and If-Range by date safe.
- */
-function nextContentTime(previous: number, now = Date.now()): number {
-  return Math.max(now, (Math.floor(previous / 1000) + 1) * 1000);
-}
-
-async function recordSource(tx: Kysely<Database>, assetId: string, source: AssetSource, now: number) {
-  const row = {
-    url: source.url,
-    final_url: source.finalUrl,
-    etag: source.etag,
-    last_modified: source.lastModified,
-    fetched_at: now,
-  };
-  await tx
-    .insertInto('asset_sources')
-    .values({ asset_id: assetId, ...row })
-    .onConflict((oc) => oc.column('asset_id').doUpdateSet(row))
-    .execute();
 }
 
 /** A prefix test that means the same on both dialects (LIKE escaping and collations differ). */

@@ -2,11 +2,13 @@ import { hostname } from 'node:os';
 import { newId } from '../db/ids.ts';
 import type { Lane } from '../glossary.ts';
 import type { Claimer } from './claim.ts';
+import { CompletionBatch } from './completions.ts';
 import type { EngineContext } from './context.ts';
 import type { Outcomes } from './outcome.ts';
+import { ProgressWriter } from './progress.ts';
 import { jobState } from './sql/job-reads.ts';
 import { registerWorker, workerSeen, workerStopped } from './sql/workers.ts';
-import { type AbortCause, type Job, JobAbort, type JobProgress, PermanentJobError } from './types.ts';
+import { type AbortCause, type Job, JobAbort, PermanentJobError } from './types.ts';
 
 export interface WorkerOptions {
   concurrency: number;
@@ -335,87 +337,6 @@ export class Worker {
     } catch (error) {
       this.#options.log.warn({ err: error }, 'heartbeat failed; leases are retried at the next beat');
     }
-  }
-}
-
-/**
- * Collects the successes that arrive in one turn of the event loop and records them together, so a
- * worker finishing fifty no-op jobs at once commits once, not fifty times.
- */
-class CompletionBatch {
-  readonly #record: (items: { job: Job; result: unknown }[]) => Promise<boolean[]>;
-  #pending: { job: Job; result: unknown; done: (ok: boolean) => void; fail: (error: unknown) => void }[] = [];
-
-  constructor(record: (items: { job: Job; result: unknown }[]) => Promise<boolean[]>) {
-    this.#record = record;
-  }
-
-  /** Resolves once the success is recorded: true, or false when the job was no longer this worker's. */
-  add(job: Job, result: unknown): Promise<boolean> {
-    return new Promise((done, fail) => {
-      if (this.#pending.length === 0) setImmediate(() => void this.#flush());
-      this.#pending.push({ job, result, done, fail });
-    });
-  }
-
-  async #flush(): Promise<void> {
-    const batch = this.#pending;
-    this.#pending = [];
-    try {
-      const outcome = await this.#record(batch.map(({ job, result }) => ({ job, result })));
-      for (const [i, item] of batch.entries()) item.done(outcome[i]!);
-    } catch (error) {
-      for (const item of batch) item.fail(error);
-    }
-  }
-}
-
-/** Throttles a job's progress writes to one per interval; the latest update always lands (trailing write). */
-class ProgressWriter {
-  readonly #intervalMs: number;
-  readonly #write: (progress: JobProgress) => Promise<void>;
-  #current: JobProgress = { percent: null, stage: null, message: null };
-  #lastWrite = 0;
-  #pending = false;
-  #timer: NodeJS.Timeout | undefined;
-  #inFlight: Promise<void> = Promise.resolve();
-
-  constructor(intervalMs: number, write: (progress: JobProgress) => Promise<void>) {
-    this.#intervalMs = intervalMs;
-    this.#write = write;
-  }
-
-  update(update: { percent?: number; stage?: string; message?: string }): void {
-    const percent =
-      update.percent === undefined
-        ? this.#current.percent
-        : Math.max(0, Math.min(100, Number(update.percent) || 0));
-    this.#current = {
-      percent,
-      stage: update.stage === undefined ? this.#current.stage : String(update.stage).slice(0, 200),
-      message: update.message === undefined ? this.#current.message : String(update.message).slice(0, 1000),
-    };
-    this.#pending = true;
-    const wait = this.#lastWrite + this.#intervalMs - Date.now();
-    if (wait <= 0) this.#send();
-    else this.#timer ??= setTimeout(() => this.#send(), wait);
-  }
-
-  /** Writes what is pending now (before the outcome, so progress never lands after it). */
-  async flush(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#pending) this.#send();
-    await this.#inFlight;
-  }
-
-  #send(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#pending = false;
-    this.#lastWrite = Date.now();
-    const snapshot = this.#current;
-    this.#inFlight = this.#inFlight.then(() => this.#write(snapshot)).catch(() => {});
   }
 }
 

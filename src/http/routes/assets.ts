@@ -2,7 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ContentInput } from '../../assets/service.ts';
+import type { ContentInput } from '../../assets/intake.ts';
 import { deliveryPath } from '../../delivery/lookup.ts';
 import { ConveyorError } from '../../errors.ts';
 import { releaseChunk } from '../../storage/chunks.ts';
