@@ -177,9 +177,12 @@ export class Origin {
     res: ServerResponse,
     derive?: Derive,
   ): Promise<void> | undefined {
-    // Private content needs the access check, which may have to look a token up: always the long way.
-    const source = this.#deps.lookup.known(kind, id);
-    if (!source || source.visibility === 'private') return this.#serveLater(kind, id, request, res, derive);
+    // An asset id never names a version, nor the reverse. Private content needs the access check, which
+    // may have to look a token up: always the long way.
+    const source = this.#deps.lookup.remembered.getNow(id);
+    if (!source || source.kind !== kind || source.visibility === 'private') {
+      return this.#serveLater(kind, id, request, res, derive);
+    }
     let rep = source;
     let bytes: Buffer | undefined;
     let derivedHeaders: OutgoingHttpHeaders | undefined;
