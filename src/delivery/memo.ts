@@ -92,7 +92,9 @@ export class Memo<V> implements MemoView<V> {
     return entry.value;
   }
 
-  get<M extends null | undefined = never>(key: string, load: () => Promise<V | M>): Promise<V | M> {
+  get(key: string, load: () => Promise<V>): Promise<V>;
+  get<M extends null | undefined>(key: string, load: () => Promise<V | M>): Promise<V | M>;
+  get<M extends null | undefined>(key: string, load: () => Promise<V | M>): Promise<V | M> {
     if (!this.#remembers) return load();
     const hit = this.getNow(key);
     if (hit !== undefined) return Promise.resolve(hit);
