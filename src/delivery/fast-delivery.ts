@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ParsedTransformPath } from '../media/image/transform-url.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { DeliveryQuery, Derive, Origin } from './origin.ts';
+import type { Derive } from './derive.ts';
+import type { DeliveryQuery, Origin } from './origin.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
