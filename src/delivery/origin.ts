@@ -150,11 +150,11 @@ export class Origin {
    * Answers `request` for the asset (`latest`) or version (`version`) `id` on `res`. Never throws or
    * rejects: every failure becomes a problem response (or, once the body has begun, a destroyed response).
    *
-   * When everything the answer needs is in this process's memory (the representation, what a derive step
-   * makes of it, and the bytes, or a read that is synchronous anyway), the response is written before this
-   * returns, and it returns undefined: the hit path of a CDN's requests costs no promise and no microtask
-   * (a quarter of a small response's CPU, docs/benchmarks.md). Otherwise it returns a promise that
-   * resolves once the whole response has been handed to the socket.
+   * When everything the answer needs is in this process's memos (the representation in the lookup's, what
+   * a derive step makes of it in `Derivations`, and the bytes in the body's, or a read the store does at
+   * once), the response is written before this returns, and it returns undefined: the hit path of a CDN's
+   * requests costs no promise and no microtask (a quarter of a small response's CPU, docs/benchmarks.md).
+   * Otherwise it returns a promise that resolves once the whole response has been handed to the socket.
    */
   serve(
     kind: 'latest' | 'version',

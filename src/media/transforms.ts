@@ -314,7 +314,6 @@ export class TransformService {
     return { row, bytes: output.data };
   }
 
-  /** The whole source in memory, in one positional read (its size is known from the lookup). */
   /**
    * The whole source in memory, in one positional read (its size is known from the lookup), into a
    * pooled buffer: a fresh multi-megabyte buffer per render made V8 run full collections for the
