@@ -97,3 +97,30 @@ describe('HandleCache', () => {
     assert.equal(cache.size, 0);
   });
 });
+
+/**
+ * `openNow`, the synchronous twin of `acquire` that BlobFiles.readIntoNow reads through: it answers the
+ * very handle `acquire` would, and only one that is open already (it never opens, so never waits).
+ */
+describe('HandleCache.openNow', () => {
+  it('hands out only handles that are open already, and follows forget', async (t) => {
+    const dir = await makeTempDir('conveyor-handles-');
+    const path = join(dir.path, 'f');
+    await writeFile(path, 'bytes');
+    const handles = new HandleCache(4);
+    t.after(() => handles.close().then(dir.cleanup));
+
+    assert.equal(handles.openNow(path), undefined);
+    const first = await handles.acquire(path);
+    assert.equal(first.warm, false);
+    first.release();
+    const open = handles.openNow(path);
+    assert.ok(open, 'open after the first acquire');
+    assert.equal(open, first.handle, 'the same shared handle');
+    const second = await handles.acquire(path);
+    assert.equal(second.warm, true);
+    second.release();
+    handles.forget(path);
+    assert.equal(handles.openNow(path), undefined);
+  });
+});
