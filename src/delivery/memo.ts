@@ -1,28 +1,4 @@
-/**
- * What a process remembers of answers it had to wait for, by key, so that the next request for the same
- * thing is answered at once: the one memo of the delivery path (found representations, small blobs' bytes,
- * what derive steps made; docs/architecture.md, "Answered at once"). Domain classes keep one asynchronous
- * API; a caller that wants an answer without a promise asks a memo with `getNow`, and on a miss takes the
- * asynchronous way, through `get`.
- *
- * Contract (test/delivery/memo.test.ts):
- * - `getNow(key)` answers the value remembered for `key` while it is fresh, else undefined. It never waits,
- *   never starts a load, and changes nothing but the entry's recency, so the caller may go on to `get` the
- *   same key.
- * - `get(key, load)` answers what `getNow` would, if anything; else joins the load in flight for `key`;
- *   else calls `load` once for every caller that comes meanwhile. Its value is remembered unless it is
- *   null or undefined (a miss, never remembered) or `keep(value)` says no; a rejection reaches the callers
- *   that waited for it and is not remembered.
- * - `set(key, value)` remembers a value got some other way.
- * - `delete(key)` and `clear()` forget; a load in flight still answers its callers, but no later caller
- *   joins it and its value is not remembered (it may predate the reason to forget).
- * - Bounds: an entry older than `ttlMs` is never answered; past `maxEntries` entries or `maxWeight` in
- *   total (`weigh(value)` each), the least recently used go first. A memo that can hold nothing (any of
- *   the three set to 0) remembers nothing and shares no load: each `get` calls its `load`.
- *
- * Recency is a flag set on use, and eviction gives a used entry a second chance (CLOCK), so that a hit
- * costs a Map lookup and no reordering.
- */
+/** The bounds and policy of a Memo (see its contract). */
 export interface MemoOptions<V> {
   /** How long a value is answered after it was remembered; by default for ever. */
   ttlMs?: number;
@@ -48,6 +24,32 @@ interface Entry<V> {
   used: boolean;
 }
 
+/**
+ * What a process remembers of answers it had to wait for, by key, so that the next request for the same
+ * thing is answered at once: the one memo of the delivery path (found representations, small blobs' bytes,
+ * what derive steps made; docs/architecture.md, "Answered at once"), and of the transform service's
+ * accepted paths, source facts and renders in flight. Domain classes keep one asynchronous API; a caller
+ * that wants an answer without a promise asks a memo with `getNow`, and on a miss takes the asynchronous
+ * way, through `get`.
+ *
+ * Contract (test/delivery/memo.test.ts):
+ * - `getNow(key)` answers the value remembered for `key` while it is fresh, else undefined. It never waits,
+ *   never starts a load, and changes nothing but the entry's recency, so the caller may go on to `get` the
+ *   same key.
+ * - `get(key, load)` answers what `getNow` would, if anything; else joins the load in flight for `key`;
+ *   else calls `load` once for every caller that comes meanwhile. Its value is remembered unless it is
+ *   null or undefined (a miss, never remembered) or `keep(value)` says no; a rejection reaches the callers
+ *   that waited for it and is not remembered.
+ * - `set(key, value)` remembers a value got some other way.
+ * - `delete(key)` and `clear()` forget; a load in flight still answers its callers, but no later caller
+ *   joins it and its value is not remembered (it may predate the reason to forget).
+ * - Bounds: an entry older than `ttlMs` is never answered; past `maxEntries` entries or `maxWeight` in
+ *   total (`weigh(value)` each), the least recently used go first. A memo that can hold nothing (any of
+ *   the three set to 0) remembers nothing and shares no load: each `get` calls its `load`.
+ *
+ * Recency is a flag set on use, and eviction gives a used entry a second chance (CLOCK), so that a hit
+ * costs a Map lookup and no reordering.
+ */
 export class Memo<V> implements MemoView<V> {
   readonly #ttlMs: number;
   readonly #maxEntries: number;
@@ -95,17 +97,19 @@ export class Memo<V> implements MemoView<V> {
   get(key: string, load: () => Promise<V>): Promise<V>;
   get<M extends null | undefined>(key: string, load: () => Promise<V | M>): Promise<V | M>;
   get<M extends null | undefined>(key: string, load: () => Promise<V | M>): Promise<V | M> {
-    if (!this.#remembers) return load();
-    const hit = this.getNow(key);
-    if (hit !== undefined) return Promise.resolve(hit);
-    const running = this.#loading.get(key) as Promise<V | M> | undefined;
-    if (running) return running;
+    if (this.#remembers) {
+      const hit = this.getNow(key);
+      if (hit !== undefined) return Promise.resolve(hit);
+      const running = this.#loading.get(key) as Promise<V | M> | undefined;
+      if (running) return running;
+    }
     let started: Promise<V | M>;
     try {
       started = load();
     } catch (error) {
       return Promise.reject(error);
     }
+    if (!this.#remembers) return started;
     const loaded: Promise<V | M> = started.then(
       (value) => {
         if (this.#loading.get(key) === loaded) {
