@@ -41,7 +41,7 @@ export interface BlobStore {
    * named `<method>Now`): true once the bytes are in `target`; false, having done nothing, when the read
    * would have to wait (not on local disk, a cold file, a large range). The origin tries it before
    * `readInto` (src/delivery/bodies.ts) so that a warm range needs no promise: without it a 64 KiB range
-   * cost about 7 % more CPU (docs/architecture.md, "Answered at once"). Bytes live outside the process's
+   * cost 4-8 % more CPU (docs/architecture.md, "Answered at once"). Bytes live outside the process's
    * memos, in the page cache, so no memo in delivery can stand in for it.
    */
   readIntoNow?(sha256: string, range: ByteRange, target: Buffer): boolean;
