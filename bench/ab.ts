@@ -1,265 +1,85 @@
 /**
- * Two Conveyor builds side by side in one run: a commit (`--ref`, the "before") and the working tree (the
- * "after"), each started as users start it (`bin/conveyor serve`, SQLite + local disk, its own data folder,
- * the same three files uploaded), then measured with `wrk` in alternating order, round after round, so a
- * busy minute on a shared machine hits both alike. The figure compared is the server's CPU time per
- * response (utime + stime from /proc/<pid>/stat over the measured run, divided by the responses), which
- * a noisy neighbour disturbs far less than requests per second; requests per second are reported too.
+ * Two or more Conveyor builds side by side on one data folder (SQLite + disk), measured in alternation:
+ * for each scenario, one wrk run against each build in turn, the order rotating from round to round, so
+ * that every build sees the same machine within seconds. Reports the CPU each server process used per
+ * response (utime + stime of all its threads, /proc/<pid>/stat), which a busy machine disturbs far less
+ * than requests per second, and each build's ratio to the first, as the median of per-round ratios.
  *
- *   node_modules/.bin/node bench/ab.ts --ref <commit> [--rounds 8] [--duration 4] [--warmup 1]
- *     [--scenarios small-200,small-304,range-64k,medium-200] [--processes 1]
+ *   node_modules/.bin/node bench/ab.ts --build <checkout> --build <checkout> [--build ...]
+ *        [--rounds 8] [--duration 4] [--warmup 1] [--connections 50] [--scenarios small-200,...]
  *
- * Results go to stdout as a Markdown table. Loopback only; everything started is stopped and deleted.
+ * A build is a checkout with node_modules (e.g. `git worktree add /tmp/ref <commit>` and a hard-linked
+ * copy of node_modules); each runs through its own launcher (bin/conveyor), as users run it. Fixtures go
+ * in through a server of their own first, with the image jobs on; the measured servers run no workers.
+ * Scenarios: small-200 (10 KiB GET), small-304, medium-200 (1 MiB), range-64k (of 100 MiB), variant
+ * (`/a/<id>/thumb.webp`) and transform (a signed `/t/` URL), all answered from memory once warm.
+ * Needs wrk.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { freePort } from '../test/helpers/child.ts';
 
-const ROOT = resolve(import.meta.dirname, '..');
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const SOURCE_PATHS = ['src', 'package.json', 'bin', 'tsconfig.json', 'tsconfig.build.json'];
-const RANGE_START = 50 * MiB + 12_345;
-const RANGE_LENGTH = 64 * KiB;
-const FILES = { small: 10 * KiB, medium: MiB, large: 100 * MiB } as const;
-type FileKey = keyof typeof FILES;
-
-/** Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every Linux this runs on). */
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-interface Scenario {
-  file: FileKey;
-  headers(etag: string): string[];
-}
-const SCENARIOS: Record<string, Scenario> = {
-  'small-200': { file: 'small', headers: () => [] },
-  'small-304': { file: 'small', headers: (etag) => [`If-None-Match: ${etag}`] },
-  'range-64k': {
-    file: 'large',
-    headers: () => [`Range: bytes=${RANGE_START}-${RANGE_START + RANGE_LENGTH - 1}`],
-  },
-  'medium-200': { file: 'medium', headers: () => [] },
-};
-
-const { values } = parseArgs({
+const { values: args } = parseArgs({
   options: {
-    ref: { type: 'string' },
+    build: { type: 'string', multiple: true, default: [] },
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '1' },
-    scenarios: { type: 'string', default: Object.keys(SCENARIOS).join(',') },
-    processes: { type: 'string', default: '1' },
+    connections: { type: 'string', default: '50' },
+    scenarios: { type: 'string' },
   },
 });
-if (!values.ref) {
-  console.error('usage: bench/ab.ts --ref <commit> [--rounds N] [--duration S] [--scenarios a,b]');
-  process.exit(2);
-}
-const rounds = Number(values.rounds);
-const duration = Number(values.duration);
-const warmup = Number(values.warmup);
-const scenarios = values.scenarios.split(',');
-for (const id of scenarios) if (!Object.hasOwn(SCENARIOS, id)) throw new Error(`unknown scenario ${id}`);
+const builds = args.build.map((dir) => resolve(dir));
+if (builds.length < 2) throw new Error('give at least two --build <checkout>');
+const LABELS = builds.map((_, i) => String.fromCharCode(65 + i));
+const rounds = Number(args.rounds);
+const duration = Number(args.duration);
+const warmup = Number(args.warmup);
+/** Clock ticks per second of /proc/<pid>/stat (CLK_TCK, 100 on Linux). */
+const TICKS = 100;
+const KEY = `cvk_${randomBytes(32).toString('base64url')}`;
 
-interface Build {
-  label: string;
-  dir: string;
+interface Server {
   base: string;
   pid: number;
   child: ChildProcess;
-  paths: Record<FileKey, string>;
-  etags: Record<FileKey, string>;
 }
 
-const work = await mkdtemp(join(tmpdir(), 'conveyor-ab-'));
-const builds: Build[] = [];
-try {
-  const files = await writeFiles(join(work, 'files'));
-  const before = await snapshot(join(work, 'before'), values.ref);
-  const after = await snapshot(join(work, 'after'));
-  for (const [label, dir] of [
-    [before.description, before.dir],
-    [after.description, after.dir],
-  ] as const) {
-    builds.push(await start(label, dir, join(work, `data-${builds.length}`), files));
-  }
-  const samples = new Map<string, { cpuUs: number[]; rps: number[] }[]>();
-  for (let round = 0; round < rounds; round++) {
-    for (const id of scenarios) {
-      const order = round % 2 === 0 ? [0, 1] : [1, 0];
-      for (const index of order) {
-        const build = builds[index]!;
-        const scenario = SCENARIOS[id]!;
-        const args = [
-          '-t2',
-          '-c50',
-          ...scenario.headers(build.etags[scenario.file]).flatMap((h) => ['-H', h]),
-        ];
-        const url = build.base + build.paths[scenario.file];
-        if (warmup > 0) wrk([...args, `-d${warmup}s`, url]);
-        const cpuBefore = cpuTicks(build.child.pid!);
-        const result = wrk([...args, `-d${duration}s`, url]);
-        const cpuUs = ((cpuTicks(build.child.pid!) - cpuBefore) * 1e6) / CLOCK_TICKS / result.requests;
-        const perBuild = samples.get(id) ?? [
-          { cpuUs: [], rps: [] },
-          { cpuUs: [], rps: [] },
-        ];
-        perBuild[index]!.cpuUs.push(cpuUs);
-        perBuild[index]!.rps.push(result.requests / result.seconds);
-        samples.set(id, perBuild);
-      }
-    }
-    process.stderr.write(`round ${round + 1}/${rounds} done\n`);
-  }
-  report(samples);
-} finally {
-  for (const build of builds) build.child.kill('SIGTERM');
-  await Promise.all(
-    builds.map((build) => (build.child.exitCode === null ? once(build.child, 'exit') : null)),
-  );
-  await rm(work, { recursive: true, force: true });
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-/** utime + stime of a process and its children that were waited for (a cluster's workers). */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let ticks = Number(fields[11]) + Number(fields[12]);
-  for (const child of childrenOf(pid)) ticks += cpuTicks(child);
-  return ticks;
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function wrk(args: string[]): { requests: number; seconds: number } {
-  const run = spawnSync('wrk', args, { encoding: 'utf8' });
-  const match = /(\d+) requests in ([\d.]+)(m?s)/.exec(run.stdout);
-  if (run.status !== 0 || !match) throw new Error(`wrk ${args.join(' ')} failed: ${run.stdout}${run.stderr}`);
-  if (/Non-2xx or 3xx responses/.test(run.stdout)) throw new Error(`wrk saw error responses: ${run.stdout}`);
-  const seconds = Number(match[2]) / (match[3] === 'ms' ? 1000 : 1);
-  return { requests: Number(match[1]), seconds };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function report(samples: Map<string, { cpuUs: number[]; rps: number[] }[]>): void {
-  const [a, b] = builds;
-  console.log(`Before: ${a!.label}\nAfter: ${b!.label}`);
-  console.log(`${rounds} alternating rounds, wrk -t2 -c50 -d${duration}s, ${values.processes} process(es)\n`);
-  console.log(
-    '| Scenario | CPU µs/response before (min / median) | after (min / median) | after ÷ before (median) | req/s before / after (median) |',
-  );
-  console.log('|---|--:|--:|--:|--:|');
-  for (const [id, [before, after]] of samples) {
-    const fmt = (xs: number[]) => `${Math.min(...xs).toFixed(1)} / ${median(xs).toFixed(1)}`;
-    const ratio = median(after!.cpuUs) / median(before!.cpuUs);
-    console.log(
-      `| ${id} | ${fmt(before!.cpuUs)} | ${fmt(after!.cpuUs)} | ${ratio.toFixed(3)} | ` +
-        `${Math.round(median(before!.rps))} / ${Math.round(median(after!.rps))} |`,
-    );
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-async function writeFiles(dir: string): Promise<Record<FileKey, string>> {
-  await mkdir(dir, { recursive: true });
-  const out = {} as Record<FileKey, string>;
-  for (const [key, size] of Object.entries(FILES) as [FileKey, number][]) {
-    out[key] = join(dir, `${key}.bin`);
-    await writeFile(out[key], randomBytes(size));
-  }
-  return out;
-}
-
-/** A copy of Conveyor at `ref`, or of the working tree, so edits during the run change nothing. */
-async function snapshot(dir: string, ref?: string): Promise<{ dir: string; description: string }> {
-  await mkdir(dir, { recursive: true });
-  const git = (...argv: string[]) => spawnSync('git', argv, { cwd: ROOT, encoding: 'utf8' });
-  let description: string;
-  if (ref) {
-    const commit = git('rev-parse', '--verify', `${ref}^{commit}`).stdout.trim();
-    if (!commit) throw new Error(`--ref ${ref}: no such commit`);
-    const archive = spawnSync(
-      'sh',
-      ['-c', `git archive ${commit} ${SOURCE_PATHS.join(' ')} | tar -x -C '${dir}'`],
-      {
-        cwd: ROOT,
-      },
-    );
-    if (archive.status !== 0) throw new Error(`git archive ${commit} failed`);
-    description = commit.slice(0, 12);
-  } else {
-    for (const path of SOURCE_PATHS) await cp(join(ROOT, path), join(dir, path), { recursive: true });
-    const dirty = git('status', '--porcelain', '--', ...SOURCE_PATHS).stdout.trim() !== '';
-    description = `working tree at ${git('rev-parse', '--short=12', 'HEAD').stdout.trim()}${dirty ? ', modified' : ''}`;
-  }
-  await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
-  return { dir, description };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
-}
-
-async function start(
-  label: string,
-  dir: string,
-  dataDir: string,
-  files: Record<FileKey, string>,
-): Promise<Build> {
-  await mkdir(dataDir, { recursive: true });
+async function start(build: string, data: string, env: Record<string, string>): Promise<Server> {
+  spawnSync(join(build, 'bin/conveyor'), ['--help'], { cwd: build }); // compiles, if it must
   const port = await freePort();
-  const key = 'cvk_' + randomBytes(32).toString('base64url');
-  const env: Record<string, string> = {};
+  const childEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('CONVEYOR_')) env[k] = v;
-  Object.assign(env, {
-    CONVEYOR_DATA_DIR: dataDir,
+    if (v !== undefined && !k.startsWith('CONVEYOR_')) childEnv[k] = v;
+  Object.assign(childEnv, {
+    CONVEYOR_DATA_DIR: data,
     CONVEYOR_HOST: '127.0.0.1',
     CONVEYOR_PORT: String(port),
     CONVEYOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    CONVEYOR_ADMIN_KEY: key,
+    CONVEYOR_ADMIN_KEY: KEY,
     CONVEYOR_LOG_LEVEL: 'warn',
     CONVEYOR_RATE_LIMIT_PER_KEY: '0',
     CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
     CONVEYOR_GC_INTERVAL_SECONDS: '0',
-    CONVEYOR_PROCESSES: values.processes,
+    ...env,
   });
-  const child = spawn(join(dir, 'bin/conveyor'), ['serve'], {
-    cwd: dir,
-    env,
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const log = createWriteStream(join(data, `conveyor-${port}.log`));
+  await once(log, 'open');
+  const child = spawn(join(build, 'bin/conveyor'), ['serve'], {
+    cwd: build,
+    env: childEnv,
+    stdio: ['ignore', log, log],
   });
   const base = `http://127.0.0.1:${port}`;
-  for (const deadline = Date.now() + 120_000; ; ) {
-    if (child.exitCode !== null) throw new Error(`${label}: Conveyor exited during start-up`);
+  for (let i = 0; ; i++) {
     if (
       await fetch(`${base}/healthz`).then(
         (r) => r.ok,
@@ -267,22 +87,161 @@ async function start(
       )
     )
       break;
-    if (Date.now() > deadline) throw new Error(`${label}: no answer on ${base}/healthz`);
-    await new Promise((r) => setTimeout(r, 200));
+    if (i > 600) throw new Error(`${build} did not start (log: ${data})`);
+    await sleep(100);
   }
-  const paths = {} as Record<FileKey, string>;
-  const etags = {} as Record<FileKey, string>;
-  for (const [fileKey, path] of Object.entries(files) as [FileKey, string][]) {
-    const res = await fetch(`${base}/api/v1/assets?filename=${fileKey}.bin`, {
+  return { base, pid: child.pid!, child };
+}
+
+async function stop(server: Server): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  server.child.kill('SIGTERM');
+  await once(server.child, 'exit');
+}
+
+/** CPU time of a process and all its threads so far, in clock ticks. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+function wrk(url: string, seconds: number, headers: Record<string, string>) {
+  const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const out = spawnSync('wrk', ['-t2', `-c${args.connections}`, `-d${seconds}s`, ...h, url], {
+    encoding: 'utf8',
+  });
+  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
+  return {
+    requests: Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? 0),
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out.stdout)?.[1] ?? 0),
+    errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out.stdout)?.[1] ?? 0),
+  };
+}
+
+async function json<T>(base: string, path: string, init: RequestInit): Promise<T> {
+  const res = await fetch(base + path, init);
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+async function upload(base: string, bytes: Buffer, filename: string) {
+  return json<{ id: string; url: string; etag: string }>(base, `/api/v1/assets?filename=${filename}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/octet-stream' },
+    body: bytes,
+  });
+}
+
+/** Uploads the fixtures through a server of the first build; answers each scenario's request. */
+async function fixtures(
+  data: string,
+): Promise<Record<string, { path: string; headers: Record<string, string> }>> {
+  const server = await start(builds[0]!, data, {});
+  try {
+    const path = (url: string) => new URL(url).pathname;
+    const small = await upload(server.base, randomBytes(10 * 1024), 'small.bin');
+    const medium = await upload(server.base, randomBytes(1024 * 1024), 'medium.bin');
+    const large = await upload(server.base, randomBytes(100 * 1024 * 1024), 'large.bin');
+    const raw = randomBytes(800 * 600 * 3);
+    const photo = await sharp(raw, { raw: { width: 800, height: 600, channels: 3 } })
+      .jpeg()
+      .toBuffer();
+    const image = await upload(server.base, photo, 'photo.jpg');
+    const signed = await json<{ path: string }>(server.base, `/api/v1/assets/${image.id}/transform-url`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' },
-      body: readFileSync(path),
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ width: 200, format: 'webp' }),
     });
-    if (res.status !== 201)
-      throw new Error(`${label}: upload of ${fileKey}: ${res.status} ${await res.text()}`);
-    const asset = (await res.json()) as { url: string; etag: string };
-    paths[fileKey] = new URL(asset.url, base).pathname;
-    etags[fileKey] = asset.etag;
+    const variant = `/a/${image.id}/thumb.webp`;
+    for (let i = 0; (await fetch(server.base + variant)).status !== 200; i++) {
+      if (i > 600) throw new Error('the image job made no variant');
+      await sleep(100);
+    }
+    return {
+      'small-200': { path: path(small.url), headers: {} },
+      'small-304': { path: path(small.url), headers: { 'if-none-match': small.etag } },
+      'medium-200': { path: path(medium.url), headers: {} },
+      'range-64k': { path: path(large.url), headers: { range: 'bytes=52441145-52506680' } },
+      variant: { path: variant, headers: {} },
+      transform: { path: signed.path, headers: {} },
+    };
+  } finally {
+    await stop(server);
   }
-  return { label, dir, base, pid: child.pid!, child, paths, etags };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const data = await mkdtemp(join(tmpdir(), 'conveyor-ab-'));
+const servers: Server[] = [];
+try {
+  const all = await fixtures(data);
+  const chosen = args.scenarios ? args.scenarios.split(',') : Object.keys(all);
+  for (const build of builds) servers.push(await start(build, data, { CONVEYOR_SERVE_WORKERS: 'false' }));
+  // Every build answers every scenario alike (status, ETag, length), and the first time fills its memos.
+  for (const name of chosen) {
+    const s = all[name];
+    if (!s) throw new Error(`no scenario ${name}`);
+    const answers = await Promise.all(
+      servers.map(async ({ base }) => {
+        const r = await fetch(base + s.path, { headers: s.headers });
+        return `${r.status} ${r.headers.get('etag')} ${(await r.arrayBuffer()).byteLength}`;
+      }),
+    );
+    if (new Set(answers).size !== 1) throw new Error(`${name}: ${answers.join(' / ')}`);
+  }
+  // cpu[scenario][round][build]: µs of CPU per response
+  const cpu: Record<string, number[][]> = Object.fromEntries(chosen.map((name) => [name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const [index, name] of chosen.entries()) {
+      const s = all[name]!;
+      const turn = (round + index) % servers.length;
+      const order = servers.map((_, i) => (i + turn) % servers.length);
+      if ((round + index) % 2 === 1) order.reverse();
+      const measured: number[] = [];
+      for (const i of order) {
+        const { base, pid } = servers[i]!;
+        if (warmup > 0) wrk(base + s.path, warmup, s.headers);
+        const before = cpuTicks(pid);
+        const run = wrk(base + s.path, duration, s.headers);
+        measured[i] = (((cpuTicks(pid) - before) / TICKS) * 1e6) / run.requests;
+        const note = run.errors > 0 && name !== 'small-304' ? `, ${run.errors} errors` : '';
+        process.stderr.write(
+          `round ${round + 1} ${name} ${LABELS[i]}: ${run.rps.toFixed(0)} req/s, ${measured[i]!.toFixed(1)} µs CPU/response${note}\n`,
+        );
+      }
+      cpu[name]!.push(measured);
+    }
+  }
+  const lines = [
+    builds.map((b, i) => `${LABELS[i]}: ${b}`).join('  \n'),
+    '',
+    `| Scenario | ${LABELS.map((l) => `${l}: µs CPU/response, median (min)`).join(' | ')} | ${LABELS.slice(1)
+      .map((l) => `${l} ÷ A, median of rounds (range)`)
+      .join(' | ')} |`,
+    `|---|${LABELS.map(() => '--:').join('|')}|${LABELS.slice(1)
+      .map(() => '--:')
+      .join('|')}|`,
+  ];
+  for (const name of chosen) {
+    const byRound = cpu[name]!;
+    const cells = LABELS.map((_, i) => {
+      const values = byRound.map((r) => r[i]!);
+      return `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)})`;
+    });
+    const ratios = LABELS.slice(1).map((_, j) => {
+      const values = byRound.map((r) => r[j + 1]! / r[0]!);
+      return `${median(values).toFixed(3)} (${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)})`;
+    });
+    lines.push(`| ${name} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+} finally {
+  await Promise.all(servers.map(stop));
+  await rm(data, { recursive: true, force: true });
 }

@@ -7,6 +7,8 @@ export interface BufferLease {
 }
 
 const MIN_CLASS_BYTES = 16 * 1024;
+/** What a released buffer holds when `BufferPool.poisonReleased` is on. */
+export const POISON = 0xdb;
 
 /**
  * Reusable buffers for response bodies read from storage. Allocating a fresh buffer per response makes V8
@@ -17,8 +19,16 @@ const MIN_CLASS_BYTES = 16 * 1024;
  * of idle buffers are kept, anything beyond is left to the garbage collector. A lease must only be released
  * once the socket is done with the bytes (for an HTTP response: its 'close' event), or another response
  * could overwrite bytes still queued for sending; the lease object makes a double release harmless.
+ * With `BufferPool.poisonReleased` on, every released buffer is overwritten at once, so that a test
+ * reading a response whose buffer was released too early sees it whether or not the buffer is reused.
  */
 export class BufferPool {
+  /**
+   * Tests only: fill each buffer with POISON as it is released (an extra write of every byte served).
+   * Process-wide, so that it reaches the pools a server builds for itself.
+   */
+  static poisonReleased = false;
+
   readonly #maxBufferBytes: number;
   readonly #maxPooledBytes: number;
   readonly #free = new Map<number, Buffer[]>();
@@ -54,6 +64,7 @@ export class BufferPool {
       release: () => {
         if (released) return;
         released = true;
+        if (BufferPool.poisonReleased) buffer.fill(POISON);
         this.#give(buffer);
       },
     };

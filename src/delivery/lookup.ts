@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import { isId } from '../db/ids.ts';
 import type { AssetsTable, AssetVersionsTable, Database, Visibility } from '../db/tables.ts';
+import { Memo, type MemoView } from './memo.ts';
 
 /** What the origin needs to answer for one URL: the bytes to send and their metadata. */
 export interface Representation {
@@ -26,24 +27,25 @@ export const deliveryPath = {
  * The two queries are built and compiled once: building a Kysely query costs more than running this one
  * on SQLite (about 15 of 22 microseconds), and delivery is the hot path.
  *
- * Found representations may be remembered for `ttlMs`. Every change made through this process calls
- * `invalidate()`, so a single process always answers from current metadata; another process's change
- * (a second `serve` process or host) is seen within `ttlMs`. That bound is far below the CDN's own
- * s-maxage, and on SQLite the query it saves is mostly file-locking system calls (about a third of a 304's
- * cost). Misses are never remembered.
+ * Found representations are remembered for `ttlMs` (`remembered`, a Memo keyed by the id, which the
+ * origin reads to answer at once). Every change made through this process calls `invalidate()`, so a
+ * single process always answers from current metadata; another process's change (a second `serve`
+ * process or host) is seen within `ttlMs`. That bound is far below the CDN's own s-maxage, and on SQLite
+ * the query it saves is mostly file-locking system calls (about a third of a 304's cost). Misses are never
+ * remembered; concurrent lookups of one id share one query.
  */
 export class DeliveryLookup {
+  /** Representations found and still fresh, by asset or version id (whose prefix says which kind). */
+  readonly remembered: MemoView<Representation>;
   readonly #db: Kysely<Database>;
   readonly #latestSql: string;
   readonly #versionSql: string;
-  readonly #ttlMs: number;
-  readonly #maxEntries: number;
-  #cache = new Map<string, { rep: Representation; expires: number }>();
+  readonly #memo: Memo<Representation>;
 
   constructor(db: Kysely<Database>, options: { ttlMs?: number; maxEntries?: number } = {}) {
     this.#db = db;
-    this.#ttlMs = options.ttlMs ?? 0;
-    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#memo = new Memo({ ttlMs: options.ttlMs ?? 0, maxEntries: options.maxEntries ?? 10_000 });
+    this.remembered = this.#memo;
     this.#latestSql = db
       .selectFrom('assets')
       .select([
@@ -77,41 +79,17 @@ export class DeliveryLookup {
 
   /** Forgets every remembered representation: metadata changed in this process. */
   invalidate(): void {
-    if (this.#cache.size > 0) this.#cache = new Map();
-  }
-
-  /**
-   * The representation of `/a/<id>` (`latest`) or `/v/<id>` (`version`) if it is remembered and fresh,
-   * without a query; undefined when only a query can tell (misses are never remembered).
-   */
-  known(kind: 'latest' | 'version', id: string): Representation | undefined {
-    const hit = this.#cache.get(id);
-    return hit && hit.rep.kind === kind && hit.expires > Date.now() ? hit.rep : undefined;
+    this.#memo.clear();
   }
 
   async latest(assetId: string): Promise<Representation | null> {
     if (!isId('ast', assetId)) return null;
-    return this.#remembered(assetId, () => this.#queryLatest(assetId));
+    return this.#memo.get(assetId, () => this.#queryLatest(assetId));
   }
 
   async version(versionId: string): Promise<Representation | null> {
     if (!isId('ver', versionId)) return null;
-    return this.#remembered(versionId, () => this.#queryVersion(versionId));
-  }
-
-  async #remembered(id: string, query: () => Promise<Representation | null>): Promise<Representation | null> {
-    if (this.#ttlMs === 0) return query();
-    const now = Date.now();
-    const hit = this.#cache.get(id);
-    if (hit && hit.expires > now) return hit.rep;
-    const cache = this.#cache;
-    const rep = await query();
-    // Only if no invalidation happened while the query ran (it replaces the map), or we'd keep stale data.
-    if (rep && cache === this.#cache) {
-      if (cache.size >= this.#maxEntries) cache.delete(cache.keys().next().value!);
-      cache.set(id, { rep, expires: now + this.#ttlMs });
-    }
-    return rep;
+    return this.#memo.get(versionId, () => this.#queryVersion(versionId));
   }
 
   async #queryLatest(assetId: string): Promise<Representation | null> {

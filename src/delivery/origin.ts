@@ -16,6 +16,7 @@ import { multipartByteranges, newBoundary } from './byteranges.ts';
 import { cacheControl } from './cache-policy.ts';
 import { evaluatePreconditions } from './conditional.ts';
 import { contentDisposition } from './content-disposition.ts';
+import { Derivations, type Derive } from './derive.ts';
 import { formatHttpDate } from './http-date.ts';
 import type { DeliveryLookup, Representation } from './lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from './range.ts';
@@ -72,9 +73,11 @@ export interface OriginDeps {
   lookup: DeliveryLookup;
   access: AccessService;
   metrics: Metrics;
-  /** The settings the origin reads: its cache policy and the limits of its caches, pool and ranges. */
+  /** The settings the origin reads: its cache policy and the limits of its memos, pool and ranges. */
   settings: Pick<
     Config,
+    | 'deliveryMetadataTtlMs'
+    | 'transformCacheEntries'
     | 'cacheLatestMaxAge'
     | 'cacheLatestSMaxAge'
     | 'cacheStaleWhileRevalidate'
@@ -88,28 +91,6 @@ export interface OriginDeps {
   >;
   /** Where a failure that is our fault (a 500) is reported. */
   log: { error(obj: object, msg: string): void };
-}
-
-/** What a `Derive` step answers: the representation to serve instead of the source's. */
-export interface Derived {
-  rep: Representation;
-  /** Added to the response (e.g. Vary: Accept). */
-  headers?: OutgoingHttpHeaders;
-  /** The representation's bytes when the step has them in memory already (a render just made). */
-  bytes?: Buffer;
-}
-
-/**
- * Replaces the looked-up representation by one made from it (a preset variant, a transform) once access
- * to the source has been granted.
- */
-export interface Derive {
-  /**
-   * The answer when this process knows it from memory alone (no query, no render), else undefined. It
-   * must change nothing: the origin may go on to call `derive` for the same request.
-   */
-  known?(source: Representation, request: OriginRequest): Derived | undefined;
-  derive(source: Representation, request: OriginRequest): Promise<Derived>;
 }
 
 interface FixedHeaders {
@@ -132,6 +113,7 @@ interface FixedHeaders {
 export class Origin {
   readonly #deps: OriginDeps;
   readonly #bodies: Bodies;
+  readonly #derivations: Derivations;
   readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
   /** The counter children of the six kinds of delivery response, looked up once. */
   readonly #counted = {} as Record<DeliveryKind, CounterChild>;
@@ -146,6 +128,10 @@ export class Origin {
     this.#deps = deps;
     const { settings } = deps;
     this.#bodies = new Bodies(deps.store, settings);
+    this.#derivations = new Derivations({
+      ttlMs: settings.deliveryMetadataTtlMs,
+      maxEntries: settings.transformCacheEntries,
+    });
     const policy = {
       latestMaxAge: settings.cacheLatestMaxAge,
       latestSMaxAge: settings.cacheLatestSMaxAge,
@@ -164,11 +150,11 @@ export class Origin {
    * Answers `request` for the asset (`latest`) or version (`version`) `id` on `res`. Never throws or
    * rejects: every failure becomes a problem response (or, once the body has begun, a destroyed response).
    *
-   * When everything the answer needs is in this process's memory (the representation, what a derive step
-   * makes of it, and the bytes, or a read that is synchronous anyway), the response is written before this
-   * returns, and it returns undefined: the hit path of a CDN's requests costs no promise and no microtask
-   * (a quarter of a small response's CPU, docs/benchmarks.md). Otherwise it returns a promise that
-   * resolves once the whole response has been handed to the socket.
+   * When everything the answer needs is in this process's memos (the representation in the lookup's, what
+   * a derive step makes of it in `Derivations`, and the bytes in the body's, or a read the store does at
+   * once), the response is written before this returns, and it returns undefined: the hit path of a CDN's
+   * requests costs no promise and no microtask (a quarter of a small response's CPU, docs/benchmarks.md).
+   * Otherwise it returns a promise that resolves once the whole response has been handed to the socket.
    */
   serve(
     kind: 'latest' | 'version',
@@ -177,20 +163,22 @@ export class Origin {
     res: ServerResponse,
     derive?: Derive,
   ): Promise<void> | undefined {
-    // Private content needs the access check, which may have to look a token up: always the long way.
-    const source = this.#deps.lookup.known(kind, id);
-    if (!source || source.visibility === 'private') return this.#serveLater(kind, id, request, res, derive);
+    // An asset id never names a version, nor the reverse. Private content needs the access check, which
+    // may have to look a token up: always the long way.
+    const source = this.#deps.lookup.remembered.getNow(id);
+    if (!source || source.kind !== kind || source.visibility === 'private') {
+      return this.#serveLater(kind, id, request, res, derive);
+    }
     let rep = source;
-    let bytes: Buffer | undefined;
     let derivedHeaders: OutgoingHttpHeaders | undefined;
     if (derive) {
-      const derived = derive.known?.(source, request);
+      const derived = this.#derivations.getNow(derive, source, request);
       if (!derived) return this.#serveLater(kind, id, request, res, derive);
-      ({ rep, bytes, headers: derivedHeaders } = derived);
+      ({ rep, headers: derivedHeaders } = derived);
     }
     const headers: OutgoingHttpHeaders = { ...request.responseHeaders, ...derivedHeaders };
     try {
-      const pending = this.#respond(request, res, rep, rep.kind, headers, bytes);
+      const pending = this.#respond(request, res, rep, rep.kind, headers, undefined);
       return pending?.catch((error: unknown) => this.#fail(error, request, res, headers));
     } catch (error) {
       this.#fail(error, request, res, headers);
@@ -217,7 +205,7 @@ export class Origin {
       if (isPrivate) await this.#authorize(rep, request);
       let bytes: Buffer | undefined;
       if (derive) {
-        const derived = await derive.derive(rep, request);
+        const derived = await this.#derivations.get(derive, rep, request);
         rep = derived.rep;
         bytes = derived.bytes;
         Object.assign(headers, derived.headers);

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type { BlobLedger } from '../assets/blobs.ts';
 import type { Database, MediaDerivedTable } from '../db/tables.ts';
-import type { Representation } from '../delivery/lookup.ts';
+import type { DerivedBlob } from '../delivery/derive.ts';
 import type { OutputFormat } from '../grammar/transform-spec.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 
@@ -34,55 +34,23 @@ export function variantKey(sourceSha256: string, preset: string, format: OutputF
 
 /**
  * Blobs made from other blobs (variants, cached transforms): storing them through the blob ledger, and
- * finding them again by their canonical key. Found rows are remembered in memory (they never change: a
- * key names one request of one content), up to `maxEntries`, oldest first out.
+ * finding them again by their canonical key. A key names one request of one content, so a row never
+ * changes; the origin remembers what it found for a while (src/delivery/derive.ts), this asks the
+ * database.
  */
 export class DerivedBlobs {
   readonly #db: Kysely<Database>;
   readonly #store: BlobStore;
   readonly #ledger: BlobLedger;
-  readonly #maxEntries: number;
-  readonly #ttlMs: number;
-  readonly #now: () => number;
-  readonly #known = new Map<string, { row: MediaDerivedTable; expires: number }>();
 
-  constructor(deps: {
-    db: Kysely<Database>;
-    store: BlobStore;
-    ledger: BlobLedger;
-    maxEntries: number;
-    /**
-     * How long a found row is trusted without asking the database again. Rows never change, but garbage
-     * collection (in any process) deletes those of content nothing refers to any more, with their blobs;
-     * if the same content is uploaded again, a row remembered for ever would name a deleted blob.
-     */
-    ttlMs: number;
-    now?: () => number;
-  }) {
+  constructor(deps: { db: Kysely<Database>; store: BlobStore; ledger: BlobLedger }) {
     this.#db = deps.db;
     this.#store = deps.store;
     this.#ledger = deps.ledger;
-    this.#maxEntries = deps.maxEntries;
-    this.#ttlMs = deps.ttlMs;
-    this.#now = deps.now ?? Date.now;
-  }
-
-  /** The row of `key` if this process has it in memory (and it is fresh), without a query. */
-  known(key: string): MediaDerivedTable | undefined {
-    const entry = this.#known.get(key);
-    return entry && entry.expires > this.#now() ? entry.row : undefined;
   }
 
   async find(key: string): Promise<MediaDerivedTable | undefined> {
-    const known = this.known(key);
-    if (known) return known;
-    const row = await this.#db
-      .selectFrom('media_derived')
-      .selectAll()
-      .where('key', '=', key)
-      .executeTakeFirst();
-    if (row) this.#remember(row);
-    return row;
+    return this.#db.selectFrom('media_derived').selectAll().where('key', '=', key).executeTakeFirst();
   }
 
   /** The variants of some content, by preset then format. */
@@ -133,33 +101,16 @@ export class DerivedBlobs {
     const stored = await this.find(output.key);
     return stored ?? row;
   }
-
-  #remember(row: MediaDerivedTable): void {
-    if (this.#maxEntries === 0 || this.#ttlMs === 0) return;
-    // A refreshed row goes to the back, so the first key is always the oldest.
-    this.#known.delete(row.key);
-    if (this.#known.size >= this.#maxEntries) this.#known.delete(this.#known.keys().next().value!);
-    this.#known.set(row.key, { row, expires: this.#now() + this.#ttlMs });
-  }
 }
 
-/**
- * What the origin serves for a derived blob requested through `source`'s URL: the derived bytes, under
- * the source's access rules and caching kind. Last-Modified is when the derived blob was made (never
- * before the source's content), so a date validator can not match bytes rendered under older settings.
- */
-export function derivedRepresentation(source: Representation, row: MediaDerivedTable): Representation {
-  const base = source.filename.replace(/\.[^.]*$/, '');
+/** A derived row as the origin serves it (src/delivery/derive.ts). */
+export function derivedBlob(row: MediaDerivedTable): DerivedBlob {
   const suffix = row.preset ?? `${row.width}x${row.height}`;
   return {
-    kind: source.kind,
-    assetId: source.assetId,
-    tenantId: source.tenantId,
     sha256: row.sha256,
     size: row.size,
     contentType: row.content_type,
-    filename: `${base}-${suffix}.${EXTENSIONS[row.format as OutputFormat] ?? row.format}`,
-    lastModified: new Date(Math.max(source.lastModified.getTime(), Math.floor(row.created_at / 1000) * 1000)),
-    visibility: source.visibility,
+    nameSuffix: `-${suffix}.${EXTENSIONS[row.format as OutputFormat] ?? row.format}`,
+    createdAt: row.created_at,
   };
 }

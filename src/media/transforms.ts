@@ -5,17 +5,18 @@ import type { Config } from '../config/config.ts';
 import { transformLimits } from '../config/media-settings.ts';
 import type { MediaDerivedTable } from '../db/tables.ts';
 import { type BufferLease, BufferPool } from '../delivery/buffer-pool.ts';
+import type { Derive } from '../delivery/derive.ts';
 import type { Representation } from '../delivery/lookup.ts';
-import type { Derive } from '../delivery/origin.ts';
+import { Memo } from '../delivery/memo.ts';
 import type { SigningKey } from '../delivery/signed-url.ts';
 import { ConveyorError } from '../errors.ts';
 import type { OutputFormat, ResolvedSpec } from '../grammar/transform-spec.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { type DerivedBlobs, derivedRepresentation, EXTENSIONS, variantKey } from './derived.ts';
+import { type DerivedBlobs, derivedBlob, EXTENSIONS, variantKey } from './derived.ts';
 import { ImageError } from './image/errors.ts';
 import type { ImageRuntime, RenderOptions } from './image/index.ts';
 import { imageLibrary } from './image/lazy.ts';
-import { resolveFormat, type SourceImage } from './image/negotiate.ts';
+import { acceptSignature, resolveFormat, type SourceImage } from './image/negotiate.ts';
 import {
   authorizeTransform,
   buildTransformUrl,
@@ -38,7 +39,8 @@ import { Slots } from './slots.ts';
  *
  * A transform's result is stored as a derived blob under a canonical key (the source's SHA-256 plus every
  * option spelled out, the effective quality included), so each distinct output is rendered once per
- * installation; concurrent identical requests in one process share one render; renders run at most
+ * installation; concurrent identical requests in one process share one render; what is found is
+ * remembered by the origin (src/delivery/derive.ts), under each step's `key`; renders run at most
  * `transformConcurrency` at a time with `transformQueueSize` waiting, and past that the answer is 503 with
  * Retry-After, so a burst costs queueing, never memory. Inside its slot a render also waits for room in
  * the process's image memory budget (shared with the image jobs) for its estimated libvips memory.
@@ -56,18 +58,24 @@ export class TransformService {
   readonly #maxInputBytes: number;
   readonly #sourcePool: BufferPool;
   readonly #slots: Slots;
-  /** Renders in progress, by cache key: identical requests arriving together are computed once. */
-  readonly #inflight = new Map<string, Promise<Rendered>>();
+  /**
+   * Renders by cache key, from their start until their output is stored: identical requests meanwhile
+   * share one, and get its bytes.
+   */
+  readonly #renders = new Memo<Rendered>();
   /** Each in-flight render until its output is stored (never rejects). */
   readonly #storing = new Set<Promise<unknown>>();
   readonly #log: { error(obj: object, msg: string): void };
-  readonly #represented = new WeakMap<Representation, Map<string, Representation>>();
-  readonly #accepted = new Map<string, ParsedTransformPath>();
-  readonly #keysByRequest = new Map<string, string>();
+  /**
+   * Accepted transform paths. The keys and limits are fixed for the life of the process, so the answer
+   * for a path never changes: a CDN asks for the same URLs over and over, and the HMAC alone was a quarter
+   * of a cached transform's cost.
+   */
+  readonly #accepted = new Memo<ParsedTransformPath>({ maxEntries: ACCEPTED_PATHS });
+  /** Source facts needed before the cache key is known (format, alpha), by content hash. */
+  readonly #sources = new Memo<SourceImage>({ maxEntries: SOURCES });
   /** Renders started by this process (tests check that identical requests share one). */
   renders = 0;
-  /** Source facts needed before the cache key is known (format, alpha), by content hash. */
-  readonly #sources = new Map<string, SourceImage>();
 
   constructor(deps: {
     config: Config;
@@ -125,18 +133,16 @@ export class TransformService {
 
   /**
    * Parses a `/t/...` path and checks its signature: 400 for a malformed URL, 403 for a bad signature.
-   * Accepted paths are remembered (the keys and limits are fixed for the life of the process, so the
-   * answer for a path never changes): a CDN asks for the same URLs over and over, and the HMAC alone was
-   * a quarter of a cached transform's cost.
+   * Accepted paths are remembered.
    */
   parse(pathname: string): ParsedTransformPath {
-    const known = this.#accepted.get(pathname);
+    const known = this.#accepted.getNow(pathname);
     if (known) return known;
     const parsed = parseTransformPath(pathname, this.#limits, this.#presets);
     if (authorizeTransform(parsed, this.#keys, this.#allowUnsigned) === 'denied') {
       throw new ConveyorError('access_denied', 'The transform URL is not signed, or not signed correctly');
     }
-    remember(this.#accepted, pathname, parsed, ACCEPTED_PATHS);
+    this.#accepted.set(pathname, parsed);
     return parsed;
   }
 
@@ -149,23 +155,25 @@ export class TransformService {
     return path;
   }
 
-  /** The Derive step of a parsed transform: find or render the output for the negotiated format. */
+  /**
+   * The Derive step of a parsed transform: find or render the output for the negotiated format. Its key
+   * is the signed part of the URL and the source's content, and for `f:auto` what the Accept header makes
+   * acceptable, the only part of the request the choice reads.
+   */
   transform(parsed: ParsedTransformPath): Derive {
+    const negotiated = parsed.spec.format === 'auto';
     return {
-      known: (source, request) => {
-        const image = this.#sources.get(source.sha256);
-        if (!image) return undefined;
-        const { key, headers } = this.#output(parsed, source, image, request.headers.accept);
-        const stored = this.#derived.known(key);
-        return stored && { rep: this.#represent(source, stored), headers };
-      },
+      key: (source, request) =>
+        negotiated
+          ? `transform\n${parsed.signedPart}\n${source.sha256}\n${acceptSignature(request.headers.accept)}`
+          : `transform\n${parsed.signedPart}\n${source.sha256}`,
       derive: async (source, request) => {
         const image = await this.#sourceImage(source);
         const { key, headers, spec } = this.#output(parsed, source, image, request.headers.accept);
         const stored = await this.#derived.find(key);
-        if (stored) return { rep: this.#represent(source, stored), headers };
+        if (stored) return { blob: derivedBlob(stored), headers };
         const rendered = await this.#rendering(source, spec, key);
-        return { rep: this.#represent(source, rendered.row), headers, bytes: rendered.bytes };
+        return { blob: derivedBlob(rendered.row), headers, bytes: rendered.bytes };
       },
     };
   }
@@ -182,13 +190,7 @@ export class TransformService {
     const quality = spec.quality ?? defaultQuality(this.#render, choice.format);
     if (quality !== undefined) spec.quality = quality;
     const headers = choice.varyAccept ? VARY_ACCEPT : NO_HEADERS;
-    const memo = `${parsed.signedPart}\n${choice.format}\n${source.sha256}`;
-    let key = this.#keysByRequest.get(memo);
-    if (key === undefined) {
-      key = cacheKey(spec, source.sha256);
-      remember(this.#keysByRequest, memo, key, ACCEPTED_PATHS);
-    }
-    return { spec, key, headers };
+    return { spec, key: cacheKey(spec, source.sha256), headers };
   }
 
   /** The Derive step of a preset variant (`thumb.webp`): served once the image job has made it. */
@@ -197,60 +199,34 @@ export class TransformService {
     const format = match ? formatOfExtension(match[2]!) : undefined;
     if (!match || !format) return NO_SUCH_VARIANT;
     const preset = match[1]!;
-    const keyOf = (source: Representation) => variantKey(source.sha256, preset, format);
+    // The variant's key in the database names everything it depends on.
+    const key = (source: Representation) => variantKey(source.sha256, preset, format);
     return {
-      known: (source) => {
-        const row = this.#derived.known(keyOf(source));
-        return row && { rep: this.#represent(source, row) };
-      },
+      key,
       derive: async (source) => {
-        const row = await this.#derived.find(keyOf(source));
+        const row = await this.#derived.find(key(source));
         // Not made (yet, or not an image, or not a configured preset): the same answer for all three.
         if (!row) throw new ConveyorError('not_found', 'No such variant (yet)');
-        return { rep: this.#represent(source, row) };
+        return { blob: derivedBlob(row) };
       },
     };
   }
 
-  /**
-   * The derived representation, the same object for as long as the source's is (the delivery lookup
-   * keeps that for its TTL), so the origin formats its fixed headers once rather than per request.
-   */
-  #represent(source: Representation, row: MediaDerivedTable): Representation {
-    let bySource = this.#represented.get(source);
-    if (!bySource) {
-      bySource = new Map();
-      this.#represented.set(source, bySource);
-    }
-    let rep = bySource.get(row.key);
-    if (!rep) {
-      rep = derivedRepresentation(source, row);
-      bySource.set(row.key, rep);
-    }
-    return rep;
-  }
-
-  async #sourceImage(source: Representation): Promise<SourceImage> {
-    const known = this.#sources.get(source.sha256);
-    if (known) return known;
-    const info = await this.#images.info(source.sha256);
-    let image: SourceImage;
-    if (info) {
-      image = { format: info.format, hasAlpha: info.has_alpha === 1 };
-    } else {
+  /** The source's format and alpha, from its analysis or else its header; probed once per content. */
+  #sourceImage(source: Representation): Promise<SourceImage> {
+    return this.#sources.get(source.sha256, async () => {
+      const info = await this.#images.info(source.sha256);
+      if (info) return { format: info.format, hasAlpha: info.has_alpha === 1 };
       // Not analysed (yet): probe the header.
       const lease = await this.#read(source);
       try {
         const { probeImage } = await imageLibrary(this.#runtime);
         const probe = await probeImage(lease.bytes, this.#render.limits).catch(imageProblem);
-        image = { format: probe.format, hasAlpha: probe.hasAlpha };
+        return { format: probe.format, hasAlpha: probe.hasAlpha };
       } finally {
         lease.release();
       }
-    }
-    if (this.#sources.size >= 10_000) this.#sources.delete(this.#sources.keys().next().value!);
-    this.#sources.set(source.sha256, image);
-    return image;
+    });
   }
 
   /** Resolves once every render started so far is answered and stored (or has failed). */
@@ -265,10 +241,11 @@ export class TransformService {
    * fails, the answer was still right, and the next request renders anew.)
    */
   #rendering(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
-    const running = this.#inflight.get(key);
-    if (running) return running;
+    return this.#renders.get(key, () => this.#renderAndStore(source, spec, key));
+  }
+
+  #renderAndStore(source: Representation, spec: ResolvedSpec, key: string): Promise<Rendered> {
     const rendered = this.#renderOne(source, spec, key);
-    this.#inflight.set(key, rendered);
     const storing = rendered
       .then(
         ({ row, bytes }) =>
@@ -289,7 +266,7 @@ export class TransformService {
         () => {},
       )
       .finally(() => {
-        this.#inflight.delete(key);
+        this.#renders.delete(key);
         this.#storing.delete(storing);
       });
     this.#storing.add(storing);
@@ -329,7 +306,6 @@ export class TransformService {
     return { row, bytes: output.data };
   }
 
-  /** The whole source in memory, in one positional read (its size is known from the lookup). */
   /**
    * The whole source in memory, in one positional read (its size is known from the lookup), into a
    * pooled buffer: a fresh multi-megabyte buffer per render made V8 run full collections for the
@@ -361,8 +337,10 @@ interface Rendered {
 /** Idle source buffers kept for the next renders (a few sources of a typical photo's size). */
 const SOURCE_POOL_BYTES = 64 * 1024 * 1024;
 
-/** Accepted transform paths (and their cache keys) remembered per process. */
+/** Accepted transform paths remembered per process. */
 const ACCEPTED_PATHS = 10_000;
+/** Sources whose format and alpha are remembered per process. */
+const SOURCES = 10_000;
 
 /** Extra response headers of a transform, shared by every response (the origin only reads them). */
 const VARY_ACCEPT: OutgoingHttpHeaders = Object.freeze({ vary: 'Accept' });
@@ -370,16 +348,11 @@ const NO_HEADERS: OutgoingHttpHeaders = Object.freeze({});
 
 /** A variant file name that no preset can produce (`thumb.gif`, `x`): 404 after the source's checks. */
 const NO_SUCH_VARIANT: Derive = {
+  key: () => 'no such variant',
   derive: async () => {
     throw new ConveyorError('not_found', 'No such variant');
   },
 };
-
-/** A bounded memo: the oldest entry goes when it is full. */
-function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
-  if (map.size >= max) map.delete(map.keys().next().value!);
-  map.set(key, value);
-}
 
 function formatOfExtension(ext: string): OutputFormat | undefined {
   return (

@@ -57,13 +57,7 @@ export function collectMedia(ledger: BlobLedger): void {
 export function attachMedia(deps: MediaDeps): Media {
   const { config, db, store, ledger, jobs } = deps;
   collectMedia(ledger);
-  const derived = new DerivedBlobs({
-    db,
-    store,
-    ledger,
-    maxEntries: config.transformCacheEntries,
-    ttlMs: config.deliveryMetadataTtlMs,
-  });
+  const derived = new DerivedBlobs({ db, store, ledger });
   const ingest = new IngestService(deps);
   ingest.register(jobs.registry);
   const images = new ImageProcessor({ config, db, store, derived, jobs });

@@ -92,7 +92,7 @@ export class BlobFiles {
     const length = range.end - range.start + 1;
     if (length > this.#syncReadMaxBytes) return false;
     // Only a name that was opened (and so checked) before is ever found here.
-    const handle = this.#handles.openNow(sha256);
+    const handle = this.#handles.acquireNow(sha256);
     if (handle === undefined) return false;
     const read = readFullySync(handle, target.subarray(0, length), range.start);
     if (read !== length) throw new Error(`blob ${sha256} ended after ${read} of ${length} bytes`);

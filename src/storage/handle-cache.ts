@@ -56,11 +56,11 @@ export class HandleCache {
   }
 
   /**
-   * The handle of `key` if it is open already (the file was read recently), else undefined; never opens.
-   * For use before the caller's synchronous code returns, so it needs no release: nothing can evict or
-   * close the handle in between.
+   * `acquire` at once: the handle of `key` if it is open already (the file was read recently), else
+   * undefined, having opened nothing. For use before the caller's synchronous code returns, so it needs no
+   * release: nothing can evict or close the handle in between.
    */
-  openNow(key: string): FileHandle | undefined {
+  acquireNow(key: string): FileHandle | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     entry.used = true;

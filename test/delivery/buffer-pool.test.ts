@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BufferPool } from '../../src/delivery/buffer-pool.ts';
+import { BufferPool, POISON } from '../../src/delivery/buffer-pool.ts';
 
 const KiB = 1024;
 
@@ -42,6 +42,21 @@ describe('BufferPool', () => {
     const leases = [pool.acquire(64 * KiB), pool.acquire(64 * KiB), pool.acquire(16 * KiB)];
     for (const lease of leases) lease.release();
     assert.equal(pool.pooledBytes, 80 * KiB, 'the second 64 KiB buffer did not fit and was dropped');
+  });
+
+  it('overwrites a released buffer at once while poisonReleased is on', (t) => {
+    BufferPool.poisonReleased = true;
+    t.after(() => {
+      BufferPool.poisonReleased = false;
+    });
+    const pool = new BufferPool({ maxBufferBytes: 256 * KiB, maxPooledBytes: 0 });
+    const lease = pool.acquire(20 * KiB);
+    const held = lease.bytes.fill(7);
+    lease.release();
+    assert.ok(
+      held.every((byte) => byte === POISON),
+      'even a buffer the pool does not keep',
+    );
   });
 
   it('refuses lengths over its maximum', () => {

@@ -22,20 +22,20 @@ describe('DeliveryLookup metadata reuse', () => {
     assert.equal((await lookup.latest(asset.id))?.visibility, 'private');
   });
 
-  it('knows a remembered representation without a query, and nothing else', async () => {
+  it('remembers a representation it found, and nothing else', async () => {
     const asset = await upload(server, 'known', { filename: 'k.txt' });
     const lookup = new DeliveryLookup(server.conveyor.db.kysely, { ttlMs: 60_000 });
-    assert.equal(lookup.known('latest', asset.id), undefined, 'not looked up yet');
+    assert.equal(lookup.remembered.getNow(asset.id), undefined, 'not looked up yet');
     const rep = await lookup.latest(asset.id);
-    assert.equal(lookup.known('latest', asset.id), rep);
-    assert.equal(lookup.known('version', asset.id), undefined, 'an asset id is not a version');
+    assert.equal(lookup.remembered.getNow(asset.id), rep);
+    assert.equal(await lookup.version(asset.id), null, 'an asset id is not a version');
     assert.equal(await lookup.latest('ast_0000000000000000000000000'), null);
-    assert.equal(lookup.known('latest', 'ast_0000000000000000000000000'), undefined, 'misses unknown');
+    assert.equal(lookup.remembered.getNow('ast_0000000000000000000000000'), undefined, 'misses unknown');
     lookup.invalidate();
-    assert.equal(lookup.known('latest', asset.id), undefined);
+    assert.equal(lookup.remembered.getNow(asset.id), undefined);
     const uncached = new DeliveryLookup(server.conveyor.db.kysely, { ttlMs: 0 });
     await uncached.latest(asset.id);
-    assert.equal(uncached.known('latest', asset.id), undefined, 'ttl 0 remembers nothing');
+    assert.equal(uncached.remembered.getNow(asset.id), undefined, 'ttl 0 remembers nothing');
   });
 
   it('never remembers a miss, and with ttl 0 always queries', async () => {

@@ -5,17 +5,17 @@ import { DerivedBlobs, type DerivedOutput } from '../../src/media/derived.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 
 /**
- * DerivedBlobs remembers found rows, but only for its TTL: garbage collection (in any process) deletes
- * the rows of content nothing refers to any more, and a row trusted for ever would outlive its blob.
+ * DerivedBlobs stores outputs through the blob ledger and finds them by key in the database. It
+ * remembers nothing itself: the origin does, for the metadata TTL (test/delivery/derive.test.ts).
  */
-describe('DerivedBlobs memory', () => {
+describe('DerivedBlobs', () => {
   let server: TestServer;
   before(async () => {
     server = await startConveyor();
   });
   after(() => server.close());
 
-  const output = (key: string): DerivedOutput => ({
+  const output = (key: string, data = `bytes of ${key}`): DerivedOutput => ({
     key,
     kind: 'transform',
     sourceSha256: 'a'.repeat(64),
@@ -24,35 +24,28 @@ describe('DerivedBlobs memory', () => {
     contentType: 'image/webp',
     width: 1,
     height: 1,
-    data: Buffer.from(`bytes of ${key}`),
+    data: Buffer.from(data),
   });
 
-  function blobs(ttlMs: number, clock: { now: number }) {
+  function blobs() {
     const { db, store, ledger } = server.conveyor;
-    return new DerivedBlobs({ db: db.kysely, store, ledger, maxEntries: 100, ttlMs, now: () => clock.now });
+    return new DerivedBlobs({ db: db.kysely, store, ledger });
   }
 
-  it('answers from memory within the TTL, and asks the database again after it', async () => {
-    const clock = { now: 1_000_000 };
-    const derived = blobs(5_000, clock);
-    assert.equal(derived.known('k1'), undefined);
+  it('finds a stored output by its key, and keeps the first of two stored under one key', async () => {
+    const derived = blobs();
+    assert.equal(await derived.find('k1'), undefined);
     const row = await derived.put(output('k1'));
-    assert.equal(derived.known('k1'), row, 'remembered once stored');
-
-    // Gone from the database (as garbage collection does): still known until the TTL runs out.
-    await server.conveyor.db.kysely.deleteFrom('media_derived').where('key', '=', 'k1').execute();
-    clock.now += 4_999;
-    assert.equal(derived.known('k1'), row);
-    clock.now += 1;
-    assert.equal(derived.known('k1'), undefined, 'expired');
-    assert.equal(await derived.find('k1'), undefined, 'and the database says it is gone');
+    assert.deepEqual(await derived.find('k1'), row);
+    const again = await derived.put(output('k1', 'other bytes'));
+    assert.equal(again.sha256, row.sha256, 'the first row stays');
   });
 
-  it('with a TTL of 0 remembers nothing', async () => {
-    const derived = blobs(0, { now: 0 });
+  it('answers from the database: a row garbage collection deleted is gone at once', async () => {
+    const derived = blobs();
     await derived.put(output('k2'));
-    assert.equal(derived.known('k2'), undefined);
-    assert.equal((await derived.find('k2'))?.key, 'k2', 'found in the database');
+    await server.conveyor.db.kysely.deleteFrom('media_derived').where('key', '=', 'k2').execute();
+    assert.equal(await derived.find('k2'), undefined);
   });
 });
 
@@ -72,7 +65,7 @@ describe('garbage collection of media', () => {
     const { db, store, ledger } = server.conveyor;
     const kept = await upload(server, 'content an asset still has');
     const gone = 'e'.repeat(64);
-    const derived = new DerivedBlobs({ db: db.kysely, store, ledger, maxEntries: 100, ttlMs: 0 });
+    const derived = new DerivedBlobs({ db: db.kysely, store, ledger });
     const output = (key: string, sourceSha256: string): DerivedOutput => ({
       key,
       kind: 'variant',

@@ -11,6 +11,8 @@ import {
 
 export interface ContractSubject {
   store: BlobStore;
+  /** The store reads a blob it has just read at once (`readIntoNow` answers true for a small range). */
+  readsNow?: boolean;
   teardown(): Promise<void>;
 }
 
@@ -122,6 +124,86 @@ export function blobStoreContract(name: string, setup: () => Promise<ContractSub
         store.readInto(sha256(Buffer.from('absent')), { start: 0, end: 0 }, target),
         BlobNotFoundError,
       );
+    });
+
+    it('reads at once, where it can, exactly what readInto reads, and otherwise writes nothing', async (t) => {
+      const { readIntoNow } = store;
+      if (!readIntoNow) {
+        t.skip('this store reads nothing at once');
+        return;
+      }
+      const now = readIntoNow.bind(store);
+      const content = pattern(0, 4000, 5);
+      const hash = await put(content);
+      const ranges = [
+        { start: 0, end: 0 },
+        { start: 100, end: 599 },
+        { start: 0, end: 3999 },
+        { start: 3999, end: 3999 },
+      ];
+      let answered = 0;
+      for (const phase of ['cold', 'warm']) {
+        // Warm: the store has just read the blob, so whatever it keeps to read at once, it has.
+        if (phase === 'warm') await store.readInto(hash, { start: 0, end: 0 }, Buffer.alloc(1));
+        for (const range of ranges) {
+          const length = range.end - range.start + 1;
+          const target = Buffer.alloc(length + 10, 0xee);
+          const label = `${phase} ${range.start}-${range.end}`;
+          if (now(hash, range, target)) {
+            answered++;
+            assert.deepEqual(target.subarray(0, length), content.subarray(range.start, range.end + 1), label);
+          } else {
+            assert.ok(
+              target.subarray(0, length).every((byte) => byte === 0xee),
+              `${label}: refused, untouched`,
+            );
+          }
+          assert.ok(
+            target.subarray(length).every((byte) => byte === 0xee),
+            `${label}: nothing past the range`,
+          );
+        }
+      }
+      if (subject.readsNow) {
+        assert.ok(answered > 0, 'a blob just read is read at once');
+        assert.equal(now(hash, { start: 100, end: 599 }, Buffer.alloc(500)), true);
+      }
+      // Past the end: an error, as readInto's rejection, or a refusal; never a short read passed as whole.
+      let past: boolean | Error;
+      try {
+        past = now(hash, { start: 3900, end: 4099 }, Buffer.alloc(200));
+      } catch (error) {
+        past = error as Error;
+      }
+      assert.notEqual(past, true, 'past the end');
+      assert.equal(now(sha256(Buffer.from('absent')), { start: 0, end: 0 }, Buffer.alloc(1)), false);
+    });
+
+    it('hands each staged chunk to release once its bytes are stored, and reads it no more', async () => {
+      // Spans two S3 parts (5 MiB each), in the 64 KiB chunks a socket delivers.
+      const size = 6 * MIB + 123;
+      const chunks: Buffer[] = [];
+      for (let offset = 0; offset < size; offset += 64 * 1024) {
+        chunks.push(pattern(offset, Math.min(size, offset + 64 * 1024), 13));
+      }
+      const expected = sha256(pattern(0, size, 13));
+      const released = new Map<Buffer, number>();
+      const staged = await store.stage(Readable.from(chunks), {
+        maxBytes: NO_LIMIT,
+        release: (chunk) => {
+          released.set(chunk, (released.get(chunk) ?? 0) + 1);
+          // Poisoned, as if its memory were reused at once: a store that still read it would keep this.
+          chunk.fill(0xdb);
+        },
+      });
+      assert.equal(staged.sha256, expected);
+      assert.equal(released.size, chunks.length, 'every chunk released');
+      assert.ok(
+        [...released.values()].every((count) => count === 1),
+        'each once',
+      );
+      await store.commit(staged);
+      assert.equal(await hashStream(await store.get(staged.sha256)), expected, 'the stored bytes');
     });
 
     it('makes nothing visible before commit', async () => {

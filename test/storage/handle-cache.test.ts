@@ -57,14 +57,14 @@ describe('HandleCache', () => {
     a.release();
     const b = await cache.acquire(file('b'));
     b.release();
-    assert.ok(cache.openNow(file('a')), 'a is used again, so b is now the coldest');
+    assert.ok(cache.acquireNow(file('a')), 'a is used again, so b is now the coldest');
     const c = await cache.acquire(file('c'));
     c.release();
     assert.equal(cache.size, 2);
     assert.equal(b.handle.fd, -1, 'b was closed');
-    assert.equal(cache.openNow(file('b')), undefined);
-    assert.equal(cache.openNow(file('a')), a.handle, 'a survived');
-    assert.equal(cache.openNow(file('c')), c.handle);
+    assert.equal(cache.acquireNow(file('b')), undefined);
+    assert.equal(cache.acquireNow(file('a')), a.handle, 'a survived');
+    assert.equal(cache.acquireNow(file('c')), c.handle);
     await cache.close();
   });
 
@@ -87,7 +87,7 @@ describe('HandleCache', () => {
     const read = await a.handle.read(Buffer.alloc(3), 0, 3, 0);
     assert.equal(read.buffer.toString(), 'aaa');
     a.release();
-    assert.equal(cache.openNow('a'), a.handle);
+    assert.equal(cache.acquireNow('a'), a.handle);
     await cache.close();
   });
 
@@ -95,5 +95,32 @@ describe('HandleCache', () => {
     const cache = new HandleCache(4);
     await assert.rejects(cache.acquire(file('missing')), { code: 'ENOENT' });
     assert.equal(cache.size, 0);
+  });
+});
+
+/**
+ * `acquireNow`, the synchronous twin of `acquire` that BlobFiles.readIntoNow reads through: it answers the
+ * very handle `acquire` would, and only one that is open already (it never opens, so never waits).
+ */
+describe('HandleCache.acquireNow', () => {
+  it('hands out only handles that are open already, and follows forget', async (t) => {
+    const dir = await makeTempDir('conveyor-handles-');
+    const path = join(dir.path, 'f');
+    await writeFile(path, 'bytes');
+    const handles = new HandleCache(4);
+    t.after(() => handles.close().then(dir.cleanup));
+
+    assert.equal(handles.acquireNow(path), undefined);
+    const first = await handles.acquire(path);
+    assert.equal(first.warm, false);
+    first.release();
+    const open = handles.acquireNow(path);
+    assert.ok(open, 'open after the first acquire');
+    assert.equal(open, first.handle, 'the same shared handle');
+    const second = await handles.acquire(path);
+    assert.equal(second.warm, true);
+    second.release();
+    handles.forget(path);
+    assert.equal(handles.acquireNow(path), undefined);
   });
 });

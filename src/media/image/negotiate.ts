@@ -91,6 +91,21 @@ export function negotiateFormat(
   return { format: chosen ?? fallback, varyAccept: true };
 }
 
+/**
+ * What `auto` reads of an Accept value: whether there is one, and which output formats it makes
+ * acceptable (as `negotiateFormat` weighs them). Two values with the same signature negotiate the same
+ * format for every source and configuration, so a remembered answer may be keyed by it.
+ */
+export function acceptSignature(accept: string | undefined): string {
+  if (accept === undefined) return '-';
+  const ranges = parseAccept(accept);
+  let signature = '';
+  for (const format of OUTPUT_FORMATS) {
+    signature += quality(ranges, format, format === 'jpeg' || format === 'png') > 0 ? '1' : '0';
+  }
+  return signature;
+}
+
 /** Allowed formats in the order that best keeps the source: lossless with alpha, lossy without. */
 function fallbackOrder(source: SourceImage, allowed: readonly OutputFormat[]): OutputFormat[] {
   const order: OutputFormat[] = source.hasAlpha

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OUTPUT_FORMATS, type OutputFormat } from '../../../src/grammar/transform-spec.ts';
 import {
+  acceptSignature,
   negotiateFormat,
   parseAccept,
   quality,
@@ -122,6 +123,56 @@ describe('negotiateFormat', () => {
     assert.equal(pick('image/avif;foo'), 'avif');
     assert.equal(pick('*/avif'), 'jpeg');
     assert.equal(pick('image/avif,image/avif;q=0'), 'jpeg');
+  });
+});
+
+describe('acceptSignature', () => {
+  it('is the same for two Accept values only when they negotiate alike', () => {
+    const accepts = [
+      CHROME,
+      SAFARI_17,
+      SAFARI_15,
+      FIREFOX,
+      FIREFOX_93,
+      CHROME_84,
+      IE_11,
+      CURL,
+      undefined,
+      '',
+      'image/webp;q=0',
+      'image/avif;q=0,image/webp',
+      'image/png',
+      'image/jpeg',
+      'text/html',
+      'IMAGE/AVIF',
+    ];
+    const sources: SourceImage[] = [
+      PHOTO,
+      LOGO,
+      { format: 'gif', hasAlpha: true },
+      { format: 'webp', hasAlpha: false },
+    ];
+    const configurations: OutputFormat[][] = [
+      [...ALL],
+      ['jpeg', 'png'],
+      ['webp', 'png'],
+      ['avif', 'jpeg'],
+      ['png'],
+    ];
+    for (const a of accepts) {
+      for (const b of accepts) {
+        if (acceptSignature(a) !== acceptSignature(b)) continue;
+        const same = sources.every((source) =>
+          configurations.every(
+            (allowed) =>
+              negotiateFormat(a, source, allowed).format === negotiateFormat(b, source, allowed).format,
+          ),
+        );
+        assert.ok(same, `${a} and ${b} share a signature`);
+      }
+    }
+    assert.notEqual(acceptSignature(CHROME), acceptSignature(CURL));
+    assert.notEqual(acceptSignature(CURL), acceptSignature(undefined));
   });
 });
 
