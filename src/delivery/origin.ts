@@ -107,7 +107,7 @@ interface FixedHeaders {
  * are pure functions in this folder; this class applies them to a request and writes the response on
  * Node's own `ServerResponse`. It is called from two places: the Fastify routes (which add the query's
  * validation, Authorization and an optional rate limit) and, for the plain public GET that a CDN sends,
- * straight from the HTTP server (see src/http/fast-delivery.ts), where Fastify's routing and hooks would be
+ * straight from the HTTP server (see src/delivery/fast-delivery.ts), where Fastify's routing and hooks would be
  * most of the work.
  */
 export class Origin {
