@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LANES, OPEN_STATES } from '../glossary.ts';
 import type { JobEvent } from '../jobs/context.ts';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
@@ -100,6 +100,9 @@ export class Metrics {
   /** `hostLabels`: show breaker keys, which hold host names, as they are (`metricsHostLabels`). */
   constructor(options: { hostLabels?: boolean } = {}) {
     const showHosts = options.hostLabels ?? false;
+    // The standard process_* and nodejs_* metrics every Node exporter has (CPU, memory, open files,
+    // heap, event-loop lag, GC): read when scraped, nothing on the request path.
+    collectDefaultMetrics({ register: this.registry });
     const self = this;
     this.jobQueueDepth = new Gauge({
       name: 'conveyor_job_queue_depth',

@@ -83,6 +83,34 @@ describe('/metrics on the main port, with a token', () => {
   });
 });
 
+describe('/metrics: the process and runtime metrics', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startConveyor();
+  });
+  after(() => server.close());
+
+  it("include prom-client's standard process_* and nodejs_* metrics beside Conveyor's own", async () => {
+    const res = await request(server, 'GET', '/metrics', {});
+    assert.equal(res.status, 200);
+    const text = res.body.toString();
+    for (const name of [
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'process_open_fds',
+      'process_start_time_seconds',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_active_handles_total',
+      'nodejs_version_info',
+    ]) {
+      assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
+      assert.match(text, new RegExp(`^${name}(\\{[^}]*\\})? [0-9.e+-]+$`, 'm'), `${name} has a value`);
+    }
+    assert.match(text, /^# TYPE conveyor_http_requests_total counter$/m);
+  });
+});
+
 describe('/metrics on a port of its own (metricsPort)', () => {
   let server: TestServer;
   let metricsUrl: string;
