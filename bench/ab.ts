@@ -26,6 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { freePort } from '../test/helpers/child.ts';
+import { benchServerEnv } from './server-env.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,21 +57,7 @@ interface Server {
 async function start(build: string, data: string, env: Record<string, string>): Promise<Server> {
   spawnSync(join(build, 'bin/conveyor'), ['--help'], { cwd: build }); // compiles, if it must
   const port = await freePort();
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('CONVEYOR_')) childEnv[k] = v;
-  Object.assign(childEnv, {
-    CONVEYOR_DATA_DIR: data,
-    CONVEYOR_HOST: '127.0.0.1',
-    CONVEYOR_PORT: String(port),
-    CONVEYOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    CONVEYOR_ADMIN_KEY: KEY,
-    CONVEYOR_LOG_LEVEL: 'warn',
-    CONVEYOR_RATE_LIMIT_PER_KEY: '0',
-    CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
-    CONVEYOR_GC_INTERVAL_SECONDS: '0',
-    ...env,
-  });
+  const childEnv = benchServerEnv({ dataDir: data, port, adminKey: KEY }, env);
   const log = createWriteStream(join(data, `conveyor-${port}.log`));
   await once(log, 'open');
   const child = spawn(join(build, 'bin/conveyor'), ['serve'], {

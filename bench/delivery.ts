@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort } from '../test/helpers/child.ts';
 import { type S3Server, startS3Server } from '../test/helpers/s3-server.ts';
+import { benchServerEnv } from './server-env.ts';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(BENCH_DIR, '..');
@@ -621,22 +622,7 @@ async function startConveyorProcess(
   key = 'cvk_' + randomBytes(32).toString('base64url'),
 ): Promise<ConveyorProcess> {
   const port = await freePort();
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('CONVEYOR_')) env[k] = v;
-  Object.assign(env, {
-    CONVEYOR_DATA_DIR: dataDir,
-    CONVEYOR_HOST: '127.0.0.1',
-    CONVEYOR_PORT: String(port),
-    CONVEYOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    CONVEYOR_ADMIN_KEY: key,
-    CONVEYOR_LOG_LEVEL: 'warn',
-    CONVEYOR_RATE_LIMIT_PER_KEY: '0',
-    CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
-    CONVEYOR_GC_INTERVAL_SECONDS: '0',
-    ...extraEnv,
-    ...options.env,
-  });
+  const env = benchServerEnv({ dataDir, port, adminKey: key }, { ...extraEnv, ...options.env });
   // Node names each profile after the process (and cluster workers inherit the flags).
   const nodeArgs = options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', join(options.cpuProf, name)] : [];
   if (processes > 1) env['CONVEYOR_PROCESSES'] = String(processes);

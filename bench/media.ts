@@ -34,6 +34,7 @@ import sharp, { type Sharp } from 'sharp';
 import { signTransformPath } from '../src/media/image/transform-url.ts';
 import { freePort } from '../test/helpers/child.ts';
 import { sceneSvg } from '../test/media/image/sample-images.ts';
+import { benchServerEnv } from './server-env.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -96,22 +97,13 @@ async function startConveyor(work: string, env: Record<string, string>): Promise
   const dataDir = await mkdtemp(join(work, 'conveyor-'));
   const key = `cvk_${randomBytes(32).toString('base64url')}`;
   const base = `http://127.0.0.1:${port}`;
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('CONVEYOR_')) childEnv[k] = v;
-  Object.assign(childEnv, {
-    CONVEYOR_DATA_DIR: dataDir,
-    CONVEYOR_HOST: '127.0.0.1',
-    CONVEYOR_PORT: String(port),
-    CONVEYOR_PUBLIC_URL: base,
-    CONVEYOR_ADMIN_KEY: key,
-    CONVEYOR_LOG_LEVEL: 'warn',
-    CONVEYOR_RATE_LIMIT_PER_KEY: '0',
-    CONVEYOR_RATE_LIMIT_PER_ADDRESS: '0',
-    CONVEYOR_GC_INTERVAL_SECONDS: '0',
-    CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
-    ...env,
-  });
+  const childEnv = benchServerEnv(
+    { dataDir, port, adminKey: key },
+    {
+      CONVEYOR_SIGNING_KEYS: `${KEY.id}:${KEY.secret.toString()}`,
+      ...env,
+    },
+  );
   const child = spawn(join(ROOT, 'bin/conveyor'), ['serve'], { cwd: ROOT, env: childEnv, stdio: 'inherit' });
   const deadline = Date.now() + 60_000;
   for (;;) {
