@@ -17,6 +17,8 @@ export interface DerivedOutput {
   width: number;
   height: number;
   data: Buffer;
+  /** When it was made (milliseconds since the epoch); by default, when it is stored. */
+  createdAt?: number;
 }
 
 /** The file extension of each output format in delivery URLs and filenames. */
@@ -88,7 +90,7 @@ export class DerivedBlobs {
       content_type: output.contentType,
       width: output.width,
       height: output.height,
-      created_at: Date.now(),
+      created_at: output.createdAt ?? Date.now(),
     };
     await this.#db.transaction().execute(async (tx) => {
       await this.#ledger.claimInTransaction(tx, staged.sha256);

@@ -260,6 +260,8 @@ export class TransformService {
               width: row.width,
               height: row.height,
               data: bytes,
+              // The time its first answers gave as Last-Modified, so that later ones give the same.
+              createdAt: row.created_at,
             })
             .catch((error: unknown) => this.#log.error({ err: error, key }, 'storing a transform failed')),
         // A failed render has been answered to the requests that waited for it.

@@ -41,6 +41,14 @@ describe('DerivedBlobs', () => {
     assert.equal(again.sha256, row.sha256, 'the first row stays');
   });
 
+  it('stores the time an output was made when it says so, so its Last-Modified does not move', async () => {
+    const derived = blobs();
+    const madeAt = Date.now() - 5_000;
+    const row = await derived.put({ ...output('k3'), createdAt: madeAt });
+    assert.equal(row.created_at, madeAt);
+    assert.equal((await derived.find('k3'))?.created_at, madeAt);
+  });
+
   it('answers from the database: a row garbage collection deleted is gone at once', async () => {
     const derived = blobs();
     await derived.put(output('k2'));
