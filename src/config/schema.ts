@@ -220,6 +220,13 @@ export const settings = {
     max: 365 * DAY,
     doc: 'stale-if-error of latest URLs (0 omits it).',
   },
+  cacheNotFoundSMaxAge: {
+    type: 'int',
+    default: 10,
+    min: 0,
+    max: 365 * DAY,
+    doc: 'Shared-cache (CDN) lifetime of a delivery 404, so a flood of unknown ids stops at the CDN (0 = no-store). Never for a request that carried an Authorization header.',
+  },
   deliveryMetadataTtlMs: {
     type: 'int',
     default: 1000,

@@ -8,6 +8,8 @@ export interface CachePolicyConfig {
   staleWhileRevalidate: number;
   /** 0 omits the directive. */
   staleIfError: number;
+  /** Shared-cache freshness of a 404 (negative caching); 0 makes it `no-store`. */
+  notFoundSMaxAge: number;
 }
 
 /** One year: the conventional "forever" for max-age, and what RFC 2616 §14.21 once named as the ceiling. */
@@ -30,8 +32,14 @@ const MAX_DELTA_SECONDS = 2_147_483_648;
  * - `private`: a response for one user only (signed or authenticated URLs). RFC 9111 §5.2.2.5: "The
  *   no-store response directive indicates that a cache MUST NOT store any part of either the immediate
  *   request or the response".
+ * - `missing`: a 404 for an id that names nothing the caller may see (negative caching). A CDN keeps it for
+ *   s-maxage, so a flood of unknown ids stops there; browsers ask again (max-age=0). RFC 9111 §4.2.2 lets a
+ *   cache store a 404 heuristically, so an explicit lifetime is the origin's way to bound it.
  */
-export function cacheControl(kind: 'latest' | 'version' | 'private', c: CachePolicyConfig): string {
+export function cacheControl(
+  kind: 'latest' | 'version' | 'private' | 'missing',
+  c: CachePolicyConfig,
+): string {
   switch (kind) {
     case 'latest': {
       const directives = [
@@ -54,6 +62,10 @@ export function cacheControl(kind: 'latest' | 'version' | 'private', c: CachePol
       return `public, max-age=${IMMUTABLE_MAX_AGE}, immutable`;
     case 'private':
       return 'private, no-store';
+    case 'missing': {
+      const sMaxAge = deltaSeconds('notFoundSMaxAge', c.notFoundSMaxAge);
+      return sMaxAge > 0 ? `public, max-age=0, s-maxage=${sMaxAge}` : 'no-store';
+    }
     default:
       throw new TypeError(`unknown cache policy kind: ${String(kind satisfies never)}`);
   }

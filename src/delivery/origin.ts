@@ -35,9 +35,12 @@ type DeliveryKind = (typeof DELIVERY_KINDS)[number];
 /**
  * The answer for an id that does not exist, and for private content the caller may not see: one error,
  * so that the two responses are the same byte for byte (README: a tenant cannot detect another's assets).
+ * `cacheControl` is the negative-caching policy; absent, the problem's own `no-store` stands.
  */
-function noSuchContent(): ConveyorError {
-  return new ConveyorError('not_found', 'No such asset or version');
+function noSuchContent(cacheControl: string | undefined): ConveyorError {
+  return new ConveyorError('not_found', 'No such asset or version', {
+    ...(cacheControl ? { headers: { 'cache-control': cacheControl } } : {}),
+  });
 }
 
 /** Why a grant that once opened the content no longer does (the 403's detail). */
@@ -82,6 +85,7 @@ export interface OriginDeps {
     | 'cacheLatestSMaxAge'
     | 'cacheStaleWhileRevalidate'
     | 'cacheStaleIfError'
+    | 'cacheNotFoundSMaxAge'
     | 'blobCacheBytes'
     | 'blobCacheItemBytes'
     | 'deliveryBufferMaxBytes'
@@ -114,7 +118,7 @@ export class Origin {
   readonly #deps: OriginDeps;
   readonly #bodies: Bodies;
   readonly #derivations: Derivations;
-  readonly #cacheControls: Record<'latest' | 'version' | 'private', string>;
+  readonly #cacheControls: Record<'latest' | 'version' | 'private' | 'missing', string>;
   /** The counter children of the six kinds of delivery response, looked up once. */
   readonly #counted = {} as Record<DeliveryKind, CounterChild>;
   /**
@@ -137,11 +141,13 @@ export class Origin {
       latestSMaxAge: settings.cacheLatestSMaxAge,
       staleWhileRevalidate: settings.cacheStaleWhileRevalidate,
       staleIfError: settings.cacheStaleIfError,
+      notFoundSMaxAge: settings.cacheNotFoundSMaxAge,
     };
     this.#cacheControls = {
       latest: cacheControl('latest', policy),
       version: cacheControl('version', policy),
       private: cacheControl('private', policy),
+      missing: cacheControl('missing', policy),
     };
     for (const kind of DELIVERY_KINDS) this.#counted[kind] = deps.metrics.deliveryResponses.labels(kind);
   }
@@ -200,7 +206,7 @@ export class Origin {
     try {
       const { lookup } = this.#deps;
       let rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
-      if (!rep) throw noSuchContent();
+      if (!rep) throw this.#missing(request);
       const isPrivate = rep.visibility === 'private';
       if (isPrivate) await this.#authorize(rep, request);
       let bytes: Buffer | undefined;
@@ -214,6 +220,17 @@ export class Origin {
     } catch (error) {
       this.#fail(error, request, res, headers);
     }
+  }
+
+  /**
+   * The 404 for `request`: a shared cache may keep it (negative caching) unless the request carried an
+   * Authorization header, whose answer is that caller's alone (RFC 9111 §3.5 lets a shared cache store an
+   * answer to an authorized request once it says s-maxage).
+   */
+  #missing(request: OriginRequest): ConveyorError {
+    return noSuchContent(
+      request.headers.authorization === undefined ? this.#cacheControls.missing : undefined,
+    );
   }
 
   async #authorize(rep: Representation, request: OriginRequest): Promise<void> {
@@ -231,7 +248,7 @@ export class Origin {
     if (verdict === 'granted') return;
     // No credential, an unknown or forged one, another asset's or another tenant's: the answer to an id
     // that does not exist, so that nobody learns that private content is there.
-    if (verdict === 'none') throw noSuchContent();
+    if (verdict === 'none') throw this.#missing(request);
     // A grant of this very content that has lapsed: its holder had access, so may be told why no longer.
     throw new ConveyorError('access_denied', LAPSED[verdict], {
       headers: { 'cache-control': 'private, no-store' },

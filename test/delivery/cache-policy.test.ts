@@ -7,6 +7,7 @@ const CONFIG: CachePolicyConfig = {
   latestSMaxAge: 3600,
   staleWhileRevalidate: 30,
   staleIfError: 86400,
+  notFoundSMaxAge: 10,
 };
 
 describe('cacheControl', () => {
@@ -37,7 +38,13 @@ describe('cacheControl', () => {
 
   it('writes zero lifetimes for max-age and s-maxage as they are', () => {
     assert.equal(
-      cacheControl('latest', { latestMaxAge: 0, latestSMaxAge: 0, staleWhileRevalidate: 0, staleIfError: 0 }),
+      cacheControl('latest', {
+        ...CONFIG,
+        latestMaxAge: 0,
+        latestSMaxAge: 0,
+        staleWhileRevalidate: 0,
+        staleIfError: 0,
+      }),
       'public, max-age=0, s-maxage=0',
     );
   });
@@ -48,6 +55,11 @@ describe('cacheControl', () => {
 
   it('keeps private responses out of every cache', () => {
     assert.equal(cacheControl('private', CONFIG), 'private, no-store');
+  });
+
+  it('lets shared caches keep a 404 for notFoundSMaxAge, and browsers ask again', () => {
+    assert.equal(cacheControl('missing', CONFIG), 'public, max-age=0, s-maxage=10');
+    assert.equal(cacheControl('missing', { ...CONFIG, notFoundSMaxAge: 0 }), 'no-store');
   });
 
   it('accepts the 2^31 ceiling of delta-seconds', () => {
@@ -62,6 +74,9 @@ describe('cacheControl', () => {
       for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2_147_483_649]) {
         assert.throws(() => cacheControl('latest', { ...CONFIG, [key]: bad }), RangeError, `${key}=${bad}`);
       }
+    }
+    for (const bad of [-1, 1.5, 2_147_483_649]) {
+      assert.throws(() => cacheControl('missing', { ...CONFIG, notFoundSMaxAge: bad }), RangeError);
     }
   });
 

@@ -554,6 +554,25 @@ for (const backend of BACKENDS) {
         });
       }
 
+      it('lets shared caches keep a 404 briefly (negative caching), but not an authorized one', async () => {
+        for (const target of [`/a/ast_${'0'.repeat(26)}`, `/v/ver_${'0'.repeat(26)}`, '/a/nonsense']) {
+          for (const method of ['GET', 'HEAD']) {
+            const res = await request(server, method, target);
+            assert.equal(res.status, 404);
+            assert.equal(
+              res.headers['cache-control'],
+              'public, max-age=0, s-maxage=10',
+              `${method} ${target}`,
+            );
+            const authorized = await request(server, method, target, {
+              authorization: `Bearer ${server.adminKey}`,
+            });
+            assert.equal(authorized.status, 404);
+            assert.equal(authorized.headers['cache-control'], 'no-store', `${method} ${target} authorized`);
+          }
+        }
+      });
+
       it('answers 404 for an asset id used as a version id and the reverse', async () => {
         assert.equal((await request(server, 'GET', `/v/${asset.id}`)).status, 404);
         assert.equal((await request(server, 'GET', `/a/${versionPath.slice(3)}`)).status, 404);
