@@ -188,6 +188,13 @@ export const settings = {
   },
   maxUploadBytes: { type: 'int', default: 5 * GiB, min: 1, max: 5 * 1024 * GiB, doc: 'Largest upload.' },
   maxJsonBodyBytes: { type: 'int', default: 1 * MiB, min: 1 * KiB, max: 64 * MiB, doc: 'Largest JSON body.' },
+  apiCompressMinBytes: {
+    type: 'int',
+    default: 1 * KiB,
+    min: 0,
+    max: 64 * MiB,
+    doc: 'JSON API responses at least this large are compressed (br, gzip) for clients that ask with Accept-Encoding; 0 turns compression off. Delivery is never compressed.',
+  },
   maxJsonDepth: {
     type: 'int',
     default: 64,

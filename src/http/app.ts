@@ -21,6 +21,7 @@ import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';
 import type { TusUploads } from '../uploads/tus.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
+import { compressJson } from './compression.ts';
 import { boundJsonDepth } from './json-body.ts';
 import { sendProblem } from './problems.ts';
 import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
@@ -189,13 +190,17 @@ export async function buildApp(
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/api/v1/docs' });
-  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(async (docs) => {
+    await compressJson(docs, config.apiCompressMinBytes);
+    docs.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  });
 
   const perKey = limiter('api-key', config.rateLimitPerKey, config.rateLimitMaxKeys);
   const perAddress = limiter('api-address', config.rateLimitPerAddress, config.rateLimitMaxKeys);
 
   await app.register(
     async (api) => {
+      await compressJson(api, config.apiCompressMinBytes);
       api.addHook('onRequest', async (request, reply) => {
         enforceRateLimit(reply, perAddress?.limiter ?? null, perAddress?.rule ?? null, request.ip);
         const principal = await deps.authenticator.identify(request);
