@@ -16,7 +16,7 @@ export const catalog = {
   validation_failed: {
     status: 400,
     title: 'The request does not match the schema',
-    when: 'A parameter or body field is missing, of the wrong type or out of range (`errors` lists them), an unknown job type, ingest kind or preset, an ingest URL refused before any download (`index` names the item)',
+    when: 'A parameter or body field is missing, of the wrong type or out of range (`errors` lists them), an unknown job type, ingest kind or preset (`index` names the ingest item)',
   },
   malformed_json: {
     status: 400,
@@ -179,16 +179,18 @@ export const catalog = {
   },
 
   // A remote ingest's failures (src/media/ingest/download-errors.ts): permanent ones end the job dead;
-  // retryable ones fail the attempt, which keeps only their message, and the job tries again.
+  // retryable ones fail the attempt, which keeps only their message, and the job tries again. The first
+  // two are also the answer to an ingest request whose URL is refused before any download (400, `index`
+  // names the item).
   bad_url: {
-    status: null,
+    status: 400,
     title: 'The URL cannot be fetched',
-    when: 'The URL or a redirect target is not an absolute http(s) URL without credentials, or a redirect leads from https to http',
+    when: 'The URL or a redirect target is not an absolute http(s) URL without credentials, or a redirect leads from https to http (refused at enqueue when the URL itself is)',
   },
   ssrf_forbidden: {
-    status: null,
+    status: 400,
     title: 'The destination is refused by policy',
-    when: 'A host, port or resolved address (of the URL or a redirect) is private, denied or not allowed',
+    when: 'A host, port or resolved address (of the URL or a redirect) is private, denied or not allowed (refused at enqueue when the URL names one literally)',
   },
   download_too_large: {
     status: null,

@@ -24,9 +24,9 @@
  *   download_aborted              no         the caller's AbortSignal fired or the caller destroyed the
  *                                            body stream
  *
- * These are not ConveyorErrors: the downloader runs inside jobs, not requests, and none of these codes
- * has an HTTP status. A permanent one ends the ingest job dead with its code; an ingest request refuses
- * a URL that fails the checks it can make without the network as `validation_failed`.
+ * These are not ConveyorErrors: the downloader runs inside jobs, not requests. A permanent one ends the
+ * ingest job dead with its code; an ingest request refuses a URL that fails the checks it can make without
+ * the network with the same code (bad_url, ssrf_forbidden: 400).
  */
 import { parseHttpDate } from '../../delivery/http-date.ts';
 import type { ErrorCode } from '../../errors.ts';

@@ -161,11 +161,14 @@ export class IngestService {
   #prepare(item: IngestItem, index: number): EnqueueInput {
     const where = (message: string) =>
       new ConveyorError('validation_failed', `Item ${index}: ${message}`, { extra: { index } });
-    // What can be refused without the network is refused now (400); what needs DNS is the job's.
+    // What can be refused without the network is refused now, with the code the job would record
+    // (bad_url, ssrf_forbidden: 400); what needs DNS is the job's.
     try {
       checkUrl(item.url, this.#policy);
     } catch (error) {
-      if (error instanceof DownloadError) throw where(error.message);
+      if (error instanceof DownloadError && (error.code === 'bad_url' || error.code === 'ssrf_forbidden')) {
+        throw new ConveyorError(error.code, `Item ${index}: ${error.message}`, { extra: { index } });
+      }
       throw error;
     }
     const kind = item.kind ?? 'default';

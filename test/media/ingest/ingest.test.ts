@@ -226,7 +226,19 @@ describe('remote ingest: SSRF (nothing reaches a recording loopback server)', ()
     for (const host of hosts) {
       const res = await guarded.json('POST', '/api/v1/ingest', { url: `http://${host}:${port}/x` });
       assert.equal(res.status, 400, `${host}: ${JSON.stringify(res.body)}`);
+      // The code and title a job would record for the same refusal after a redirect.
+      assert.equal(res.body.code, 'ssrf_forbidden', host);
+      assert.equal(res.body.title, 'The destination is refused by policy');
+      assert.equal(res.body.index, 0);
     }
+    const batch = await guarded.json('POST', '/api/v1/ingest/batch', {
+      items: [{ url: 'https://example.com/a.png' }, { url: `http://10.0.0.1:${port}/x` }],
+    });
+    assert.equal(batch.status, 400);
+    assert.deepEqual([batch.body.code, batch.body.index], ['ssrf_forbidden', 1]);
+    const credentials = await guarded.json('POST', '/api/v1/ingest', { url: 'https://user:pw@example.com/x' });
+    assert.equal(credentials.status, 400);
+    assert.equal(credentials.body.code, 'bad_url');
     assert.deepEqual(recorder.hits, []);
   });
 
