@@ -52,13 +52,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     }
   }
 
-  const given = (key: SettingKey): { raw: unknown; source: string } => {
-    const env_ = envName(key);
-    const fromEnv = env[env_];
+  type Source = 'override' | 'environment' | 'file' | 'default';
+  const given = (key: SettingKey): { raw: unknown; source: Source } => {
+    const fromEnv = env[envName(key)];
     if (Object.hasOwn(overrides, key)) return { raw: overrides[key], source: 'override' };
-    if (fromEnv !== undefined && fromEnv !== '') return { raw: fromEnv, source: env_ };
-    if (Object.hasOwn(file, key)) return { raw: file[key], source: env['CONVEYOR_CONFIG'] ?? 'file' };
+    if (fromEnv !== undefined && fromEnv !== '') return { raw: fromEnv, source: 'environment' };
+    if (Object.hasOwn(file, key)) return { raw: file[key], source: 'file' };
     return { raw: (settings[key] as Setting).default, source: 'default' };
+  };
+  /** The setting as its problem names it: the variable, and where the value came from unless that is it. */
+  const named = (key: SettingKey, source: Source): string => {
+    if (source === 'environment') return envName(key);
+    if (source === 'file') return `${envName(key)} ("${key}" in ${env['CONVEYOR_CONFIG']})`;
+    return `${envName(key)} (${source})`;
   };
 
   // Settings are parsed on first read, so that a parser may read the settings its grammar is bounded by.
@@ -75,7 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     if (setting.type === 'parsed') texts[key] = raw;
     const result = parseSetting(setting, raw, read);
     parsing.delete(key);
-    if (!result.ok && result.error !== null) problems.push(`${envName(key)} (${source}): ${result.error}`);
+    if (!result.ok && result.error !== null) problems.push(`${named(key, source)}: ${result.error}`);
     parsed.set(key, result);
     return result;
   };

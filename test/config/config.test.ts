@@ -48,6 +48,9 @@ describe('config', () => {
       assert.match(text, new RegExp(name), `${name} is named`);
     }
     assert.equal(error.problems.length, 4);
+    // Each problem names its variable once.
+    assert.ok(error.problems.includes('CONVEYOR_PORT: expected an integer, got "abc"'), text);
+    for (const problem of error.problems) assert.doesNotMatch(problem, /(CONVEYOR_\w+).*\1/, problem);
   });
 
   it('takes a metrics port of 0 to 65535 and a metrics token of 16 characters or more', () => {
@@ -71,6 +74,12 @@ describe('config', () => {
       const config = loadConfig({ CONVEYOR_CONFIG: file, CONVEYOR_LOG_LEVEL: 'warn' });
       assert.equal(config.port, 7000);
       assert.equal(config.logLevel, 'warn');
+      writeFileSync(file, JSON.stringify({ port: 'x' }));
+      assert.throws(
+        () => loadConfig({ CONVEYOR_CONFIG: file }),
+        (e: ConfigError) =>
+          e.problems[0] === `CONVEYOR_PORT ("port" in ${file}): expected an integer, got "x"`,
+      );
       writeFileSync(file, JSON.stringify({ porrt: 1 }));
       assert.throws(() => loadConfig({ CONVEYOR_CONFIG: file }), /porrt.*unknown setting/);
       writeFileSync(file, '{ not json');
@@ -146,10 +155,7 @@ describe('config', () => {
       ['CONVEYOR_TRANSFORM_FORMATS', 'gif', /unknown format "gif"/],
       ['CONVEYOR_IMAGE_PRESETS', 'thumb=w:0', /preset thumb: w must be between 1/],
     ] as const) {
-      assert.throws(
-        () => loadConfig({ [name]: value }),
-        new RegExp(`${name} \\(${name}\\): .*${message.source}`),
-      );
+      assert.throws(() => loadConfig({ [name]: value }), new RegExp(`${name}: .*${message.source}`));
     }
   });
 
@@ -161,7 +167,7 @@ describe('config', () => {
     );
     assert.throws(
       () => loadConfig({ CONVEYOR_IMAGE_PRESETS: 'x=w:100,f:avif', CONVEYOR_TRANSFORM_FORMATS: 'jpeg,webp' }),
-      /CONVEYOR_IMAGE_PRESETS .*preset x: f: avif output is not enabled/,
+      /CONVEYOR_IMAGE_PRESETS: preset x: f: avif output is not enabled/,
     );
     assert.throws(
       () => loadConfig({ CONVEYOR_IMAGE_PRESETS: 'x=w:100,blur:60', CONVEYOR_TRANSFORM_MAX_BLUR: '50' }),
@@ -182,7 +188,7 @@ describe('config', () => {
       }
     })();
     assert.deepEqual(
-      error?.problems.map((p) => p.split(' ')[0]),
+      error?.problems.map((p) => p.split(':')[0]),
       ['CONVEYOR_TRANSFORM_FORMATS'],
     );
   });

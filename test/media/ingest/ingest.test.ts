@@ -236,7 +236,9 @@ describe('remote ingest: SSRF (nothing reaches a recording loopback server)', ()
     });
     assert.equal(batch.status, 400);
     assert.deepEqual([batch.body.code, batch.body.index], ['ssrf_forbidden', 1]);
-    const credentials = await guarded.json('POST', '/api/v1/ingest', { url: 'https://user:pw@example.com/x' });
+    const credentials = await guarded.json('POST', '/api/v1/ingest', {
+      url: 'https://user:pw@example.com/x',
+    });
     assert.equal(credentials.status, 400);
     assert.equal(credentials.body.code, 'bad_url');
     assert.deepEqual(recorder.hits, []);
