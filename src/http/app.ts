@@ -9,7 +9,7 @@ import type { AccessService } from '../delivery/access.ts';
 import { FastDelivery } from '../delivery/fast-delivery.ts';
 import type { DeliveryLookup } from '../delivery/lookup.ts';
 import { Origin } from '../delivery/origin.ts';
-import { ConveyorError } from '../errors.ts';
+import { ConveyorError, unauthenticated } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
 import type { Media } from '../media/wiring.ts';
@@ -205,9 +205,7 @@ export async function buildApp(
         enforceRateLimit(reply, perAddress?.limiter ?? null, perAddress?.rule ?? null, request.ip);
         const principal = await deps.authenticator.identify(request);
         if (!principal) {
-          throw new ConveyorError('unauthenticated', 'Use Authorization: Bearer <API key or JWT>', {
-            headers: { 'www-authenticate': 'Bearer' },
-          });
+          throw unauthenticated('Use Authorization: Bearer <API key or JWT>', false);
         }
         request.principal = principal;
         enforceRateLimit(reply, perKey?.limiter ?? null, perKey?.rule ?? null, principal.actor);

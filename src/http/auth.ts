@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ConveyorError } from '../errors.ts';
+import { ConveyorError, unauthenticated } from '../errors.ts';
 import { JwksUnavailableError, type JwtPrincipal, looksLikeJwt } from '../tenancy/jwt.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import type { TenancyService } from '../tenancy/service.ts';
@@ -43,7 +43,7 @@ export function createAuthenticator(deps: {
         try {
           const jwt = await deps.verifyJwt(credential);
           if (!(await deps.tenancy.tenantExists(jwt.tenantId)))
-            throw unauthenticated('Unknown tenant in token');
+            throw unauthenticated('Unknown tenant in token', true);
           return {
             tenantId: jwt.tenantId,
             role: jwt.role,
@@ -58,11 +58,11 @@ export function createAuthenticator(deps: {
             throw new ConveyorError('unavailable', 'The token signing keys cannot be fetched right now');
           }
           if (error instanceof ConveyorError) throw error;
-          throw unauthenticated(`Invalid token: ${(error as Error).message}`);
+          throw unauthenticated(`Invalid token: ${(error as Error).message}`, true);
         }
       }
       const principal = await deps.tenancy.authenticateKey(credential);
-      if (!principal) throw unauthenticated('Unknown or revoked API key');
+      if (!principal) throw unauthenticated('Unknown or revoked API key', true);
       return principal;
     },
   };
@@ -79,12 +79,12 @@ function credentialOf(request: FastifyRequest): string | undefined {
     if (typeof token !== 'string' || token === '') return undefined;
     match = QUERY_TOKEN.exec(token);
   }
-  if (!match) throw unauthenticated('Use Authorization: Bearer <API key or JWT>');
+  if (!match) {
+    // A Bearer credential that does not parse is a malformed token; another scheme is none at all.
+    const bearer = header === undefined || /^Bearer(?: |$)/i.test(header);
+    throw unauthenticated('Use Authorization: Bearer <API key or JWT>', bearer);
+  }
   return match[1]!;
-}
-
-function unauthenticated(detail: string): ConveyorError {
-  return new ConveyorError('unauthenticated', detail, { headers: { 'www-authenticate': 'Bearer' } });
 }
 
 /** Applies a limiter to one key and either sets the RateLimit headers or throws 429 with Retry-After. */

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConveyorError } from '../errors.ts';
+import { ConveyorError, unauthenticated } from '../errors.ts';
 import { toConveyorError, writeProblem } from '../problems.ts';
 import { requestIdOf } from './request-id.ts';
 
@@ -22,14 +22,12 @@ export function metricsAuthorized(authorization: string | undefined, token: stri
   return timingSafeEqual(digest(given ?? ''), digest(token)) && given !== undefined;
 }
 
-/** The 401 of a /metrics request without the token. */
-export function metricsUnauthenticated(): ConveyorError {
-  // RFC 6750 §3: "If the protected resource request does not include authentication credentials or does
-  // not contain an access token that enables access to the protected resource, the resource server MUST
-  // include the HTTP "WWW-Authenticate" response header field".
-  return new ConveyorError('unauthenticated', 'Use Authorization: Bearer <metrics token>', {
-    headers: { 'www-authenticate': 'Bearer' },
-  });
+/** The 401 of a /metrics request without the token (`error="invalid_token"` when one was sent). */
+export function metricsUnauthenticated(authorization: string | undefined): ConveyorError {
+  return unauthenticated(
+    'Use Authorization: Bearer <metrics token>',
+    /^Bearer(?: |$)/i.test(authorization ?? ''),
+  );
 }
 
 export interface MetricsListener {
@@ -85,7 +83,8 @@ async function answer(
         headers: { allow: 'GET, HEAD' },
       });
     }
-    if (!metricsAuthorized(request.headers.authorization, options.token)) throw metricsUnauthenticated();
+    if (!metricsAuthorized(request.headers.authorization, options.token))
+      throw metricsUnauthenticated(request.headers.authorization);
     const { contentType, body } = await options.render().catch((error: unknown) => {
       options.log.error({ err: error, reqId: requestId }, 'metrics failed');
       throw new ConveyorError('unavailable', 'The metrics could not be collected; the log says why');

@@ -47,7 +47,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { Metadata, Server, type Upload } from '@tus/server';
 import type { ServerRequest } from 'srvx';
 import { NodeRequest } from 'srvx/node';
-import { ConveyorError, notFound } from '../errors.ts';
+import { ConveyorError, notFound, unauthenticated } from '../errors.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
 import {
   clientMetadata,
@@ -257,9 +257,7 @@ class TusEndpoint implements TusUploads {
   /** Checks what needs no storage: credentials, protocol version, role and the headers we refuse. */
   #admit(req: IncomingMessage, method: string, principal: Principal | null): asserts principal is Principal {
     if (!principal) {
-      throw new ConveyorError('unauthenticated', 'Uploads need an API key or token', {
-        headers: { 'www-authenticate': 'Bearer' },
-      });
+      throw unauthenticated('Uploads need an API key or token', false);
     }
     // tus 1.0 core: "If the version specified by the Client is not supported by the Server, it MUST respond
     // with the 412 Precondition Failed status and MUST include the Tus-Version header into the response.

@@ -28,7 +28,8 @@ export async function opsRoutes(app: FastifyInstance, opts: { deps: AppDeps }): 
   if (deps.config.metricsPort !== undefined) return;
   const token = deps.config.metricsToken;
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
-    if (!metricsAuthorized(request.headers.authorization, token)) throw metricsUnauthenticated();
+    if (!metricsAuthorized(request.headers.authorization, token))
+      throw metricsUnauthenticated(request.headers.authorization);
     const { contentType, body } = await deps.metrics.render();
     return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
   });
