@@ -176,6 +176,13 @@ export const jobSettings = {
     max: 600_000,
     doc: 'Progress updates of a job are written at most this often.',
   },
+  jobEventsResumeMaxJobs: {
+    type: 'int',
+    default: 1000,
+    min: 0,
+    max: 100_000,
+    doc: 'A tenant event stream resumed with Last-Event-ID replays at most this many changed jobs; past it, a `reset` event tells the client to reload (0: never replay).',
+  },
   jobEventsPollMs: {
     type: 'int',
     default: 250,

@@ -7,6 +7,7 @@ import { type EngineContext, type JobEvent, toJob } from './context.ts';
 import { jobsById, jobsChangedSince } from './sql/events.ts';
 import { JOB_EVENTS_CHANNEL } from './sql/notify.ts';
 import type { JobStatements } from './sql/statements.ts';
+import type { Job } from './types.ts';
 
 /**
  * Live job events for API streams, from every process that changes jobs.
@@ -25,6 +26,16 @@ import type { JobStatements } from './sql/statements.ts';
  * (by id and `updated_at`) and not delivered twice.
  */
 const POLL_LOOKBACK_MS = 5_000;
+
+/** What changed for a resuming stream (`changedSince`). */
+export interface Changes {
+  /** The tenant's jobs changed since the time asked for, as they are now, in order of change. */
+  jobs: Job[];
+  /** False when more changed than the limit allowed: `jobs` holds the oldest of them only. */
+  complete: boolean;
+  /** When this was read (engine clock): where a stream that gives up on the rest resumes from. */
+  at: number;
+}
 
 export interface JobEventFilter {
   tenantId: string;
@@ -111,6 +122,18 @@ export class JobEventHub {
   /** Resolves once this process receives other processes' events (PostgreSQL LISTEN is set up). */
   async ready(): Promise<void> {
     await this.#unlisten;
+  }
+
+  /**
+   * The jobs of `tenantId` changed after `since` (engine ms), at most `limit` of them: what a stream that
+   * resumes from `since` missed. Looks back as far as the polls do (a change is stamped before it commits,
+   * so it can appear with an older time than one already seen), so a job may come twice; each comes as
+   * its current row, so a client that applies them in order ends up where it would have been.
+   */
+  async changedSince(tenantId: string, since: number, limit: number): Promise<Changes> {
+    const at = this.#ctx.now();
+    const rows = await jobsChangedSince(this.#db.kysely, [tenantId], since - POLL_LOOKBACK_MS, limit + 1);
+    return { jobs: rows.slice(0, limit).map(toJob), complete: rows.length <= limit, at };
   }
 
   /** Delivers matching events to `listener` until the answered function is called. */

@@ -30,10 +30,14 @@ interface SseClient {
 }
 
 /** A minimal EventSource over fetch: parses `event:`/`id:`/`data:` blocks as they arrive. */
-async function openSse(url: string, key?: string | null): Promise<SseClient> {
+async function openSse(
+  url: string,
+  key?: string | null,
+  headers: Record<string, string> = {},
+): Promise<SseClient> {
   const controller = new AbortController();
   const res = await fetch(url, {
-    headers: key ? { authorization: `Bearer ${key}` } : {},
+    headers: { ...headers, ...(key ? { authorization: `Bearer ${key}` } : {}) },
     signal: controller.signal,
   });
   const events: Received[] = [];
@@ -95,7 +99,13 @@ const kinds = (events: { event: string }[]) => events.map((e) => e.event);
 /** Job types for the worker process, among them `gated`, which the test moves on step by step. */
 const JOB_MODULES = './test/fixtures/job-types.ts';
 
-const SETTINGS = { jobPollMs: 20, jobHeartbeatMs: 50, jobProgressIntervalMs: 0, jobEventsPollMs: 50 };
+const SETTINGS = {
+  jobPollMs: 20,
+  jobHeartbeatMs: 50,
+  jobProgressIntervalMs: 0,
+  jobEventsPollMs: 50,
+  jobEventsResumeMaxJobs: 3,
+};
 
 /** One slot in the low lane, so that a job running there holds back the next until it is cancelled. */
 const ONE_LOW_SLOT = { jobLaneConcurrency: { critical: 3, high: 5, normal: 8, low: 1 } as any };
@@ -156,10 +166,103 @@ for (const backend of BACKENDS) {
       assert.ok(seen.indexOf('started') < seen.indexOf('progress'));
       assert.deepEqual(stream.events.at(-1)!.data.result, { slept: 300 });
       assert.ok(stream.events.every((e) => e.data.id === job.body.id && e.data.links.self));
+      // Each event's id is its change time, what a reconnecting client sends back as Last-Event-ID.
       assert.deepEqual(
         stream.events.map((e) => Number(e.id)),
-        stream.events.map((_, i) => i + 1),
+        stream.events.map((e) => Date.parse(e.data.updatedAt)),
       );
+    });
+
+    test('SSE resumes from Last-Event-ID: what changed meanwhile comes as snapshots, then live events', {
+      skip,
+      timeout: 30_000,
+    }, async () => {
+      // A tenant of its own, so that only this test's jobs changed since the id it resumes from.
+      const tenant = await createTenant(server, `resume-${backend.database}`);
+      const enqueue = async () =>
+        (await server.json('POST', '/api/v1/jobs', { type: 'noop' }, tenant.key)).body;
+      const succeeded = (stream: SseClient, id: string) =>
+        stream.events.some(
+          (e) =>
+            e.data.id === id && ['succeeded', 'snapshot'].includes(e.event) && e.data.state === 'succeeded',
+        );
+
+      const first = await openSse(`${server.url}/api/v1/events`, tenant.key);
+      const a = await enqueue();
+      await waitFor('job a on the first stream', async () => succeeded(first, a.id));
+      first.close();
+      const lastId = first.events.at(-1)!.id!;
+
+      const b = await enqueue();
+      await waitFor(
+        'job b to succeed while no stream is open',
+        async () =>
+          (await server.json('GET', `/api/v1/jobs/${b.id}`, undefined, tenant.key)).body.state ===
+          'succeeded',
+      );
+      const resumed = await openSse(`${server.url}/api/v1/events`, tenant.key, { 'last-event-id': lastId });
+      try {
+        await waitFor('job b replayed', async () => succeeded(resumed, b.id));
+        const replayed = resumed.events.find((e) => e.data.id === b.id)!;
+        assert.equal(replayed.event, 'snapshot');
+        assert.equal(replayed.id, String(Date.parse(replayed.data.updatedAt)));
+        const c = await enqueue();
+        await waitFor('job c live', async () => succeeded(resumed, c.id));
+        assert.deepEqual(kinds(resumed.events.filter((e) => e.data.id === c.id)), [
+          'enqueued',
+          'started',
+          'succeeded',
+        ]);
+        assert.ok(resumed.events.every((e) => e.data.tenantId === tenant.tenantId));
+      } finally {
+        resumed.close();
+      }
+
+      // More changes than CONVEYOR_JOB_EVENTS_RESUME_MAX_JOBS (3 here: a, b, c and one more): one
+      // `reset`, then live events.
+      await enqueue();
+      const many = await openSse(`${server.url}/api/v1/events`, tenant.key, { 'last-event-id': '1' });
+      try {
+        await waitFor('the reset event', async () => many.events.length > 0);
+        assert.equal(many.events[0]!.event, 'reset');
+        assert.match(many.events[0]!.data.reason, /more than 3 jobs changed/);
+        const d = await enqueue();
+        await waitFor('job d live after the reset', async () => succeeded(many, d.id));
+        assert.ok(!many.events.some((e) => e.event === 'snapshot'));
+      } finally {
+        many.close();
+      }
+
+      // A garbled Last-Event-ID is ignored: a new stream, no replay.
+      const garbled = await openSse(`${server.url}/api/v1/events`, tenant.key, { 'last-event-id': 'x1' });
+      try {
+        const e = await enqueue();
+        await waitFor('job e live', async () => succeeded(garbled, e.id));
+        assert.ok(garbled.events.every((event) => event.data.id === e.id));
+      } finally {
+        garbled.close();
+      }
+    });
+
+    test("one job's stream resumed after its end answers 204, so EventSource stops reconnecting", {
+      skip,
+      timeout: 30_000,
+    }, async () => {
+      const job = await server.json('POST', '/api/v1/jobs', { type: 'noop' });
+      const url = `${server.url}/api/v1/jobs/${job.body.id}/events`;
+      const first = await openSse(url, server.adminKey);
+      await first.ended;
+      const last = first.events.at(-1)!;
+      assert.equal(last.data.state, 'succeeded');
+      const again = await openSse(url, server.adminKey, { 'last-event-id': last.id! });
+      assert.equal(again.status, 204);
+      assert.deepEqual(again.events, []);
+      // From before its end: the snapshot of how it ended.
+      const earlier = await openSse(url, server.adminKey, { 'last-event-id': String(Number(last.id) - 1) });
+      await earlier.ended;
+      assert.equal(earlier.status, 200);
+      assert.deepEqual(kinds(earlier.events), ['snapshot']);
+      assert.equal(earlier.events[0]!.data.state, 'succeeded');
     });
 
     test('a finished job answers its snapshot and ends at once', { skip, timeout: 30_000 }, async () => {

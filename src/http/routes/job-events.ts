@@ -4,7 +4,7 @@ import websocket, { type WebSocket } from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { FINAL_STATES, type JobState } from '../../glossary.ts';
 import type { JobEvent } from '../../jobs/context.ts';
-import type { JobEventFilter } from '../../jobs/events.ts';
+import type { Changes, JobEventFilter } from '../../jobs/events.ts';
 import type { Job } from '../../jobs/types.ts';
 import type { AppDeps } from '../app.ts';
 import { IdParams, problemResponses } from '../schemas.ts';
@@ -34,13 +34,21 @@ const EventsQuery = Type.Object({
 const TokenQuery = Type.Object({ access_token: EventsQuery.properties.access_token });
 
 const description = (what: string) =>
-  `${what} as Server-Sent Events (\`text/event-stream\`: \`event: <kind>\`, \`data: <job JSON>\`), or over WebSocket on the same path (JSON messages \`{event, job}\`). Kinds: enqueued, started, progress, succeeded, failed, dead, cancelled, released.`;
+  `${what} as Server-Sent Events (\`text/event-stream\`: \`event: <kind>\`, \`id: <change time, ms>\`, \`data: <job JSON>\`), or over WebSocket on the same path (JSON messages \`{event, job}\`). Kinds: enqueued, started, progress, succeeded, failed, dead, cancelled, released. An SSE client that reconnects with \`Last-Event-ID\` resumes: it gets what changed since as \`snapshot\` events.`;
+
+/**
+ * The Last-Event-ID an EventSource sends when it reconnects: the change time (engine ms) of the last event
+ * it received, as the `id:` of every event says. Anything else is ignored, as if the client were new.
+ */
+function lastEventId(value: string | string[] | undefined): number | undefined {
+  return typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
+}
 
 /** Live job events: one job's (`/jobs/:id/events`) and a tenant's (`/events`), as SSE or WebSocket. */
 export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
   await base.register(websocket);
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const { jobs, jobEvents: hub } = opts.deps;
+  const { jobs, jobEvents: hub, config } = opts.deps;
   const open = new Set<Sink>();
   // Open streams would hold the server's close forever: end them first.
   app.addHook('preClose', async () => {
@@ -50,13 +58,13 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
   /** Wires a sink to the hub; answers the function that starts it (after any snapshot was sent). */
   const stream = (sink: Sink, filter: JobEventFilter, type?: string) => {
     const buffered: JobEvent[] = [];
-    let floor = 0;
+    /** Job id -> the change time of its snapshot: older events (loaded after subscribing) are in it. */
+    const floors = new Map<string, number>();
     let started = false;
     let done = false;
     const forward = (event: JobEvent) => {
       if (type !== undefined && event.job.type !== type) return;
-      // Events older than the snapshot (loaded after subscribing) are already in it.
-      if (Date.parse(event.job.updatedAt) < floor) return;
+      if (Date.parse(event.job.updatedAt) < (floors.get(event.job.id) ?? 0)) return;
       sink.send(event.kind, event.job);
       // By the event's kind, not the job's state: an event from another process carries the row as it
       // is when loaded, which may already be final while the final event itself is still on its way.
@@ -80,12 +88,16 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
     open.add(entry);
     return {
       finish,
-      start(snapshot?: Job) {
+      /** Sends the snapshots (current rows, read after subscribing), then the events held back meanwhile. */
+      start(snapshots: readonly Job[] = []) {
         if (done) return;
-        if (snapshot) {
-          floor = Date.parse(snapshot.updatedAt);
+        for (const snapshot of snapshots) {
+          if (type !== undefined && snapshot.type !== type) continue;
+          floors.set(snapshot.id, Date.parse(snapshot.updatedAt));
           sink.send('snapshot', snapshot);
-          if (FINAL_STATES.includes(snapshot.state)) return finish();
+        }
+        if (filter.jobId !== undefined && snapshots.some((job) => FINAL_STATES.includes(job.state))) {
+          return finish();
         }
         started = true;
         for (const event of buffered.splice(0)) {
@@ -101,10 +113,11 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
     const write = (text: string) => {
       if (!body.destroyed && !body.writableEnded) body.write(text);
     };
-    let id = 0;
     return {
       body,
-      send: (event, job) => write(`event: ${event}\nid: ${++id}\ndata: ${JSON.stringify(jobView(job))}\n\n`),
+      // The id is the change's time: what a reconnecting client sends back as Last-Event-ID.
+      send: (event, job) =>
+        write(`event: ${event}\nid: ${Date.parse(job.updatedAt)}\ndata: ${JSON.stringify(jobView(job))}\n\n`),
       heartbeat: () => write(': heartbeat\n\n'),
       end() {
         if (!body.writableEnded) body.end();
@@ -149,10 +162,23 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       sink.body.on('close', s.finish);
       reply.raw.once('close', s.finish);
       // Subscribed first, then the snapshot is read: no change can fall between the two.
-      void jobs.admin.get(principal.tenantId, request.params.id).then(
-        (job) => s.start(job),
-        () => s.finish(),
-      );
+      let job: Job;
+      try {
+        job = await jobs.admin.get(principal.tenantId, request.params.id);
+      } catch (error) {
+        s.finish();
+        throw error;
+      }
+      const seen = lastEventId(request.headers['last-event-id']);
+      const unchanged = seen !== undefined && Date.parse(job.updatedAt) <= seen;
+      if (unchanged && FINAL_STATES.includes(job.state)) {
+        // The client saw the end already. HTML's EventSource: a 204 "fails the connection", so it stops
+        // reconnecting to a stream that has nothing more to say.
+        s.finish();
+        return reply.code(204).send();
+      }
+      // A resuming client that saw this state gets only what comes next.
+      s.start(unchanged ? [] : [job]);
       return sendEventStream(reply, sink.body);
     },
     wsHandler: async (socket, request) => {
@@ -161,7 +187,7 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       const s = stream(ws(socket), { tenantId: principal.tenantId, jobId: id });
       socket.once('close', s.finish);
       await jobs.admin.get(principal.tenantId, id).then(
-        (job) => s.start(job),
+        (job) => s.start([job]),
         () => s.finish(),
       );
     },
@@ -180,13 +206,32 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
       response: { ...problemResponses },
     },
     handler: async (request, reply) => {
+      const { tenantId } = request.principal!;
       const sink = sse();
-      const s = stream(sink, { tenantId: request.principal!.tenantId }, request.query.type);
+      const s = stream(sink, { tenantId }, request.query.type);
       sink.body.on('close', s.finish);
       reply.raw.once('close', s.finish);
-      s.start();
       // A first comment flushes the headers at once, so clients know they are subscribed.
       sink.body.write(': subscribed\n\n');
+      const seen = lastEventId(request.headers['last-event-id']);
+      if (seen === undefined) {
+        s.start();
+        return sendEventStream(reply, sink.body);
+      }
+      // Resuming: subscribed first, then what changed since is read, so nothing falls between the two.
+      let changes: Changes;
+      try {
+        changes = await hub.changedSince(tenantId, seen, config.jobEventsResumeMaxJobs);
+      } catch (error) {
+        s.finish();
+        throw error;
+      }
+      if (!changes.complete) {
+        // Too much to replay: the client reloads what it shows (GET /api/v1/jobs) and goes on from here.
+        const data = { reason: `more than ${config.jobEventsResumeMaxJobs} jobs changed since ${seen}` };
+        sink.body.write(`event: reset\nid: ${changes.at}\ndata: ${JSON.stringify(data)}\n\n`);
+      }
+      s.start(changes.complete ? changes.jobs : []);
       return sendEventStream(reply, sink.body);
     },
     wsHandler: (socket, request) => {

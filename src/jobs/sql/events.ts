@@ -9,17 +9,19 @@ export function jobsById(db: Executor, ids: readonly string[]): Promise<Selectab
   return db.selectFrom('jobs').selectAll().where('id', 'in', ids).execute();
 }
 
-/** The jobs of `tenantIds` changed after `since`, in order of change. */
+/** The jobs of `tenantIds` changed after `since`, in order of change (the first `limit` of them). */
 export function jobsChangedSince(
   db: Executor,
   tenantIds: readonly string[],
   since: number,
+  limit?: number,
 ): Promise<Selectable<JobsTable>[]> {
-  return db
+  const query = db
     .selectFrom('jobs')
     .selectAll()
     .where('tenant_id', 'in', tenantIds)
     .where('updated_at', '>', since)
     .orderBy('updated_at')
-    .execute();
+    .orderBy('id');
+  return (limit === undefined ? query : query.limit(limit)).execute();
 }
