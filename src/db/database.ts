@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import pg from 'pg';
-import type { Config } from '../config/config.ts';
+import { type Config, ConfigError } from '../config/config.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as jobs from './migrations/002-jobs.ts';
 import * as schedules from './migrations/003-schedules.ts';
@@ -90,10 +90,19 @@ export async function migrate(db: Db): Promise<string[]> {
   // On PostgreSQL, pin Kysely's bookkeeping tables to our own schema: without it, Kysely takes a
   // kysely_migration table in ANY schema of the database as ours (several installs, or test runs, can
   // share one database in separate schemas).
-  const schema =
-    db.dialect === 'postgres'
-      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db.kysely)).rows[0]?.schema
-      : undefined;
+  let schema: string | undefined;
+  if (db.dialect === 'postgres') {
+    const { rows } = await sql<{ schema: string | null; path: string }>`
+      select current_schema() as schema, current_setting('search_path') as path`.execute(db.kysely);
+    schema = rows[0]?.schema ?? undefined;
+    // current_schema() is null when no schema on the search_path exists; PostgreSQL would then refuse the
+    // first CREATE TABLE with "no schema has been selected to create in".
+    if (!schema) {
+      throw new ConfigError([
+        `CONVEYOR_DATABASE_URL: no schema on its search_path (${rows[0]?.path}) exists; create it first (CREATE SCHEMA <name>)`,
+      ]);
+    }
+  }
   const migrator = new Migrator({
     db: db.kysely,
     provider: new InCodeMigrations(),

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { type DatabaseIntrospector, PostgresIntrospector, sql, type Transaction } from 'kysely';
-import { loadConfig } from '../../src/config/config.ts';
+import { ConfigError, loadConfig } from '../../src/config/config.ts';
 import { type Db, migrate, openDatabase, ping } from '../../src/db/database.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES } from '../../src/db/sqlite-checkpointer.ts';
 import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
@@ -88,6 +88,29 @@ describe('migrations', async () => {
       await a.close();
       await b.close();
       await schema.drop();
+    }
+  });
+
+  it('on PostgreSQL, name the missing schema of a search_path that points nowhere, and create nothing', {
+    skip: pgSkip,
+  }, async () => {
+    const schema = await postgresSchema();
+    await schema.drop();
+    const db = openDatabase(loadConfig({}, { databaseUrl: schema.url }));
+    try {
+      await assert.rejects(migrate(db), (error: ConfigError) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(
+          error.message,
+          new RegExp(`CONVEYOR_DATABASE_URL: no schema on its search_path \\(${schema.name}\\)`),
+        );
+        return true;
+      });
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pg_namespace where nspname = ${schema.name}`.execute(db.kysely);
+      assert.equal(rows[0]!.n, 0);
+    } finally {
+      await db.close();
     }
   });
 
