@@ -225,7 +225,8 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   return out;
 }
 
-function redactUrl(url: string): string {
+/** `url` with its password replaced, e.g. a database URL shown to an operator. */
+export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = 'redacted';
