@@ -11,7 +11,7 @@ import { type ApiKeyView, TenancyService } from '../tenancy/service.ts';
 import { openInstallation } from './database.ts';
 import { CliError, emit, fields, table } from './output.ts';
 import { serve } from './serve.ts';
-import { uploadFile } from './upload.ts';
+import { parseSize, UPLOAD_DEFAULTS, type UploadResult, uploadFile } from './upload.ts';
 import { runWorker } from './worker.ts';
 
 /** The CLI acts on the database directly, as the operator of this installation. */
@@ -242,37 +242,104 @@ tenants
     });
   });
 
+const env = (name: string) => process.env[name] || undefined;
+const sizeArgument = (value: string) => {
+  const size = parseSize(value);
+  if (size === undefined) throw new InvalidArgumentError('expected bytes, e.g. 8388608, 64KiB or 8MiB');
+  return size;
+};
+/** A size given in the environment, checked as the option would be. */
+const sizeFromEnv = (name: string): number | undefined => {
+  const value = env(name);
+  if (value === undefined) return undefined;
+  const size = parseSize(value);
+  if (size === undefined) throw new CliError(`${name}: expected bytes, e.g. 8388608, 64KiB or 8MiB`);
+  return size;
+};
+
 program
   .command('upload <file>')
-  .description('upload a file to a running Conveyor and print its URLs')
+  .description(
+    'upload a file to a running Conveyor and print the asset; large files upload resumably (tus) and ' +
+      'an interrupted one continues where it stopped when the same command runs again',
+  )
   .option(
     '--url <url>',
     'Conveyor base URL (or CONVEYOR_URL)',
-    process.env['CONVEYOR_URL'] ?? 'http://localhost:8080',
+    env('CONVEYOR_URL') ?? 'http://localhost:8080',
   )
-  .option('--key <key>', 'API key (or CONVEYOR_API_KEY)', process.env['CONVEYOR_API_KEY'])
+  .option('--key <key>', 'API key (or CONVEYOR_API_KEY)', env('CONVEYOR_API_KEY'))
   .option('--private', 'upload as a private asset')
   .option('--publish', 'also publish the upload as version 1')
   .option('--json', JSON_HELP)
+  .option(
+    '--resumable-threshold <size>',
+    'files of this size or more upload resumably, showing progress (or ' +
+      `CONVEYOR_UPLOAD_RESUMABLE_THRESHOLD; default ${UPLOAD_DEFAULTS.resumableThreshold / 1048576}MiB)`,
+    sizeArgument,
+  )
+  .option(
+    '--chunk-size <size>',
+    'bytes sent per request of a resumable upload (or CONVEYOR_UPLOAD_CHUNK_SIZE; default ' +
+      `${UPLOAD_DEFAULTS.chunkSize / 1048576}MiB)`,
+    sizeArgument,
+  )
+  .option(
+    '--state-file <path>',
+    'where unfinished resumable uploads are remembered (or CONVEYOR_UPLOAD_STATE_FILE; default ' +
+      '$XDG_STATE_HOME/conveyor/uploads.json, else ~/.local/state/conveyor/uploads.json)',
+  )
+  .option('--no-progress', 'show no progress')
+  .addOption(
+    new Option('--stop-after-chunks <n>', 'stop a resumable upload after n chunks, as if cut off (for tests)')
+      .argParser((value) => {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+        return n;
+      })
+      .hideHelp(),
+  )
   .action(
     async (
       file: string,
-      options: { url: string; key?: string; private?: boolean; publish?: boolean; json?: boolean },
+      options: {
+        url: string;
+        key?: string;
+        private?: boolean;
+        publish?: boolean;
+        json?: boolean;
+        resumableThreshold?: number;
+        chunkSize?: number;
+        stateFile?: string;
+        progress: boolean;
+        stopAfterChunks?: number;
+      },
     ) => {
       if (!options.key) throw new CliError('an API key is needed: --key or CONVEYOR_API_KEY');
+      const chunkSize = options.chunkSize ?? sizeFromEnv('CONVEYOR_UPLOAD_CHUNK_SIZE');
+      if (chunkSize === 0) throw new CliError('the chunk size must be at least 1 byte');
+      const stateFile = options.stateFile ?? env('CONVEYOR_UPLOAD_STATE_FILE');
       const result = await uploadFile(file, {
         baseUrl: options.url,
         apiKey: options.key,
         visibility: options.private ? 'private' : 'public',
         publish: Boolean(options.publish),
+        resumableThreshold:
+          options.resumableThreshold ??
+          sizeFromEnv('CONVEYOR_UPLOAD_RESUMABLE_THRESHOLD') ??
+          UPLOAD_DEFAULTS.resumableThreshold,
+        chunkSize: chunkSize ?? UPLOAD_DEFAULTS.chunkSize,
+        ...(stateFile ? { stateFile } : {}),
+        progress: options.progress,
+        ...(options.stopAfterChunks ? { stopAfterChunks: options.stopAfterChunks } : {}),
       });
-      emit(options.json, result, (r) =>
+      emit(options.json, result, (r: UploadResult) =>
         fields([
-          ['id', r['id']],
-          ['url', r['url']],
-          ['etag', r['etag']],
-          ['size', r['size']],
-          ['version url', r['versionUrl']],
+          ['id', r.id],
+          ['url', r.url],
+          ['etag', r.etag],
+          ['size', r.size],
+          ['version url', r.versionUrl],
         ]),
       );
     },

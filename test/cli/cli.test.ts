@@ -236,7 +236,11 @@ describe('conveyor CLI against a running server', () => {
 
   before(async () => {
     dir = await makeTempDir('conveyor-cli-server-');
-    env = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_LOG_LEVEL: 'warn' };
+    env = {
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_LOG_LEVEL: 'warn',
+      CONVEYOR_UPLOAD_STATE_FILE: join(dir.path, 'uploads.json'),
+    };
     server = await startServerProcess({
       ...env,
       CONVEYOR_ADMIN_KEY: adminKey,
@@ -376,14 +380,14 @@ describe('conveyor CLI against a running server', () => {
     assert.equal(owned.headers.get('cache-control'), 'private, no-store');
   });
 
-  it('upload of a 10 MiB file shows progress on stderr and arrives whole', async () => {
+  it('upload of a 10 MiB file (resumable by default) shows progress on stderr and arrives whole', async () => {
     const file = join(dir.path, 'big.bin');
     const bytes = randomBytes(10 * 1024 * 1024);
     await writeFile(file, bytes);
     const run = ok(
       await runCli(['upload', file, '--json'], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
     );
-    assert.match(run.stderr, /uploading \d+\.\d \/ 10\.0 MiB \(\d+%, [\d.]+ MiB\/s\)/);
+    assert.match(run.stderr, /^uploading 10\.0 \/ 10\.0 MiB \(100%, [\d.]+ MiB\/s\)$/m);
     const result = JSON.parse(run.stdout);
     assert.equal(result.size, bytes.length);
     const res = await fetch(result.url);
@@ -408,5 +412,6 @@ describe('conveyor CLI against a running server', () => {
     assert.match(badKey.stderr, /401/);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /ENOENT/);
+    for (const run of [badKey, missing]) assert.doesNotMatch(run.stderr, /\n\s+at /, 'a stack trace');
   });
 });
