@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Run, runCli } from '../helpers/child.ts';
@@ -160,5 +162,127 @@ describe('conveyor upload, resumable', () => {
     assert.match(run.stdout, /^size\s+6$/m);
     assert.match(run.stdout, /^version url\s+http:\/\/\S+\/v\/ver_\w+$/m);
     assert.deepEqual(await remembered(), []);
+  });
+});
+
+/**
+ * A stand-in for the server's tus endpoint that answers the final PATCH with 204 and an `Asset-Id`
+ * header and no body (the form tus prescribes, which the server may adopt; today it answers 200 with the
+ * asset), and that can fail one hand-over, as the server does when making the asset fails.
+ */
+class FakeTus {
+  readonly received: Buffer[] = [];
+  length = 0;
+  offset = 0;
+  assetId: string | undefined;
+  failNextHandOver = false;
+  readonly server: Server;
+
+  constructor() {
+    this.server = createServer((req, res) => void this.#answer(req, res));
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.received);
+  }
+
+  async #answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const tus = { 'tus-resumable': '1.0.0' };
+    const handOver = () => {
+      if (this.failNextHandOver) {
+        this.failNextHandOver = false;
+        res.writeHead(500, { ...tus, 'content-type': 'application/problem+json' });
+        res.end(JSON.stringify({ code: 'internal', detail: 'hand-over failed' }));
+        return;
+      }
+      this.assetId = 'ast_fake';
+      res.writeHead(204, { ...tus, 'upload-offset': String(this.offset), 'asset-id': this.assetId }).end();
+    };
+    if (req.method === 'POST' && req.url === '/api/v1/uploads') {
+      this.length = Number(req.headers['upload-length']);
+      res.writeHead(201, { ...tus, location: '/api/v1/uploads/0123456789abcdef0123456789abcdef' }).end();
+    } else if (req.method === 'HEAD') {
+      const headers: Record<string, string> = {
+        ...tus,
+        'upload-offset': String(this.offset),
+        'upload-length': String(this.length),
+      };
+      if (this.assetId) headers['asset-id'] = this.assetId;
+      res.writeHead(200, headers).end();
+    } else if (req.method === 'PATCH') {
+      if (Number(req.headers['upload-offset']) !== this.offset) {
+        res.writeHead(409, tus).end();
+        return;
+      }
+      this.received.push(body);
+      this.offset += body.length;
+      if (this.offset === this.length) handOver();
+      else res.writeHead(204, { ...tus, 'upload-offset': String(this.offset) }).end();
+    } else if (req.method === 'GET' && req.url === '/api/v1/assets/ast_fake') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'ast_fake',
+          url: 'http://cdn.invalid/a/ast_fake',
+          etag: '"e"',
+          size: this.length,
+        }),
+      );
+    } else {
+      res.writeHead(404).end();
+    }
+  }
+}
+
+describe('conveyor upload, against the other form of the final tus answer', () => {
+  let dir: TempDir;
+  let fake: FakeTus;
+  let env: Record<string, string>;
+
+  before(async () => {
+    dir = await makeTempDir('conveyor-cli-tus-fake-');
+    fake = new FakeTus();
+    env = {
+      CONVEYOR_URL: await fake.listen(),
+      CONVEYOR_API_KEY: 'cvk_test',
+      CONVEYOR_UPLOAD_RESUMABLE_THRESHOLD: '1KiB',
+      CONVEYOR_UPLOAD_CHUNK_SIZE: '16KiB',
+      CONVEYOR_UPLOAD_STATE_FILE: join(dir.path, 'uploads.json'),
+    };
+  });
+  after(async () => {
+    fake?.server.close();
+    await dir?.cleanup();
+  });
+
+  it('takes the asset from 204 + Asset-Id, and finishes a hand-over that failed with the empty PATCH', async () => {
+    const file = join(dir.path, 'fake.bin');
+    const bytes = randomBytes(40 * KiB);
+    await writeFile(file, bytes);
+    fake.failNextHandOver = true;
+    const failed = await runCli(['upload', file], env);
+    assert.equal(failed.code, 2, failed.stderr);
+    assert.match(failed.stderr, /500 internal: hand-over failed/);
+    assert.equal(fake.offset, bytes.length, 'every byte arrived');
+
+    const run = ok(await runCli(['upload', file, '--json'], env));
+    assert.match(run.stderr, /resuming \S+ at 40960 of 40960 bytes/);
+    assert.deepEqual(JSON.parse(run.stdout), {
+      id: 'ast_fake',
+      url: 'http://cdn.invalid/a/ast_fake',
+      etag: '"e"',
+      size: bytes.length,
+    });
+    assert.ok(fake.bytes().equals(bytes), 'no byte sent twice');
+    assert.equal(fake.received.at(-1)?.length, 0, 'the hand-over was asked for with an empty PATCH');
+    assert.equal(percents(run.stderr).at(-1), 100);
   });
 });
