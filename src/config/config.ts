@@ -13,6 +13,9 @@ export const NON_SETTING_VARIABLES = new Set([
   'CONVEYOR_CONFIG',
   'CONVEYOR_URL',
   'CONVEYOR_API_KEY',
+  'CONVEYOR_UPLOAD_RESUMABLE_THRESHOLD',
+  'CONVEYOR_UPLOAD_CHUNK_SIZE',
+  'CONVEYOR_UPLOAD_STATE_FILE',
   'CONVEYOR_WORKER_INDEX',
 ]);
 
@@ -231,7 +234,8 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   return out;
 }
 
-function redactUrl(url: string): string {
+/** `url` with its password replaced, e.g. a database URL shown to an operator. */
+export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = 'redacted';

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import pg from 'pg';
-import { type Config, ConfigError } from '../config/config.ts';
+import { type Config, ConfigError, redactUrl } from '../config/config.ts';
 import * as initial from './migrations/001-initial.ts';
 import * as jobs from './migrations/002-jobs.ts';
 import * as schedules from './migrations/003-schedules.ts';
@@ -68,6 +68,30 @@ export function sqlitePath(config: Config): string | undefined {
   const url = config.databaseUrl;
   if (url && /^postgres(ql)?:\/\//.test(url)) return undefined;
   return url?.startsWith('sqlite:') ? url.slice('sqlite:'.length) : resolve(config.dataDir, 'conveyor.db');
+}
+
+/**
+ * Which database `config` names, for an operator: `sqlite <absolute path>` or `postgres <URL>` with the
+ * password redacted.
+ */
+export function databaseLabel(config: Config): string {
+  const path = sqlitePath(config);
+  if (path === undefined) return `postgres ${redactUrl(config.databaseUrl ?? '')}`;
+  return `sqlite ${path === ':memory:' ? path : resolve(path)}`;
+}
+
+/**
+ * Whether the database holds Conveyor's tables (in the connection's own schema on PostgreSQL), at any
+ * migration: what tells an installation from an empty database.
+ */
+export async function hasConveyorTables(db: Db): Promise<boolean> {
+  const found =
+    db.dialect === 'postgres'
+      ? await sql<{ name: string }>`select table_name as name from information_schema.tables
+          where table_schema = current_schema() and table_name = 'tenants'`.execute(db.kysely)
+      : await sql<{ name: string }>`select name from sqlite_master
+          where type = 'table' and name = 'tenants'`.execute(db.kysely);
+  return found.rows.length > 0;
 }
 
 const migrations: Record<string, Migration> = {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { generateApiKey } from '../../src/tenancy/keys.ts';
 import {
   LAUNCHER,
@@ -12,7 +14,7 @@ import {
   type ServerProcess,
   startServerProcess,
 } from '../helpers/child.ts';
-import { havePostgres, postgresSchema } from '../helpers/conveyor.ts';
+import { havePostgres, POSTGRES_URL, postgresSchema } from '../helpers/conveyor.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
 function ok(run: Run): Run {
@@ -27,7 +29,13 @@ describe('conveyor CLI without a server', () => {
   });
   after(async () => dir?.cleanup());
 
-  it('config prints the effective configuration as JSON with secrets redacted', async () => {
+  it('--version prints the version of package.json', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    const run = ok(await runCli(['--version'], {}));
+    assert.equal(run.stdout, `${version}\n`);
+  });
+
+  it('config --json prints the effective configuration with secrets redacted', async () => {
     const adminKey = generateApiKey();
     const secrets = {
       CONVEYOR_ADMIN_KEY: adminKey,
@@ -36,9 +44,11 @@ describe('conveyor CLI without a server', () => {
       CONVEYOR_S3_SECRET_ACCESS_KEY: `s3-${randomBytes(16).toString('hex')}`,
       CONVEYOR_SIGNING_KEYS: `k1:${randomBytes(24).toString('hex')}`,
     };
-    const run = ok(
-      await runCli(['config'], { ...secrets, CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PORT: '9123' }),
-    );
+    const settings = { ...secrets, CONVEYOR_DATA_DIR: dir.path, CONVEYOR_PORT: '9123' };
+    const [run, text] = [
+      ok(await runCli(['config', '--json'], settings)),
+      ok(await runCli(['config'], settings)),
+    ];
     const config = JSON.parse(run.stdout);
     assert.equal(config.port, 9123);
     assert.equal(config.dataDir, dir.path);
@@ -48,7 +58,10 @@ describe('conveyor CLI without a server', () => {
     assert.equal(config.signingKeys, '[redacted]');
     assert.ok(!config.databaseUrl.includes('secret'), config.databaseUrl);
     assert.match(config.databaseUrl, /^postgres:\/\/u:[^@]*@h\/db$/);
-    const everything = run.stdout + run.stderr;
+    // Without --json: one `name  value` line per setting.
+    assert.match(text.stdout, /^port\s+9123$/m);
+    assert.match(text.stdout, /^adminKey\s+\[redacted\]$/m);
+    const everything = run.stdout + run.stderr + text.stdout + text.stderr;
     assert.ok(!everything.includes(adminKey), 'admin key printed');
     assert.ok(!everything.includes(':secret@'), 'database password printed');
     for (const value of Object.values(secrets)) assert.ok(!everything.includes(value), `${value} printed`);
@@ -80,9 +93,54 @@ describe('conveyor CLI without a server', () => {
     const fresh = join(dir.path, 'fresh');
     const first = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
     assert.match(first.stdout, /applied: 001-initial/);
+    assert.equal(first.stderr, `database: sqlite ${join(fresh, 'conveyor.db')}\n`);
     assert.ok((await stat(join(fresh, 'conveyor.db'))).isFile());
-    const second = ok(await runCli(['migrate'], { CONVEYOR_DATA_DIR: fresh }));
-    assert.match(second.stdout, /up to date/);
+    const second = ok(await runCli(['migrate', '--json'], { CONVEYOR_DATA_DIR: fresh }));
+    assert.deepEqual(JSON.parse(second.stdout), { applied: [] });
+  });
+
+  it('errors --json prints the catalog as one array', async () => {
+    const run = ok(await runCli(['errors', '--json'], {}));
+    const entries = JSON.parse(run.stdout);
+    assert.ok(Array.isArray(entries));
+    assert.deepEqual(
+      entries.find((e: { code: string }) => e.code === 'not_found'),
+      {
+        code: 'not_found',
+        status: 404,
+        title: 'Not found',
+        when: entries.find((e: { code: string }) => e.code === 'not_found').when,
+      },
+    );
+    assert.match(ok(await runCli(['errors'], {})).stdout, /^\| code \| status \| title \| when \|$/m);
+  });
+
+  it('tenants and keys refuse a SQLite database that does not exist, and leave no file; --create makes it', async () => {
+    const missing = join(dir.path, 'missing');
+    const settings = { CONVEYOR_DATA_DIR: missing };
+    const database = join(missing, 'conveyor.db');
+    const [tenants, keys, gc] = await Promise.all([
+      runCli(['tenants', 'list'], settings),
+      runCli(['keys', 'list', '--tenant', 'ten_00000000000000000000000000'], settings),
+      runCli(['gc'], settings),
+    ]);
+    for (const run of [tenants, keys, gc]) {
+      assert.equal(run.code, 2, run.stderr);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, new RegExp(`^database: sqlite ${database}$`, 'm'));
+      assert.match(
+        run.stderr,
+        new RegExp(`^conveyor: no Conveyor database at sqlite ${database}: .*--create`, 'm'),
+      );
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'a stack trace');
+    }
+    assert.ok(!existsSync(missing), 'the data directory was created');
+
+    const created = ok(await runCli(['tenants', 'list', '--create', '--json'], settings));
+    assert.deepEqual(JSON.parse(created.stdout), []);
+    assert.ok((await stat(database)).isFile());
+    // From now on it exists; `tenants` alone is `tenants list`.
+    assert.equal(ok(await runCli(['tenants'], settings)).stdout, 'no tenants\n');
   });
 
   it('bin/conveyor runs the compiled JavaScript, compiling it first when the source is newer', async () => {
@@ -105,6 +163,44 @@ describe('conveyor CLI without a server', () => {
 
 describe('conveyor migrate on PostgreSQL', async () => {
   const skip = !(await havePostgres()) ? 'PostgreSQL is not running' : false;
+
+  it('tenants refuses a schema without Conveyor tables, migrating nothing, unless --create', {
+    skip,
+  }, async () => {
+    const dir = await makeTempDir('conveyor-cli-pg-');
+    const schema = await postgresSchema();
+    const tables = async () => {
+      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      await client.connect();
+      try {
+        const { rows } = await client.query(
+          'select count(*)::int as n from information_schema.tables where table_schema = $1',
+          [schema.name],
+        );
+        return rows[0].n as number;
+      } finally {
+        await client.end();
+      }
+    };
+    try {
+      // With a password in the URL, to see it redacted.
+      const url = new URL(schema.url);
+      url.password = 'hunter2';
+      const settings = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_DATABASE_URL: url.toString() };
+      const refused = await runCli(['tenants', 'list'], settings);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /^database: postgres postgres:\/\/postgres:redacted@/m);
+      assert.match(refused.stderr, /^conveyor: no Conveyor database at postgres .*--create/m);
+      assert.ok(!refused.stderr.includes('hunter2'), refused.stderr);
+      assert.equal(await tables(), 0, 'nothing was migrated');
+      const created = ok(await runCli(['tenants', 'list', '--create', '--json'], settings));
+      assert.deepEqual(JSON.parse(created.stdout), []);
+      assert.ok((await tables()) > 0);
+    } finally {
+      await schema.drop();
+      await dir.cleanup();
+    }
+  });
 
   it('migrates a fresh schema even when another schema of the database already holds Conveyor', {
     skip,
@@ -140,21 +236,22 @@ describe('conveyor CLI against a running server', () => {
 
   before(async () => {
     dir = await makeTempDir('conveyor-cli-server-');
-    env = { CONVEYOR_DATA_DIR: dir.path, CONVEYOR_LOG_LEVEL: 'warn' };
+    env = {
+      CONVEYOR_DATA_DIR: dir.path,
+      CONVEYOR_LOG_LEVEL: 'warn',
+      CONVEYOR_UPLOAD_STATE_FILE: join(dir.path, 'uploads.json'),
+    };
     server = await startServerProcess({
       ...env,
       CONVEYOR_ADMIN_KEY: adminKey,
       CONVEYOR_GC_INTERVAL_SECONDS: '0',
     });
     url = server.url;
-    const tenants = ok(await runCli(['tenants'], env));
-    const lines = tenants.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line));
-    assert.equal(lines.length, 1);
-    assert.equal(lines[0].name, 'default');
-    tenantId = lines[0].id;
+    const tenants = ok(await runCli(['tenants', 'list', '--json'], env));
+    const list = JSON.parse(tenants.stdout);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].name, 'default');
+    tenantId = list[0].id;
   });
 
   after(async () => {
@@ -167,7 +264,10 @@ describe('conveyor CLI against a running server', () => {
 
   it('keys create prints a working key once; keys list never shows it; keys revoke stops it', async () => {
     const created = ok(
-      await runCli(['keys', 'create', '--tenant', tenantId, '--role', 'editor', '--name', 'ci'], env),
+      await runCli(
+        ['keys', 'create', '--tenant', tenantId, '--role', 'editor', '--name', 'ci', '--json'],
+        env,
+      ),
     );
     const view = JSON.parse(created.stdout);
     assert.match(view.key, /^cvk_[A-Za-z0-9_-]{43}$/);
@@ -189,13 +289,11 @@ describe('conveyor CLI against a running server', () => {
     const refused = await api('/api/v1/assets', view.key);
     assert.equal(refused.status, 401);
 
-    const listed = ok(await runCli(['keys', 'list', '--tenant', tenantId], env));
+    const listed = ok(await runCli(['keys', 'list', '--tenant', tenantId, '--json'], env));
     assert.ok(!listed.stdout.includes(view.key), 'keys list printed a key');
     assert.ok(!listed.stdout.includes(adminKey), 'keys list printed the admin key');
-    const keys = listed.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line));
+    const keys = JSON.parse(listed.stdout);
+    assert.ok(Array.isArray(keys));
     const mine = keys.find((k) => k.id === view.id);
     assert.ok(mine, listed.stdout);
     assert.equal(mine.key, undefined);
@@ -205,6 +303,29 @@ describe('conveyor CLI against a running server', () => {
     const bootstrap = keys.find((k) => k.name === 'bootstrap');
     assert.equal(bootstrap?.operator, true);
     assert.equal(bootstrap?.revokedAt, null);
+  });
+
+  it('without --json, keys and tenants print tables and keys create the key as text', async () => {
+    const [created, tenants] = await Promise.all([
+      runCli(['keys', 'create', '--tenant', tenantId, '--role', 'viewer', '--name', 'text'], env),
+      runCli(['tenants'], env),
+    ]);
+    const key = /^key\s+(cvk_\S+)$/m.exec(ok(created).stdout)?.[1];
+    assert.ok(key, created.stdout);
+    assert.match(created.stdout, /^role\s+viewer$/m);
+    assert.match(created.stderr, /shown only this once/);
+    const id = /^id\s+(key_\S+)$/m.exec(created.stdout)![1]!;
+    const [header, ...rows] = ok(tenants).stdout.trimEnd().split('\n');
+    assert.match(header!, /^ID\s+NAME\s+TIER\s+CREATED$/);
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!, new RegExp(`^${tenantId}\\s+default\\s`));
+
+    const listed = ok(await runCli(['keys', 'list', '--tenant', tenantId], env));
+    assert.match(listed.stdout, /^ID\s+PREFIX\s+ROLE\s+OPERATOR\s+NAME\s+CREATED\s+LAST USED\s+REVOKED$/m);
+    assert.match(listed.stdout, new RegExp(`^${id}\\s+${key.slice(0, 12)}\\s+viewer\\s+no\\s+text\\s`, 'm'));
+    assert.ok(!listed.stdout.includes(key));
+    const revoked = ok(await runCli(['keys', 'revoke', id, '--json'], env));
+    assert.deepEqual(JSON.parse(revoked.stdout), { id, revoked: true });
   });
 
   it('keys create refuses a bad role and an unknown tenant; revoke refuses an unknown key', async () => {
@@ -226,9 +347,13 @@ describe('conveyor CLI against a running server', () => {
     const file = join(dir.path, 'hello.txt');
     await writeFile(file, 'hello from the CLI\n');
     const [published, hidden] = await Promise.all([
-      runCli(['upload', file, '--publish'], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
+      runCli(['upload', file, '--publish', '--json'], {
+        ...env,
+        CONVEYOR_URL: url,
+        CONVEYOR_API_KEY: adminKey,
+      }),
       // --private, and the --url/--key flags instead of the variables.
-      runCli(['upload', file, '--private', '--url', url, '--key', adminKey], env),
+      runCli(['upload', file, '--private', '--json', '--url', url, '--key', adminKey], env),
     ]);
     const run = ok(published);
     const result = JSON.parse(run.stdout);
@@ -255,12 +380,14 @@ describe('conveyor CLI against a running server', () => {
     assert.equal(owned.headers.get('cache-control'), 'private, no-store');
   });
 
-  it('upload of a 10 MiB file shows progress on stderr and arrives whole', async () => {
+  it('upload of a 10 MiB file (resumable by default) shows progress on stderr and arrives whole', async () => {
     const file = join(dir.path, 'big.bin');
     const bytes = randomBytes(10 * 1024 * 1024);
     await writeFile(file, bytes);
-    const run = ok(await runCli(['upload', file], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }));
-    assert.match(run.stderr, /uploading \d+\.\d \/ 10\.0 MiB \(\d+%, [\d.]+ MiB\/s\)/);
+    const run = ok(
+      await runCli(['upload', file, '--json'], { ...env, CONVEYOR_URL: url, CONVEYOR_API_KEY: adminKey }),
+    );
+    assert.match(run.stderr, /^uploading 10\.0 \/ 10\.0 MiB \(100%, [\d.]+ MiB\/s\)$/m);
     const result = JSON.parse(run.stdout);
     assert.equal(result.size, bytes.length);
     const res = await fetch(result.url);
@@ -285,5 +412,6 @@ describe('conveyor CLI against a running server', () => {
     assert.match(badKey.stderr, /401/);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /ENOENT/);
+    for (const run of [badKey, missing]) assert.doesNotMatch(run.stderr, /\n\s+at /, 'a stack trace');
   });
 });
