@@ -156,7 +156,8 @@ class TusEndpoint implements TusUploads {
       path: options.path,
       datastore: this.#backend,
       maxSize: options.maxSize,
-      // No CORS: the API has none; an empty list makes the library omit Access-Control-Allow-Origin.
+      // CORS is the caller's (src/http/cors.ts); an empty list makes the library omit
+      // Access-Control-Allow-Origin, and #send drops the other Access-Control-* it adds.
       allowedOrigins: [],
       namingFunction: () => prefix + randomBytes(16).toString('hex'),
       // Relative, so that no Host header is trusted ("This URL MAY be absolute or relative.").
@@ -361,7 +362,10 @@ class TusEndpoint implements TusUploads {
     // The client cut the connection (an interrupted PATCH): what it sent is stored, nobody listens.
     if (res.destroyed) return;
     const headers: OutgoingHttpHeaders = {};
-    for (const [name, value] of response.headers) headers[name] = value;
+    // CORS is the caller's (src/http/cors.ts): the library's Access-Control-* would override its headers.
+    for (const [name, value] of response.headers) {
+      if (!name.startsWith('access-control-')) headers[name] = value;
+    }
     if (body.length === 0) delete headers['content-type'];
     const metadata = headers['upload-metadata'];
     if (typeof metadata === 'string') {
