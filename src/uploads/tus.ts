@@ -30,9 +30,9 @@
  * The remaining window: onComplete succeeded but the receipt could not be written; a retry makes the
  * asset again (its bytes deduplicate in the blob store).
  *
- * The final PATCH answers 200 with the receipt's JSON body when onComplete returned one (tus says 204;
- * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
- * or Upload-Length 0) keeps its 201.
+ * The final PATCH answers 204 as tus says, with onComplete's headers (Asset-Id) to tell the client what its
+ * upload became; a POST that completes (creation-with-upload, or Upload-Length 0) keeps its 201, with
+ * onComplete's JSON body when it returned one.
  *
  * Errors are problem documents (src/uploads/problems.ts maps the library's answers onto the catalog). A
  * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
