@@ -44,10 +44,11 @@ export interface FastCors {
  * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it are about
  * half of such a response's CPU (docs/benchmarks.md, "The delivery shortcut"). What Fastify does for
  * these requests is done here too: the request id (in the response and in problem documents), the CORS
- * headers of the delivery surface when it has origins, the request metrics under the same route labels. Everything else takes the Fastify route, which ends in the same `Origin`: requests
- * with credentials in the query or an Authorization header, the other methods, any URL this pattern does
- * not match, and all requests while a delivery rate limit or debug request logging is configured or the
- * server is closing (Fastify then answers 503 and closes the connection).
+ * headers of the delivery surface when it has origins, the request metrics under the same route labels.
+ * Everything else takes the Fastify route, which ends in the same `Origin`: requests with credentials in
+ * the query or an Authorization header, the other methods (a preflight's OPTIONS too), any URL this
+ * pattern does not match, and all requests while a delivery rate limit or debug request logging is
+ * configured or the server is closing (Fastify then answers 503 and closes the connection).
  */
 
 export class FastDelivery {
