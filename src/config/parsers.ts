@@ -121,3 +121,39 @@ export function parsePresets(value: string, limits: TransformLimits): TransformP
   }
   return Object.freeze(out);
 }
+
+/** An origin as a browser sends it in `Origin`: lower-case scheme and host, a port only when not the default. */
+const ORIGIN = /^([a-z][a-z0-9+.-]*):\/\/([a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/;
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { http: '80', https: '443' };
+
+/**
+ * The origins a CORS surface answers (src/http/cors.ts): `https://app.example.com, http://localhost:3000`
+ * -> exact origins, compared byte for byte with the request's `Origin`, so each is refused unless written
+ * as browsers send it (scheme://host[:port], lower case, no path, no default port). `*` (any origin) stands
+ * alone and only where `wildcard` allows it. Naming nothing is unset: undefined.
+ */
+export function parseOrigins(value: string, options: { wildcard: boolean }): '*' | string[] | undefined {
+  const items = parseList(value);
+  if (items.includes('*')) {
+    if (!options.wildcard) throw new Error('"*" is allowed for delivery only: list each origin');
+    if (items.length > 1) throw new Error('"*" stands alone: it already allows every origin');
+    return '*';
+  }
+  for (const item of items) {
+    const match = ORIGIN.exec(item);
+    if (!match) {
+      const hint = ORIGIN.test(item.toLowerCase()) ? ' (in lower case, as browsers send it)' : '';
+      throw new Error(`not an origin, scheme://host[:port] with no path${hint}: ${JSON.stringify(item)}`);
+    }
+    const [, scheme, host, port] = match;
+    if (port !== undefined && (Number(port) < 1 || Number(port) > 65535 || port.startsWith('0'))) {
+      throw new Error(`not a port in ${JSON.stringify(item)}`);
+    }
+    if (port !== undefined && DEFAULT_PORTS[scheme!] === port) {
+      throw new Error(
+        `${JSON.stringify(item)}: browsers send it without its default port, as "${scheme}://${host}"`,
+      );
+    }
+  }
+  return unlessEmpty([...new Set(items)]);
+}

@@ -7,7 +7,7 @@
 import { ingestSettings } from './ingest-settings.ts';
 import { jobSettings } from './job-settings.ts';
 import { mediaSettings } from './media-settings.ts';
-import { parsePort } from './parsers.ts';
+import { parseOrigins, parsePort } from './parsers.ts';
 import type { InputOf, Setting, ValueOf } from './setting.ts';
 import { DAY, GiB, KiB, MiB } from './units.ts';
 
@@ -345,6 +345,29 @@ export const settings = {
     min: 1,
     max: 100_000_000,
     doc: 'Clients (keys, JWT subjects or addresses) each rate limit keeps count of per process; past it the least recently seen is forgotten and starts afresh.',
+  },
+
+  corsApiOrigins: {
+    type: 'parsed',
+    parse: (value) => parseOrigins(value, { wildcard: false }),
+    doc: 'Browser origins that may call the API (/api/v1/*, uploads aside), e.g. `https://app.example.com,http://localhost:3000`: exact scheme://host[:port], no path. Unset: no CORS headers, preflights are not answered.',
+  },
+  corsUploadsOrigins: {
+    type: 'parsed',
+    parse: (value) => parseOrigins(value, { wildcard: false }),
+    doc: 'Browser origins that may upload with tus (/api/v1/uploads), as for `corsApiOrigins`.',
+  },
+  corsDeliveryOrigins: {
+    type: 'parsed',
+    parse: (value) => parseOrigins(value, { wildcard: true }),
+    doc: 'Browser origins that may read delivery URLs (/a, /v, /t) with fetch, players or `<img crossorigin>`, as for `corsApiOrigins`; or `*` for every origin (no `Vary: Origin`, one cached copy).',
+  },
+  corsMaxAgeSeconds: {
+    type: 'int',
+    default: 600,
+    min: 0,
+    max: DAY,
+    doc: 'How long a browser may reuse a preflight answer (Access-Control-Max-Age; Chromium caps it at 7200).',
   },
 
   ...jobSettings,

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Metrics } from '../ops/metrics.ts';
 import { requestIdOf } from '../ops/request-id.ts';
 import type { Derive } from './derive.ts';
@@ -30,16 +30,25 @@ export interface FastTransforms<Parsed extends ParsedTransform = ParsedTransform
 }
 
 /**
+ * The delivery surface's CORS answers (src/http/cors.ts), computed at start: the headers for a request's
+ * Origin (or for none), to be copied, never modified.
+ */
+export interface FastCors {
+  response(origin: string | undefined): OutgoingHttpHeaders;
+}
+
+/**
  * The public GET and HEAD that a CDN sends (`/a/<id>`, `/v/<id>`, a preset variant `/a/<id>/<file>`, or
  * a correctly signed transform URL `/t/<signature>/<options>/<id>`; no query, no Authorization),
  * answered straight from the HTTP server's request event instead of through Fastify. The origin's work
  * for a small cached body is a few microseconds; Fastify's routing, hooks and reply around it are about
  * half of such a response's CPU (docs/benchmarks.md, "The delivery shortcut"). What Fastify does for
- * these requests is done here too: the request id (in the response and in problem documents), the request
- * metrics under the same route labels. Everything else takes the Fastify route, which ends in the same `Origin`: requests
- * with credentials in the query or an Authorization header, the other methods, any URL this pattern does
- * not match, and all requests while a delivery rate limit or debug request logging is configured or the
- * server is closing (Fastify then answers 503 and closes the connection).
+ * these requests is done here too: the request id (in the response and in problem documents), the CORS
+ * headers of the delivery surface when it has origins, the request metrics under the same route labels.
+ * Everything else takes the Fastify route, which ends in the same `Origin`: requests with credentials in
+ * the query or an Authorization header, the other methods (a preflight's OPTIONS too), any URL this
+ * pattern does not match, and all requests while a delivery rate limit or debug request logging is
+ * configured or the server is closing (Fastify then answers 503 and closes the connection).
  */
 
 export class FastDelivery {
@@ -53,16 +62,18 @@ export class FastDelivery {
   readonly #metrics: Metrics;
   readonly #enabled: boolean;
   readonly #transforms: FastTransforms | undefined;
+  readonly #cors: FastCors | undefined;
 
   constructor(
     origin: Origin,
     metrics: Metrics,
-    options: { enabled: boolean; transforms?: FastTransforms | undefined },
+    options: { enabled: boolean; transforms?: FastTransforms | undefined; cors?: FastCors | undefined },
   ) {
     this.#origin = origin;
     this.#metrics = metrics;
     this.#enabled = options.enabled;
     this.#transforms = options.transforms;
+    this.#cors = options.cors;
   }
 
   /** Answers `req` and returns true, or returns false without touching either for Fastify to handle. */
@@ -108,12 +119,14 @@ export class FastDelivery {
     const started = performance.now();
     const method = req.method!;
     const requestId = requestIdOf(req);
+    const responseHeaders: OutgoingHttpHeaders = { 'x-request-id': requestId };
+    if (this.#cors) Object.assign(responseHeaders, this.#cors.response(req.headers.origin));
     const request = {
       method,
       path: req.url!,
       headers: req.headers,
       requestId,
-      responseHeaders: { 'x-request-id': requestId },
+      responseHeaders,
       query: NO_QUERY,
       principal: NOBODY,
     };

@@ -64,7 +64,7 @@ export interface OriginRequest {
   path: string;
   headers: IncomingHttpHeaders;
   requestId: string;
-  /** Response headers decided before the origin was called (X-Request-Id, RateLimit-*). */
+  /** Response headers decided before the origin was called (X-Request-Id, RateLimit-*, CORS). */
   responseHeaders: OutgoingHttpHeaders;
   query: DeliveryQuery;
   /** Who the Authorization header names, if anyone; asked only for private content. */
@@ -182,7 +182,7 @@ export class Origin {
       if (!derived) return this.#serveLater(kind, id, request, res, derive);
       ({ rep, headers: derivedHeaders } = derived);
     }
-    const headers: OutgoingHttpHeaders = { ...request.responseHeaders, ...derivedHeaders };
+    const headers = withHeaders({ ...request.responseHeaders }, derivedHeaders);
     try {
       const pending = this.#respond(request, res, rep, rep.kind, headers, undefined);
       return pending?.catch((error: unknown) => this.#fail(error, request, res, headers));
@@ -214,7 +214,7 @@ export class Origin {
         const derived = await this.#derivations.get(derive, rep, request);
         rep = derived.rep;
         bytes = derived.bytes;
-        Object.assign(headers, derived.headers);
+        withHeaders(headers, derived.headers);
       }
       await this.#respond(request, res, rep, isPrivate ? 'private' : rep.kind, headers, bytes);
     } catch (error) {
@@ -431,6 +431,21 @@ export class Origin {
       headers,
     );
   }
+}
+
+/**
+ * Adds a derive step's headers (Vary: Accept of a negotiated format) to those decided before the origin
+ * (Vary: Origin of CORS), keeping both Vary lists.
+ */
+function withHeaders(
+  headers: OutgoingHttpHeaders,
+  more: OutgoingHttpHeaders | undefined,
+): OutgoingHttpHeaders {
+  if (more === undefined) return headers;
+  const vary = headers.vary;
+  Object.assign(headers, more);
+  if (vary !== undefined && more.vary !== undefined) headers.vary = `${String(vary)}, ${String(more.vary)}`;
+  return headers;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

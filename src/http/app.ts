@@ -19,9 +19,11 @@ import { requestIdOf } from '../ops/request-id.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';
+import { UPLOADS_PATH } from '../uploads/resumable.ts';
 import type { TusUploads } from '../uploads/tus.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
 import { compressJson } from './compression.ts';
+import { CorsPolicy, corsHook } from './cors.ts';
 import { boundJsonDepth } from './json-body.ts';
 import { sendProblem } from './problems.ts';
 import { RateLimiter, type RateLimitRule } from './rate-limit.ts';
@@ -93,9 +95,11 @@ export async function buildApp(
   });
   // Plain public delivery requests skip Fastify (see fast-delivery.ts); a rate limit or per-request debug
   // logging needs Fastify's request, so either turns the shortcut off.
+  const cors = new CorsPolicy(config, { uploads: UPLOADS_PATH });
   const fast = new FastDelivery(origin, deps.metrics, {
     enabled: !deliveryLimit && !debugLogging,
     transforms: deps.media.transforms,
+    cors: cors.delivery,
   });
   const guard = new SocketGuard(config, (reason) => deps.metrics.connectionsClosed.labels(reason).inc());
   const app = Fastify({
@@ -158,6 +162,8 @@ export async function buildApp(
     reply.header('x-request-id', request.id);
     done();
   });
+  // Registered only when some surface has origins: otherwise CORS costs nothing (src/http/cors.ts).
+  if (cors.enabled) app.addHook('onRequest', corsHook(cors));
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     deps.metrics.recordRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);

@@ -30,7 +30,7 @@ export interface TusCompletion {
 export interface TusCompletionResult {
   /** Added to the final answer (and to HEAD answers afterwards), e.g. `{ 'Asset-Id': id }`. */
   headers?: Record<string, string>;
-  /** Sent as JSON in the final answer. */
+  /** Sent as JSON in the answer of a POST that completes its upload (a final PATCH answers 204). */
   body?: object;
 }
 
@@ -154,15 +154,17 @@ export interface CompletionAnswer {
 }
 
 /**
- * The final answer of an upload: 201 for a POST (the library adds Location only to a 201), else 200 with
- * the JSON body, or 204 without one. tus 1.0 core says "The Server MUST acknowledge successful PATCH
- * requests with the 204 No Content status"; a body needs 200, which tus-js-client and others accept.
+ * The final answer of an upload, with the receipt's headers (Asset-Id): for a PATCH 204 without a body, as
+ * tus 1.0 core says ("The Server MUST acknowledge successful PATCH requests with the 204 No Content
+ * status"); for a POST that completes its upload 201 (the library adds Location only to a 201), with the
+ * receipt's JSON body when it has one.
  */
 export function completionAnswer(receipt: TusReceipt, created: boolean): CompletionAnswer {
   const headers = { ...receipt.headers, 'Upload-Offset': String(receipt.size) };
-  if (receipt.body === undefined) return { status: created ? 201 : 204, headers };
+  if (!created) return { status: 204, headers };
+  if (receipt.body === undefined) return { status: 201, headers };
   return {
-    status: created ? 201 : 200,
+    status: 201,
     headers: { ...headers, 'Content-Type': 'application/json; charset=utf-8' },
     body: JSON.stringify(receipt.body),
   };

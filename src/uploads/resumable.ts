@@ -21,7 +21,7 @@ export function uploadsDirectory(config: Config): string {
  * Resumable uploads (tus 1.0) of this installation: unfinished uploads live beside the blob store (a
  * folder, or an `uploads/` prefix in the bucket); a finished one becomes an asset of the uploading tenant
  * through the same AssetService path as a plain upload (sniffed type, size limit, SHA-256, and the image
- * processing hook), and the final PATCH answers with that asset. Client metadata understood:
+ * processing hook), and the final PATCH names that asset in Asset-Id. Client metadata understood:
  * `filename`, `filetype` (or `contentType`), `visibility` (`public` | `private`).
  *
  * An upload is created only if `space` has room for it twice (on the fs backend the unfinished upload

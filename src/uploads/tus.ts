@@ -30,9 +30,9 @@
  * The remaining window: onComplete succeeded but the receipt could not be written; a retry makes the
  * asset again (its bytes deduplicate in the blob store).
  *
- * The final PATCH answers 200 with the receipt's JSON body when onComplete returned one (tus says 204;
- * tus-js-client and most clients accept any 2xx), else 204; a POST that completes (creation-with-upload,
- * or Upload-Length 0) keeps its 201.
+ * The final PATCH answers 204 as tus says, with onComplete's headers (Asset-Id) to tell the client what its
+ * upload became; a POST that completes (creation-with-upload, or Upload-Length 0) keeps its 201, with
+ * onComplete's JSON body when it returned one.
  *
  * Errors are problem documents (src/uploads/problems.ts maps the library's answers onto the catalog). A
  * creation that fails after its upload was stored (creation-with-upload on a full disk) removes that
@@ -156,7 +156,8 @@ class TusEndpoint implements TusUploads {
       path: options.path,
       datastore: this.#backend,
       maxSize: options.maxSize,
-      // No CORS: the API has none; an empty list makes the library omit Access-Control-Allow-Origin.
+      // CORS is the caller's (src/http/cors.ts); an empty list makes the library omit
+      // Access-Control-Allow-Origin, and #send drops the other Access-Control-* it adds.
       allowedOrigins: [],
       namingFunction: () => prefix + randomBytes(16).toString('hex'),
       // Relative, so that no Host header is trusted ("This URL MAY be absolute or relative.").
@@ -359,7 +360,10 @@ class TusEndpoint implements TusUploads {
     // The client cut the connection (an interrupted PATCH): what it sent is stored, nobody listens.
     if (res.destroyed) return;
     const headers: OutgoingHttpHeaders = {};
-    for (const [name, value] of response.headers) headers[name] = value;
+    // CORS is the caller's (src/http/cors.ts): the library's Access-Control-* would override its headers.
+    for (const [name, value] of response.headers) {
+      if (!name.startsWith('access-control-')) headers[name] = value;
+    }
     if (body.length === 0) delete headers['content-type'];
     const metadata = headers['upload-metadata'];
     if (typeof metadata === 'string') {

@@ -159,6 +159,39 @@ describe('config', () => {
     }
   });
 
+  it('reads the CORS origins of each surface, * for delivery only', () => {
+    const unset = loadConfig({});
+    assert.equal(unset.corsApiOrigins, undefined);
+    assert.equal(unset.corsUploadsOrigins, undefined);
+    assert.equal(unset.corsDeliveryOrigins, undefined);
+    const config = loadConfig({
+      CONVEYOR_CORS_API_ORIGINS: 'https://app.example.com',
+      CONVEYOR_CORS_UPLOADS_ORIGINS: 'https://app.example.com,http://localhost:3000',
+      CONVEYOR_CORS_DELIVERY_ORIGINS: '*',
+      CONVEYOR_CORS_MAX_AGE_SECONDS: '60',
+    });
+    assert.deepEqual(config.corsApiOrigins, ['https://app.example.com']);
+    assert.deepEqual(config.corsUploadsOrigins, ['https://app.example.com', 'http://localhost:3000']);
+    assert.equal(config.corsDeliveryOrigins, '*');
+    assert.equal(config.corsMaxAgeSeconds, 60);
+    const error = (() => {
+      try {
+        loadConfig({
+          CONVEYOR_CORS_API_ORIGINS: '*',
+          CONVEYOR_CORS_UPLOADS_ORIGINS: 'https://app.example.com/upload',
+          CONVEYOR_CORS_DELIVERY_ORIGINS: 'https://cdn.example.com:443',
+        });
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.problems.length, 3);
+    assert.match(error.problems[0]!, /^CONVEYOR_CORS_API_ORIGINS: .*"\*" is allowed for delivery only/);
+    assert.match(error.problems[1]!, /^CONVEYOR_CORS_UPLOADS_ORIGINS: .*not an origin/);
+    assert.match(error.problems[2]!, /^CONVEYOR_CORS_DELIVERY_ORIGINS: .*default port/);
+  });
+
   it('holds presets to the configured transform limits, except in size', () => {
     assert.equal(
       loadConfig({ CONVEYOR_IMAGE_PRESETS: 'big=w:16383,dpr:1' }).imagePresets['big']!.width,

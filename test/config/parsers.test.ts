@@ -7,6 +7,7 @@ import {
   parseKindLanes,
   parseLanes,
   parseList,
+  parseOrigins,
   parsePort,
   parsePorts,
   parsePresets,
@@ -57,6 +58,46 @@ describe('setting parsers', () => {
     for (const bad of ['*', 'a..b', 'http://x', '*.', 'a b']) {
       assert.throws(() => parseHosts(bad), /not a host name or \*\.suffix/, bad);
     }
+  });
+
+  it('reads CORS origins exactly as browsers send them, and * only where allowed', () => {
+    assert.deepEqual(
+      parseOrigins('https://app.example.com, http://localhost:3000,capacitor://localhost', {
+        wildcard: false,
+      }),
+      ['https://app.example.com', 'http://localhost:3000', 'capacitor://localhost'],
+    );
+    assert.deepEqual(parseOrigins('http://[::1]:8080,http://127.0.0.1:1', { wildcard: false }), [
+      'http://[::1]:8080',
+      'http://127.0.0.1:1',
+    ]);
+    assert.equal(parseOrigins(' , ', { wildcard: false }), undefined);
+    assert.equal(parseOrigins('*', { wildcard: true }), '*');
+    assert.throws(() => parseOrigins('*', { wildcard: false }), /"\*" is allowed for delivery only/);
+    assert.throws(() => parseOrigins('*,https://a.example', { wildcard: true }), /"\*" stands alone/);
+    for (const bad of [
+      'https://app.example.com/',
+      'https://app.example.com/path',
+      'app.example.com',
+      'null',
+      'https://*.example.com',
+      'https://a.example?x',
+      'https://a b',
+    ]) {
+      assert.throws(
+        () => parseOrigins(bad, { wildcard: true }),
+        /not an origin, scheme:\/\/host\[:port\] with no path/,
+        bad,
+      );
+    }
+    assert.throws(() => parseOrigins('https://App.Example.com', { wildcard: false }), /in lower case/);
+    for (const bad of ['http://a.example:0', 'http://a.example:65536', 'http://a.example:080']) {
+      assert.throws(() => parseOrigins(bad, { wildcard: false }), /not a port/, bad);
+    }
+    assert.throws(
+      () => parseOrigins('https://a.example:443', { wildcard: false }),
+      /without its default port, as "https:\/\/a.example"/,
+    );
   });
 
   it('reads CIDRs into numbers', () => {

@@ -12,7 +12,7 @@ export async function uploadRoutes(app: FastifyInstance, opts: { deps: AppDeps }
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    // Headers decided so far (X-Request-Id, RateLimit-*) would be lost with the hijack: hand them over.
+    // Headers decided so far (X-Request-Id, RateLimit-*, CORS) would be lost with the hijack: hand them over.
     for (const [name, value] of Object.entries(reply.getHeaders())) {
       if (value !== undefined) reply.raw.setHeader(name, value);
     }
