@@ -244,8 +244,11 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
         response: { 201: Version, ...problemResponses },
       },
     },
-    async (request, reply) =>
-      reply.code(201).send(await assets.publish(request.principal!, request.params.id)),
+    async (request, reply) => {
+      const version = await assets.publish(request.principal!, request.params.id);
+      // No API route gives one version: Location names what a client can GET, its immutable content.
+      return reply.code(201).header('location', deliveryPath.version(version.id)).send(version);
+    },
   );
 
   app.get(
