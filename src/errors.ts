@@ -268,17 +268,6 @@ export class ConveyorError extends Error {
 export const notFound = (what = 'resource') => new ConveyorError('not_found', `No such ${what}`);
 
 /**
- * The 401 of a request without a usable Bearer credential. RFC 6750 §3: the resource server "MUST include
- * the HTTP "WWW-Authenticate" response header field"; when a token was given and is "expired, revoked,
- * malformed, or invalid for other reasons" the challenge says `error="invalid_token"` (§3.1), and when none
- * was given it "SHOULD NOT include an error code".
- */
-export function unauthenticated(detail: string, tokenRejected: boolean): ConveyorError {
-  const challenge = tokenRejected ? 'Bearer error="invalid_token"' : 'Bearer';
-  return new ConveyorError('unauthenticated', detail, { headers: { 'www-authenticate': challenge } });
-}
-
-/**
  * Whether `error` says a disk or the database ran out of room: ENOSPC or EDQUOT from the filesystem,
  * SQLITE_FULL (13, "database or disk is full", with any extended code) from node:sqlite, or SQLSTATE 53100
  * (disk_full) from PostgreSQL. Looks through `cause` too, as wrappers keep the original there.

@@ -101,3 +101,14 @@ export function writeProblem(
   res.writeHead(answer.status, { ...headers, ...answer.headers });
   res.end(method === 'HEAD' ? undefined : answer.body);
 }
+
+/**
+ * The 401 of a request without a usable Bearer credential. RFC 6750 §3: the resource server "MUST include
+ * the HTTP "WWW-Authenticate" response header field"; when a token was given and is "expired, revoked,
+ * malformed, or invalid for other reasons" the challenge says `error="invalid_token"` (§3.1), and when none
+ * was given it "SHOULD NOT include an error code".
+ */
+export function unauthenticated(detail: string, tokenRejected: boolean): ConveyorError {
+  const challenge = tokenRejected ? 'Bearer error="invalid_token"' : 'Bearer';
+  return new ConveyorError('unauthenticated', detail, { headers: { 'www-authenticate': challenge } });
+}

@@ -9,13 +9,14 @@ import type { AccessService } from '../delivery/access.ts';
 import { FastDelivery } from '../delivery/fast-delivery.ts';
 import type { DeliveryLookup } from '../delivery/lookup.ts';
 import { Origin } from '../delivery/origin.ts';
-import { ConveyorError, unauthenticated } from '../errors.ts';
+import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
 import type { Media } from '../media/wiring.ts';
 import type { ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { requestIdOf } from '../ops/request-id.ts';
+import { unauthenticated } from '../problems.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';
@@ -185,7 +186,31 @@ export async function buildApp(
         title: 'Conveyor API',
         version: '1',
         description: 'Self-hosted media origin: upload, process, store and deliver media.',
+        // package.json's UNLICENSED: no license is granted (an SPDX LicenseRef names that).
+        license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
       },
+      // Relative: the document describes the server that serves it, under whatever name it is reached.
+      servers: [{ url: '/' }],
+      tags: [
+        { name: 'assets', description: 'Upload, list, change and delete assets' },
+        { name: 'versions', description: "Immutable snapshots of an asset's content" },
+        { name: 'access', description: 'Access tokens and signed URLs that open private content' },
+        { name: 'uploads', description: 'Resumable uploads (tus 1.0) that become assets' },
+        { name: 'ingest', description: 'Fetch remote URLs into assets' },
+        { name: 'transforms', description: 'Signed on-the-fly transform URLs for clients without a key' },
+        {
+          name: 'jobs',
+          description: 'The job queue: enqueue, read, cancel, retry, dead letters, schedules, live events',
+        },
+        { name: 'monitoring', description: 'Queue status, statistics and health' },
+        { name: 'tenants', description: 'Tenants (operator keys only)' },
+        { name: 'keys', description: 'API keys' },
+        {
+          name: 'delivery',
+          description:
+            'The content itself, for browsers and CDNs: no API key; conditional and range requests; private content with a token or signed URL',
+        },
+      ],
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', description: 'API key (cvk_…) or platform JWT' },

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ConveyorError, unauthenticated } from '../errors.ts';
+import { ConveyorError } from '../errors.ts';
+import { unauthenticated } from '../problems.ts';
 import { JwksUnavailableError, type JwtPrincipal, looksLikeJwt } from '../tenancy/jwt.ts';
 import type { Principal } from '../tenancy/principal.ts';
 import type { TenancyService } from '../tenancy/service.ts';

@@ -1,5 +1,6 @@
-import { Type } from '@fastify/type-provider-typebox';
-import { PROBLEM_CODES, type ProblemCode } from '../errors.ts';
+import type { SwaggerTransform } from '@fastify/swagger';
+import { type TSchema, Type } from '@fastify/type-provider-typebox';
+import { catalog, PROBLEM_CODES, type ProblemCode } from '../errors.ts';
 import { JOB_STATES, LANES, OPEN_STATES, TIERS } from '../glossary.ts';
 
 /** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
@@ -133,17 +134,174 @@ export const Tenant = Type.Object(
   { $id: 'Tenant' },
 );
 
-export const pageOf = <T extends ReturnType<typeof Type.Object>>(item: T) =>
+export const pageOf = <T extends TSchema>(item: T) =>
   Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
 
-/** The error responses every authenticated route can give, by reference to the one Problem schema. */
-export const problemResponses = {
-  400: Type.Ref('Problem'),
-  401: Type.Ref('Problem'),
-  403: Type.Ref('Problem'),
-  404: Type.Ref('Problem'),
-  429: Type.Ref('Problem'),
+/*
+ * Response shapes as Fastify and @fastify/swagger both read them. A response in the `content` form
+ * (`{description, headers?, content: {<media type>: {schema}}}`) is serialized by Fastify only when the
+ * reply's Content-Type is one it lists, and documented with exactly those media types; a plain schema is
+ * documented as application/json. `headers` is documentation only: Fastify does not check them.
+ */
+
+/** A response header as @fastify/swagger documents it: a schema with a description. */
+export type ResponseHeader = { type: string; description: string; [keyword: string]: unknown };
+
+export const header = (description: string, schema: Record<string, unknown> = {}): ResponseHeader => ({
+  type: 'string',
+  ...schema,
+  description,
+});
+
+/** The titles of the catalog's codes that answer with `status` (src/errors.ts). */
+function titlesOf(status: number): string {
+  const titles = Object.values(catalog)
+    .filter((entry) => entry.status === status)
+    .map((entry) => entry.title);
+  if (titles.length === 0) throw new Error(`No code of the error catalog answers ${status}`);
+  return titles.join('; ');
+}
+
+/**
+ * The error response for `status`: a problem document (RFC 9457, src/problems.ts) by reference to the one
+ * Problem schema, described by the catalog's titles for that status unless `description` says more.
+ */
+export function problem(
+  status: number,
+  options: { description?: string; headers?: Record<string, ResponseHeader> } = {},
+) {
+  return {
+    description: options.description ?? titlesOf(status),
+    ...(options.headers ? { headers: options.headers } : {}),
+    content: { 'application/problem+json': { schema: Type.Ref('Problem') } },
+  };
+}
+
+/** The error responses for these statuses, each a problem document. */
+export function problems(...statuses: number[]): Record<number, ReturnType<typeof problem>> {
+  return Object.fromEntries(statuses.map((status) => [status, problem(status)]));
+}
+
+/** The error responses every authenticated route can give. */
+export const problemResponses = problems(400, 401, 403, 404, 429, 500);
+
+/** `schema` with response headers to document; typed (and serialized) as the schema itself. */
+export function withHeaders<T extends object>(schema: T, headers: Record<string, ResponseHeader>): T {
+  return { ...schema, headers };
+}
+
+/** A response without content (a 204, a 304, any answer to HEAD), with the headers it carries. */
+export function noContent(description: string, headers?: Record<string, ResponseHeader>) {
+  return { type: 'null', description, ...(headers ? { headers } : {}) };
+}
+
+/** Bytes of any media type, as a request or response body. */
+export const binaryContent = { '*/*': { schema: { type: 'string', format: 'binary' } } };
+
+/** A Location header: where the created resource is. */
+export const location = (what: string) => ({ Location: header(what, { format: 'uri-reference' }) });
+
+/**
+ * Route config that documents what Fastify must not see in the route's schema, since it would check it:
+ * a body another parser reads (multipart, tus), request headers a library checks with answers of its own
+ * (tus), or a cleaner URL with named parameters for a wildcard route. `schema` is merged over the route's
+ * schema, in the OpenAPI document only.
+ */
+export function documentOnly(extra: { url?: string; schema: Record<string, unknown> }): {
+  swaggerTransform: SwaggerTransform;
+} {
+  return {
+    swaggerTransform: ({ schema, url }) => ({
+      schema: { ...schema, ...extra.schema },
+      url: extra.url ?? url,
+    }),
+  };
+}
+
+/** The conditional and range headers of a delivery answer (src/delivery/origin.ts). */
+const validators = {
+  ETag: header('The strong validator: the SHA-256 of the bytes, quoted'),
+  'Last-Modified': header('When the content last changed (an HTTP date)'),
+  'Cache-Control': header(
+    'public, max-age=31536000, immutable for a version; the configured policy for latest content; private, no-store for private content',
+  ),
 };
+const deliveryHeaders = (vary: boolean) => ({
+  ...validators,
+  'Accept-Ranges': header('bytes'),
+  'Content-Length': header('The length of the content sent', { type: 'integer' }),
+  'Content-Disposition': header(
+    'inline (or attachment for active content, if so configured), with the filename',
+  ),
+  ...(vary
+    ? { Vary: header('Accept, when the output format (f:auto) was chosen by the Accept header') }
+    : {}),
+});
+
+/**
+ * The answers of a delivery URL (src/delivery/origin.ts): the content (GET) or its headers (HEAD), ranges
+ * (GET only: HEAD ignores Range, as RFC 9110 §14.2 says), revalidation, and the problems. A `variant`
+ * (preset) or `transform` is rendered, with the refusals and the back-pressure of a render; a transform's
+ * format may follow the Accept header.
+ */
+export function deliveryResponses(method: 'GET' | 'HEAD', kind: 'content' | 'variant' | 'transform') {
+  const rendered = kind !== 'content';
+  const headers = deliveryHeaders(kind === 'transform');
+  const get = method === 'GET';
+  return {
+    200: get
+      ? { description: 'The content', headers, content: binaryContent }
+      : noContent('The headers a GET would answer with', headers),
+    ...(get
+      ? {
+          206: {
+            description:
+              'The requested range (Range, honoured when If-Range matches): one range as its bytes, several as multipart/byteranges',
+            headers: {
+              ...headers,
+              'Content-Range': header('bytes <first>-<last>/<size> (for a single range)'),
+            },
+            content: binaryContent,
+          },
+        }
+      : {}),
+    304: noContent(
+      'Not modified: the copy the client has is current (If-None-Match, If-Modified-Since)',
+      validators,
+    ),
+    400: problem(400, {
+      description: rendered ? 'Malformed options, or a malformed query' : 'A malformed query',
+    }),
+    403: problem(403, {
+      description: `A grant of private content has lapsed (an expired or revoked token, a signed URL past exp)${kind === 'transform' ? ', or the URL is not signed correctly' : ''}`,
+    }),
+    404: problem(404, {
+      description: 'No such asset or version, or private content without a credential for it',
+    }),
+    412: problem(412, {
+      description: 'If-Match or If-Unmodified-Since does not hold',
+      headers: { ETag: validators.ETag, 'Last-Modified': validators['Last-Modified'] },
+    }),
+    ...(get
+      ? {
+          416: problem(416, {
+            description: 'No requested range overlaps the content',
+            headers: { 'Content-Range': header('bytes */<size>') },
+          }),
+        }
+      : {}),
+    ...(rendered ? problems(413, 415, 422) : {}),
+    ...problems(429, 500),
+    ...(rendered
+      ? {
+          503: problem(503, {
+            description: 'Too many renders are waiting',
+            headers: { 'Retry-After': header('Seconds to wait before trying again', { type: 'integer' }) },
+          }),
+        }
+      : {}),
+  };
+}
 
 /** A job's lane, as the API accepts and shows it. */
 export const LaneSchema = oneOf(LANES);

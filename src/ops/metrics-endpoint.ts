@@ -2,8 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConveyorError, unauthenticated } from '../errors.ts';
-import { toConveyorError, writeProblem } from '../problems.ts';
+import { ConveyorError } from '../errors.ts';
+import { toConveyorError, unauthenticated, writeProblem } from '../problems.ts';
 import { requestIdOf } from './request-id.ts';
 
 /** What a /metrics answer is made of: the registry's (or the cluster's) rendering. */

@@ -47,7 +47,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { Metadata, Server, type Upload } from '@tus/server';
 import type { ServerRequest } from 'srvx';
 import { NodeRequest } from 'srvx/node';
-import { ConveyorError, notFound, unauthenticated } from '../errors.ts';
+import { ConveyorError, notFound } from '../errors.ts';
+import { unauthenticated } from '../problems.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
 import {
   clientMetadata,

@@ -25,6 +25,9 @@ for (const backend of BACKENDS) {
       const published = await server.json('POST', `/api/v1/assets/${asset.id}/publish`);
       assert.equal(published.status, 201);
       assert.equal(published.body.number, 1);
+      // No API route gives one version: Location names what a client can GET, its immutable content.
+      assert.equal(published.headers.get('location'), `/v/${published.body.id}`);
+      assert.equal(await (await fetch(server.url + published.headers.get('location'))).text(), 'hello world');
       const version = await fetch(published.body.url);
       assert.equal(version.headers.get('cache-control'), 'public, max-age=31536000, immutable');
       assert.equal(await version.text(), 'hello world');

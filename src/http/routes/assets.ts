@@ -7,7 +7,20 @@ import { deliveryPath } from '../../delivery/lookup.ts';
 import { ConveyorError } from '../../errors.ts';
 import { releaseChunk } from '../../storage/chunks.ts';
 import type { AppDeps } from '../app.ts';
-import { Asset, IdParams, PageQuery, pageOf, problemResponses, Version, Visibility } from '../schemas.ts';
+import {
+  Asset,
+  binaryContent,
+  documentOnly,
+  IdParams,
+  location,
+  PageQuery,
+  pageOf,
+  problem,
+  problemResponses,
+  Version,
+  Visibility,
+  withHeaders,
+} from '../schemas.ts';
 
 /** Room for multipart boundaries and part headers when comparing a declared length with the limit. */
 const MULTIPART_FRAMING_SLACK = 64 * 1024;
@@ -30,9 +43,34 @@ function fromClient(source: Readable, wrap: (error: unknown) => ConveyorError): 
 
 const uploadResponses = {
   ...problemResponses,
-  413: Type.Ref('Problem'),
-  507: Type.Ref('Problem'),
+  413: problem(413, { description: 'The content is larger than CONVEYOR_MAX_UPLOAD_BYTES' }),
+  507: problem(507, { description: 'The disk has no room for the content; nothing is stored' }),
 };
+
+/**
+ * What an upload route reads, for the OpenAPI document: Fastify must not see it, since the body is
+ * parsed by @fastify/multipart or streamed as it is.
+ */
+const uploadBody = documentOnly({
+  schema: {
+    body: {
+      content: {
+        'multipart/form-data': {
+          schema: {
+            type: 'object',
+            required: ['file'],
+            properties: {
+              file: { type: 'string', format: 'binary' },
+            },
+            description:
+              "One file part (its field name is free); the part's filename and Content-Type are the declared ones. Other fields are ignored.",
+          },
+        },
+        ...binaryContent,
+      },
+    },
+  },
+});
 
 /** Assets, their versions, and the two ways to open private ones (tokens and signed URLs). */
 export async function assetRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promise<void> {
@@ -113,13 +151,18 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
     '/assets',
     {
       schema: {
+        operationId: 'uploadAsset',
         tags: ['assets'],
         summary: 'Upload an asset (raw body with ?filename=, or multipart/form-data)',
         description:
           'The body is streamed to storage and hashed on the way (SHA-256, the ETag). The content type is sniffed from the bytes.',
         querystring: uploadQuery,
-        response: { 201: Asset, ...uploadResponses },
+        response: {
+          201: withHeaders(Asset, location('The new asset: /api/v1/assets/{id}')),
+          ...uploadResponses,
+        },
       },
+      config: uploadBody,
     },
     async (request, reply) => {
       const content = await readContent(request);
@@ -137,11 +180,13 @@ async function uploadRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Pro
     '/assets/:id/content',
     {
       schema: {
+        operationId: 'replaceAssetContent',
         tags: ['assets'],
         summary: "Replace an asset's content (the latest URL changes; published versions do not)",
         params: IdParams,
         response: { 200: Asset, ...uploadResponses },
       },
+      config: uploadBody,
     },
     async (request) => {
       const content = await readContent(request);
@@ -162,6 +207,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets',
     {
       schema: {
+        operationId: 'listAssets',
         tags: ['assets'],
         summary: "List the tenant's assets, newest first",
         querystring: Type.Object({
@@ -189,6 +235,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id',
     {
       schema: {
+        operationId: 'getAsset',
         tags: ['assets'],
         summary: 'Get an asset',
         params: IdParams,
@@ -202,6 +249,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id',
     {
       schema: {
+        operationId: 'updateAsset',
         tags: ['assets'],
         summary: 'Rename an asset or change its visibility',
         params: IdParams,
@@ -222,6 +270,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id',
     {
       schema: {
+        operationId: 'deleteAsset',
         tags: ['assets'],
         summary: 'Delete an asset with its versions and tokens',
         params: IdParams,
@@ -238,20 +287,31 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id/publish',
     {
       schema: {
+        operationId: 'publishAsset',
         tags: ['versions'],
         summary: 'Snapshot the current content as an immutable version',
         params: IdParams,
-        response: { 201: Version, ...problemResponses },
+        response: {
+          201: withHeaders(
+            Version,
+            location("The version's immutable content: /v/{versionId} (no API route gives one version)"),
+          ),
+          ...problemResponses,
+        },
       },
     },
-    async (request, reply) =>
-      reply.code(201).send(await assets.publish(request.principal!, request.params.id)),
+    async (request, reply) => {
+      const version = await assets.publish(request.principal!, request.params.id);
+      // No API route gives one version: Location names what a client can GET, its immutable content.
+      return reply.code(201).header('location', deliveryPath.version(version.id)).send(version);
+    },
   );
 
   app.get(
     '/assets/:id/versions',
     {
       schema: {
+        operationId: 'listVersions',
         tags: ['versions'],
         summary: "List an asset's versions, newest first",
         params: IdParams,
@@ -274,6 +334,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id/tokens',
     {
       schema: {
+        operationId: 'createAccessToken',
         tags: ['access'],
         summary: 'Create a revocable access token for a private asset',
         params: IdParams,
@@ -307,6 +368,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/tokens/:id',
     {
       schema: {
+        operationId: 'revokeAccessToken',
         tags: ['access'],
         summary: 'Revoke an access token',
         params: IdParams,
@@ -323,6 +385,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
     '/assets/:id/signed-url',
     {
       schema: {
+        operationId: 'createSignedUrl',
         tags: ['access'],
         summary: 'Create a signed URL (HMAC-SHA256 over path and expiry) to the latest content or a version',
         params: IdParams,

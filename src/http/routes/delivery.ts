@@ -5,9 +5,35 @@ import { ConveyorError } from '../../errors.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
 import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
+import { deliveryResponses, documentOnly } from '../schemas.ts';
 
 /** Query parameters that carry credentials for private content (access.ts). */
 const CREDENTIALS = ['token', 'exp', 'kid', 'sig'];
+
+/**
+ * Each method is a route of its own, so that each is an operation of its own in the OpenAPI document
+ * (one route with both would be documented as one operation twice). HEAD comes first, and as a list:
+ * Fastify then adds no HEAD route of its own for the GET, and @fastify/swagger shows it under its own
+ * operationId (it leaves out a route whose method is the string 'HEAD', or suffixes its operationId).
+ */
+const DELIVERY_METHODS = ['HEAD', 'GET'] as const;
+
+/** The segments of a transform URL, as the OpenAPI document names them (the route is a wildcard). */
+const TransformParams = {
+  type: 'object',
+  required: ['signature', 'options', 'source'],
+  properties: {
+    signature: {
+      type: 'string',
+      description: '{kid}.{sig}, or _ for a preset when unsigned presets are allowed',
+    },
+    options: { type: 'string', description: 'e.g. w:512,h:512,fit:cover,f:webp, or preset:thumb' },
+    source: {
+      type: 'string',
+      description: 'An asset id (latest content) or a version id, with an optional .{ext}',
+    },
+  },
+};
 
 /**
  * The delivery URLs as Fastify routes: `/a/<assetId>` (latest, mutable) and `/v/<versionId>` (immutable).
@@ -45,64 +71,100 @@ export async function deliveryRoutes(
   });
 
   // The content itself, and (with a file name) one of its preset variants, e.g. thumb.webp.
-  for (const [url, kind, summary] of [
-    ['/a/:id', 'latest', "The asset's latest content (mutable; conditional and range requests)"],
-    ['/v/:id', 'version', "A published version's content (immutable; conditional and range requests)"],
-    ['/a/:id/:file', 'latest', "A preset variant of the asset's latest content, e.g. thumb.webp (mutable)"],
-    ['/v/:id/:file', 'version', 'A preset variant of a published version, e.g. thumb.webp (immutable)'],
+  for (const [url, kind, name, summary] of [
+    [
+      '/a/:id',
+      'latest',
+      'AssetContent',
+      "The asset's latest content (mutable; conditional and range requests)",
+    ],
+    [
+      '/v/:id',
+      'version',
+      'VersionContent',
+      "A published version's content (immutable; conditional and range requests)",
+    ],
+    [
+      '/a/:id/:file',
+      'latest',
+      'AssetVariant',
+      "A preset variant of the asset's latest content, e.g. thumb.webp (mutable)",
+    ],
+    [
+      '/v/:id/:file',
+      'version',
+      'VersionVariant',
+      'A preset variant of a published version, e.g. thumb.webp (immutable)',
+    ],
   ] as const) {
-    app.route<{ Params: { id: string; file?: string }; Querystring: DeliveryQuery }>({
-      method: ['GET', 'HEAD'],
-      url,
-      schema: { tags: ['delivery'], summary, security: [], querystring: querySchema },
+    const variant = url.endsWith('/:file');
+    for (const method of DELIVERY_METHODS) {
+      app.route<{ Params: { id: string; file?: string }; Querystring: DeliveryQuery }>({
+        method: [method],
+        url,
+        schema: {
+          operationId: `${method.toLowerCase()}${name}`,
+          tags: ['delivery'],
+          summary,
+          security: [],
+          querystring: querySchema,
+          response: deliveryResponses(method, variant ? 'variant' : 'content'),
+        },
+        handler: async (request, reply) => {
+          // Thrown before the reply is handed over, so Fastify's error handler answers a 429.
+          if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+          const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
+          const { id, file } = request.params;
+          reply.hijack();
+          await origin.serve(
+            kind,
+            id,
+            originRequest(request, responseHeaders, request.query),
+            reply.raw,
+            file === undefined ? undefined : transforms.variant(file),
+          );
+        },
+      });
+    }
+  }
+
+  for (const method of DELIVERY_METHODS) {
+    app.route<{ Querystring: DeliveryQuery }>({
+      method: [method],
+      url: '/t/*',
+      schema: {
+        operationId: `${method.toLowerCase()}Transform`,
+        tags: ['delivery'],
+        summary: 'An on-the-fly transform of an asset or version',
+        description:
+          'Options such as w:512,h:512,fit:cover,g:attention,q:80,f:webp,dpr:2 (docs/api.md, "Transforms"). Signed with HMAC-SHA256 ({kid}.{sig}); `_` for presets when unsigned presets are allowed. 400 for malformed options, 403 for a bad signature, 503 with Retry-After when too many renders are waiting. Private sources need a token or a signed delivery URL, as for /a and /v.',
+        security: [],
+        querystring: querySchema,
+        response: deliveryResponses(method, 'transform'),
+      },
+      // Fastify routes the wildcard; the document shows the URL's three segments by name.
+      config: documentOnly({ url: '/t/:signature/:options/:source', schema: { params: TransformParams } }),
       handler: async (request, reply) => {
-        // Thrown before the reply is handed over, so Fastify's error handler answers a 429.
         if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+        const parsed = transforms.parse(request.url.split('?')[0]!);
+        // Only credentials may ride in the query; anything else would make CDN cache entries of its own.
+        const extra = Object.keys(request.query).filter((name) => !CREDENTIALS.includes(name));
+        if (extra.length > 0) {
+          throw new ConveyorError('bad_request', `Transform URLs take no query parameters (${extra[0]})`);
+        }
+        const kind = parsed.id.startsWith('ver_') ? 'version' : 'latest';
         const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
-        const { id, file } = request.params;
         reply.hijack();
         await origin.serve(
           kind,
-          id,
+          parsed.id,
           originRequest(request, responseHeaders, request.query),
           reply.raw,
-          file === undefined ? undefined : transforms.variant(file),
+          transforms.transform(parsed),
         );
       },
     });
   }
-
-  app.route<{ Querystring: DeliveryQuery }>({
-    method: ['GET', 'HEAD'],
-    url: '/t/*',
-    schema: {
-      tags: ['delivery'],
-      summary: 'An on-the-fly transform: /t/{signature}/{options}/{assetId or versionId}[.ext]',
-      description:
-        'Options such as w:512,h:512,fit:cover,g:attention,q:80,f:webp,dpr:2 (docs/api.md, "Transforms"). Signed with HMAC-SHA256 ({kid}.{sig}); `_` for presets when unsigned presets are allowed. 400 for malformed options, 403 for a bad signature, 503 with Retry-After when too many renders are waiting. Private sources need a token or a signed delivery URL, as for /a and /v.',
-      security: [],
-      querystring: querySchema,
-    },
-    handler: async (request, reply) => {
-      if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
-      const parsed = transforms.parse(request.url.split('?')[0]!);
-      // Only credentials may ride in the query; anything else would make CDN cache entries of its own.
-      const extra = Object.keys(request.query).filter((name) => !CREDENTIALS.includes(name));
-      if (extra.length > 0) {
-        throw new ConveyorError('bad_request', `Transform URLs take no query parameters (${extra[0]})`);
-      }
-      const kind = parsed.id.startsWith('ver_') ? 'version' : 'latest';
-      const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
-      reply.hijack();
-      await origin.serve(
-        kind,
-        parsed.id,
-        originRequest(request, responseHeaders, request.query),
-        reply.raw,
-        transforms.transform(parsed),
-      );
-    },
-  });
 
   // The origin is read-only: other methods get 405 with Allow (RFC 9110 §15.5.6), not a misleading 404.
   app.route({

@@ -7,7 +7,7 @@ import type { JobEvent } from '../../jobs/context.ts';
 import type { Changes, JobEventFilter } from '../../jobs/events.ts';
 import type { Job } from '../../jobs/types.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, problemResponses } from '../schemas.ts';
+import { IdParams, noContent, problemResponses } from '../schemas.ts';
 import { jobView } from './jobs.ts';
 
 /**
@@ -32,6 +32,16 @@ const EventsQuery = Type.Object({
   ),
 });
 const TokenQuery = Type.Object({ access_token: EventsQuery.properties.access_token });
+
+/** The 200 of an event stream; a WebSocket upgrade on the same path answers 101 instead. */
+const eventStream = {
+  description: 'The events, as Server-Sent Events, until the client goes away (or the job ends)',
+  content: {
+    'text/event-stream': {
+      schema: { type: 'string', description: '`event: <kind>`, `id: <n>`, `data: <job JSON>` records' },
+    },
+  },
+};
 
 const description = (what: string) =>
   `${what} as Server-Sent Events (\`text/event-stream\`: \`event: <kind>\`, \`id: <change time, ms>\`, \`data: <job JSON>\`), or over WebSocket on the same path (JSON messages \`{event, job}\`). Kinds: enqueued, started, progress, succeeded, failed, dead, cancelled, released. An SSE client that reconnects with \`Last-Event-ID\` resumes: it gets what changed since as \`snapshot\` events.`;
@@ -144,12 +154,17 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
     // EventSource and a browser's WebSocket cannot set headers (src/http/auth.ts).
     config: { accessTokenQuery: true },
     schema: {
+      operationId: 'streamJobEvents',
       tags: ['jobs'],
       summary: "A job's live events",
       description: description('The job’s current state (event `snapshot`), then its changes until it ends,'),
       params: IdParams,
       querystring: TokenQuery,
-      response: { ...problemResponses },
+      response: {
+        200: eventStream,
+        204: noContent('Resumed with a Last-Event-ID at or after the job’s end: nothing more will come'),
+        ...problemResponses,
+      },
     },
     // 404 (unknown, or another tenant's job) before any stream starts or the socket is upgraded.
     preHandler: async (request) => {
@@ -199,11 +214,12 @@ export async function jobEventRoutes(base: FastifyInstance, opts: { deps: AppDep
     // EventSource and a browser's WebSocket cannot set headers (src/http/auth.ts).
     config: { accessTokenQuery: true },
     schema: {
+      operationId: 'streamEvents',
       tags: ['jobs'],
       summary: "The tenant's live job events",
       description: description('Every change to the tenant’s jobs (optionally of one `type`),'),
       querystring: EventsQuery,
-      response: { ...problemResponses },
+      response: { 200: eventStream, ...problemResponses },
     },
     handler: async (request, reply) => {
       const { tenantId } = request.principal!;

@@ -5,7 +5,20 @@ import type { Job } from '../../jobs/types.ts';
 import { audit } from '../../tenancy/audit.ts';
 import { requireRole } from '../../tenancy/principal.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, JobStateSchema, LaneSchema, PageQuery, pageOf, problemResponses } from '../schemas.ts';
+import {
+  IdParams,
+  JobStateSchema,
+  LaneSchema,
+  location,
+  PageQuery,
+  pageOf,
+  problem,
+  problemResponses,
+  withHeaders,
+} from '../schemas.ts';
+
+/** The Location of an enqueued job (or of the existing one an idempotent request finds). */
+export const jobLocation = location('The job: /api/v1/jobs/{id}');
 
 const EnqueueBody = Type.Object(
   {
@@ -137,17 +150,17 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs',
     {
       schema: {
+        operationId: 'enqueueJob',
         tags: ['jobs'],
         summary: 'Enqueue a job',
         description:
           'Answers 202 with the new job, or 200 with the existing one when the idempotency key was used before or an identical request succeeded within the type’s freshness window. 429 past the tenant’s daily limit, 402 when credits are short.',
         body: EnqueueBody,
         response: {
-          200: JobRef,
-          202: JobRef,
+          200: withHeaders(JobRef, jobLocation),
+          202: withHeaders(JobRef, jobLocation),
           ...problemResponses,
-          402: Type.Ref('Problem'),
-          429: Type.Ref('Problem'),
+          402: problem(402),
         },
       },
     },
@@ -168,6 +181,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs/batch',
     {
       schema: {
+        operationId: 'enqueueJobs',
         tags: ['jobs'],
         summary: 'Enqueue many jobs in one transaction (all or none)',
         body: Type.Object(
@@ -177,8 +191,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
         response: {
           202: Type.Object({ items: Type.Array(JobRef), created: Type.Integer(), existing: Type.Integer() }),
           ...problemResponses,
-          402: Type.Ref('Problem'),
-          429: Type.Ref('Problem'),
+          402: problem(402),
         },
       },
     },
@@ -201,10 +214,11 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs',
     {
       schema: {
+        operationId: 'listJobs',
         tags: ['jobs'],
         summary: 'List jobs, newest first',
         querystring: JobFilterQuery,
-        response: { 200: pageOf(JobRef as never), ...problemResponses },
+        response: { 200: pageOf(JobRef), ...problemResponses },
       },
     },
     async (request) => listPage(request.principal!.tenantId, request.query, request.query.state),
@@ -214,6 +228,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs/:id',
     {
       schema: {
+        operationId: 'getJob',
         tags: ['jobs'],
         summary: 'A job',
         params: IdParams,
@@ -227,10 +242,11 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs/:id/cancel',
     {
       schema: {
+        operationId: 'cancelJob',
         tags: ['jobs'],
         summary: 'Cancel a job; a running one is aborted',
         params: IdParams,
-        response: { 200: JobRef, ...problemResponses, 409: Type.Ref('Problem') },
+        response: { 200: JobRef, ...problemResponses, 409: problem(409) },
       },
     },
     async (request) => {
@@ -243,10 +259,11 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/jobs/:id/retry',
     {
       schema: {
+        operationId: 'retryJob',
         tags: ['jobs'],
         summary: 'Run a failed, dead or cancelled job again now',
         params: IdParams,
-        response: { 200: JobRef, ...problemResponses, 402: Type.Ref('Problem'), 409: Type.Ref('Problem') },
+        response: { 200: JobRef, ...problemResponses, 402: problem(402), 409: problem(409) },
       },
     },
     async (request) => {
@@ -259,6 +276,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/dead-letters',
     {
       schema: {
+        operationId: 'listDeadLetters',
         tags: ['jobs'],
         summary: 'Dead jobs with their error history, newest first',
         querystring: Type.Object({
@@ -266,7 +284,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
           type: Type.Optional(Type.String({ maxLength: 64 })),
           priority: Type.Optional(LaneSchema),
         }),
-        response: { 200: pageOf(JobRef as never), ...problemResponses },
+        response: { 200: pageOf(JobRef), ...problemResponses },
       },
     },
     async (request) => listPage(request.principal!.tenantId, request.query, 'dead'),
@@ -282,6 +300,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/dead-letters/replay',
     {
       schema: {
+        operationId: 'replayDeadLetters',
         tags: ['jobs'],
         summary: 'Replay dead jobs matching a filter (fresh attempts, history kept)',
         body: Type.Object(
@@ -294,7 +313,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
         response: {
           200: Type.Object({ replayed: Type.Integer() }),
           ...problemResponses,
-          402: Type.Ref('Problem'),
+          402: problem(402),
         },
       },
     },
@@ -315,6 +334,7 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     '/dead-letters/purge',
     {
       schema: {
+        operationId: 'purgeDeadLetters',
         tags: ['jobs'],
         summary: 'Delete dead jobs matching a filter (admin; audit-logged)',
         body: DeadFilter,

@@ -5,8 +5,8 @@ import { FITS, GRAVITIES, OUTPUT_FORMATS, type RequestedFormat } from '../../gra
 import type { TransformTarget } from '../../media/image/transform-url.ts';
 import type { IngestItem } from '../../media/ingest/ingest.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, LaneSchema, problemResponses, Visibility } from '../schemas.ts';
-import { jobView } from './jobs.ts';
+import { IdParams, LaneSchema, problemResponses, Visibility, withHeaders } from '../schemas.ts';
+import { jobLocation, jobView } from './jobs.ts';
 
 const ItemSchema = Type.Object(
   {
@@ -100,12 +100,17 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/ingest',
     {
       schema: {
+        operationId: 'ingestUrl',
         tags: ['ingest'],
         summary: 'Fetch a remote URL into a new asset (or, with assetId, into an existing one)',
         description:
           'Answers 202 with the ingest job (200 with the existing one for a reused idempotency key). The URL is checked against the SSRF policy now where that needs no DNS (400), and again, address by address, when the job connects.',
         body: ItemSchema,
-        response: { 200: JobRef, 202: JobRef, ...problemResponses, 429: Type.Ref('Problem') },
+        response: {
+          200: withHeaders(JobRef, jobLocation),
+          202: withHeaders(JobRef, jobLocation),
+          ...problemResponses,
+        },
       },
     },
     async (request, reply) => {
@@ -121,6 +126,7 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/ingest/batch',
     {
       schema: {
+        operationId: 'ingestUrls',
         tags: ['ingest'],
         summary: 'Queue many remote fetches at once, each in the lane of its kind',
         description:
@@ -129,7 +135,6 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
         response: {
           202: Type.Object({ items: Type.Array(JobRef) }),
           ...problemResponses,
-          429: Type.Ref('Problem'),
         },
       },
     },
@@ -142,6 +147,7 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/assets/:id/transform-url',
     {
       schema: {
+        operationId: 'createTransformUrl',
         tags: ['transforms'],
         summary: 'A signed on-the-fly transform URL of the asset',
         description:

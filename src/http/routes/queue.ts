@@ -125,7 +125,12 @@ const HealthSchema = Type.Object({
   components: Type.Array(
     Type.Object({
       name: Type.String(),
-      kind: Type.Union(['database', 'storage', 'jobs', 'breaker'].map((k) => Type.Literal(k))),
+      kind: Type.Union([
+        Type.Literal('database'),
+        Type.Literal('storage'),
+        Type.Literal('jobs'),
+        Type.Literal('breaker'),
+      ]),
       status: HealthStatusSchema,
       successRate: Nullable(Type.Number()),
       detail: Type.String(),
@@ -163,6 +168,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/queue/status',
     {
       schema: {
+        operationId: 'getQueueStatus',
         tags: ['monitoring'],
         summary: 'Queue depth by lane, type and state; active jobs; oldest due age; live workers; breakers',
         description:
@@ -180,6 +186,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/statistics',
     {
       schema: {
+        operationId: 'getStatistics',
         tags: ['monitoring'],
         summary: 'Throughput, success rate and wait/run time percentiles over the last hour and day',
         description: `Computed from at most monitorStatsMaxRows (${config.monitorStatsMaxRows}) of the newest jobs touched in the last day; \`truncated\` says when the window held more. Wait and run times are those of each job’s last attempt.`,
@@ -196,6 +203,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/health',
     {
       schema: {
+        operationId: 'getHealth',
         tags: ['monitoring'],
         summary: 'Health of every component: database, storage, job engine, each breaker',
         description:
@@ -220,6 +228,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
     '/queue/clear',
     {
       schema: {
+        operationId: 'clearQueue',
         tags: ['monitoring'],
         summary: 'Cancel the tenant’s waiting jobs matching a filter (admin; audit-logged; needs confirm)',
         description:

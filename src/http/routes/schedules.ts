@@ -4,7 +4,7 @@ import type { Lane } from '../../glossary.ts';
 import { audit } from '../../tenancy/audit.ts';
 import { requireRole } from '../../tenancy/principal.ts';
 import type { AppDeps } from '../app.ts';
-import { IdParams, LaneSchema, problemResponses } from '../schemas.ts';
+import { IdParams, LaneSchema, noContent, problem, problemResponses } from '../schemas.ts';
 
 const ScheduleSchema = Type.Object({
   id: Type.String(),
@@ -30,6 +30,7 @@ export async function scheduleRoutes(base: FastifyInstance, opts: { deps: AppDep
     '/schedules',
     {
       schema: {
+        operationId: 'createSchedule',
         tags: ['jobs'],
         summary: 'Create a recurring job',
         description:
@@ -45,7 +46,7 @@ export async function scheduleRoutes(base: FastifyInstance, opts: { deps: AppDep
           },
           { additionalProperties: false },
         ),
-        response: { 201: ScheduleSchema, ...problemResponses, 409: Type.Ref('Problem') },
+        response: { 201: ScheduleSchema, ...problemResponses, 409: problem(409) },
       },
     },
     async (request, reply) => {
@@ -71,6 +72,7 @@ export async function scheduleRoutes(base: FastifyInstance, opts: { deps: AppDep
     '/schedules',
     {
       schema: {
+        operationId: 'listSchedules',
         tags: ['jobs'],
         summary: 'Recurring jobs',
         response: { 200: Type.Object({ items: Type.Array(ScheduleSchema) }), ...problemResponses },
@@ -83,10 +85,11 @@ export async function scheduleRoutes(base: FastifyInstance, opts: { deps: AppDep
     '/schedules/:id',
     {
       schema: {
+        operationId: 'deleteSchedule',
         tags: ['jobs'],
         summary: 'Delete a recurring job',
         params: IdParams,
-        response: { ...problemResponses },
+        response: { 204: noContent('The schedule is deleted'), ...problemResponses },
       },
     },
     async (request, reply) => {

@@ -22,6 +22,7 @@ export async function tenancyRoutes(base: FastifyInstance, opts: { deps: AppDeps
     '/tenants',
     {
       schema: {
+        operationId: 'createTenant',
         tags: ['tenants'],
         summary: 'Create a tenant (operator keys only)',
         body: Type.Object(
@@ -44,6 +45,7 @@ export async function tenancyRoutes(base: FastifyInstance, opts: { deps: AppDeps
     '/tenants',
     {
       schema: {
+        operationId: 'listTenants',
         tags: ['tenants'],
         summary: 'List tenants (operator keys only)',
         response: { 200: Type.Object({ items: Type.Array(Tenant) }), ...problemResponses },
@@ -56,6 +58,7 @@ export async function tenancyRoutes(base: FastifyInstance, opts: { deps: AppDeps
     '/keys',
     {
       schema: {
+        operationId: 'createKey',
         tags: ['keys'],
         summary: 'Create an API key; the key is shown once',
         body: Type.Object(
@@ -83,6 +86,7 @@ export async function tenancyRoutes(base: FastifyInstance, opts: { deps: AppDeps
     '/keys',
     {
       schema: {
+        operationId: 'listKeys',
         tags: ['keys'],
         summary: "List the tenant's API keys (never the keys themselves)",
         querystring: Type.Object({ ...PageQuery, tenantId: Type.Optional(Type.String({ maxLength: 64 })) }),
@@ -101,6 +105,7 @@ export async function tenancyRoutes(base: FastifyInstance, opts: { deps: AppDeps
     '/keys/:id',
     {
       schema: {
+        operationId: 'revokeKey',
         tags: ['keys'],
         summary: 'Revoke an API key',
         params: IdParams,
