@@ -17,13 +17,12 @@
 import { createReadStream, type Stats } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { Transform } from 'node:stream';
+import { TUS_VERSION, UPLOADS_PATH } from '../uploads/protocol.ts';
 import { type Answer, call, failure, json, NetworkError } from './http-client.ts';
 import { CliError } from './output.ts';
 import type { Progress } from './progress.ts';
 import type { UploadKey, UploadState } from './upload-state.ts';
 
-export const UPLOADS_PATH = '/api/v1/uploads';
-const TUS_VERSION = '1.0.0';
 /** A PATCH refused for a stale offset (409) is followed by a HEAD and tried again at most this often. */
 const MAX_RESYNCS = 3;
 

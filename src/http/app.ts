@@ -20,7 +20,7 @@ import { unauthenticated } from '../problems.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
 import type { TenancyService } from '../tenancy/service.ts';
-import { UPLOADS_PATH } from '../uploads/resumable.ts';
+import { UPLOADS_PATH } from '../uploads/protocol.ts';
 import type { TusUploads } from '../uploads/tus.ts';
 import { type Authenticator, enforceRateLimit } from './auth.ts';
 import { compressJson } from './compression.ts';

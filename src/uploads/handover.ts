@@ -7,9 +7,8 @@ import type { Readable } from 'node:stream';
 import { Metadata, type Upload } from '@tus/server';
 import { ConveyorError } from '../errors.ts';
 import type { Principal } from '../tenancy/principal.ts';
+import { TUS_VERSION } from './protocol.ts';
 import type { TusBackend, TusReceipt } from './storage.ts';
-
-export const TUS_VERSION = '1.0.0';
 /** The reserved metadata key holding the creating tenant; clients can neither set nor see it. */
 export const TENANT_KEY = 'conveyor-tenant';
 

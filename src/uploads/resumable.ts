@@ -7,10 +7,8 @@ import type { Visibility } from '../db/tables.ts';
 import type { FreeSpace } from '../storage/free-space.ts';
 import { configuredBucket } from '../storage/s3-client-settings.ts';
 import type { Principal } from '../tenancy/principal.ts';
+import { UPLOADS_PATH } from './protocol.ts';
 import type { TusStorageOptions, TusUploads, TusUploadsOptions } from './tus.ts';
-
-/** Where the tus routes live. */
-export const UPLOADS_PATH = '/api/v1/uploads';
 
 /** The folder of unfinished resumable uploads on the fs backend. */
 export function uploadsDirectory(config: Config): string {

@@ -58,12 +58,12 @@ import {
   offsetHeader,
   replayReceipt,
   TENANT_KEY,
-  TUS_VERSION,
   type TusCompletion,
   type TusCompletionResult,
   writeCompletion,
 } from './handover.ts';
 import { sendTusProblem, tusAnswerProblem } from './problems.ts';
+import { TUS_VERSION } from './protocol.ts';
 import { createTusBackend, type TusBackend, type TusStorageOptions } from './storage.ts';
 
 export type { TusCompletion, TusCompletionResult } from './handover.ts';
