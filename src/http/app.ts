@@ -235,6 +235,7 @@ export async function buildApp(
       api.addHook('onRequest', async (request, reply) => {
         enforceRateLimit(reply, perAddress?.limiter ?? null, perAddress?.rule ?? null, request.ip);
         const principal = await deps.authenticator.identify(request);
+        if (!principal && request.routeOptions.config?.credentialOptional === true) return;
         if (!principal) {
           throw unauthenticated('Use Authorization: Bearer <API key or JWT>', false);
         }

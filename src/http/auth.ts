@@ -17,6 +17,11 @@ declare module 'fastify' {
      * see SECRET_PARAMS in app.ts.)
      */
     accessTokenQuery?: boolean;
+    /**
+     * The route answers without a credential too (tus discovery, which says what the server supports):
+     * a credential that is given is checked all the same, and a bad one is still a 401.
+     */
+    credentialOptional?: boolean;
   }
 }
 

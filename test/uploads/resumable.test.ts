@@ -109,6 +109,22 @@ for (const backend of BACKENDS) {
       assert.equal(described.media.width, 320);
     });
 
+    test('discovery (OPTIONS) needs no credential; a credential given is still checked', {
+      skip,
+    }, async () => {
+      const open = await server.fetch('/api/v1/uploads', { method: 'OPTIONS', headers: TUS, key: null });
+      assert.equal(open.status, 204);
+      assert.equal(open.headers.get('tus-version'), '1.0.0');
+      assert.equal(open.headers.get('tus-max-size'), String(server.config.maxUploadBytes));
+      const forged = await server.fetch('/api/v1/uploads', {
+        method: 'OPTIONS',
+        headers: { ...TUS, authorization: 'Bearer cvk_forged' },
+        key: null,
+      });
+      assert.equal(forged.status, 401);
+      assert.equal(forged.headers.get('www-authenticate'), 'Bearer error="invalid_token"');
+    });
+
     test('keys, roles and tenants apply: no key 401, viewer 403, another tenant 404', { skip }, async () => {
       const created = await create(10, `filename ${b64('x.txt')}`);
       const location = new URL(created.headers.get('location')!, server.url).pathname;

@@ -70,7 +70,9 @@ export async function uploadRoutes(app: FastifyInstance, opts: { deps: AppDeps }
   app.route({
     method: 'OPTIONS',
     url: '/uploads',
+    config: { credentialOptional: true },
     schema: {
+      security: [{}, { bearer: [] }],
       operationId: 'discoverUploads',
       tags,
       summary: 'tus discovery: the version, extensions and largest size',
@@ -141,7 +143,10 @@ export async function uploadRoutes(app: FastifyInstance, opts: { deps: AppDeps }
   app.route({
     method: 'OPTIONS',
     url: '/uploads/:id',
+    // The id is not looked up: the answer is the same for any id, and tells nobody whether it exists.
+    config: { credentialOptional: true },
     schema: {
+      security: [{}, { bearer: [] }],
       operationId: 'discoverUpload',
       tags,
       summary: 'tus discovery, at an upload URL',
