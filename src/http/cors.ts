@@ -45,7 +45,8 @@ const API: SurfaceRules = {
   exposeHeaders: ['Location', 'ETag', 'WWW-Authenticate', ...COMMON_EXPOSED],
 };
 
-/** tus 1.0: every header of the protocol, even those answered 400 (deferred length, concatenation). */
+/** tus 1.0: every header of the protocol, even those answered 400 (deferred length, concatenation); not
+ * X-HTTP-Method-Override, which the upload routes do not serve (a POST to an upload is 405). */
 const UPLOADS: SurfaceRules = {
   methods: ['POST', 'HEAD', 'PATCH', 'DELETE'],
   allowHeaders: [
@@ -56,7 +57,6 @@ const UPLOADS: SurfaceRules = {
     'Upload-Metadata',
     'Upload-Defer-Length',
     'Upload-Concat',
-    'X-HTTP-Method-Override',
   ],
   exposeHeaders: [
     'Location',
