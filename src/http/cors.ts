@@ -45,8 +45,10 @@ const API: SurfaceRules = {
   exposeHeaders: ['Location', 'ETag', 'WWW-Authenticate', ...COMMON_EXPOSED],
 };
 
-/** tus 1.0: every header of the protocol, even those answered 400 (deferred length, concatenation); not
- * X-HTTP-Method-Override, which the upload routes do not serve (a POST to an upload is 405). */
+/**
+ * tus 1.0: every header of the protocol, even those answered 400 (deferred length, concatenation); not
+ * X-HTTP-Method-Override, which the upload routes do not serve (a POST to an upload is 405).
+ */
 const UPLOADS: SurfaceRules = {
   methods: ['POST', 'HEAD', 'PATCH', 'DELETE'],
   allowHeaders: [
