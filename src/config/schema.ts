@@ -10,6 +10,7 @@ import { mediaSettings } from './media-settings.ts';
 import { parseOrigins, parsePort } from './parsers.ts';
 import type { InputOf, Setting, ValueOf } from './setting.ts';
 import { DAY, GiB, KiB, MiB } from './units.ts';
+import { videoSettings } from './video-settings.ts';
 
 export const settings = {
   dataDir: { type: 'string', default: './data', doc: 'Folder for the SQLite file and local blobs.' },
@@ -374,6 +375,7 @@ export const settings = {
 
   ...ingestSettings,
   ...mediaSettings,
+  ...videoSettings,
 
   gcIntervalSeconds: {
     type: 'int',
