@@ -10,7 +10,8 @@ import { ConveyorError, catalog, insufficientStorage, isOutOfSpace, type Problem
 export const PROBLEM_TYPE_BASE = 'https://conveyor.dev/problems/';
 
 /** RFC 9457 §3: "application/problem+json"; the document is JSON, so UTF-8 (RFC 8259 §8.1). */
-export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
+export const PROBLEM_CONTENT_TYPE = `${PROBLEM_MEDIA_TYPE}; charset=utf-8`;
 
 /**
  * Any error as a catalog error. Ours keep their code; a full disk or database, wherever it surfaced, is a

@@ -1,7 +1,7 @@
 import compress from '@fastify/compress';
 import type { FastifyInstance } from 'fastify';
 
-/** JSON and problem+json bodies: what the API answers. Media, event streams and octet streams are not. */
+/** JSON bodies, problem documents included: what the API answers. Media and event streams are not. */
 const JSON_TYPES = /^application\/(?:[\w.-]+\+)?json(?:;|$)/;
 
 /**

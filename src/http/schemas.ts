@@ -2,6 +2,7 @@ import type { SwaggerTransform } from '@fastify/swagger';
 import { type TSchema, Type } from '@fastify/type-provider-typebox';
 import { catalog, PROBLEM_CODES, type ProblemCode } from '../errors.ts';
 import { JOB_STATES, LANES, OPEN_STATES, TIERS } from '../glossary.ts';
+import { PROBLEM_MEDIA_TYPE } from '../problems.ts';
 
 /** JSON shapes of the API; Fastify validates requests and serializes responses with them, and OpenAPI is built from them. */
 
@@ -173,7 +174,7 @@ export function problem(
   return {
     description: options.description ?? titlesOf(status),
     ...(options.headers ? { headers: options.headers } : {}),
-    content: { 'application/problem+json': { schema: Type.Ref('Problem') } },
+    content: { [PROBLEM_MEDIA_TYPE]: { schema: Type.Ref('Problem') } },
   };
 }
 
