@@ -227,6 +227,13 @@ export const catalog = {
     title: 'The download was stopped',
     when: "The job's attempt was aborted (cancelled, timed out, shutting down) during the download",
   },
+
+  // Video, V4 (acceleration, src/media/video/fallback.ts): a job failure, never an HTTP answer.
+  video_encoder_unavailable: {
+    status: null,
+    title: 'No encoder for the codec works on this worker',
+    when: 'No encoder of the requested codec passed its trial encode at worker start (e.g. AV1 with an ffmpeg built without libsvtav1); the job is dead',
+  },
 } as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;

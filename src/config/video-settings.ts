@@ -23,7 +23,27 @@ const encodingSettings = {
 
 /** Hardware encoders: detection, proof by a trial encode, and what may be used. */
 const accelerationSettings = {
-  // (auto, off or one encoder family forced)
+  videoHwaccel: {
+    type: 'enum',
+    default: 'auto',
+    values: ['auto', 'off', 'nvenc', 'qsv', 'vaapi', 'videotoolbox'],
+    doc: 'Hardware encoders: `auto` uses the best one a trial encode proves at worker start (nvenc, qsv, vaapi, videotoolbox, then the CPU); `off` encodes on the CPU only and tries no hardware; a family name ranks that family first and fails the worker start when it proves none of its encoders.',
+  },
+  videoVaapiDevice: {
+    type: 'optional',
+    doc: 'DRM render node VAAPI encodes on, e.g. /dev/dri/renderD129; default the first renderD* under /dev/dri.',
+  },
+  videoHwaccelTrialTimeoutMs: {
+    type: 'int',
+    default: 15_000,
+    min: 100,
+    max: 300_000,
+    doc: 'Longest a trial encode that proves an encoder at worker start (and each listing of ffmpeg) may run; one that takes longer counts as failed.',
+  },
+  videoHwaccelCacheFile: {
+    type: 'optional',
+    doc: 'File that keeps the encoder detection across restarts, reused while the ffmpeg binary (path, size, modification time), the render nodes and these settings are unchanged; default <dataDir>/video-encoders.json. Delete it after a driver change.',
+  },
 } as const satisfies Record<string, Setting>;
 
 export const videoSettings = {

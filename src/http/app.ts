@@ -12,6 +12,7 @@ import { Origin } from '../delivery/origin.ts';
 import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
+import type { EncoderReport } from '../media/video/hwaccel.ts';
 import type { Media } from '../media/wiring.ts';
 import type { ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -62,6 +63,8 @@ export interface AppDeps {
    * 'degraded' when it answers but a local filesystem is under the free-space reserve.
    */
   ready: () => Promise<Record<string, ReadyCheck>>;
+  /** This process's video encoder detection, shown in /health as the `encoders` component once known. */
+  encoders?: () => EncoderReport | undefined;
   lookup: DeliveryLookup;
   /** Builds absolute delivery URLs; known once the server has bound its port. */
   baseUrl: () => string;

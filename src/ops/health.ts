@@ -1,5 +1,7 @@
 import type { Config } from '../config/config.ts';
 import type { JobMonitor, Scope } from '../jobs/monitor.ts';
+import type { EncoderReport } from '../media/video/hwaccel.ts';
+import { type EncoderSummary, encoderHealth } from '../media/video/hwaccel-report.ts';
 import type { FreeSpace, VolumeSpace } from '../storage/free-space.ts';
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
@@ -9,11 +11,13 @@ export type ReadyCheck = 'ok' | 'degraded' | 'failed';
 
 export interface ComponentHealth {
   name: string;
-  kind: 'database' | 'storage' | 'jobs' | 'breaker';
+  kind: 'database' | 'storage' | 'jobs' | 'breaker' | 'encoders';
   status: HealthStatus;
   /** 0..1 where the status comes from a success rate; null when nothing was measured (no attempts). */
   successRate: number | null;
   detail: string;
+  /** The video encoders this process proved and the ones that failed their trial (kind `encoders`). */
+  encoders?: EncoderSummary;
 }
 
 export interface HealthReport {
@@ -49,7 +53,8 @@ export function worst(statuses: readonly HealthStatus[]): HealthStatus {
 
 /**
  * Every component's health: the database and storage by a ping (the readiness checks; storage is degraded
- * while a local filesystem is under the free-space reserve), the job engine by the success rate of
+ * while a local filesystem is under the free-space reserve), the video encoders by this process's
+ * detection (unhealthy when nothing can encode H.264), the job engine by the success rate of
  * attempts that ended in the last `healthWindowMinutes`, each breaker by its state (open unhealthy,
  * half-open degraded). The jobs and breakers are those of `scope`, as in the queue status: a tenant sees
  * its own jobs' attempts and the breakers they name, never another tenant's volume or the hosts it
@@ -62,6 +67,8 @@ export async function checkHealth(deps: {
   scope: Scope;
   /** Describes the filesystems that made storage degraded. */
   space?: FreeSpace;
+  /** This process's video encoder detection; none (no video, not detected yet): no `encoders` component. */
+  encoders?: () => EncoderReport | undefined;
   now?: () => number;
 }): Promise<HealthReport> {
   const { config, monitor } = deps;
@@ -85,6 +92,8 @@ export async function checkHealth(deps: {
           : ['ping ok', ...low.map((v) => describeLow(v, deps.space!.minFreeBytes))].join('; '),
     });
   }
+  const encoders = deps.encoders?.();
+  if (encoders) components.push(encoderHealth(encoders));
   // Without the database there is nothing to read the job engine's state from.
   if (checks['database'] === 'ok') {
     const windowMs = config.healthWindowMinutes * 60_000;

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LANES, OPEN_STATES } from '../glossary.ts';
 import type { JobEvent } from '../jobs/context.ts';
+import type { Fallback } from '../media/video/fallback.ts';
+import type { EncoderReport } from '../media/video/hwaccel.ts';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
 
 /** Where the job gauges read their values on each scrape (set by the server once the engine exists). */
@@ -96,6 +98,41 @@ export class Metrics {
     registers: [this.registry],
   });
   #jobSource: JobGaugeSource | undefined;
+
+  // --- Video encoders (src/media/video/hwaccel.ts and fallback.ts) ---
+  /**
+   * Each candidate encoder of this process's detection: 1 proven by its trial encode, 0 listed by ffmpeg
+   * but failed. Every process of a cluster detects for itself; the smallest value is shown, so an
+   * encoder reads 1 only where every process can use it.
+   */
+  readonly videoEncoderAvailable = new Gauge({
+    name: 'conveyor_video_encoder_available',
+    help: 'Video encoders ffmpeg lists, by encoder, family and codec: 1 proven by a trial encode, 0 failed it',
+    labelNames: ['encoder', 'family', 'codec'] as const,
+    registers: [this.registry],
+    aggregator: 'min',
+  });
+  readonly videoEncodeFallbacks = new FastCounter({
+    name: 'conveyor_video_encode_fallbacks_total',
+    help: 'Encodes that fell back from one attempt to the next (hardware decode, software decode, CPU), by attempt',
+    labelNames: ['from', 'to'] as const,
+    registers: [this.registry],
+  });
+
+  /** Shows a detection's candidates in conveyor_video_encoder_available, replacing an earlier one's. */
+  observeEncoders(report: EncoderReport): void {
+    this.videoEncoderAvailable.reset();
+    for (const c of report.proven)
+      this.videoEncoderAvailable.set({ encoder: c.encoder, family: c.family, codec: c.codec }, 1);
+    for (const c of report.failed)
+      this.videoEncoderAvailable.set({ encoder: c.encoder, family: c.family, codec: c.codec }, 0);
+  }
+
+  /** Counts one fallback of an encode (encodeWithFallback's `onFallback`). */
+  countEncodeFallback(fallback: Pick<Fallback, 'from' | 'to'>): void {
+    this.videoEncodeFallbacks.labels(fallback.from, fallback.to).inc();
+  }
+  // --- end of video encoders ---
 
   /** `hostLabels`: show breaker keys, which hold host names, as they are (`metricsHostLabels`). */
   constructor(options: { hostLabels?: boolean } = {}) {

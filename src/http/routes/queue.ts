@@ -117,6 +117,15 @@ const HealthStatusSchema = Type.Union([
   Type.Literal('degraded'),
   Type.Literal('unhealthy'),
 ]);
+/** The video encoders of the answering process (src/media/video/hwaccel.ts, encoderHealth). */
+const EncodersSchema = Type.Object({
+  mode: Type.String(),
+  source: Type.Union([Type.Literal('trials'), Type.Literal('cache')]),
+  detectedAt: Type.String(),
+  proven: Type.Array(Type.String()),
+  failed: Type.Array(Type.Object({ encoder: Type.String(), reason: Type.String() })),
+  best: Type.Record(Type.String(), Type.String()),
+});
 const HealthSchema = Type.Object({
   status: HealthStatusSchema,
   checkedAt: Type.String(),
@@ -130,10 +139,12 @@ const HealthSchema = Type.Object({
         Type.Literal('storage'),
         Type.Literal('jobs'),
         Type.Literal('breaker'),
+        Type.Literal('encoders'),
       ]),
       status: HealthStatusSchema,
       successRate: Nullable(Type.Number()),
       detail: Type.String(),
+      encoders: Type.Optional(EncodersSchema),
     }),
   ),
 });
@@ -219,6 +230,7 @@ export async function queueRoutes(base: FastifyInstance, opts: { deps: AppDeps }
         ready: opts.deps.ready,
         scope: scopeOf(request.principal!),
         space: opts.deps.space,
+        encoders: opts.deps.encoders,
         now: jobs.context.now,
       });
     },
