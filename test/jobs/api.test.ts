@@ -40,6 +40,10 @@ for (const backend of BACKENDS) {
       });
       assert.deepEqual(done.result, { slept: 5 });
       assert.equal(done.progress.percent, 100);
+      // The seed's job API shape: /status is the same view.
+      const status = await server.json('GET', `/api/v1/jobs/${res.body.id}/status`);
+      assert.equal(status.status, 200);
+      assert.deepEqual(status.body, (await server.json('GET', `/api/v1/jobs/${res.body.id}`)).body);
     });
 
     test('idempotency: the same key answers 200 with the same job', { skip }, async () => {
@@ -118,6 +122,7 @@ for (const backend of BACKENDS) {
       const other = await createTenant(server, 'other');
       for (const [method, path] of [
         ['GET', `/api/v1/jobs/${mine.body.id}`],
+        ['GET', `/api/v1/jobs/${mine.body.id}/status`],
         ['POST', `/api/v1/jobs/${mine.body.id}/cancel`],
         ['POST', `/api/v1/jobs/${mine.body.id}/retry`],
       ] as const) {

@@ -238,6 +238,21 @@ export async function jobRoutes(base: FastifyInstance, opts: { deps: AppDeps }):
     async (request) => jobView(await jobs.admin.get(request.principal!.tenantId, request.params.id)),
   );
 
+  // The job API shape of seed 004 (`GET /jobs/{id}/status`): the same view under the name its clients use.
+  app.get(
+    '/jobs/:id/status',
+    {
+      schema: {
+        operationId: 'getJobStatus',
+        tags: ['jobs'],
+        summary: 'A job (the same view as GET /jobs/{id})',
+        params: IdParams,
+        response: { 200: JobRef, ...problemResponses },
+      },
+    },
+    async (request) => jobView(await jobs.admin.get(request.principal!.tenantId, request.params.id)),
+  );
+
   app.post(
     '/jobs/:id/cancel',
     {
