@@ -179,7 +179,7 @@ export const catalog = {
   },
 
   // A remote ingest's failures (src/media/ingest/download-errors.ts): permanent ones end the job dead;
-  // retryable ones fail the attempt, which keeps only their message, and the job tries again. The first
+  // retryable ones fail the attempt, recorded with the code too, and the job tries again. The first
   // two are also the answer to an ingest request whose URL is refused before any download (400, `index`
   // names the item).
   bad_url: {

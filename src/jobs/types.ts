@@ -43,8 +43,9 @@ export interface JobError {
   at: string;
   message: string;
   /**
-   * The catalog code (src/errors.ts) of a failure that ends the job or is the engine's own (`timeout`,
-   * `lease_expired`); a failure that is retried keeps only its message.
+   * The catalog code (src/errors.ts) of the failure, when it named one: a failure that ends the job, the
+   * engine's own (`timeout`, `lease_expired`), or a retried one whose error carries a catalog `code` (a
+   * download timeout, say); other failures keep only their message.
    */
   code?: ErrorCode;
 }

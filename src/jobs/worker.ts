@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { newId } from '../db/ids.ts';
+import { catalog, type ErrorCode } from '../errors.ts';
 import type { Lane } from '../glossary.ts';
 import type { Claimer } from './claim.ts';
 import { CompletionBatch } from './completions.ts';
@@ -287,7 +288,7 @@ export class Worker {
       await this.#record(job, () =>
         this.#outcomes.fail(job, this.id, {
           message: cause === 'timeout' ? `The attempt ran longer than ${timeoutMs} ms` : errorMessage(error),
-          ...(cause === 'timeout' ? { code: 'timeout' } : permanent ? { code: error.code } : {}),
+          ...(cause === 'timeout' ? { code: 'timeout' } : codeOf(error)),
           permanent,
         }),
       );
@@ -338,6 +339,17 @@ export class Worker {
       this.#options.log.warn({ err: error }, 'heartbeat failed; leases are retried at the next beat');
     }
   }
+}
+
+/**
+ * The catalog code an error names: a PermanentJobError's, or the `code` of any error that carries one from
+ * the catalog (a retryable download or video failure), so that a retried attempt's record says what went
+ * wrong as well as a final one's. Codes of other kinds (ECONNRESET) are left to the message.
+ */
+function codeOf(error: unknown): { code?: ErrorCode } {
+  if (error instanceof PermanentJobError) return { code: error.code };
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && Object.hasOwn(catalog, code) ? { code: code as ErrorCode } : {};
 }
 
 function errorMessage(error: unknown): string {

@@ -124,6 +124,8 @@ for (const backend of BACKENDS) {
           kind,
         );
         assert.notEqual(job.state, 'dead', 'a timeout is retried');
+        // A retried attempt records its catalog code too, not only its message.
+        assert.equal(job.errors[0].code, 'download_timeout', kind);
       }
     });
   });
@@ -247,6 +249,7 @@ for (const backend of BACKENDS) {
             20_000,
           );
           assert.match(row.errors[0].message, /^too slow: [\d.]+ B\/s over [\d.]+ s, minimum 1000 B\/s$/);
+          assert.equal(row.errors[0].code, 'download_too_slow');
           assert.ok(['failed', 'active', 'queued'].includes(row.state), row.state);
           assert.ok(
             Date.parse(row.runAt) >= Date.parse(row.errors[0].at),
