@@ -227,6 +227,29 @@ export const catalog = {
     title: 'The download was stopped',
     when: "The job's attempt was aborted (cancelled, timed out, shutting down) during the download",
   },
+
+  // Video, the process layer (src/media/video/errors.ts): a video job's failures. A missing tool, a process
+  // killed by a signal or an exhausted machine are retried.
+  video_tool_missing: {
+    status: null,
+    title: 'ffmpeg or ffprobe cannot be run',
+    when: 'The binary of `CONVEYOR_FFMPEG_PATH` or `CONVEYOR_FFPROBE_PATH` is not found or not executable (retried)',
+  },
+  video_process_failed: {
+    status: null,
+    title: 'ffmpeg failed',
+    when: 'ffmpeg or ffprobe exited with a non-zero status (the end of its error output is kept); retried when it ran out of memory, disk space or file handles, otherwise the job ends',
+  },
+  video_process_killed: {
+    status: null,
+    title: 'ffmpeg was killed',
+    when: 'ffmpeg or ffprobe ended by a signal it did not ask for (a crash, the kernel out of memory); whatever it wrote is discarded and the job is retried',
+  },
+  video_timeout: {
+    status: null,
+    title: 'Processing the video took too long',
+    when: 'A probe, decode check or loudness measurement ran past its time limit and was stopped',
+  },
 } as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;

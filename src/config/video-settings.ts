@@ -13,7 +13,24 @@ const sourceSettings = {
 
 /** What ffprobe must find for a video to be accepted. */
 const probeSettings = {
-  // (ffmpeg and ffprobe paths, duration, resolution, size, containers and codecs)
+  // (duration, resolution, size, containers and codecs)
+  ffmpegPath: {
+    type: 'string',
+    default: 'ffmpeg',
+    doc: 'The ffmpeg binary: a path, or a name looked up in PATH.',
+  },
+  ffprobePath: {
+    type: 'string',
+    default: 'ffprobe',
+    doc: 'The ffprobe binary: a path, or a name looked up in PATH.',
+  },
+  videoCancelGraceMs: {
+    type: 'int',
+    default: 1500,
+    min: 0,
+    max: 60_000,
+    doc: 'A cancelled or timed-out ffmpeg is asked to stop (`q` on its stdin, which closes its outputs) and killed with SIGKILL if it is still running after this.',
+  },
 } as const satisfies Record<string, Setting>;
 
 /** The HLS ladder: renditions, segments, codecs and the compression presets. */
