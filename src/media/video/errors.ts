@@ -12,6 +12,14 @@
  *                                     machine ran out of something (memory, disk, file handles)
  *   video_process_killed   yes        ended by a signal nobody here sent: a crash, the OOM killer
  *   video_timeout          no         a run passed its time limit; the same input takes as long again
+ *   video_unreadable       no         empty, not a media file ffprobe reads, or without a duration
+ *   video_corrupt          no         probes, but decoding fails (cut short, damaged packets)
+ *   video_no_video         no         no video stream (cover art does not count)
+ *   video_no_audio         no         no audio stream while the settings require one
+ *   video_too_long         no         longer than the duration limit
+ *   video_too_large        no         frame wider, taller or of more pixels than the limits
+ *   video_file_too_large   no         more bytes than the file size limit
+ *   video_unsupported      no         a container or codec outside the accepted lists
  *
  * A cancelled run does not fail with a VideoError: it rejects with its AbortSignal's reason, as the
  * job engine expects of an aborted attempt.
@@ -25,6 +33,14 @@ const RETRYABLE = {
   video_process_failed: false,
   video_process_killed: true,
   video_timeout: false,
+  video_unreadable: false,
+  video_corrupt: false,
+  video_no_video: false,
+  video_no_audio: false,
+  video_too_long: false,
+  video_too_large: false,
+  video_file_too_large: false,
+  video_unsupported: false,
 } as const satisfies Partial<Record<ErrorCode, boolean>>;
 
 export type VideoErrorCode = keyof typeof RETRYABLE;

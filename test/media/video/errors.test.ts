@@ -15,7 +15,7 @@ describe('VideoError', () => {
   it('retries what the machine caused and not what the input did, unless told otherwise', () => {
     assert.equal(new VideoError('video_tool_missing', 'x').retryable, true);
     assert.equal(new VideoError('video_process_killed', 'x').retryable, true);
-    assert.equal(new VideoError('video_timeout', 'x').retryable, false);
+    assert.equal(new VideoError('video_corrupt', 'x').retryable, false);
     assert.equal(new VideoError('video_process_failed', 'x').retryable, false);
     assert.equal(new VideoError('video_process_failed', 'x', { retryable: true }).retryable, true);
   });
@@ -31,10 +31,10 @@ describe('VideoError', () => {
   });
 
   it('becomes a PermanentJobError for the engine only when retrying cannot help', () => {
-    const permanent = asJobError(new VideoError('video_timeout', 'too long'));
+    const permanent = asJobError(new VideoError('video_no_video', 'audio only'));
     assert.ok(permanent instanceof PermanentJobError);
-    assert.equal(permanent.code, 'video_timeout');
-    assert.equal(permanent.message, 'too long');
+    assert.equal(permanent.code, 'video_no_video');
+    assert.equal(permanent.message, 'audio only');
     const transient = new VideoError('video_tool_missing', 'no ffmpeg');
     assert.equal(asJobError(transient), transient);
     const other = new Error('bug');
