@@ -228,7 +228,71 @@ export const catalog = {
     when: "The job's attempt was aborted (cancelled, timed out, shutting down) during the download",
   },
 
-  // Video, V4 (acceleration, src/media/video/fallback.ts): a job failure, never an HTTP answer.
+  // Video, the process layer and the probe (src/media/video/errors.ts): a video job's failures. Those about
+  // the input end the job dead; a missing tool, a process killed by a signal or an exhausted machine are
+  // retried.
+  video_tool_missing: {
+    status: null,
+    title: 'ffmpeg or ffprobe cannot be run',
+    when: 'The binary of `CONVEYOR_FFMPEG_PATH` or `CONVEYOR_FFPROBE_PATH` is not found or not executable (retried)',
+  },
+  video_process_failed: {
+    status: null,
+    title: 'ffmpeg failed',
+    when: 'ffmpeg or ffprobe exited with a non-zero status (the end of its error output is kept); retried when it ran out of memory, disk space or file handles, otherwise the job ends',
+  },
+  video_process_killed: {
+    status: null,
+    title: 'ffmpeg was killed',
+    when: 'ffmpeg or ffprobe ended by a signal it did not ask for (a crash, the kernel out of memory); whatever it wrote is discarded and the job is retried',
+  },
+  video_timeout: {
+    status: null,
+    title: 'Processing the video took too long',
+    when: 'A probe, decode check or loudness measurement ran past its time limit and was stopped',
+  },
+  video_unreadable: {
+    status: null,
+    title: 'The file is not a readable video',
+    when: 'The file is empty, ffprobe cannot read it, or it has no duration',
+  },
+  video_corrupt: {
+    status: null,
+    title: 'The video data is damaged',
+    when: 'The file probes but decoding it fails, e.g. a file cut short',
+  },
+  video_no_video: {
+    status: null,
+    title: 'The file has no video stream',
+    when: 'No video stream besides cover art (an audio-only file)',
+  },
+  video_no_audio: {
+    status: null,
+    title: 'The video has no audio stream',
+    when: 'No audio stream while `CONVEYOR_VIDEO_REQUIRE_AUDIO` asks for one',
+  },
+  video_too_long: {
+    status: null,
+    title: 'The video is too long',
+    when: 'Longer than `CONVEYOR_VIDEO_MAX_DURATION_SECONDS`',
+  },
+  video_too_large: {
+    status: null,
+    title: 'The video frame is too large',
+    when: 'Wider than `CONVEYOR_VIDEO_MAX_WIDTH`, taller than `CONVEYOR_VIDEO_MAX_HEIGHT` or more pixels than `CONVEYOR_VIDEO_MAX_PIXELS`',
+  },
+  video_file_too_large: {
+    status: null,
+    title: 'The video file is too large',
+    when: 'More bytes than `CONVEYOR_VIDEO_MAX_BYTES`',
+  },
+  video_unsupported: {
+    status: null,
+    title: 'The container or codec is not accepted',
+    when: 'A container, video codec or audio codec outside `CONVEYOR_VIDEO_CONTAINERS`, `CONVEYOR_VIDEO_CODECS` or `CONVEYOR_VIDEO_AUDIO_CODECS`',
+  },
+
+  // Video, hardware acceleration (src/media/video/fallback.ts): a job failure, never an HTTP answer.
   video_encoder_unavailable: {
     status: null,
     title: 'No encoder for the codec works on this worker',

@@ -1,4 +1,6 @@
+import { parseList } from './parsers.ts';
 import type { Setting } from './setting.ts';
+import { GiB } from './units.ts';
 
 /**
  * Video settings: where video comes from (yt-dlp and the guarded proxy it uses), what is accepted (probe
@@ -13,7 +15,104 @@ const sourceSettings = {
 
 /** What ffprobe must find for a video to be accepted. */
 const probeSettings = {
-  // (ffmpeg and ffprobe paths, duration, resolution, size, containers and codecs)
+  ffmpegPath: {
+    type: 'string',
+    default: 'ffmpeg',
+    doc: 'The ffmpeg binary: a path, or a name looked up in PATH.',
+  },
+  ffprobePath: {
+    type: 'string',
+    default: 'ffprobe',
+    doc: 'The ffprobe binary: a path, or a name looked up in PATH.',
+  },
+  videoCancelGraceMs: {
+    type: 'int',
+    default: 1500,
+    min: 0,
+    max: 60_000,
+    doc: 'A cancelled or timed-out ffmpeg is asked to stop (`q` on its stdin, which closes its outputs) and killed with SIGKILL if it is still running after this.',
+  },
+  videoProbeTimeoutSeconds: {
+    type: 'int',
+    default: 60,
+    min: 1,
+    max: 3600,
+    doc: 'Longest an ffprobe of one input may run; past it the probe is stopped and fails with `video_timeout`.',
+  },
+  videoCheckTimeoutSeconds: {
+    type: 'int',
+    default: 1800,
+    min: 1,
+    max: 86_400,
+    doc: 'Longest the decode check and the loudness measurement of one input may each run (both decode: the audio for loudness, the last seconds or all of it for the check).',
+  },
+  videoVerifyTailSeconds: {
+    type: 'int',
+    default: 10,
+    min: 0,
+    max: 86_400,
+    doc: 'The decode check decodes the last this many seconds of a video, where a cut-off file fails (0 = the whole file, which also finds damage in the middle at the cost of a full decode).',
+  },
+  videoRequireAudio: {
+    type: 'bool',
+    default: false,
+    doc: 'Refuse videos without an audio stream (`video_no_audio`). Off by default: a silent screen recording is a normal video.',
+  },
+  videoMaxDurationSeconds: {
+    type: 'int',
+    default: 4 * 3600,
+    min: 1,
+    max: 7 * 86_400,
+    doc: 'Longest video accepted.',
+  },
+  videoMaxWidth: {
+    type: 'int',
+    default: 7680,
+    min: 16,
+    max: 65_535,
+    doc: 'Widest video accepted, in stored pixels (before rotation).',
+  },
+  videoMaxHeight: {
+    type: 'int',
+    default: 4320,
+    min: 16,
+    max: 65_535,
+    doc: 'Tallest video accepted, in stored pixels (before rotation).',
+  },
+  videoMaxPixels: {
+    type: 'int',
+    default: 7680 * 4320,
+    min: 256,
+    max: 65_535 * 65_535,
+    doc: 'Most pixels (width x height) in one frame of a video accepted.',
+  },
+  videoMaxBytes: {
+    type: 'int',
+    default: 20 * GiB,
+    min: 1,
+    max: 5 * 1024 * GiB,
+    doc: 'Largest video file accepted (uploads and ingests have their own limits, checked first).',
+  },
+  videoContainers: {
+    type: 'parsed',
+    default: 'mp4,mov,m4v,3gp,matroska,webm,avi,mpegts,flv,ogg,mpeg,asf,mxf',
+    parse: parseList,
+    doc: 'Containers accepted, by the short names the probe gives: `mp4`, `mov`, `m4v` and `3gp` by the brand of an ISO file, `webm` for Matroska holding only WebM codecs, otherwise the first name ffprobe gives (`matroska`, `avi`, `mpegts`, ...).',
+  },
+  videoCodecs: {
+    type: 'parsed',
+    default:
+      'h264,hevc,vp8,vp9,av1,mpeg4,mpeg2video,mpeg1video,prores,dnxhd,mjpeg,theora,vc1,wmv3,h263,dvvideo',
+    parse: parseList,
+    doc: 'Video codecs accepted (ffprobe `codec_name`s).',
+  },
+  videoAudioCodecs: {
+    type: 'parsed',
+    default:
+      'aac,mp3,mp2,opus,vorbis,ac3,eac3,flac,alac,dts,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_s16be,pcm_s24be,wmav2',
+    parse: parseList,
+    doc: 'Audio codecs accepted (ffprobe `codec_name`s), for the audio stream that will be encoded.',
+  },
 } as const satisfies Record<string, Setting>;
 
 /** The HLS ladder: renditions, segments, codecs and the compression presets. */
