@@ -298,6 +298,39 @@ export const catalog = {
     title: 'No encoder for the codec works on this worker',
     when: 'No encoder of the requested codec passed its trial encode at worker start (e.g. AV1 with an ffmpeg built without libsvtav1); the job is dead',
   },
+
+  // Video sites through yt-dlp (src/media/video/ytdlp-errors.ts): job failures; only ytdlp_failed
+  // may be retried. A timed-out or cancelled run records download_timeout or download_aborted.
+  ytdlp_missing: {
+    status: null,
+    title: 'yt-dlp cannot be started',
+    when: 'The program named by `CONVEYOR_YTDLP_PATH` does not exist or is not executable',
+  },
+  ytdlp_forbidden: {
+    status: null,
+    title: 'The video site pointed at a forbidden destination',
+    when: "A page, redirect, manifest or media URL yt-dlp tried to reach was refused by ingest's address rules (the message names the last one)",
+  },
+  ytdlp_too_large: {
+    status: null,
+    title: 'The video is larger than allowed',
+    when: 'The site announced, or the run moved, more than `CONVEYOR_INGEST_MAX_BYTES` (plus `CONVEYOR_YTDLP_PROXY_EXTRA_BYTES` through the proxy)',
+  },
+  ytdlp_unsupported_url: {
+    status: null,
+    title: 'No video found at the URL',
+    when: 'No yt-dlp extractor, the generic one included, recognises the page',
+  },
+  ytdlp_live_not_supported: {
+    status: null,
+    title: 'Live streams are not supported',
+    when: 'The URL is a live stream or one that has not started yet',
+  },
+  ytdlp_failed: {
+    status: null,
+    title: 'yt-dlp failed',
+    when: 'Any other yt-dlp failure, with its last error line; retried unless the site answered a 4xx (but 408 and 429) or offered no format Conveyor fetches',
+  },
 } as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;
