@@ -12,9 +12,8 @@ import { Origin } from '../delivery/origin.ts';
 import { ConveyorError } from '../errors.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobEventHub } from '../jobs/events.ts';
-import type { EncoderReport } from '../media/video/hwaccel.ts';
 import type { Media } from '../media/wiring.ts';
-import type { ReadyCheck } from '../ops/health.ts';
+import type { ComponentHealth, ReadyCheck } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { requestIdOf } from '../ops/request-id.ts';
 import { unauthenticated } from '../problems.ts';
@@ -63,8 +62,8 @@ export interface AppDeps {
    * 'degraded' when it answers but a local filesystem is under the free-space reserve.
    */
   ready: () => Promise<Record<string, ReadyCheck>>;
-  /** This process's video encoder detection, shown in /health as the `encoders` component once known. */
-  encoders?: () => EncoderReport | undefined;
+  /** The `encoders` component of this process's video encoder detection (encoderHealth), once known. */
+  encoders?: () => ComponentHealth | undefined;
   lookup: DeliveryLookup;
   /** Builds absolute delivery URLs; known once the server has bound its port. */
   baseUrl: () => string;

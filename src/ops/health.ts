@@ -1,13 +1,25 @@
 import type { Config } from '../config/config.ts';
 import type { JobMonitor, Scope } from '../jobs/monitor.ts';
-import type { EncoderReport } from '../media/video/hwaccel.ts';
-import { type EncoderSummary, encoderHealth } from '../media/video/hwaccel-report.ts';
 import type { FreeSpace, VolumeSpace } from '../storage/free-space.ts';
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
 
 /** One readiness check: `degraded` when a dependency answers but is short of something (free space). */
 export type ReadyCheck = 'ok' | 'degraded' | 'failed';
+
+/**
+ * What /api/v1/health shows of the video encoders a process proved (src/media/video/hwaccel-report.ts
+ * builds it from a detection; ops only shows it).
+ */
+export interface EncoderSummary {
+  mode: string;
+  source: 'trials' | 'cache';
+  detectedAt: string;
+  proven: string[];
+  failed: { encoder: string; reason: string }[];
+  /** The encoder each codec uses, e.g. `{h264: 'libx264'}`. */
+  best: Record<string, string>;
+}
 
 export interface ComponentHealth {
   name: string;
@@ -67,8 +79,8 @@ export async function checkHealth(deps: {
   scope: Scope;
   /** Describes the filesystems that made storage degraded. */
   space?: FreeSpace;
-  /** This process's video encoder detection; none (no video, not detected yet): no `encoders` component. */
-  encoders?: () => EncoderReport | undefined;
+  /** The `encoders` component of this process's detection; none (no video, not detected yet): absent. */
+  encoders?: () => ComponentHealth | undefined;
   now?: () => number;
 }): Promise<HealthReport> {
   const { config, monitor } = deps;
@@ -93,7 +105,7 @@ export async function checkHealth(deps: {
     });
   }
   const encoders = deps.encoders?.();
-  if (encoders) components.push(encoderHealth(encoders));
+  if (encoders) components.push(encoders);
   // Without the database there is nothing to read the job engine's state from.
   if (checks['database'] === 'ok') {
     const windowMs = config.healthWindowMinutes * 60_000;

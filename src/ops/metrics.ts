@@ -2,8 +2,6 @@ import { createHash } from 'node:crypto';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LANES, OPEN_STATES } from '../glossary.ts';
 import type { JobEvent } from '../jobs/context.ts';
-import type { Fallback } from '../media/video/fallback.ts';
-import type { EncoderReport } from '../media/video/hwaccel.ts';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './prom.ts';
 
 /** Where the job gauges read their values on each scrape (set by the server once the engine exists). */
@@ -119,17 +117,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Shows a detection's candidates in conveyor_video_encoder_available, replacing an earlier one's. */
-  observeEncoders(report: EncoderReport): void {
+  /**
+   * Shows a detection's candidates in conveyor_video_encoder_available, replacing an earlier one's
+   * (src/media/video/hwaccel-report.ts, `encoderAvailability`).
+   */
+  observeEncoders(
+    candidates: readonly { encoder: string; family: string; codec: string; available: boolean }[],
+  ): void {
     this.videoEncoderAvailable.reset();
-    for (const c of report.proven)
-      this.videoEncoderAvailable.set({ encoder: c.encoder, family: c.family, codec: c.codec }, 1);
-    for (const c of report.failed)
-      this.videoEncoderAvailable.set({ encoder: c.encoder, family: c.family, codec: c.codec }, 0);
+    for (const { encoder, family, codec, available } of candidates)
+      this.videoEncoderAvailable.set({ encoder, family, codec }, available ? 1 : 0);
   }
 
   /** Counts one fallback of an encode (encodeWithFallback's `onFallback`). */
-  countEncodeFallback(fallback: Pick<Fallback, 'from' | 'to'>): void {
+  countEncodeFallback(fallback: { from: string; to: string }): void {
     this.videoEncodeFallbacks.labels(fallback.from, fallback.to).inc();
   }
   // --- end of video encoders ---

@@ -2,16 +2,23 @@
  * What the encoder detection shows outside the worker: the `encoders` component of /api/v1/health. The
  * metrics side is in src/ops/metrics.ts (`observeEncoders`, `countEncodeFallback`).
  */
-import type { EncoderReport, HwaccelMode, VideoCodec } from './hwaccel.ts';
+import type { ComponentHealth, EncoderSummary } from '../../ops/health.ts';
+import type { EncoderReport } from './hwaccel.ts';
 
-/** What /api/v1/health shows of the encoders, beside the component's status. */
-export interface EncoderSummary {
-  mode: HwaccelMode;
-  source: 'trials' | 'cache';
-  detectedAt: string;
-  proven: string[];
-  failed: { encoder: string; reason: string }[];
-  best: Partial<Record<VideoCodec, string>>;
+/** One candidate as conveyor_video_encoder_available shows it (Metrics.observeEncoders). */
+export interface EncoderAvailability {
+  encoder: string;
+  family: string;
+  codec: string;
+  available: boolean;
+}
+
+/** The candidates of a detection for the metrics: proven ones available, failed ones not. */
+export function encoderAvailability(report: EncoderReport): EncoderAvailability[] {
+  return [
+    ...report.proven.map((c) => ({ encoder: c.encoder, family: c.family, codec: c.codec, available: true })),
+    ...report.failed.map((c) => ({ encoder: c.encoder, family: c.family, codec: c.codec, available: false })),
+  ];
 }
 
 /**
@@ -19,7 +26,7 @@ export interface EncoderSummary {
  * proven encoder (on a GPU-less machine that is libx264, and the refused hardware encoders are the
  * normal case, not a fault); unhealthy when nothing can encode it.
  */
-export function encoderHealth(report: EncoderReport) {
+export function encoderHealth(report: EncoderReport): ComponentHealth {
   const best = Object.fromEntries(
     Object.entries(report.best).map(([codec, candidate]) => [codec, candidate.encoder]),
   ) as EncoderSummary['best'];

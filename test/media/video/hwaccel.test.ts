@@ -20,7 +20,7 @@ import {
   stderrTail,
   trialArgs,
 } from '../../../src/media/video/hwaccel.ts';
-import { encoderHealth } from '../../../src/media/video/hwaccel-report.ts';
+import { encoderAvailability, encoderHealth } from '../../../src/media/video/hwaccel-report.ts';
 import { checkHealth } from '../../../src/ops/health.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
 import { makeTempDir, type TempDir } from '../../helpers/tmp.ts';
@@ -199,8 +199,8 @@ describe('encoder detection with a real ffmpeg', { skip }, () => {
 
     const health = encoderHealth(report);
     assert.equal(health.status, 'healthy');
-    assert.equal(health.encoders.best.h264, report.best.h264?.encoder);
-    assert.deepEqual(health.encoders.proven, proven);
+    assert.equal(health.encoders?.best['h264'], report.best.h264?.encoder);
+    assert.deepEqual(health.encoders?.proven, proven);
   });
 
   it('proves an encoder whose trial encode succeeds (the fake GPU) and ranks it first', async () => {
@@ -219,11 +219,11 @@ describe('encoder detection with a real ffmpeg', { skip }, () => {
       // Without the database the job engine is not asked, which keeps this to the encoders.
       ready: async () => ({ database: 'failed' }),
       scope: 'all',
-      encoders: () => report,
+      encoders: () => encoderHealth(report),
     });
     const component = health.components.find((c) => c.name === 'encoders');
     assert.equal(component?.status, 'healthy');
-    assert.equal(component?.encoders?.best.h264, 'h264_nvenc');
+    assert.equal(component?.encoders?.best['h264'], 'h264_nvenc');
     assert.ok(component?.encoders?.failed.every((f) => f.reason.length > 0));
     const without = await checkHealth({
       config: { healthHealthyPercent: 95, healthDegradedPercent: 80, healthWindowMinutes: 5 } as never,
@@ -234,7 +234,7 @@ describe('encoder detection with a real ffmpeg', { skip }, () => {
     assert.ok(!without.components.some((c) => c.name === 'encoders'));
 
     const metrics = new Metrics();
-    metrics.observeEncoders(report);
+    metrics.observeEncoders(encoderAvailability(report));
     metrics.countEncodeFallback({ from: 'h264_nvenc:sw_decode', to: 'libx264' });
     const { body } = await metrics.render();
     assert.match(
