@@ -47,10 +47,11 @@ export function masterOptions(
  * Order: variants by rising BANDWIDTH, with one start variant moved to the top. RFC 8216 leaves the order
  * to the author; players differ in what they make of it. hls.js starts on the first variant listed when
  * it has no bandwidth estimate yet, ExoPlayer loads the first variant's playlist before anything else,
- * and AVPlayer did so before iOS 13 and still does with `startsOnFirstEligibleVariant`. Apple's guidance
- * (TN2224, now the HLS Authoring Specification) is to put first the variant that should start playback:
- * one that most connections sustain, so the first segments arrive fast, not the lowest (a blurry start
- * on every good connection) nor the highest (a stall on every bad one). It is chosen among H.264 variants
+ * and AVPlayer did so before iOS 13 and still does with `startsOnFirstEligibleVariant`. Apple's TN2224
+ * (since superseded by the HLS Authoring Specification) said the first entry is the one played at the
+ * start and should be chosen for that: one that most connections sustain, so the first segments arrive
+ * fast; not the lowest (a blurry start on every good connection) nor the highest (a stall on every bad
+ * one). It is chosen among H.264 variants
  * because a player that cannot decode the first variant's codecs skips to the next anyway, and H.264 is
  * the one every player decodes. The rest rise in BANDWIDTH, so people and tools reading the playlist see
  * the ladder in order.
