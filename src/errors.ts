@@ -289,7 +289,7 @@ export const catalog = {
   video_unsupported: {
     status: null,
     title: 'The container or codec is not accepted',
-    when: 'A container, video codec or audio codec outside `CONVEYOR_VIDEO_CONTAINERS`, `CONVEYOR_VIDEO_CODECS` or `CONVEYOR_VIDEO_AUDIO_CODECS`',
+    when: 'A container, video codec or audio codec outside `CONVEYOR_VIDEO_INPUT_CONTAINERS`, `CONVEYOR_VIDEO_INPUT_CODECS` or `CONVEYOR_VIDEO_INPUT_AUDIO_CODECS`',
   },
 
   // Video, hardware acceleration (src/media/video/fallback.ts): a job failure, never an HTTP answer.

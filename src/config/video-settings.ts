@@ -147,20 +147,20 @@ const probeSettings = {
     max: 5 * 1024 * GiB,
     doc: 'Largest video file accepted (uploads and ingests have their own limits, checked first).',
   },
-  videoContainers: {
+  videoInputContainers: {
     type: 'parsed',
     default: 'mp4,mov,m4v,3gp,matroska,webm,avi,mpegts,flv,ogg,mpeg,asf,mxf',
     parse: parseList,
     doc: 'Containers accepted, by the short names the probe gives: `mp4`, `mov`, `m4v` and `3gp` by the brand of an ISO file, `webm` for Matroska holding only WebM codecs, otherwise the first name ffprobe gives (`matroska`, `avi`, `mpegts`, ...).',
   },
-  videoCodecs: {
+  videoInputCodecs: {
     type: 'parsed',
     default:
       'h264,hevc,vp8,vp9,av1,mpeg4,mpeg2video,mpeg1video,prores,dnxhd,mjpeg,theora,vc1,wmv3,h263,dvvideo',
     parse: parseList,
     doc: 'Video codecs accepted (ffprobe `codec_name`s).',
   },
-  videoAudioCodecs: {
+  videoInputAudioCodecs: {
     type: 'parsed',
     default:
       'aac,mp3,mp2,opus,vorbis,ac3,eac3,flac,alac,dts,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_s16be,pcm_s24be,wmav2',
@@ -174,8 +174,8 @@ export const VIDEO_PRESETS = ['fast', 'balanced', 'small', 'archive'] as const;
 export type VideoPreset = (typeof VIDEO_PRESETS)[number];
 
 /** The video codecs a ladder may be encoded in; every rendition carries AAC-LC audio. */
-export const VIDEO_CODECS = ['h264', 'av1', 'vp9'] as const;
-export type VideoCodec = (typeof VIDEO_CODECS)[number];
+export const LADDER_CODECS = ['h264', 'av1', 'vp9'] as const;
+export type LadderCodec = (typeof LADDER_CODECS)[number];
 
 /** `240, 360,720` -> rung heights, ascending and without repeats; each even, as 4:2:0 chroma needs. */
 export function parseVideoHeights(value: string): number[] {
@@ -191,15 +191,15 @@ export function parseVideoHeights(value: string): number[] {
 }
 
 /** `h264,av1` -> codecs, in order, at least one. */
-export function parseVideoCodecs(value: string): VideoCodec[] {
+export function parseVideoCodecs(value: string): LadderCodec[] {
   const list = [...new Set(parseList(value))];
   for (const codec of list) {
-    if (!(VIDEO_CODECS as readonly string[]).includes(codec)) {
-      throw new Error(`unknown codec ${JSON.stringify(codec)}; expected ${VIDEO_CODECS.join(', ')}`);
+    if (!(LADDER_CODECS as readonly string[]).includes(codec)) {
+      throw new Error(`unknown codec ${JSON.stringify(codec)}; expected ${LADDER_CODECS.join(', ')}`);
     }
   }
   if (list.length === 0) throw new Error('at least one codec');
-  return list as VideoCodec[];
+  return list as LadderCodec[];
 }
 
 /** `free=fast,premium=archive` -> a tier -> preset map; tiers not named use `CONVEYOR_VIDEO_PRESET`. */

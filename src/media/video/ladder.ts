@@ -1,5 +1,5 @@
 import type { Config } from '../../config/config.ts';
-import type { VideoCodec } from '../../config/video-settings.ts';
+import type { LadderCodec } from '../../config/video-settings.ts';
 
 /**
  * The encoding ladder: which renditions a source gets, at what size, frame rate, GOP and bit rates. A pure
@@ -77,7 +77,7 @@ export interface Rendition {
   gopFrames: number;
   /** Seconds per GOP, the same on every rung: every segment but the last lasts exactly this. */
   segmentDuration: Fraction;
-  bitrates: Readonly<Record<VideoCodec, Bitrates>>;
+  bitrates: Readonly<Record<LadderCodec, Bitrates>>;
   /** AAC-LC bit rate in bits/s, or null when the source has no audio. */
   audioBitrate: number | null;
 }
@@ -220,7 +220,7 @@ function rungSize(width: number, height: number, rung: number): [number, number]
 // Specification for Apple Devices' table (720p at 3000, 1080p at 6000; its lower rows are sized for
 // cellular and its 416x234 row is 145), with 1440p and 2160p where Apple lists only HEVC (11600 for
 // 2160p), H.264 needing about half as many bits again. AV1 and VP9 reach the same picture with fewer.
-const RATE_TABLE: readonly { pixels: number; kbps: Readonly<Record<VideoCodec, number>> }[] = [
+const RATE_TABLE: readonly { pixels: number; kbps: Readonly<Record<LadderCodec, number>> }[] = [
   { pixels: 426 * 240, kbps: { h264: 300, av1: 200, vp9: 250 } },
   { pixels: 640 * 360, kbps: { h264: 700, av1: 450, vp9: 500 } },
   { pixels: 854 * 480, kbps: { h264: 1200, av1: 750, vp9: 850 } },
@@ -240,7 +240,7 @@ const MAX_FACTOR = 1.5;
 const BUFFER_FACTOR = 2;
 
 /** A rendition's bit rates: the table's, interpolated by pixels, scaled for frame rates above 30. */
-export function bitrates(codec: VideoCodec, pixels: number, fps: number): Bitrates {
+export function bitrates(codec: LadderCodec, pixels: number, fps: number): Bitrates {
   const kbps = tableRate(codec, pixels) * frameRateFactor(fps);
   const target = Math.round(kbps) * 1000;
   return {
@@ -259,7 +259,7 @@ export function frameRateFactor(fps: number): number {
   return fps <= 30 ? 1 : 1 + (0.5 * (fps - 30)) / 30;
 }
 
-function tableRate(codec: VideoCodec, pixels: number): number {
+function tableRate(codec: LadderCodec, pixels: number): number {
   const first = RATE_TABLE[0]!;
   const last = RATE_TABLE.at(-1)!;
   // Outside the table, in proportion to the pixels of its nearest row.

@@ -43,9 +43,9 @@ export function videoLimits(
     | 'videoMaxHeight'
     | 'videoMaxPixels'
     | 'videoMaxBytes'
-    | 'videoContainers'
-    | 'videoCodecs'
-    | 'videoAudioCodecs'
+    | 'videoInputContainers'
+    | 'videoInputCodecs'
+    | 'videoInputAudioCodecs'
     | 'videoRequireAudio'
   >,
 ): VideoLimits {
@@ -55,9 +55,9 @@ export function videoLimits(
     maxHeight: config.videoMaxHeight,
     maxPixels: config.videoMaxPixels,
     maxBytes: config.videoMaxBytes,
-    containers: config.videoContainers,
-    codecs: config.videoCodecs,
-    audioCodecs: config.videoAudioCodecs,
+    containers: config.videoInputContainers,
+    codecs: config.videoInputCodecs,
+    audioCodecs: config.videoInputAudioCodecs,
     requireAudio: config.videoRequireAudio,
   };
 }

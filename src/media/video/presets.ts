@@ -1,5 +1,5 @@
 import type { Config } from '../../config/config.ts';
-import type { VideoCodec, VideoPreset } from '../../config/video-settings.ts';
+import type { LadderCodec, VideoPreset } from '../../config/video-settings.ts';
 import type { Tier } from '../../glossary.ts';
 import { h264Level, h264LevelName } from './codecs.ts';
 import { frameRateText, type Rendition } from './ladder.ts';
@@ -19,7 +19,7 @@ export const ENCODER_FAMILIES = ['x264', 'nvenc', 'qsv', 'vaapi', 'svt-av1', 'li
 export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
 
 /** What each family encodes, and the ffmpeg encoder that does it. */
-export const FAMILIES: Readonly<Record<EncoderFamily, { codec: VideoCodec; encoder: string }>> = {
+export const FAMILIES: Readonly<Record<EncoderFamily, { codec: LadderCodec; encoder: string }>> = {
   x264: { codec: 'h264', encoder: 'libx264' },
   nvenc: { codec: 'h264', encoder: 'h264_nvenc' },
   qsv: { codec: 'h264', encoder: 'h264_qsv' },
