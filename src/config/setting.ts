@@ -59,3 +59,20 @@ export type InputOf<S> = S extends { type: 'parsed' }
   : S extends { type: 'limits' }
     ? string | Readonly<Record<string, number>>
     : ValueOf<S>;
+
+type Joined<U> = (U extends unknown ? (part: U) => void : never) extends (part: infer I) => void ? I : never;
+
+/**
+ * One table from sections of settings written apart (the video settings' parts): a key that two sections
+ * define is refused when the module loads, where a spread would let the later one win in silence.
+ */
+export function joinSections<T extends Record<string, Setting>[]>(...sections: T): Joined<T[number]> {
+  const joined: Record<string, Setting> = {};
+  for (const section of sections) {
+    for (const [key, setting] of Object.entries(section)) {
+      if (Object.hasOwn(joined, key)) throw new Error(`setting ${key} is defined in two sections`);
+      joined[key] = setting;
+    }
+  }
+  return joined as Joined<T[number]>;
+}

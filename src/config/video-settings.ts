@@ -1,6 +1,6 @@
 import { TIERS, type Tier } from '../glossary.ts';
 import { parseList } from './parsers.ts';
-import type { Setting } from './setting.ts';
+import { joinSections, type Setting } from './setting.ts';
 import { GiB, KiB, MiB } from './units.ts';
 
 /**
@@ -342,9 +342,9 @@ const accelerationSettings = {
   },
 } as const satisfies Record<string, Setting>;
 
-export const videoSettings = {
-  ...sourceSettings,
-  ...probeSettings,
-  ...encodingSettings,
-  ...accelerationSettings,
-} as const satisfies Record<string, Setting>;
+export const videoSettings = joinSections(
+  sourceSettings,
+  probeSettings,
+  encodingSettings,
+  accelerationSettings,
+);

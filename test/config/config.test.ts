@@ -6,10 +6,18 @@ import { ConfigError, configTable, loadConfig, redactedConfig } from '../../src/
 import { DEFAULT_DENY_HOSTS } from '../../src/config/ingest-settings.ts';
 import { transformLimits } from '../../src/config/media-settings.ts';
 import { envName } from '../../src/config/schema.ts';
+import { joinSections } from '../../src/config/setting.ts';
 import { PROTOTYPE_NAMES } from '../helpers/prototype.ts';
 import { makeTempDir } from '../helpers/tmp.ts';
 
 describe('config', () => {
+  it('refuses a setting that two sections define, where a spread would keep the later one', () => {
+    const a = { x: { type: 'int', default: 1, min: 0, max: 2, doc: 'a' } } as const;
+    const b = { y: { type: 'bool', default: false, doc: 'b' } } as const;
+    assert.deepEqual(Object.keys(joinSections(a, b)), ['x', 'y']);
+    assert.throws(() => joinSections(a, b, { x: a.x }), /setting x is defined in two sections/);
+  });
+
   it('defaults to the embedded setup', () => {
     const config = loadConfig({});
     assert.equal(config.dataDir, './data');
