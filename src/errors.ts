@@ -234,6 +234,13 @@ export const catalog = {
     title: 'No encoder for the codec works on this worker',
     when: 'No encoder of the requested codec passed its trial encode at worker start (e.g. AV1 with an ffmpeg built without libsvtav1); the job is dead',
   },
+
+  // Video, V5 (storage of the outputs, src/media/video/store.ts): a job failure, never an HTTP answer.
+  video_output_too_large: {
+    status: null,
+    title: 'An output file is larger than allowed',
+    when: 'A segment, playlist, poster, sprite or MP4 fallback is larger than `CONVEYOR_VIDEO_STORE_MAX_FILE_BYTES`; nothing of its rendition is stored and the job is dead',
+  },
 } as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;
