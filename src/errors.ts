@@ -331,6 +331,13 @@ export const catalog = {
     title: 'yt-dlp failed',
     when: 'Any other yt-dlp failure, with its last error line; retried unless the site answered a 4xx (but 408 and 429) or offered no format Conveyor fetches',
   },
+
+  // Video, storage of the outputs (src/media/video/store.ts): a job failure, never an HTTP answer.
+  video_output_too_large: {
+    status: null,
+    title: 'An output file is larger than allowed',
+    when: 'A segment, playlist, poster, sprite or MP4 fallback is larger than `CONVEYOR_VIDEO_STORE_MAX_FILE_BYTES`; nothing of its rendition is stored and the job is dead',
+  },
 } as const satisfies Record<string, { status: number | null; title: string; when: string }>;
 
 export type ErrorCode = keyof typeof catalog;

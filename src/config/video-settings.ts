@@ -5,8 +5,9 @@ import { GiB, KiB, MiB } from './units.ts';
 
 /**
  * Video settings: where video comes from (yt-dlp and the guarded proxy it uses), what is accepted (probe
- * limits), how it is encoded (the HLS ladder and its presets) and on what (hardware acceleration). Part of
- * the one settings table in schema.ts, in a file of its own like the image and job settings.
+ * limits), how it is encoded (the HLS ladder and its presets), on what (hardware acceleration) and where
+ * the outputs are kept (storage). Part of the one settings table in schema.ts, in a file of its own like
+ * the image and job settings.
  */
 
 /** Video sites through yt-dlp, and the forward proxy that holds its connections to the ingest rules. */
@@ -342,9 +343,28 @@ const accelerationSettings = {
   },
 } as const satisfies Record<string, Setting>;
 
+/** Where the outputs are kept: every file of a ladder is a blob (src/media/video/store.ts). */
+const storageSettings = {
+  videoStoreMaxFileBytes: {
+    type: 'int',
+    default: 8 * GiB,
+    min: 1,
+    max: 5 * 1024 * GiB,
+    doc: 'Largest single output file (segment, playlist, poster, sprite, MP4 fallback) a video job stores; a larger one fails the job with `video_output_too_large`.',
+  },
+  videoStoreConcurrency: {
+    type: 'int',
+    default: 4,
+    min: 1,
+    max: 64,
+    doc: "Output files of one rendition a video job stores at once (each streamed from the job's disk into the blob store).",
+  },
+} as const satisfies Record<string, Setting>;
+
 export const videoSettings = joinSections(
   sourceSettings,
   probeSettings,
   encodingSettings,
   accelerationSettings,
+  storageSettings,
 );

@@ -9,6 +9,7 @@ import * as schedules from './migrations/003-schedules.ts';
 import * as turns from './migrations/004-job-turns.ts';
 import * as alertDeliveries from './migrations/005-alert-deliveries.ts';
 import * as media from './migrations/006-media.ts';
+import * as video from './migrations/007-video.ts';
 import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
@@ -101,6 +102,7 @@ const migrations: Record<string, Migration> = {
   '004-job-turns': turns,
   '005-alert-deliveries': alertDeliveries,
   '006-media': media,
+  '007-video': video,
 };
 
 class InCodeMigrations implements MigrationProvider {

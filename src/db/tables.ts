@@ -232,6 +232,9 @@ export interface Database {
   media_info: MediaInfoTable;
   media_derived: MediaDerivedTable;
   asset_sources: AssetSourcesTable;
+  video_info: VideoInfoTable;
+  video_ladders: VideoLaddersTable;
+  video_files: VideoFilesTable;
 }
 
 /** What image analysis learned about some content (keyed by its SHA-256, like `blobs`). */
@@ -279,4 +282,55 @@ export interface AssetSourcesTable {
   etag: string | null;
   last_modified: string | null;
   fetched_at: number;
+}
+
+/** What ffprobe learned about some video content (keyed by its SHA-256, like `media_info`). */
+export interface VideoInfoTable {
+  sha256: string;
+  /** JSON of the whole probe (streams, rotation, frame rate, bit rates, channels). */
+  probe: string;
+  duration_ms: number;
+  /** As displayed: after the rotation is applied. */
+  width: number;
+  height: number;
+  has_audio: number;
+  container: string;
+  video_codec: string;
+  audio_codec: string | null;
+  /** JSON of the EBU R128 measurement, when a loudness-normalising preset made one. */
+  loudness: string | null;
+  created_at: number;
+}
+
+/** One HLS ladder of some content: a set of renditions encoded with one set of output settings. */
+export interface VideoLaddersTable {
+  source_sha256: string;
+  /** Short hash of what shapes the outputs (src/media/video/keys.ts, `ladderKey`). */
+  ladder: string;
+  state: 'encoding' | 'complete' | 'failed';
+  /** The master playlist; null until complete. */
+  master: string | null;
+  /** JSON array of what was measured of each rendition; null until complete. */
+  renditions: string | null;
+  encoder: string | null;
+  /** JSON array of the encoder fallbacks taken. */
+  fallbacks: string | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+}
+
+/** One file of a ladder (a segment, a playlist, the poster...), stored as a blob. */
+export interface VideoFilesTable {
+  source_sha256: string;
+  ladder: string;
+  /** Relative path inside the ladder, e.g. `720p/seg_00001.m4s`. */
+  path: string;
+  /** The rendition it belongs to; null for files of the whole ladder (poster, sprite, MP4 fallback). */
+  rendition: string | null;
+  sha256: string;
+  size: number;
+  content_type: string;
+  created_at: number;
 }

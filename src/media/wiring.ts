@@ -38,8 +38,9 @@ export interface Media {
  * Tells the blob ledger what the media room keeps, so that garbage collection covers it. Derived blobs
  * (variants, cached transforms) and analysis results live as long as the content they were made from:
  * each collection first drops the rows of content no asset or version has any more, which leaves their
- * derived blobs unreferenced in the same pass; until then a derived blob is held by its row. Every process
- * that collects calls this (through `attachMedia`, or `conveyor gc` directly).
+ * derived blobs unreferenced in the same pass; until then a derived blob is held by its row. Video ladders
+ * and their files follow the same rule (`collectVideo`). Every process that collects calls this (through
+ * `attachMedia`, or `conveyor gc` directly).
  */
 export function collectMedia(ledger: BlobLedger): void {
   ledger.onCollect(async (db) => {
@@ -47,6 +48,22 @@ export function collectMedia(ledger: BlobLedger): void {
     await db.deleteFrom('media_info').where(contentGone('media_info.sha256')).execute();
   });
   ledger.holdBlobs('media_derived', 'sha256');
+  collectVideo(ledger);
+}
+
+/**
+ * The video room's part of garbage collection (src/media/video/store.ts keeps it): a ladder's files hold
+ * their blobs, and ladders and probe results live as long as their source content. Each collection first
+ * drops the rows of content no asset or version has any more (files before their ladder), which leaves
+ * their blobs unreferenced in the same pass. `collectMedia` calls it, so every process that collects does.
+ */
+export function collectVideo(ledger: BlobLedger): void {
+  ledger.onCollect(async (db) => {
+    await db.deleteFrom('video_files').where(contentGone('video_files.source_sha256')).execute();
+    await db.deleteFrom('video_ladders').where(contentGone('video_ladders.source_sha256')).execute();
+    await db.deleteFrom('video_info').where(contentGone('video_info.sha256')).execute();
+  });
+  ledger.holdBlobs('video_files', 'sha256');
 }
 
 /**

@@ -33,6 +33,9 @@ const TABLES = [
   'server_secrets',
   'tenant_job_usage',
   'tenants',
+  'video_files',
+  'video_info',
+  'video_ladders',
 ];
 
 const MIGRATIONS = [
@@ -42,6 +45,7 @@ const MIGRATIONS = [
   '004-job-turns',
   '005-alert-deliveries',
   '006-media',
+  '007-video',
 ];
 
 describe('migrations', async () => {
