@@ -316,6 +316,17 @@ const encodingSettings = {
     max: 100,
     doc: 'Thumbnails per row of the sprite sheet.',
   },
+  videoJobTimeoutSeconds: {
+    type: 'int',
+    default: 6 * 3600,
+    min: 60,
+    max: 7 * 24 * 3600,
+    doc: "Longest one attempt of a video job (probe, checks and the whole ladder) may run; a killed attempt's finished renditions are kept and the next attempt starts after them.",
+  },
+  videoWorkDir: {
+    type: 'optional',
+    doc: "Folder for a video job's working files (the source copy and the encodes, removed when the attempt ends); default the system's temporary folder.",
+  },
 } as const satisfies Record<string, Setting>;
 
 /** Hardware encoders: detection, proof by a trial encode, and what may be used. */

@@ -11,6 +11,8 @@ import { DerivedBlobs } from './derived.ts';
 import { ImageProcessor } from './image-job.ts';
 import { IngestService } from './ingest/ingest.ts';
 import { TransformService } from './transforms.ts';
+import { VideoStore } from './video/store.ts';
+import { VideoProcessor } from './video-job.ts';
 
 export interface MediaDeps {
   config: Config;
@@ -32,6 +34,7 @@ export interface Media {
   derived: DerivedBlobs;
   transforms: TransformService;
   catalog: MediaCatalog;
+  video: VideoProcessor;
 }
 
 /**
@@ -68,7 +71,7 @@ export function collectVideo(ledger: BlobLedger): void {
 
 /**
  * Wires the media pipeline into a process: registers its job types (every process that enqueues or runs
- * them must, `serve` and `worker` alike), hooks image processing to new asset content, and returns the
+ * them must, `serve` and `worker` alike), hooks image and video processing to new asset content, and returns the
  * services the HTTP API calls. Registers the media room's part of garbage collection (`collectMedia`).
  */
 export function attachMedia(deps: MediaDeps): Media {
@@ -79,7 +82,18 @@ export function attachMedia(deps: MediaDeps): Media {
   ingest.register(jobs.registry);
   const images = new ImageProcessor({ config, db, store, derived, jobs });
   images.register(jobs.registry);
-  deps.assets.onContentAdded((tx, added) => images.contentAdded(tx, added));
+  const video = new VideoProcessor({
+    config,
+    db,
+    blobs: store,
+    jobs,
+    store: new VideoStore({ db, store, ledger, config }),
+  });
+  video.register(jobs.registry);
+  deps.assets.onContentAdded(async (tx, added) => {
+    await images.contentAdded(tx, added);
+    await video.contentAdded(tx, added);
+  });
   const transforms = new TransformService({
     config,
     store,
@@ -88,5 +102,5 @@ export function attachMedia(deps: MediaDeps): Media {
     signingKeys: deps.signingKeys ?? [],
     ...(deps.log ? { log: deps.log } : {}),
   });
-  return { ingest, images, derived, transforms, catalog: new MediaCatalog(db) };
+  return { ingest, images, derived, transforms, catalog: new MediaCatalog(db), video };
 }

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import HLS from 'hls-parser';
+import { VIDEO_JOB } from '../../src/media/video-job.ts';
+import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { waitFor } from '../helpers/jobs.ts';
+import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
+import { skipWithoutFfmpeg, truncatedMp4 } from '../helpers/video-fixtures.ts';
+
+const run = promisify(execFile);
+
+/** The video job of an asset, once it has ended. */
+async function videoJob(server: TestServer, assetId: string): Promise<any> {
+  return waitFor(
+    `video job of ${assetId}`,
+    async () => {
+      const { body } = await server.json('GET', `/api/v1/jobs?type=${VIDEO_JOB}&limit=100`);
+      const job = body.items.find((j: any) => j.payload.assetId === assetId);
+      return job && ['succeeded', 'dead'].includes(job.state) ? job : null;
+    },
+    120_000,
+  );
+}
+
+for (const backend of BACKENDS) {
+  describe(`video ladder job (${backend.database} + ${backend.storage})`, async () => {
+    const skip = (await skipIfNoPostgres(backend.database)) || skipWithoutFfmpeg();
+    let server: TestServer;
+    let dir: TempDir;
+    let clip: Buffer;
+
+    before(async () => {
+      if (skip) return;
+      dir = await makeTempDir('conveyor-video-job-');
+      const path = join(dir.path, 'clip.mp4');
+      // 3 s of 426x240 at 30 fps with a tone: a ladder of 120p and 240p with 1 s segments.
+      await run('ffmpeg', [
+        ...['-hide_banner', '-loglevel', 'error'],
+        ...['-f', 'lavfi', '-i', 'testsrc2=size=426x240:rate=30:duration=3'],
+        ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=3'],
+        ...['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest'],
+        ...['-movflags', '+faststart', path],
+      ]);
+      clip = await readFile(path);
+      server = await startConveyor(backend, {
+        serveWorkers: true,
+        jobPollMs: 20,
+        jobHeartbeatMs: 50,
+        videoHeights: '120,240',
+        videoSegmentSeconds: 1,
+        videoPreset: 'fast',
+        videoHwaccel: 'off',
+      });
+    });
+    after(async () => {
+      await server?.close();
+      await dir?.cleanup();
+    });
+
+    test('an uploaded video gets its HLS ladder: renditions stored whole, then the master', {
+      skip,
+    }, async () => {
+      const asset = await upload(server, clip, { filename: 'clip.mp4', contentType: 'video/mp4' });
+      assert.equal(asset.contentType, 'video/mp4');
+      const job = await videoJob(server, asset.id);
+      assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
+      assert.equal(job.result.renditions, 2);
+      assert.equal(job.result.encoded, 2);
+      assert.equal(job.progress.percent, 100);
+
+      const { video } = server.conveyor.media;
+      const ladder = await video.store.find(asset.sha256, job.result.ladder);
+      assert.equal(ladder?.state, 'complete');
+      const master = HLS.parse(ladder!.master!) as HLS.types.MasterPlaylist;
+      assert.equal(master.isMasterPlaylist, true);
+      const variants = master.variants.map((v) => ({
+        uri: v.uri,
+        resolution: v.resolution,
+        codecs: v.codecs,
+      }));
+      assert.deepEqual(variants.map((v) => v.uri).sort(), ['h264-120p/index.m3u8', 'h264-240p/index.m3u8']);
+      for (const variant of master.variants) {
+        assert.match(variant.codecs ?? '', /^avc1\.64[0-9a-f]{4},mp4a\.40\.2$/);
+        assert.ok(variant.bandwidth > 0 && (variant.averageBandwidth ?? 0) > 0);
+        assert.ok(variant.averageBandwidth! <= variant.bandwidth);
+      }
+      const files = (await video.store.files(asset.sha256, job.result.ladder)).map((f) => f.path);
+      for (const name of ['h264-120p', 'h264-240p']) {
+        for (const file of ['index.m3u8', 'init.mp4', 'seg_00000.m4s', 'seg_00002.m4s', 'rendition.json']) {
+          assert.ok(files.includes(`${name}/${file}`), `${name}/${file} in ${files.join(' ')}`);
+        }
+      }
+      const info = await video.store.getInfo(asset.sha256);
+      assert.deepEqual([info?.width, info?.height, info?.hasAudio], [426, 240, true]);
+      assert.ok(Math.abs(info!.durationMs - 3000) < 100);
+    });
+
+    test('identical content is encoded once, whoever uploads it', { skip }, async () => {
+      const twin = await upload(server, clip, { filename: 'twin.mp4', contentType: 'video/mp4' });
+      const job = await videoJob(server, twin.id);
+      assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
+      assert.equal(job.result.encoded, 0);
+    });
+
+    test('a video cut short ends dead as corrupt, with no ladder left complete', { skip }, async () => {
+      const cut = await upload(server, await readFile(await truncatedMp4()), {
+        filename: 'cut.mp4',
+        contentType: 'video/mp4',
+      });
+      const job = await videoJob(server, cut.id);
+      assert.equal(job.state, 'dead');
+      assert.equal(job.errors.at(-1).code, 'video_corrupt');
+      const ladders = await server.conveyor.db.kysely
+        .selectFrom('video_ladders')
+        .selectAll()
+        .where('source_sha256', '=', cut.sha256)
+        .execute();
+      assert.deepEqual(ladders, []);
+    });
+  });
+}
