@@ -253,6 +253,8 @@ export class VideoProcessor {
     const vmaf = config.videoQualityAnalysis && (await this.#hasVmaf());
     const fallback = fallbackRendition(jobs, config.videoFallbackHeight);
     let fallbackDir: string | undefined;
+    // Of each rendition's share of the progress, the encode's; the quality measurement has the rest.
+    const encodeShare = config.videoQualityAnalysis ? 0.8 : 1;
     const results: RenditionResult[] = [];
     const fallbacks: Fallback[] = [];
     let encoded = 0;
@@ -280,14 +282,14 @@ export class VideoProcessor {
         onProgress: (fraction, progress) =>
           context.progress({
             stage: `encoding ${name}`,
-            percent: share(fraction * 0.8),
+            percent: share(fraction * encodeShare),
             message: progress.speed === null ? undefined : `${progress.speed}x`,
           }),
         onFallback: (fallback) => fallbacks.push(fallback),
       });
       let quality: Quality | null = null;
       if (config.videoQualityAnalysis) {
-        context.progress({ stage: `quality ${name}`, percent: share(0.8) });
+        context.progress({ stage: `quality ${name}`, percent: share(encodeShare) });
         const playlist = join(out.dir, MEDIA_PLAYLIST);
         quality = await measureQuality({ playlist, source, rung, display, vmaf, run: tools });
       }
