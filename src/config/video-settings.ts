@@ -221,6 +221,32 @@ export function parseTierPresets(value: string): Readonly<Partial<Record<Tier, V
   return Object.freeze(out);
 }
 
+/** The loudness targets of two-pass EBU R128 normalisation (ffmpeg's `loudnorm` I, TP and LRA). */
+export interface LoudnormTarget {
+  integratedLufs: number;
+  truePeakDbtp: number;
+  loudnessRangeLu: number;
+}
+
+/**
+ * `-16` or `-16,-1.5,11` -> the loudnorm targets; empty -> null (no normalisation). The ranges are
+ * loudnorm's own (ffmpeg-filters(1), loudnorm: I "Range is -70.0 - -5.0", LRA "Range is 1.0 - 50.0",
+ * TP "Range is -9.0 - +0.0").
+ */
+export function parseLoudnormTarget(value: string): LoudnormTarget | null {
+  const parts = parseList(value);
+  if (parts.length === 0) return null;
+  const [i, tp = -1.5, lra = 11] = parts.map(Number);
+  const inRange = (n: number | undefined, min: number, max: number) =>
+    n !== undefined && Number.isFinite(n) && n >= min && n <= max;
+  if (parts.length > 3 || !inRange(i, -70, -5) || !inRange(tp, -9, 0) || !inRange(lra, 1, 50)) {
+    throw new Error(
+      `expected "I" or "I,TP,LRA" with I in -70..-5 LUFS, TP in -9..0 dBTP, LRA in 1..50 LU, got ${JSON.stringify(value)}`,
+    );
+  }
+  return { integratedLufs: i!, truePeakDbtp: tp, loudnessRangeLu: lra };
+}
+
 /** The HLS ladder: renditions, segments, codecs and the compression presets. */
 const encodingSettings = {
   videoHeights: {
@@ -315,6 +341,24 @@ const encodingSettings = {
     min: 1,
     max: 100,
     doc: 'Thumbnails per row of the sprite sheet.',
+  },
+  videoFallbackHeight: {
+    type: 'int',
+    default: 480,
+    min: 1,
+    max: 8640,
+    doc: 'The progressive MP4 fallback (fallback.mp4, faststart) is the H.264 rendition at or just under this height (the shorter side), else the smallest; it is remuxed from that rendition, not encoded again.',
+  },
+  videoQualityAnalysis: {
+    type: 'bool',
+    default: true,
+    doc: 'Measure SSIM and PSNR (and VMAF where ffmpeg has libvmaf) of each rendition against the source; each measurement decodes the source and the rendition once more.',
+  },
+  videoLoudnorm: {
+    type: 'parsed',
+    default: '',
+    parse: parseLoudnormTarget,
+    doc: 'Two-pass EBU R128 loudness normalisation of the audio of every rendition: a target "I" in LUFS (e.g. -16), optionally "I,TP,LRA" (true peak dBTP, loudness range LU; default -1.5 and 11); empty leaves the loudness as it is.',
   },
   videoJobTimeoutSeconds: {
     type: 'int',

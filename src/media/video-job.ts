@@ -1,28 +1,43 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
-import { type LadderCodec, VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
+import { VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
 import type { Database } from '../db/tables.ts';
 import type { Tier } from '../glossary.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import type { JobContext } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import { codecList } from './video/codecs.ts';
 import { encodeRendition, MEDIA_PLAYLIST } from './video/encode.ts';
 import { asJobError } from './video/errors.ts';
+import {
+  FALLBACK_MP4,
+  fallbackRendition,
+  hasLibvmaf,
+  loudnormFilter,
+  makePoster,
+  makeSprite,
+  measureQuality,
+  POSTER,
+  type Quality,
+  remuxFallback,
+  SPRITE,
+  SPRITE_VTT,
+} from './video/extras.ts';
 import { chooseEncoder, type Fallback, fallbackChain } from './video/fallback.ts';
 import { masterOptions, writeMaster } from './video/hls/master.ts';
-import { measureBandwidth, mediaSegments } from './video/hls/media.ts';
+import { spriteSettings } from './video/hls/sprite-vtt.ts';
 import { detectEncoders, detectOptionsFrom, type EncoderReport } from './video/hwaccel.ts';
 import { ladderKey } from './video/keys.ts';
-import { ladderSettings, planLadder, type Rendition } from './video/ladder.ts';
+import { ladderSettings, planLadder } from './video/ladder.ts';
 import { checkVideo, verifyDecodable, videoLimits } from './video/limits.ts';
+import { measureLoudness } from './video/loudness.ts';
+import { jobResult, measureRendition, type RenditionResult } from './video/measure.ts';
 import { choosePreset } from './video/presets.ts';
 import { probeVideo } from './video/probe.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
@@ -37,19 +52,7 @@ export interface VideoPayload {
   preset?: VideoPreset;
 }
 
-/** What the job measured of one rendition: the master playlist's line for it, and what the API shows. */
-export interface RenditionResult {
-  name: string;
-  codec: LadderCodec;
-  width: number;
-  height: number;
-  frameRate: number;
-  bandwidth: number;
-  averageBandwidth: number;
-  codecs: string[];
-  bytes: number;
-  encoder: string;
-}
+export type { RenditionResult } from './video/measure.ts';
 
 /** Each rendition's measurements, stored beside its files so that a resumed job can write the master. */
 const RESULT_FILE = 'rendition.json';
@@ -61,16 +64,25 @@ const CONTENT_TYPES: Record<string, string> = {
   m4s: 'video/iso.segment',
   ts: 'video/mp2t',
   json: 'application/json',
+  jpg: 'image/jpeg',
+  vtt: 'text/vtt',
 };
+
+function contentType(file: string): string {
+  return CONTENT_TYPES[file.split('.').pop()!] ?? 'application/octet-stream';
+}
 
 /**
  * Video processing: when an asset gets video content, a `video.ladder` job joins the committing
  * transaction. It copies the content to a working folder, probes it (ffprobe), holds it to the limits
- * and decodes its end (a file cut short probes as whole), and encodes the ladder: every rendition of
- * every configured codec, with the best encoder this worker proved and the fallback chain behind it.
- * Each finished rendition is stored at once, whole, with its measurements; a killed attempt's successor
- * starts after the stored ones. The master playlist is written last, from the measurements, and the
- * ladder becomes `complete` only then. Results are keyed by the content's SHA-256 and the ladder's
+ * and decodes its end (a file cut short probes as whole), and measures its loudness. Then the ladder's
+ * own files (video/extras.ts): the poster, the sprite sheet and its WebVTT index; then the ladder: every
+ * rendition of every configured codec, with the best encoder this worker proved and the fallback chain
+ * behind it (and the loudnorm filter when normalisation is on), each scored against the source. Each
+ * finished rendition is stored at once, whole, with its measurements; a killed attempt's successor
+ * starts after the stored ones, and makes only the extra files not stored yet. The MP4 fallback is
+ * remuxed from one stored rendition; the master playlist is written last, from the measurements, and
+ * the ladder becomes `complete` only then, so a complete ladder always has all of its files. Results are keyed by the content's SHA-256 and the ladder's
  * settings, so identical content is encoded once whoever uploads it.
  */
 export class VideoProcessor {
@@ -80,6 +92,7 @@ export class VideoProcessor {
   readonly #jobs: JobEngine;
   readonly store: VideoStore;
   #encoders: Promise<EncoderReport> | undefined;
+  #vmaf: Promise<boolean> | undefined;
 
   constructor(deps: {
     config: Config;
@@ -171,27 +184,27 @@ export class VideoProcessor {
     });
     const video = info.video!;
     const durationMs = info.durationMs!;
+    const display = { width: video.displayWidth, height: video.displayHeight };
+    context.progress({ stage: 'loudness', percent: 3 });
+    const loudness = await measureLoudness(source, info, {
+      ...tools,
+      timeLimitMs: config.videoCheckTimeoutSeconds * 1000,
+    });
     await this.store.putInfo({
       sha256: payload.sha256,
       probe: info,
       durationMs,
-      width: video.displayWidth,
-      height: video.displayHeight,
+      ...display,
       hasAudio: info.audio !== null,
       container: info.container,
       videoCodec: video.codec,
       audioCodec: info.audio?.codec ?? null,
-      loudness: null,
+      loudness,
     });
 
     const preset = choosePreset({ override: payload.preset, tier: await this.#tier(context) }, config);
     const rungs = planLadder(
-      {
-        width: video.displayWidth,
-        height: video.displayHeight,
-        frameRate: video.fps ?? 30,
-        hasAudio: info.audio !== null,
-      },
+      { ...display, frameRate: video.fps ?? 30, hasAudio: info.audio !== null },
       ladderSettings(config),
     );
     const ladder = ladderKey({
@@ -200,6 +213,8 @@ export class VideoProcessor {
       rungs: rungs.map((r) => `${r.width}x${r.height}@${r.frameRate.num}/${r.frameRate.den}`),
       segment: `${rungs[0]!.segmentDuration.num}/${rungs[0]!.segmentDuration.den}`,
       format: config.videoSegmentFormat,
+      // Left out when off, so that the keys of ladders made without it stay what they were.
+      loudnorm: config.videoLoudnorm ?? undefined,
     });
     const { ladder: row, completeRenditions } = await this.store.begin(payload.sha256, ladder);
     const jobs = config.videoCodecs.flatMap((codec) =>
@@ -207,21 +222,44 @@ export class VideoProcessor {
     );
     if (row.state === 'complete') {
       context.progress({ stage: 'done', percent: 100 });
-      return {
-        assetId: payload.assetId,
-        sha256: payload.sha256,
+      return jobResult(payload, ladder, row.renditions as RenditionResult[], row.encoder ?? '', 0);
+    }
+
+    // The ladder's own files, each stored before the ladder completes; a retried attempt makes only
+    // those its predecessor did not store.
+    const stored = new Set((await this.store.files(payload.sha256, ladder)).map((f) => f.path));
+    const put = (...paths: string[]) =>
+      this.store.putFiles(
+        payload.sha256,
         ladder,
-        renditions: jobs.length,
-        encoded: 0,
-      };
+        paths.map((path) => ({ path, contentType: contentType(path), file: join(work, path) })),
+        { signal },
+      );
+    if (!stored.has(POSTER)) {
+      context.progress({ stage: 'poster', percent: 4 });
+      const top = rungs.reduce((a, b) => (b.width * b.height > a.width * a.height ? b : a));
+      await makePoster({ source, durationMs, size: top, dir: work, run: tools });
+      await put(POSTER);
+    }
+    if (!stored.has(SPRITE) || !stored.has(SPRITE_VTT)) {
+      context.progress({ stage: 'sprite', percent: 4.5 });
+      const settings = spriteSettings(config);
+      await makeSprite({ source, durationMs, display, settings, dir: work, run: tools });
+      await put(SPRITE, SPRITE_VTT);
     }
 
     const report = await this.encoders();
+    const audioFilter = loudnormFilter(config.videoLoudnorm, loudness);
+    const vmaf = config.videoQualityAnalysis && (await this.#hasVmaf());
+    const fallback = fallbackRendition(jobs, config.videoFallbackHeight);
+    let fallbackDir: string | undefined;
+    // Of each rendition's share of the progress, the encode's; the quality measurement has the rest.
+    const encodeShare = config.videoQualityAnalysis ? 0.8 : 1;
     const results: RenditionResult[] = [];
     const fallbacks: Fallback[] = [];
     let encoded = 0;
     for (const [index, { codec, rung, name }] of jobs.entries()) {
-      const share = (fraction: number) => 5 + ((index + fraction) / jobs.length) * 90;
+      const share = (fraction: number) => 5 + ((index + fraction) / jobs.length) * 88;
       if (completeRenditions.includes(name)) {
         results.push(await this.#storedResult(payload.sha256, ladder, name));
         continue;
@@ -233,6 +271,7 @@ export class VideoProcessor {
         source,
         durationMs,
         hasAudio: info.audio !== null,
+        ...(audioFilter ? { audioFilter } : {}),
         rung,
         codec,
         preset,
@@ -243,27 +282,44 @@ export class VideoProcessor {
         onProgress: (fraction, progress) =>
           context.progress({
             stage: `encoding ${name}`,
-            percent: share(fraction),
+            percent: share(fraction * encodeShare),
             message: progress.speed === null ? undefined : `${progress.speed}x`,
           }),
         onFallback: (fallback) => fallbacks.push(fallback),
       });
-      const result = await this.#measure(out.dir, out.files, {
+      let quality: Quality | null = null;
+      if (config.videoQualityAnalysis) {
+        context.progress({ stage: `quality ${name}`, percent: share(encodeShare) });
+        const playlist = join(out.dir, MEDIA_PLAYLIST);
+        quality = await measureQuality({ playlist, source, rung, display, vmaf, run: tools });
+      }
+      const result = await measureRendition(out.dir, out.files, this.#config.ffprobePath, {
         name,
         codec,
         rung,
         encoder: out.attempt.encoder,
+        quality,
       });
       await writeFile(join(out.dir, RESULT_FILE), JSON.stringify(result));
       const files: OutputFile[] = [...out.files, RESULT_FILE].map((file) => ({
         path: `${name}/${file}`,
-        contentType: CONTENT_TYPES[file.split('.').pop()!] ?? 'application/octet-stream',
+        contentType: contentType(file),
         file: join(out.dir, file),
       }));
       await this.store.putRendition(payload.sha256, ladder, name, files, { signal });
-      await rm(out.dir, { recursive: true, force: true });
+      // The fallback's rendition stays on disk until the fallback is made of it.
+      if (name === fallback.name && !stored.has(FALLBACK_MP4)) fallbackDir = out.dir;
+      else await rm(out.dir, { recursive: true, force: true });
       results.push(result);
       encoded++;
+    }
+
+    if (!stored.has(FALLBACK_MP4)) {
+      context.progress({ stage: 'fallback mp4', percent: 94 });
+      // A rendition a previous attempt stored is fetched back from the store.
+      fallbackDir ??= await this.#fetchRendition(payload.sha256, ladder, fallback.name, work, signal);
+      await remuxFallback(join(fallbackDir, MEDIA_PLAYLIST), work, tools);
+      await put(FALLBACK_MP4);
     }
 
     context.progress({ stage: 'master playlist', percent: 96 });
@@ -271,60 +327,27 @@ export class VideoProcessor {
       results.map((r) => ({ ...r, uri: `${r.name}/${MEDIA_PLAYLIST}` })),
       masterOptions(config),
     );
-    await this.store.complete(payload.sha256, ladder, {
-      master,
-      renditions: results,
-      encoder: [...new Set(results.map((r) => r.encoder))].join(','),
-      fallbacks,
-    });
+    const encoder = [...new Set(results.map((r) => r.encoder))].join(',');
+    await this.store.complete(payload.sha256, ladder, { master, renditions: results, encoder, fallbacks });
     context.progress({ stage: 'done', percent: 100 });
-    return { assetId: payload.assetId, sha256: payload.sha256, ladder, renditions: results.length, encoded };
+    return jobResult(payload, ladder, results, encoder, encoded);
   }
 
-  /** A rendition's bit rates from its segments, and its RFC 6381 codecs from the encoded streams. */
-  async #measure(
-    dir: string,
-    files: readonly string[],
-    what: { name: string; codec: LadderCodec; rung: Rendition; encoder: string },
-  ): Promise<RenditionResult> {
-    const playlist = await readFile(join(dir, MEDIA_PLAYLIST), 'utf8');
-    const segments = await Promise.all(
-      mediaSegments(playlist).map(async (s) => ({
-        duration: s.duration,
-        bytes: (await stat(join(dir, s.uri))).size,
-      })),
-    );
-    const { num, den } = what.rung.segmentDuration;
-    const { peak, average } = measureBandwidth(segments, num / den);
-    const probed = await probeVideo(join(dir, MEDIA_PLAYLIST), { ffprobePath: this.#config.ffprobePath });
-    const streams = [
-      {
-        codec: probed.video!.codec,
-        ...(probed.video!.profile ? { profile: probed.video!.profile } : {}),
-        ...(probed.video!.level !== null ? { level: probed.video!.level } : {}),
-        ...(probed.video!.pixFmt ? { pixFmt: probed.video!.pixFmt } : {}),
-        width: what.rung.width,
-        height: what.rung.height,
-        frameRate: what.rung.frameRate.num / what.rung.frameRate.den,
-      },
-      ...(probed.audio
-        ? [{ codec: probed.audio.codec, ...(probed.audio.profile ? { profile: probed.audio.profile } : {}) }]
-        : []),
-    ];
-    let bytes = 0;
-    for (const file of files) bytes += (await stat(join(dir, file))).size;
-    return {
-      name: what.name,
-      codec: what.codec,
-      width: what.rung.width,
-      height: what.rung.height,
-      frameRate: what.rung.frameRate.num / what.rung.frameRate.den,
-      bandwidth: peak,
-      averageBandwidth: average,
-      codecs: codecList(streams),
-      bytes,
-      encoder: what.encoder,
-    };
+  /** A stored rendition's files, written back to `<work>/stored-<name>`; answers that folder. */
+  async #fetchRendition(sha256: string, ladder: string, name: string, work: string, signal: AbortSignal) {
+    const dir = join(work, `stored-${name}`);
+    await mkdir(dir);
+    for (const file of await this.store.files(sha256, ladder, name)) {
+      const target = join(dir, file.path.slice(name.length + 1));
+      await pipeline(await this.#blobs.get(file.sha256), createWriteStream(target), { signal });
+    }
+    return dir;
+  }
+
+  /** Whether this worker's ffmpeg has libvmaf, asked once per process. */
+  #hasVmaf(): Promise<boolean> {
+    this.#vmaf ??= hasLibvmaf(this.#config.ffmpegPath, this.#config.videoProbeTimeoutSeconds * 1000);
+    return this.#vmaf;
   }
 
   /** The measurements a stored rendition was kept with. */

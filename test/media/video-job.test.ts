@@ -54,6 +54,8 @@ for (const backend of BACKENDS) {
         videoSegmentSeconds: 1,
         videoPreset: 'fast',
         videoHwaccel: 'off',
+        // Quality analysis (test/media/video-extras.test.ts) costs two decodes a rendition; off here.
+        videoQualityAnalysis: false,
       });
     });
     after(async () => {
@@ -68,8 +70,15 @@ for (const backend of BACKENDS) {
       assert.equal(asset.contentType, 'video/mp4');
       const job = await videoJob(server, asset.id);
       assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
-      assert.equal(job.result.renditions, 2);
+      assert.deepEqual(
+        job.result.renditions.map((r: any) => [r.name, r.width, r.height, r.quality]),
+        [
+          ['h264-120p', 214, 120, null],
+          ['h264-240p', 426, 240, null],
+        ],
+      );
       assert.equal(job.result.encoded, 2);
+      assert.equal(job.result.encoder, 'libx264');
       assert.equal(job.progress.percent, 100);
 
       const { video } = server.conveyor.media;
@@ -94,9 +103,13 @@ for (const backend of BACKENDS) {
           assert.ok(files.includes(`${name}/${file}`), `${name}/${file} in ${files.join(' ')}`);
         }
       }
+      for (const file of ['poster.jpg', 'sprite.jpg', 'sprite.vtt', 'fallback.mp4']) {
+        assert.ok(files.includes(file), `${file} in ${files.join(' ')}`);
+      }
       const info = await video.store.getInfo(asset.sha256);
       assert.deepEqual([info?.width, info?.height, info?.hasAudio], [426, 240, true]);
       assert.ok(Math.abs(info!.durationMs - 3000) < 100);
+      assert.equal(typeof (info!.loudness as any)?.integratedLufs, 'number');
     });
 
     test('identical content is encoded once, whoever uploads it', { skip }, async () => {
@@ -104,6 +117,8 @@ for (const backend of BACKENDS) {
       const job = await videoJob(server, twin.id);
       assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
       assert.equal(job.result.encoded, 0);
+      assert.equal(job.result.renditions.length, 2);
+      assert.equal(job.result.poster, 'poster.jpg');
     });
 
     test('a video cut short ends dead as corrupt, with no ladder left complete', { skip }, async () => {

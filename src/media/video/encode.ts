@@ -35,6 +35,8 @@ export interface RenditionJob {
   /** The source's duration, for the progress fraction. */
   durationMs: number;
   hasAudio: boolean;
+  /** The audio filter chain (`-af`), e.g. the loudnorm of two-pass normalisation (extras.ts). */
+  audioFilter?: string;
   rung: Rendition;
   codec: LadderCodec;
   preset: VideoPreset;
@@ -98,6 +100,7 @@ export function renditionArgs(job: RenditionJob, attempt: EncodeAttempt, dir: st
         format: 'hls',
         maps: job.hasAudio ? ['0:v:0', '0:a:0'] : ['0:v:0'],
         videoFilter: attemptFilter(job.rung, attempt, family),
+        ...(job.hasAudio && job.audioFilter ? { audioFilter: job.audioFilter } : {}),
         options: [
           ...encoderArgs(job.rung, job.preset, family),
           // RFC 8216 §4.3.3.5: a VOD playlist "MUST NOT change"; ffmpeg writes EXT-X-PLAYLIST-TYPE:VOD
