@@ -47,6 +47,7 @@ for (const backend of BACKENDS) {
     let clip: Buffer;
     let origin: Recorder;
     let forbidden: Recorder; // 127.0.0.2: loopback, outside the allowed /32
+    const stalled: (() => void)[] = [];
 
     before(async () => {
       if (skip) return;
@@ -57,6 +58,7 @@ for (const backend of BACKENDS) {
           '/page.html': html('A test page', '<video src="/clip.mp4" controls></video>'),
           '/evil.html': html('Evil', `<video src="http://127.0.0.2:${forbidden.port}/x.mp4"></video>`),
           '/list.html': html('Two clips', '<video src="/clip2.mp4"></video><video src="/gone.mp4"></video>'),
+          '/slow.html': html('Slow', '<video src="/slow.mp4"></video>'),
         };
         const path = req.url!.split('?')[0]!;
         if (pages[path] !== undefined) {
@@ -64,6 +66,11 @@ for (const backend of BACKENDS) {
         } else if (path === '/clip.mp4' || path === '/clip2.mp4') {
           res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': clip.length });
           res.end(req.method === 'HEAD' ? undefined : clip);
+        } else if (path === '/slow.mp4') {
+          // Half the file, then nothing until the test (or its end) lets go.
+          res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': clip.length });
+          res.write(clip.subarray(0, clip.length / 2));
+          stalled.push(() => res.destroy());
         } else {
           res.writeHead(404).end();
         }
@@ -81,6 +88,7 @@ for (const backend of BACKENDS) {
       });
     });
     after(async () => {
+      for (const release of stalled) release();
       await server?.close();
       await origin?.close();
       await forbidden?.close();
@@ -200,6 +208,28 @@ for (const backend of BACKENDS) {
         // Only playlist jobs have a report.
         const other = await server.json('GET', `/api/v1/ingest/playlists/${good.jobId}`);
         assert.equal(other.status, 404);
+      });
+
+      test('cancelling the job stops yt-dlp mid-download', { skip }, async () => {
+        const res = await server.json('POST', '/api/v1/ingest', {
+          url: `${origin.url}/slow.html`,
+          via: 'ytdlp',
+        });
+        await waitFor(
+          'bytes downloading',
+          async () => {
+            const { body } = await server.json('GET', `/api/v1/jobs/${res.body.id}`);
+            return body.progress?.stage === 'downloading' ? body : null;
+          },
+          60_000,
+        );
+        assert.equal(origin.open > 0, true);
+        const cancel = await server.json('POST', `/api/v1/jobs/${res.body.id}/cancel`);
+        assert.equal(cancel.status, 200);
+        const job = await ended(server, res.body.id);
+        assert.equal(job.state, 'cancelled');
+        // yt-dlp and its proxy are gone: nothing holds a connection to the origin any more.
+        await waitFor('the origin connections closed', async () => origin.open === 0 || null, 30_000);
       });
 
       test('refusals before queueing: a literal private address, and options that do not fit', {
