@@ -20,6 +20,9 @@ export const DEFAULT_DENY_HOSTS: readonly string[] = [
   '*.home.arpa',
 ];
 
+/** Longest whole download per ingest kind, unless CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS says otherwise. */
+export const DEFAULT_KIND_TIMEOUT_SECONDS = 'avatar=60,post=300,video=7200';
+
 export const ingestSettings = {
   ingestMaxBytes: {
     type: 'int',
@@ -51,7 +54,7 @@ export const ingestSettings = {
   },
   ingestKindTimeoutSeconds: {
     type: 'limits',
-    default: 'avatar=60,post=300',
+    default: DEFAULT_KIND_TIMEOUT_SECONDS,
     max: 86_400,
     doc: 'Ingest: longest whole download per kind, e.g. "avatar=60,backfill=7200" (other kinds, and 0: CONVEYOR_INGEST_TOTAL_TIMEOUT_MS); the attempt may run a minute longer.',
   },
@@ -105,7 +108,7 @@ export const ingestSettings = {
   },
   ingestKinds: {
     type: 'parsed',
-    default: 'avatar=critical,post=high,default=normal,backfill=low',
+    default: 'avatar=critical,post=high,default=normal,backfill=low,video=low',
     parse: parseKindLanes,
     doc: 'Ingest kinds and their lanes; `default` is used when an item names no kind.',
   },

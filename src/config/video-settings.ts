@@ -369,7 +369,7 @@ const encodingSettings = {
   },
   videoWorkDir: {
     type: 'optional',
-    doc: "Folder for a video job's working files (the source copy and the encodes, removed when the attempt ends); default the system's temporary folder.",
+    doc: "Folder for a video job's working files (the source copy and the encodes; an ingest.site job's yt-dlp download), removed when the attempt ends; default the system's temporary folder.",
   },
 } as const satisfies Record<string, Setting>;
 

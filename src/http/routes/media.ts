@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { ConveyorError } from '../../errors.ts';
 import { FITS, GRAVITIES, OUTPUT_FORMATS, type RequestedFormat } from '../../grammar/transform-spec.ts';
 import type { TransformTarget } from '../../media/image/transform-url.ts';
-import type { IngestItem } from '../../media/ingest/ingest.ts';
+import { INGEST_VIA, type IngestItem } from '../../media/ingest/ingest.ts';
 import type { AppDeps } from '../app.ts';
 import { IdParams, LaneSchema, problemResponses, Visibility, withHeaders } from '../schemas.ts';
 import { jobLocation, jobView } from './jobs.ts';
@@ -25,12 +25,48 @@ const ItemSchema = Type.Object(
     assetId: Type.Optional(
       Type.String({
         maxLength: 64,
-        description: 'Re-ingest into this asset, conditionally (If-None-Match / If-Modified-Since)',
+        description:
+          'Re-ingest into this asset, conditionally (If-None-Match / If-Modified-Since); direct downloads only',
+      }),
+    ),
+    via: Type.Optional(
+      Type.Union(
+        INGEST_VIA.map((v) => Type.Literal(v)),
+        {
+          description:
+            'How the URL is fetched: `direct` (default) downloads the file at the URL (`ingest.fetch` job); `ytdlp` hands a video-site page to yt-dlp, whose connections go through the same address rules (`ingest.site` job)',
+        },
+      ),
+    ),
+    playlist: Type.Optional(
+      Type.Boolean({
+        description:
+          'With `via: "ytdlp"`: the URL is a playlist; an `ingest.playlist` job lists it and queues one `ingest.site` job per entry (report: GET /api/v1/ingest/playlists/{id})',
       }),
     ),
   },
   { additionalProperties: false },
 );
+
+const ReportEntry = Type.Object({
+  url: Type.String(),
+  title: Type.Optional(Type.String()),
+  jobId: Type.Union([Type.String(), Type.Null()], { description: "The entry's `ingest.site` job" }),
+  state: Type.String({ description: "The child job's state, or `refused` for an entry that got no job" }),
+  assetId: Type.Optional(Type.String()),
+  error: Type.Optional(Type.Object({ code: Type.Optional(Type.String()), message: Type.String() })),
+});
+
+const PlaylistReportSchema = Type.Object({
+  jobId: Type.String(),
+  state: Type.String({ description: "The playlist job's own state; entries are listed once it succeeded" }),
+  done: Type.Boolean({ description: 'Every entry has ended' }),
+  succeeded: Type.Integer(),
+  failed: Type.Integer(),
+  pending: Type.Integer(),
+  truncated: Type.Boolean({ description: 'The playlist had more than CONVEYOR_YTDLP_PLAYLIST_MAX_ENTRIES' }),
+  entries: Type.Array(ReportEntry),
+});
 
 const BatchBody = Type.Object(
   { items: Type.Array(ItemSchema, { minItems: 1 }) },
@@ -104,7 +140,7 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
         tags: ['ingest'],
         summary: 'Fetch a remote URL into a new asset (or, with assetId, into an existing one)',
         description:
-          'Answers 202 with the ingest job (200 with the existing one for a reused idempotency key). The URL is checked against the SSRF policy now where that needs no DNS (400), and again, address by address, when the job connects.',
+          'Answers 202 with the ingest job (200 with the existing one for a reused idempotency key): `ingest.fetch` for a direct download, `ingest.site` with `via: "ytdlp"`, `ingest.playlist` with `playlist: true` as well. The URL is checked against the SSRF policy now where that needs no DNS (400), and again, address by address, when the job connects (for yt-dlp, every connection it makes).',
         body: ItemSchema,
         response: {
           200: withHeaders(JobRef, jobLocation),
@@ -143,6 +179,22 @@ export async function mediaRoutes(base: FastifyInstance, opts: { deps: AppDeps }
       return reply.code(202).send({ items: results.map((r) => jobView(r.job)) });
     },
   );
+  app.get(
+    '/ingest/playlists/:id',
+    {
+      schema: {
+        operationId: 'ingestPlaylistReport',
+        tags: ['ingest'],
+        summary: 'The per-entry report of a playlist ingest',
+        description:
+          "The id is the `ingest.playlist` job's. Built from its children as they are now: each entry's job, state, asset (once succeeded) and error (once failed). Entries succeed or fail on their own; `done` says every one has ended.",
+        params: IdParams,
+        response: { 200: PlaylistReportSchema, ...problemResponses },
+      },
+    },
+    async (request) => ingest.playlistReport(request.principal!, request.params.id),
+  );
+
   app.post(
     '/assets/:id/transform-url',
     {

@@ -11,6 +11,8 @@ export interface JobFilter {
   lane?: Lane | undefined;
   /** Jobs created before this time (epoch ms). */
   createdBefore?: number | undefined;
+  /** Children of this job (enqueued with its id as parentId). */
+  parentId?: string | undefined;
 }
 
 /** A job's state, whoever's it is; undefined when there is no such job. */
@@ -65,5 +67,6 @@ function filtered<O>(query: SelectQueryBuilder<Database, 'jobs', O>, tenantId: s
   if (filter.type) q = q.where('type', '=', filter.type);
   if (filter.lane) q = q.where('lane', '=', filter.lane);
   if (filter.createdBefore !== undefined) q = q.where('created_at', '<', filter.createdBefore);
+  if (filter.parentId !== undefined) q = q.where('parent_id', '=', filter.parentId);
   return q;
 }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { AssetService, AssetView } from '../../assets/service.ts';
 import type { Config } from '../../config/config.ts';
+import { DEFAULT_KIND_TIMEOUT_SECONDS } from '../../config/ingest-settings.ts';
 import type { Database, Visibility } from '../../db/tables.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { Lane } from '../../glossary.ts';
@@ -16,7 +17,9 @@ import { own } from '../../own.ts';
 import { type Principal, requireRole } from '../../tenancy/principal.ts';
 import { DownloadError } from './download-errors.ts';
 import { type DownloadOptions, download } from './downloader.ts';
-import { bareHost, checkUrl, type SsrfPolicy } from './ssrf.ts';
+import { hostKey, jobPrincipal, permanentWhenFinal } from './job-support.ts';
+import { PLAYLIST_JOB, type PlaylistReport, SITE_JOB, SiteIngest, type SitePayload } from './sites.ts';
+import { checkUrl, type SsrfPolicy } from './ssrf.ts';
 
 /** The job type that fetches one remote URL into an asset. */
 export const INGEST_JOB = 'ingest.fetch';
@@ -33,7 +36,14 @@ export interface IngestItem {
   visibility?: Visibility | undefined;
   /** Re-ingest into this asset: a conditional request with the validators of its last fetch. */
   assetId?: string | undefined;
+  /** How the URL is fetched: `direct` (the file itself, default) or `ytdlp` (a video site's page). */
+  via?: IngestVia | undefined;
+  /** With `via: ytdlp`: the URL is a playlist, and each entry becomes an `ingest.site` job. */
+  playlist?: boolean | undefined;
 }
+
+export const INGEST_VIA = ['direct', 'ytdlp'] as const;
+export type IngestVia = (typeof INGEST_VIA)[number];
 
 /** The job's payload: everything the fetch needs, decided at enqueue. */
 export interface IngestPayload {
@@ -84,6 +94,7 @@ export class IngestService {
   readonly #assets: AssetService;
   readonly #jobs: JobEngine;
   readonly #policy: SsrfPolicy;
+  readonly #sites: SiteIngest;
 
   constructor(deps: { config: Config; db: Kysely<Database>; assets: AssetService; jobs: JobEngine }) {
     const { config } = deps;
@@ -91,9 +102,11 @@ export class IngestService {
     this.#db = deps.db;
     this.#assets = deps.assets;
     this.#jobs = deps.jobs;
-    // A timeout for a kind nobody can name is a typo that would otherwise pass unnoticed.
+    // A timeout for a kind nobody can name is a typo that would otherwise pass unnoticed. The built-in
+    // defaults are no typo: an installation that defines its own kinds without `video` keeps working.
     const unknown = Object.entries(config.ingestKindTimeoutSeconds)
       .filter(([kind, seconds]) => seconds > 0 && own(config.ingestKinds, kind) === undefined)
+      .filter(([kind, seconds]) => own(DEFAULT_KIND_TIMEOUTS, kind) !== seconds)
       .map(([kind]) => kind);
     if (unknown.length > 0) {
       throw new Error(
@@ -106,6 +119,13 @@ export class IngestService {
       ...(config.ingestAllowHosts ? { allowHosts: config.ingestAllowHosts } : {}),
       ...(config.ingestAllowedPorts ? { allowedPorts: config.ingestAllowedPorts } : {}),
     };
+    this.#sites = new SiteIngest({
+      config,
+      assets: deps.assets,
+      jobs: deps.jobs,
+      policy: this.#policy,
+      timeoutOf: (kind) => this.timeoutOf(kind),
+    });
   }
 
   /** The kinds clients may name, with their lanes. */
@@ -119,8 +139,12 @@ export class IngestService {
     return seconds > 0 ? seconds * 1000 : this.#config.ingestTotalTimeoutMs;
   }
 
-  /** Registers `ingest.fetch` in the registry every worker of this installation uses. */
+  /**
+   * Registers `ingest.fetch`, `ingest.site` and `ingest.playlist` in the registry every worker of this
+   * installation uses.
+   */
   register(registry: JobRegistry): void {
+    this.#sites.register(registry);
     registry.register<IngestPayload>({
       type: INGEST_JOB,
       schema: PAYLOAD_SCHEMA,
@@ -134,6 +158,12 @@ export class IngestService {
         ? { keyRatePerSecond: this.#config.ingestHostRatePerSecond }
         : {}),
     });
+  }
+
+  /** The per-entry report of an `ingest.playlist` job (sites.ts). */
+  playlistReport(by: Principal, jobId: string): Promise<PlaylistReport> {
+    requireRole(by, 'viewer');
+    return this.#sites.playlistReport(by, jobId);
   }
 
   async enqueue(by: Principal, item: IngestItem): Promise<EnqueueResult> {
@@ -177,6 +207,26 @@ export class IngestService {
       throw where(
         `unknown kind ${JSON.stringify(kind)}; known: ${Object.keys(this.#config.ingestKinds).join(', ')}`,
       );
+    const via = item.via ?? 'direct';
+    if (via === 'ytdlp') {
+      if (item.assetId !== undefined) throw where('assetId (re-ingest) is for direct downloads only');
+      if (item.playlist && item.filename !== undefined) {
+        throw where('a playlist makes one asset per entry: filename cannot name them');
+      }
+      const site: SitePayload = {
+        url: item.url,
+        kind,
+        visibility: item.visibility ?? 'public',
+        ...(item.filename !== undefined ? { filename: item.filename } : {}),
+      };
+      return {
+        type: item.playlist ? PLAYLIST_JOB : SITE_JOB,
+        payload: site,
+        lane,
+        ...(item.idempotencyKey !== undefined ? { idempotencyKey: item.idempotencyKey } : {}),
+      };
+    }
+    if (item.playlist) throw where('playlist: true needs via "ytdlp"');
     const payload: IngestPayload = {
       url: item.url,
       kind,
@@ -282,36 +332,13 @@ export class IngestService {
   }
 }
 
-/** The breaker key (and rate scope) of a URL: its host, or none when it does not parse. */
-export function hostKey(url: string): string | undefined {
-  try {
-    return `host:${bareHost(new URL(url)).toLowerCase()}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Jobs act for their tenant with the rights of an editor; the audit log names the job. */
-function jobPrincipal(context: JobContext): Principal {
-  return {
-    tenantId: context.job.tenantId,
-    role: 'editor',
-    operator: false,
-    keyId: null,
-    actor: `job:${context.job.id}`,
-  };
-}
-
-/** A failure retrying cannot mend (a refused address, a 404, too large) sends the job straight to dead. */
-function permanentWhenFinal(error: unknown): never {
-  if (error instanceof DownloadError && !error.retryable) {
-    throw new PermanentJobError(error.message, error.code);
-  }
-  if (error instanceof ConveyorError && error.status < 500 && error.status !== 429) {
-    throw new PermanentJobError(error.message, error.code);
-  }
-  throw error;
-}
+/** The timeouts CONVEYOR_INGEST_KIND_TIMEOUT_SECONDS has by default. */
+const DEFAULT_KIND_TIMEOUTS: Readonly<Record<string, number>> = Object.fromEntries(
+  DEFAULT_KIND_TIMEOUT_SECONDS.split(',').map((pair) => {
+    const [kind, seconds] = pair.split('=');
+    return [kind!, Number(seconds)];
+  }),
+);
 
 /** The last path segment of the URL the bytes came from, or a neutral name. */
 function filenameOf(url: string): string {
