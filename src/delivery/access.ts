@@ -7,7 +7,13 @@ import { audit } from '../tenancy/audit.ts';
 import { hashSecret } from '../tenancy/keys.ts';
 import { type Principal, requireRole } from '../tenancy/principal.ts';
 import { deliveryPath } from './lookup.ts';
-import { type SigningKey, signPath, verifyPathSignature } from './signed-url.ts';
+import {
+  type SigningKey,
+  signPath,
+  signPrefix,
+  verifyPathSignature,
+  verifyPrefixSignature,
+} from './signed-url.ts';
 
 /** Access tokens look like `cvt_<43 base64url characters>`; only their SHA-256 is stored. */
 const TOKEN_PREFIX = 'cvt_';
@@ -20,7 +26,8 @@ export interface AccessLimits {
 /** What a delivery request presented besides the URL path. */
 export interface Credentials {
   token?: string | undefined;
-  signature?: { exp?: unknown; kid?: unknown; sig?: unknown } | undefined;
+  /** A single-path signature, or with `scope` a prefix signature (signed-url.ts). */
+  signature?: { exp?: unknown; kid?: unknown; sig?: unknown; scope?: unknown } | undefined;
   principal?: Principal | null | undefined;
 }
 
@@ -90,9 +97,16 @@ export class AccessService {
   /**
    * Signs the delivery path of one of the caller's assets: its latest URL, or one of its versions.
    * Ownership is checked before the version, so another tenant learns nothing, not even which version
-   * belongs to which asset.
+   * belongs to which asset. With `prefix: 'hls'` it signs the folder of the video's HLS ladder under that
+   * URL (a prefix signature, signed-url.ts) and answers the master playlist's path.
    */
-  async signUrl(by: Principal, assetId: string, versionId: string | undefined, ttlSeconds: number) {
+  async signUrl(
+    by: Principal,
+    assetId: string,
+    versionId: string | undefined,
+    ttlSeconds: number,
+    prefix?: 'hls',
+  ) {
     requireRole(by, 'viewer');
     this.#checkTtl(ttlSeconds, this.#limits.signedUrlMaxTtlSeconds);
     await this.#ownedAsset(by, assetId);
@@ -107,9 +121,14 @@ export class AccessService {
         : undefined;
       if (!version) throw new ConveyorError('not_found', 'No such version of this asset');
     }
-    const path = versionId === undefined ? deliveryPath.latest(assetId) : deliveryPath.version(versionId);
+    const base = versionId === undefined ? deliveryPath.latest(assetId) : deliveryPath.version(versionId);
     const expiresAt = Math.floor(Date.now() / 1000) + ttlSeconds;
-    const params = signPath(path, expiresAt, this.#keys[0]!);
+    const scope = `${base}/hls/`;
+    const path = prefix === 'hls' ? `${scope}master.m3u8` : base;
+    const params =
+      prefix === 'hls'
+        ? signPrefix(scope, expiresAt, this.#keys[0]!)
+        : signPath(path, expiresAt, this.#keys[0]!);
     return {
       path,
       query: new URLSearchParams(params).toString(),
@@ -132,13 +151,14 @@ export class AccessService {
   ): Promise<AccessVerdict> {
     if (credentials.principal && credentials.principal.tenantId === asset.tenantId) return 'granted';
     let lapsed: 'expired' | 'revoked' | undefined;
-    if (credentials.signature?.sig !== undefined) {
-      const check = verifyPathSignature(
-        path,
-        credentials.signature,
-        this.#keys,
-        Math.floor(Date.now() / 1000),
-      );
+    const { signature } = credentials;
+    if (signature?.sig !== undefined) {
+      const now = Math.floor(Date.now() / 1000);
+      // A prefix signature covers only the paths under its scope, which names this asset or version.
+      const check =
+        signature.scope === undefined
+          ? verifyPathSignature(path, signature, this.#keys, now)
+          : verifyPrefixSignature(path, signature, this.#keys, now);
       if (check === 'valid') return 'granted';
       if (check === 'expired') lapsed = 'expired';
     }

@@ -55,6 +55,8 @@ export interface DeliveryQuery {
   exp?: string;
   kid?: string;
   sig?: string;
+  /** The prefix a prefix signature covers (signed-url.ts): HLS ladders. */
+  scope?: string;
 }
 
 /** One GET or HEAD of a delivery URL, as the origin needs it. */

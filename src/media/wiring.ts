@@ -12,6 +12,7 @@ import { ImageProcessor } from './image-job.ts';
 import { IngestService } from './ingest/ingest.ts';
 import { TransformService } from './transforms.ts';
 import { VideoStore } from './video/store.ts';
+import { VideoDelivery } from './video-delivery.ts';
 import { VideoProcessor } from './video-job.ts';
 
 export interface MediaDeps {
@@ -35,6 +36,8 @@ export interface Media {
   transforms: TransformService;
   catalog: MediaCatalog;
   video: VideoProcessor;
+  /** The files of complete HLS ladders, as derive steps of delivery URLs. */
+  videoDelivery: VideoDelivery;
 }
 
 /**
@@ -102,5 +105,6 @@ export function attachMedia(deps: MediaDeps): Media {
     signingKeys: deps.signingKeys ?? [],
     ...(deps.log ? { log: deps.log } : {}),
   });
-  return { ingest, images, derived, transforms, catalog: new MediaCatalog(db), video };
+  const videoDelivery = new VideoDelivery({ store: video.store, blobs: store });
+  return { ingest, images, derived, transforms, catalog: new MediaCatalog(db), video, videoDelivery };
 }

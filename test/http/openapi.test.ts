@@ -158,7 +158,11 @@ describe('the OpenAPI document', () => {
   it('documents the delivery answers with their headers and binary content, and needs no credentials', () => {
     const binary = { schema: { type: 'string', format: 'binary' } };
     const delivery = operations(doc).filter(([path]) => /^\/[avt]\//.test(path));
-    assert.equal(delivery.length, 10);
+    // /a and /v, their variants and HLS ladders, and /t: each with HEAD and GET.
+    assert.equal(delivery.length, 14);
+    for (const path of ['/a/{id}/hls/{path}', '/v/{id}/hls/{path}']) {
+      assert.ok(doc.paths[path]?.['get'], path);
+    }
     for (const [path, method, operation] of delivery) {
       const where = `${method.toUpperCase()} ${path}`;
       assert.deepEqual(operation.security, [], where);

@@ -393,6 +393,12 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
           {
             ttlSeconds: Type.Integer({ minimum: 1 }),
             versionId: Type.Optional(Type.String({ maxLength: 64 })),
+            prefix: Type.Optional(
+              Type.Literal('hls', {
+                description:
+                  "Sign the folder of the video's HLS ladder (a prefix signature opening every file under /a/{id}/hls/ or /v/{versionId}/hls/); the URL is its master playlist's",
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -400,8 +406,14 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
       },
     },
     async (request) => {
-      const { versionId, ttlSeconds } = request.body;
-      const signed = await access.signUrl(request.principal!, request.params.id, versionId, ttlSeconds);
+      const { versionId, ttlSeconds, prefix } = request.body;
+      const signed = await access.signUrl(
+        request.principal!,
+        request.params.id,
+        versionId,
+        ttlSeconds,
+        prefix,
+      );
       return { url: `${baseUrl()}${signed.path}?${signed.query}`, expiresAt: signed.expiresAt };
     },
   );

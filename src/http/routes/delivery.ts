@@ -8,7 +8,24 @@ import type { RateLimiter, RateLimitRule } from '../rate-limit.ts';
 import { deliveryResponses, documentOnly } from '../schemas.ts';
 
 /** Query parameters that carry credentials for private content (access.ts). */
-const CREDENTIALS = ['token', 'exp', 'kid', 'sig'];
+const CREDENTIALS = ['token', 'exp', 'kid', 'sig', 'scope'];
+
+/** An HLS URL as sent: the id, then the ladder file's path (checked by the video delivery). */
+const HLS_PATH = /^\/[av]\/[^/]+\/hls\/(.+)$/;
+
+/** The segments of an HLS URL, as the OpenAPI document names them (the route is a wildcard). */
+const HlsParams = {
+  type: 'object',
+  required: ['id', 'path'],
+  properties: {
+    id: { type: 'string' },
+    path: {
+      type: 'string',
+      description:
+        'master.m3u8, or a file of the ladder as its playlists name it: h264-240p/index.m3u8, h264-240p/init.mp4, h264-240p/seg_00001.m4s',
+    },
+  },
+};
 
 /**
  * Each method is a route of its own, so that each is an operation of its own in the OpenAPI document
@@ -53,6 +70,7 @@ export async function deliveryRoutes(
       exp: { type: 'string', maxLength: 32 },
       kid: { type: 'string', maxLength: 64 },
       sig: { type: 'string', maxLength: 128 },
+      scope: { type: 'string', maxLength: 256 },
     },
   };
   const { transforms } = deps.media;
@@ -122,6 +140,59 @@ export async function deliveryRoutes(
             originRequest(request, responseHeaders, request.query),
             reply.raw,
             file === undefined ? undefined : transforms.variant(file),
+          );
+        },
+      });
+    }
+  }
+
+  // A video's HLS ladder: the master playlist and the files it leads to. Fastify routes; the fast path's
+  // pattern never matches these URLs (three segments or more after the id).
+  const { videoDelivery } = deps.media;
+  for (const [prefix, kind, name, summary] of [
+    [
+      '/a/:id/hls',
+      'latest',
+      'AssetHls',
+      "A file of the HLS ladder of the asset's latest content: master.m3u8, media playlists, segments",
+    ],
+    [
+      '/v/:id/hls',
+      'version',
+      'VersionHls',
+      "A file of a published version's HLS ladder: master.m3u8, media playlists, segments (immutable)",
+    ],
+  ] as const) {
+    for (const method of DELIVERY_METHODS) {
+      app.route<{ Params: { id: string }; Querystring: DeliveryQuery }>({
+        method: [method],
+        url: `${prefix}/*`,
+        schema: {
+          operationId: `${method.toLowerCase()}${name}`,
+          tags: ['delivery'],
+          summary,
+          description:
+            'The complete ladder of the content (docs/api.md, "Video output"); 404 while it is encoding. A private asset\'s playlists carry the grant they were requested with (?token=, or a prefix-signed ?exp=&kid=&scope=&sig= from POST /api/v1/assets/{id}/signed-url with prefix: hls) in every URI.',
+          security: [],
+          querystring: querySchema,
+          response: deliveryResponses(method, 'content'),
+        },
+        config: documentOnly({ url: `${prefix}/:path`, schema: { params: HlsParams } }),
+        handler: async (request, reply) => {
+          if (limit) enforceRateLimit(reply, limit.limiter, limit.rule, request.ip);
+          const path = request.url.split('?')[0]!;
+          const file = HLS_PATH.exec(path)?.[1];
+          const derive = file === undefined ? null : videoDelivery.derive(file, request.query);
+          // A path no ladder can hold: the same answer as an id that does not exist.
+          if (!derive) throw new ConveyorError('not_found', 'No such asset or version');
+          const responseHeaders = reply.getHeaders() as OutgoingHttpHeaders;
+          reply.hijack();
+          await origin.serve(
+            kind,
+            request.params.id,
+            originRequest(request, responseHeaders, request.query),
+            reply.raw,
+            derive,
           );
         },
       });

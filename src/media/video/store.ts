@@ -220,6 +220,25 @@ export class VideoStore {
     return row && ladderView<R>(row);
   }
 
+  /**
+   * The complete ladder of some content that delivery serves: the newest (`newest`, for an asset's latest
+   * URL, which follows new settings) or the first completed (`first`, for a version's immutable URL: a
+   * complete ladder stays until its content is collected, so that one never changes).
+   */
+  async completeLadder(source: string, which: 'newest' | 'first'): Promise<VideoLadder | undefined> {
+    const order = which === 'newest' ? 'desc' : 'asc';
+    const row = await this.#db
+      .selectFrom('video_ladders')
+      .selectAll()
+      .where('source_sha256', '=', source)
+      .where('state', '=', 'complete')
+      .orderBy('completed_at', order)
+      .orderBy('ladder', order)
+      .limit(1)
+      .executeTakeFirst();
+    return row && ladderView(row);
+  }
+
   /** One file of a ladder, for delivery (its blob, size and content type). */
   async file(source: string, ladder: string, path: string): Promise<VideoFile | undefined> {
     const row = await this.#db
