@@ -105,7 +105,7 @@ export const ingestSettings = {
   },
   ingestKinds: {
     type: 'parsed',
-    default: 'avatar=critical,post=high,default=normal,backfill=low',
+    default: 'avatar=critical,post=high,default=normal,backfill=low,video=low',
     parse: parseKindLanes,
     doc: 'Ingest kinds and their lanes; `default` is used when an item names no kind.',
   },
