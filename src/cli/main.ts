@@ -12,6 +12,7 @@ import { openInstallation } from './database.ts';
 import { CliError, emit, fields, table } from './output.ts';
 import { serve } from './serve.ts';
 import { parseSize, UPLOAD_DEFAULTS, type UploadResult, uploadFile } from './upload.ts';
+import { videoCommand } from './video.ts';
 import { runWorker } from './worker.ts';
 
 /** The CLI acts on the database directly, as the operator of this installation. */
@@ -342,6 +343,61 @@ program
           ['version url', r.versionUrl],
         ]),
       );
+    },
+  );
+
+program
+  .command('video <source>')
+  .description(
+    'upload a video file (or have the server download a video URL) and follow its HLS ladder job until ' +
+      "it ends; exit 0 when the ladder is ready, 1 with the job's error code when it is not",
+  )
+  .option(
+    '--url <url>',
+    'Conveyor base URL (or CONVEYOR_URL)',
+    env('CONVEYOR_URL') ?? 'http://localhost:8080',
+  )
+  .option('--key <key>', 'API key (or CONVEYOR_API_KEY)', env('CONVEYOR_API_KEY'))
+  .option('--private', 'upload as a private asset')
+  .option('--json', JSON_HELP)
+  .option('--no-progress', 'show no progress')
+  .action(
+    async (
+      source: string,
+      options: { url: string; key?: string; private?: boolean; json?: boolean; progress: boolean },
+    ) => {
+      if (!options.key) throw new CliError('an API key is needed: --key or CONVEYOR_API_KEY');
+      const stateFile = env('CONVEYOR_UPLOAD_STATE_FILE');
+      const chunkSize = sizeFromEnv('CONVEYOR_UPLOAD_CHUNK_SIZE');
+      if (chunkSize === 0) throw new CliError('the chunk size must be at least 1 byte');
+      const outcome = await videoCommand(source, {
+        baseUrl: options.url,
+        apiKey: options.key,
+        visibility: options.private ? 'private' : 'public',
+        resumableThreshold:
+          sizeFromEnv('CONVEYOR_UPLOAD_RESUMABLE_THRESHOLD') ?? UPLOAD_DEFAULTS.resumableThreshold,
+        chunkSize: chunkSize ?? UPLOAD_DEFAULTS.chunkSize,
+        ...(stateFile ? { stateFile } : {}),
+        progress: options.progress,
+      });
+      emit(options.json, outcome, ({ asset, job }) =>
+        fields([
+          ['id', asset['id']],
+          ['url', asset['url']],
+          ['content type', asset['contentType']],
+          ['video', asset['video']],
+          ['job', job.id],
+          ['state', job.state],
+          ['result', job.result],
+        ]),
+      );
+      const { job } = outcome;
+      if (job.state !== 'succeeded') {
+        console.error(
+          `conveyor: video job ${job.id} ended ${job.state}: ${job.error?.code}: ${job.error?.message}`,
+        );
+        process.exitCode = 1;
+      }
     },
   );
 

@@ -91,3 +91,52 @@ export class Progress {
     return `uploading ${mib(this.#sent)} / ${mib(this.#total)} MiB (${percent}%, ${rate.toFixed(1)} MiB/s)`;
   }
 }
+
+/** Where a job stands, as its progress reports it. */
+export interface JobStage {
+  stage?: string | undefined;
+  percent?: number | undefined;
+  message?: string | undefined;
+}
+
+/**
+ * Progress of a job, followed from its view: the stage it names (`probing`, `encoding h264-240p`, …) and
+ * its percent. On a terminal one line is redrawn in place; elsewhere a line is written when the stage
+ * changes or the percent passes another 10 %, so a log shows each stage without a line per poll.
+ */
+export class StageProgress {
+  readonly #out: ProgressStream;
+  readonly #tty: boolean;
+  readonly #label: string;
+  #stage: string | undefined;
+  #lastStep = -1;
+  #width = 0;
+
+  constructor(out: ProgressStream, label: string) {
+    this.#out = out;
+    this.#tty = out.isTTY === true;
+    this.#label = label;
+  }
+
+  update(progress: JobStage): void {
+    const percent = Math.max(0, Math.min(100, Math.floor(progress.percent ?? 0)));
+    const stage = progress.stage ?? 'queued';
+    const line = `${this.#label}: ${stage} ${percent}%${progress.message ? ` (${progress.message})` : ''}`;
+    if (this.#tty) {
+      this.#out.write(`\r${line.padEnd(this.#width)}`);
+      this.#width = line.length;
+      return;
+    }
+    const step = Math.floor(percent / LINE_STEP_PERCENT);
+    if (stage === this.#stage && step <= this.#lastStep) return;
+    this.#stage = stage;
+    this.#lastStep = step;
+    this.#out.write(`${line}\n`);
+  }
+
+  /** Ends a terminal's line, so that later output starts afresh. */
+  end(): void {
+    if (this.#tty && this.#width > 0) this.#out.write('\n');
+    this.#width = 0;
+  }
+}

@@ -20,11 +20,13 @@ export class ProgressWriter {
       update.percent === undefined
         ? this.#current.percent
         : Math.max(0, Math.min(100, Number(update.percent) || 0));
-    this.#current = {
-      percent,
-      stage: update.stage === undefined ? this.#current.stage : String(update.stage).slice(0, 200),
-      message: update.message === undefined ? this.#current.message : String(update.message).slice(0, 1000),
-    };
+    const stage = update.stage === undefined ? this.#current.stage : String(update.stage).slice(0, 200);
+    // A message tells about the stage it came with (an encoder's speed, a file's name): a new stage
+    // without one has none, rather than the last stage's.
+    let message =
+      update.message === undefined ? this.#current.message : String(update.message).slice(0, 1000);
+    if (update.message === undefined && stage !== this.#current.stage) message = null;
+    this.#current = { percent, stage, message };
     this.#pending = true;
     const wait = this.#lastWrite + this.#intervalMs - Date.now();
     if (wait <= 0) this.#send();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Progress, type ProgressStream } from '../../src/cli/progress.ts';
+import { Progress, type ProgressStream, StageProgress } from '../../src/cli/progress.ts';
 
 /** A stream that records what is written, a terminal or not; and a clock the test moves. */
 function sink(isTTY: boolean): { out: ProgressStream; text(): string } {
@@ -81,5 +81,34 @@ describe('upload progress', () => {
     progress.abandon();
     assert.ok(text().endsWith('\n'));
     assert.ok(!text().includes('100%'));
+  });
+});
+
+describe('job stage progress', () => {
+  it('on a terminal redraws one line, padded over a longer one, and ends it', () => {
+    const { out, text } = sink(true);
+    const progress = new StageProgress(out, 'video');
+    progress.update({ stage: 'encoding h264-240p', percent: 12.5, message: '2.1x' });
+    progress.update({ stage: 'done', percent: 100 });
+    progress.end();
+    assert.equal(
+      text(),
+      '\rvideo: encoding h264-240p 12% (2.1x)' + `\r${'video: done 100%'.padEnd(36)}` + '\n',
+    );
+  });
+
+  it('elsewhere writes a line per stage and per 10 % passed within one', () => {
+    const { out, text } = sink(false);
+    const progress = new StageProgress(out, 'video');
+    for (const percent of [5, 7, 12, 14, 31]) progress.update({ stage: 'encoding h264-240p', percent });
+    progress.update({ stage: 'done', percent: 100 });
+    progress.end();
+    assert.deepEqual(text().split('\n'), [
+      'video: encoding h264-240p 5%',
+      'video: encoding h264-240p 12%',
+      'video: encoding h264-240p 31%',
+      'video: done 100%',
+      '',
+    ]);
   });
 });
