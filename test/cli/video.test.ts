@@ -72,14 +72,15 @@ describe('conveyor video', () => {
   }, async () => {
     const r = await runCli(['video', clip], env);
     assert.equal(r.code, 0, show(r));
-    // Not a terminal: one line per stage (and per 10 % within one).
-    assert.match(r.stderr, /^video: probing \d+%$/m, show(r));
-    assert.match(r.stderr, /^video: encoding h264-90p \d+%/m, show(r));
-    assert.match(r.stderr, /^video: encoding h264-180p \d+%/m, show(r));
-    assert.match(r.stderr, /^video: done 100%$/m, show(r));
+    // Not a terminal: one plain line per stage seen (and per 10 % within one), ending at done 100 %. The
+    // CLI polls, so which of the job's quick stages it sees depends on timing; the last line does not.
+    const lines = r.stderr.trim().split('\n');
+    for (const line of lines) assert.match(line, /^video: [\w -]+ \d+%( \([\d.]+x\))?$/, show(r));
+    assert.equal(lines.at(-1), 'video: done 100%', show(r));
+    assert.ok(!r.stderr.includes('\r'));
     assert.match(r.stdout, /^state +succeeded$/m);
     assert.match(r.stdout, /^content type +video\/mp4$/m);
-    assert.match(r.stdout, /^result +\{.*"renditions":2/m);
+    assert.match(r.stdout, /^result +\{.*"encoded":2/m);
   });
 
   test('a URL with --json and --no-progress: ingested, one document, nothing on stderr', {
@@ -94,7 +95,7 @@ describe('conveyor video', () => {
     assert.equal(doc.job.state, 'succeeded');
     assert.equal(doc.job.error, null);
     // The same content as the file's: its ladder was already complete, nothing was encoded again.
-    assert.deepEqual([doc.job.result.renditions, doc.job.result.encoded], [2, 0]);
+    assert.deepEqual([doc.job.result.renditions.length, doc.job.result.encoded], [2, 0]);
     const job = await server.json('GET', `/api/v1/jobs/${doc.job.id}`);
     assert.equal(job.body.payload.assetId, doc.asset.id);
   });
