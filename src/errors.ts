@@ -296,7 +296,7 @@ export const catalog = {
   video_encoder_unavailable: {
     status: null,
     title: 'No encoder for the codec works on this worker',
-    when: 'No encoder of the requested codec passed its trial encode at worker start (e.g. AV1 with an ffmpeg built without libsvtav1); the job is dead',
+    when: 'No encoder of the requested codec passed its trial encode on this worker (e.g. AV1 with an ffmpeg built without libsvtav1), or a forced `CONVEYOR_VIDEO_HWACCEL` family proved none; the job is dead',
   },
 
   // Video sites through yt-dlp (src/media/video/ytdlp-errors.ts): job failures; only ytdlp_failed

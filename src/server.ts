@@ -17,6 +17,7 @@ import { buildRegistry } from './jobs/modules.ts';
 import { JobMonitor } from './jobs/monitor.ts';
 import type { JobRegistry } from './jobs/registry.ts';
 import type { Worker } from './jobs/worker.ts';
+import { encoderAvailability, encoderHealth } from './media/video/hwaccel-report.ts';
 import { attachMedia, type Media } from './media/wiring.ts';
 import { Alerter } from './ops/alerts.ts';
 import { answerPrimary } from './ops/cluster-metrics.ts';
@@ -138,6 +139,10 @@ export async function createConveyor(
   });
   metrics.attachJobs({ depthByLane: () => monitor.depthByLane(), breakers: () => monitor.breakers('all') });
   jobs.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
+  media.video.observe({
+    detected: (report) => metrics.observeEncoders(encoderAvailability(report)),
+    fellBack: (fallback) => metrics.countEncodeFallback(fallback),
+  });
   let alerter: Alerter | undefined;
   const check = async (name: string, probe: () => Promise<void>) => {
     try {
@@ -163,6 +168,8 @@ export async function createConveyor(
       lookup,
       authenticator: createAuthenticator({ tenancy, verifyJwt }),
       space,
+      // Known once this process has run a video job (its in-process worker proves its encoders then).
+      encoders: () => (media.video.report ? encoderHealth(media.video.report) : undefined),
       ready: async () => {
         const database = await check('database', () => ping(db));
         const storage = await check('storage', () => store.ping());

@@ -6,7 +6,8 @@ import type { JobEvent } from '../jobs/context.ts';
 import { JobEngine } from '../jobs/engine.ts';
 import { JobEventHub } from '../jobs/events.ts';
 import { buildRegistry } from '../jobs/modules.ts';
-import { attachMedia } from '../media/wiring.ts';
+import { encoderAvailability } from '../media/video/hwaccel-report.ts';
+import { attachMedia, type Media } from '../media/wiring.ts';
 import { Metrics } from '../ops/metrics.ts';
 import { listenMetrics, type MetricsListener } from '../ops/metrics-endpoint.ts';
 import { settleMemory } from '../runtime/settle-memory.ts';
@@ -33,7 +34,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
   // The media job types need the stores the API process has, for the same data.
   const store = await openStore(config);
   const { ledger, assets } = openAssets(config, db.kysely, store, { baseUrl: () => publicBaseUrl(config) });
-  attachMedia({ config, db: db.kysely, store, ledger, assets, jobs: engine });
+  const media = attachMedia({ config, db: db.kysely, store, ledger, assets, jobs: engine });
   // Publishes this process's job events (NOTIFY on PostgreSQL) for the servers' live streams; it
   // subscribes to nothing itself.
   const events = new JobEventHub({
@@ -53,7 +54,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
     types: types ?? null,
     ...(flags.concurrency ? { concurrency: flags.concurrency } : {}),
   });
-  const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, config, log) : undefined;
+  const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, media, config, log) : undefined;
   const settled = settleMemory();
   if (settled) log.debug(settled, 'start-up memory returned');
   await worker.start();
@@ -97,9 +98,19 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
  * this process runs, which no server sees. (The queue's gauges, depth and breakers, are the same from
  * every process and stay with the servers' /metrics.) Guarded by `metricsToken` as the servers' is.
  */
-async function serveMetrics(engine: JobEngine, config: Config, log: pino.Logger): Promise<MetricsListener> {
+async function serveMetrics(
+  engine: JobEngine,
+  media: Media,
+  config: Config,
+  log: pino.Logger,
+): Promise<MetricsListener> {
   const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   engine.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
+  // The video encoders this worker proves at its first video job, and the fallbacks its encodes take.
+  media.video.observe({
+    detected: (report) => metrics.observeEncoders(encoderAvailability(report)),
+    fellBack: (fallback) => metrics.countEncodeFallback(fallback),
+  });
   return listenMetrics({
     host: config.metricsHost ?? config.host,
     port: config.workerMetricsPort,

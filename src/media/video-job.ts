@@ -11,7 +11,7 @@ import type { Database } from '../db/tables.ts';
 import type { Tier } from '../glossary.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
-import type { JobContext } from '../jobs/types.ts';
+import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { encodeRendition, MEDIA_PLAYLIST } from './video/encode.ts';
 import { asJobError } from './video/errors.ts';
@@ -32,7 +32,12 @@ import {
 import { chooseEncoder, type Fallback, fallbackChain } from './video/fallback.ts';
 import { masterOptions, writeMaster } from './video/hls/master.ts';
 import { spriteSettings } from './video/hls/sprite-vtt.ts';
-import { detectEncoders, detectOptionsFrom, type EncoderReport } from './video/hwaccel.ts';
+import {
+  detectEncoders,
+  detectOptionsFrom,
+  type EncoderReport,
+  ForcedEncoderError,
+} from './video/hwaccel.ts';
 import { ladderKey } from './video/keys.ts';
 import { ladderSettings, planLadder } from './video/ladder.ts';
 import { checkVideo, verifyDecodable, videoLimits } from './video/limits.ts';
@@ -72,6 +77,12 @@ function contentType(file: string): string {
   return CONTENT_TYPES[file.split('.').pop()!] ?? 'application/octet-stream';
 }
 
+/** What a process does with what video jobs learn about its encoders (server.ts: its Metrics). */
+export interface VideoObserver {
+  detected(report: EncoderReport): void;
+  fellBack(fallback: Fallback): void;
+}
+
 /**
  * Video processing: when an asset gets video content, a `video.ladder` job joins the committing
  * transaction. It copies the content to a working folder, probes it (ffprobe), holds it to the limits
@@ -92,6 +103,8 @@ export class VideoProcessor {
   readonly #jobs: JobEngine;
   readonly store: VideoStore;
   #encoders: Promise<EncoderReport> | undefined;
+  #report: EncoderReport | undefined;
+  #observer: VideoObserver | undefined;
   #vmaf: Promise<boolean> | undefined;
 
   constructor(deps: {
@@ -142,11 +155,25 @@ export class VideoProcessor {
     );
   }
 
-  /** This worker's encoders, proved once per process (hwaccel.ts). */
+  /** This worker's encoder detection once it has run (the `encoders` health component shows it). */
+  get report(): EncoderReport | undefined {
+    return this.#report;
+  }
+
+  /** Where the process shows its encoders and counts fallbacks (its Metrics). */
+  observe(observer: VideoObserver): void {
+    this.#observer = observer;
+  }
+
+  /** This worker's encoders, proved once per process (hwaccel.ts), at its first video job. */
   encoders(): Promise<EncoderReport> {
     this.#encoders ??= detectEncoders(
       detectOptionsFrom(this.#config, this.#config.ffmpegPath, this.#config.videoCodecs),
-    );
+    ).then((report) => {
+      this.#report = report;
+      this.#observer?.detected(report);
+      return report;
+    });
     return this.#encoders;
   }
 
@@ -155,6 +182,10 @@ export class VideoProcessor {
     try {
       return await this.#ladder(payload, context, work);
     } catch (error) {
+      // A forced hardware family that proved none of its encoders: the operator's to fix, not the job's
+      // to retry; every video job of this process ends so until then.
+      if (error instanceof ForcedEncoderError)
+        throw new PermanentJobError(error.message, 'video_encoder_unavailable');
       throw asJobError(error);
     } finally {
       await rm(work, { recursive: true, force: true });
@@ -285,7 +316,10 @@ export class VideoProcessor {
             percent: share(fraction * encodeShare),
             message: progress.speed === null ? undefined : `${progress.speed}x`,
           }),
-        onFallback: (fallback) => fallbacks.push(fallback),
+        onFallback: (fallback) => {
+          fallbacks.push(fallback);
+          this.#observer?.fellBack(fallback);
+        },
       });
       let quality: Quality | null = null;
       if (config.videoQualityAnalysis) {
@@ -330,7 +364,7 @@ export class VideoProcessor {
     const encoder = [...new Set(results.map((r) => r.encoder))].join(',');
     await this.store.complete(payload.sha256, ladder, { master, renditions: results, encoder, fallbacks });
     context.progress({ stage: 'done', percent: 100 });
-    return jobResult(payload, ladder, results, encoder, encoded);
+    return jobResult(payload, ladder, results, encoder, encoded, fallbacks);
   }
 
   /** A stored rendition's files, written back to `<work>/stored-<name>`; answers that folder. */

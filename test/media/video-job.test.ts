@@ -78,6 +78,17 @@ for (const backend of BACKENDS) {
         ],
       );
       assert.equal(job.result.encoded, 2);
+      assert.deepEqual(job.result.fallbacks, []);
+      // The in-process worker proved its encoders at this first video job: health and metrics show them.
+      const health = await server.json('GET', '/api/v1/health');
+      const encoders = health.body.components.find((c: any) => c.name === 'encoders');
+      assert.equal(encoders?.status, 'healthy', JSON.stringify(health.body));
+      assert.equal(encoders.encoders.best.h264, 'libx264');
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      assert.match(
+        metrics,
+        /conveyor_video_encoder_available\{encoder="libx264",family="cpu",codec="h264"\} 1/,
+      );
       assert.equal(job.result.encoder, 'libx264');
       assert.equal(job.progress.percent, 100);
 

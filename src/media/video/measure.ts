@@ -8,6 +8,7 @@ import type { LadderCodec } from '../../config/video-settings.ts';
 import { codecList } from './codecs.ts';
 import { MEDIA_PLAYLIST } from './encode.ts';
 import { FALLBACK_MP4, POSTER, type Quality, SPRITE, SPRITE_VTT } from './extras.ts';
+import type { Fallback } from './fallback.ts';
 import { measureBandwidth, mediaSegments } from './hls/media.ts';
 import type { Rendition } from './ladder.ts';
 import { probeVideo } from './probe.ts';
@@ -83,6 +84,7 @@ export function jobResult(
   renditions: readonly RenditionResult[],
   encoder: string,
   encoded: number,
+  fallbacks: readonly Fallback[] = [],
 ) {
   return {
     assetId: payload.assetId,
@@ -90,6 +92,8 @@ export function jobResult(
     ladder,
     encoded,
     encoder,
+    // The encoder attempts this attempt gave up on (hardware to CPU), in order.
+    fallbacks,
     renditions: renditions.map((r) => ({
       name: r.name,
       codec: r.codec,
