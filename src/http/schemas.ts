@@ -59,6 +59,73 @@ const MediaFields = {
       Type.Null(),
     ]),
   ),
+  video: Type.Optional(
+    Type.Union([
+      Type.Object(
+        {
+          durationMs: Type.Integer(),
+          width: Type.Integer({ description: 'As displayed, after rotation' }),
+          height: Type.Integer(),
+          hasAudio: Type.Boolean(),
+          container: Type.String(),
+          videoCodec: Type.String(),
+          audioCodec: Type.Union([Type.String(), Type.Null()]),
+          loudness: Type.Unknown({ description: 'EBU R128: integrated LUFS, range, true peak; or null' }),
+          state: Type.Union(
+            [Type.Literal('none'), Type.Literal('encoding'), Type.Literal('complete'), Type.Literal('failed')],
+            {
+              description:
+                'The ladder this URL serves; before it is complete, how far the newest attempt got',
+            },
+          ),
+          renditions: Type.Array(
+            Type.Object(
+              {
+                name: Type.String(),
+                codec: Type.String(),
+                width: Type.Integer(),
+                height: Type.Integer(),
+                frameRate: Type.Optional(Type.Number()),
+                bandwidth: Type.Integer({ description: 'Peak segment bit rate, bits/s' }),
+                averageBandwidth: Type.Integer(),
+                codecs: Type.Optional(Type.Array(Type.String())),
+                bytes: Type.Optional(Type.Integer()),
+                encoder: Type.Optional(Type.String()),
+                quality: Type.Optional(
+                  Type.Union([
+                    Type.Object({
+                      ssim: Type.Union([Type.Number(), Type.Null()]),
+                      psnr: Type.Union([Type.Number(), Type.Null()]),
+                      vmaf: Type.Union([Type.Number(), Type.Null()]),
+                    }),
+                    Type.Null(),
+                  ]),
+                ),
+              },
+              { additionalProperties: true },
+            ),
+          ),
+          encoder: Type.Union([Type.String(), Type.Null()]),
+          fallbacks: Type.Array(Type.Unknown()),
+          urls: Type.Union([
+            Type.Object({
+              master: Type.String(),
+              poster: Type.String(),
+              sprite: Type.String(),
+              spriteVtt: Type.String(),
+              fallback: Type.String(),
+            }),
+            Type.Null(),
+          ]),
+        },
+        {
+          description:
+            'Video content: the probe and the HLS ladder; null for other content or before the probe',
+        },
+      ),
+      Type.Null(),
+    ]),
+  ),
   variants: Type.Optional(
     Type.Array(
       Type.Object({

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Database, MediaDerivedTable, MediaInfoTable } from '../db/tables.ts';
 import type { OutputFormat } from '../grammar/transform-spec.ts';
 import { EXTENSIONS } from './derived.ts';
+import { describeVideo, type VideoView } from './video-catalog.ts';
 
 /** What image processing found, as the API shows it on an asset or version. */
 export interface MediaView {
@@ -30,8 +31,8 @@ export interface VariantView {
 
 /**
  * Adds `media` (dimensions, placeholders, dominant colour, perceptual hash, safe EXIF; null until the
- * image job has run or for non-images) and `variants` (with their delivery URLs, under the asset's or
- * version's own URL) to API views, for a whole page in two queries.
+ * image job has run or for non-images), `variants` (with their delivery URLs, under the asset's or
+ * version's own URL) and `video` (video-catalog.ts) to API views, for a whole page in four queries.
  */
 export class MediaCatalog {
   readonly #db: Kysely<Database>;
@@ -42,7 +43,9 @@ export class MediaCatalog {
 
   async describe<T extends { sha256: string; url: string }>(
     views: readonly T[],
-  ): Promise<(T & { media: MediaView | null; variants: VariantView[] })[]> {
+    /** Which complete video ladder the views' URLs serve: an asset's the newest, a version's the first. */
+    ladder: 'newest' | 'first' = 'newest',
+  ): Promise<(T & { media: MediaView | null; variants: VariantView[]; video: VideoView | null })[]> {
     const shas = [...new Set(views.map((v) => v.sha256))];
     if (shas.length === 0) return [];
     const [infos, derived] = await Promise.all([
@@ -56,7 +59,7 @@ export class MediaCatalog {
         .execute(),
     ]);
     const infoBy = new Map(infos.map((row) => [row.sha256, mediaView(row)]));
-    return views.map((view) => ({
+    return (await describeVideo(this.#db, views, ladder)).map((view) => ({
       ...view,
       media: infoBy.get(view.sha256) ?? null,
       variants: derived

@@ -117,6 +117,28 @@ for (const backend of BACKENDS) {
       for (const file of ['poster.jpg', 'sprite.jpg', 'sprite.vtt', 'fallback.mp4']) {
         assert.ok(files.includes(file), `${file} in ${files.join(' ')}`);
       }
+      // The asset shows the video: probe, ladder, renditions with their measurements, encoder and URLs.
+      const view = (await server.json('GET', `/api/v1/assets/${asset.id}`)).body;
+      assert.equal(view.video.state, 'complete');
+      assert.deepEqual([view.video.width, view.video.height, view.video.hasAudio], [426, 240, true]);
+      assert.deepEqual(
+        view.video.renditions.map((r: any) => [r.name, r.width, r.height, r.bandwidth > 0]),
+        [
+          ['h264-120p', 214, 120, true],
+          ['h264-240p', 426, 240, true],
+        ],
+      );
+      assert.equal(view.video.encoder, 'libx264');
+      assert.equal(view.video.urls.master, `${asset.url}/hls/master.m3u8`);
+      for (const url of Object.values(view.video.urls) as string[]) {
+        const res = await fetch(url);
+        assert.equal(res.status, 200, url);
+        await res.arrayBuffer();
+      }
+      const listed = (await server.json('GET', '/api/v1/assets?contentType=video/')).body.items;
+      assert.equal(listed.find((a: any) => a.id === asset.id)?.video.state, 'complete');
+      const text = await upload(server, 'not a video', { filename: 'a.txt', contentType: 'text/plain' });
+      assert.equal((await server.json('GET', `/api/v1/assets/${text.id}`)).body.video, null);
       const info = await video.store.getInfo(asset.sha256);
       assert.deepEqual([info?.width, info?.height, info?.hasAudio], [426, 240, true]);
       assert.ok(Math.abs(info!.durationMs - 3000) < 100);

@@ -324,7 +324,7 @@ async function jsonRoutes(base: FastifyInstance, opts: { deps: AppDeps }): Promi
         limit: pageLimit(request.query.limit),
         cursor: request.query.cursor,
       });
-      return { ...page, items: await catalog.describe(page.items) };
+      return { ...page, items: await catalog.describe(page.items, 'first') };
     },
   );
 
