@@ -72,7 +72,12 @@ const MediaFields = {
           audioCodec: Type.Union([Type.String(), Type.Null()]),
           loudness: Type.Unknown({ description: 'EBU R128: integrated LUFS, range, true peak; or null' }),
           state: Type.Union(
-            [Type.Literal('none'), Type.Literal('encoding'), Type.Literal('complete'), Type.Literal('failed')],
+            [
+              Type.Literal('none'),
+              Type.Literal('encoding'),
+              Type.Literal('complete'),
+              Type.Literal('failed'),
+            ],
             {
               description:
                 'The ladder this URL serves; before it is complete, how far the newest attempt got',
