@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import sharp from 'sharp';
-import { CHILD_GUARD_MS } from '../helpers/child.ts';
+import { launchChromium, skipWithoutChromium, startSite } from '../helpers/browser.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
-import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
 /**
  * CORS as a real browser sees it (src/http/cors.ts): Debian's Chromium, driven by playwright-core (which
@@ -23,45 +17,12 @@ import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
  * skipped when it is not.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const TUS_BUNDLE = new URL('../../node_modules/tus-js-client/dist/tus.min.js', import.meta.url);
 const PAGE = '<!doctype html><meta charset="utf-8"><title>cors</title><script src="/tus.min.js"></script>';
 
-const haveChromium = existsSync(CHROMIUM);
-const skip =
-  haveChromium || process.env['CI'] === 'true'
-    ? false
-    : `${CHROMIUM} is not installed (apt-get install chromium); the browser CORS test needs it`;
+type Site = Awaited<ReturnType<typeof startSite>>;
 
-/** A tiny site on its own loopback origin: the page, and tus-js-client's browser bundle. */
-async function startSite(): Promise<{ origin: string; close(): Promise<void> }> {
-  const bundle = await readFile(TUS_BUNDLE);
-  const server = http.createServer((req, res) => {
-    if (req.url === '/tus.min.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
-    else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    else res.writeHead(404).end();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    origin: `http://127.0.0.1:${port}`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+const skip = skipWithoutChromium('the browser CORS test');
 
 interface PageArgs {
   api: string;
@@ -70,41 +31,30 @@ interface PageArgs {
 }
 
 describe('CORS in a real browser', { skip }, () => {
-  let allowed: Awaited<ReturnType<typeof startSite>>;
-  let other: Awaited<ReturnType<typeof startSite>>;
+  let allowed: Site;
+  let other: Site;
   let server: TestServer;
-  let profile: TempDir;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
   let context: BrowserContext;
   let png: Buffer;
 
   before(async () => {
-    if (!haveChromium)
-      throw new Error(`${CHROMIUM} is required in CI: .ci/run installs the chromium package`);
     png = await sharp({ create: { width: 3, height: 2, channels: 4, background: '#ff000080' } })
       .png()
       .toBuffer();
-    allowed = await startSite();
-    other = await startSite();
+    allowed = await startSite(PAGE, { name: 'tus.min.js', file: TUS_BUNDLE });
+    other = await startSite(PAGE, { name: 'tus.min.js', file: TUS_BUNDLE });
     server = await startConveyor(undefined, {
       corsApiOrigins: allowed.origin,
       corsUploadsOrigins: allowed.origin,
       corsDeliveryOrigins: allowed.origin,
     });
     assert.notEqual(new URL(server.url).origin, allowed.origin);
-    profile = await makeTempDir('conveyor-chromium-');
-    // launch() refuses --user-data-dir in its args; a persistent context is a browser on the profile
-    // folder we give it, fresh from mkdtemp.
-    context = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      args: ARGS,
-      headless: true,
-      timeout: CHILD_GUARD_MS,
-    });
-    context.setDefaultTimeout(CHILD_GUARD_MS);
+    browser = await launchChromium();
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    await profile?.cleanup();
+    await browser?.close();
     await server?.close();
     await allowed?.close();
     await other?.close();

@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type BrowserContext, chromium } from 'playwright-core';
-import { CHILD_GUARD_MS } from '../helpers/child.ts';
+import type { BrowserContext } from 'playwright-core';
+import { launchChromium, skipWithoutChromium, startSite } from '../helpers/browser.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { LADDER_SETTINGS, makeClip, videoJob } from '../helpers/hls.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
@@ -23,50 +18,16 @@ import { skipWithoutFfmpeg } from '../helpers/video-fixtures.ts';
  * In CI (CI=true) the browser and ffmpeg must be there; elsewhere the test is skipped when either is not.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  // Headless Chromium plays muted media without a gesture anyway; this says so for every build.
-  '--autoplay-policy=no-user-gesture-required',
-];
+/** Headless Chromium plays muted media without a gesture anyway; this says so for every build. */
+const AUTOPLAY = ['--autoplay-policy=no-user-gesture-required'];
 const HLS_BUNDLE = new URL('../../node_modules/hls.js/dist/hls.min.js', import.meta.url);
 const PAGE =
   '<!doctype html><meta charset="utf-8"><title>hls</title><script src="/hls.min.js"></script>' +
   '<video id="v" muted playsinline></video>';
 
-const haveChromium = existsSync(CHROMIUM);
-const skip =
-  skipWithoutFfmpeg() ||
-  (haveChromium || process.env['CI'] === 'true'
-    ? false
-    : `${CHROMIUM} is not installed (apt-get install chromium); the browser HLS test needs it`);
+type Site = Awaited<ReturnType<typeof startSite>>;
 
-/** A tiny site on its own loopback origin: the page, and hls.js's browser bundle. */
-async function startSite(): Promise<{ origin: string; close(): Promise<void> }> {
-  const bundle = await readFile(HLS_BUNDLE);
-  const server = http.createServer((req, res) => {
-    if (req.url === '/hls.min.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
-    else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    else res.writeHead(404).end();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    origin: `http://127.0.0.1:${port}`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+const skip = skipWithoutFfmpeg() || skipWithoutChromium('the browser HLS test');
 
 /** What the page saw of one playback. */
 interface Played {
@@ -79,18 +40,16 @@ interface Played {
 }
 
 describe('HLS playback in a real browser (hls.js)', { skip }, () => {
-  let site: Awaited<ReturnType<typeof startSite>>;
+  let site: Site;
   let server: TestServer;
-  let profile: TempDir;
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
   let clips: TempDir;
   let context: BrowserContext;
   let pub: any;
   let priv: any;
 
   before(async () => {
-    if (!haveChromium)
-      throw new Error(`${CHROMIUM} is required in CI: .ci/run installs the chromium package`);
-    site = await startSite();
+    site = await startSite(PAGE, { name: 'hls.min.js', file: HLS_BUNDLE });
     clips = await makeTempDir('conveyor-hls-browser-');
     const clip = await makeClip(clips.path, 6);
     server = await startConveyor(undefined, { ...LADDER_SETTINGS, corsDeliveryOrigins: site.origin });
@@ -105,18 +64,11 @@ describe('HLS playback in a real browser (hls.js)', { skip }, () => {
       const job = await videoJob(server, asset.id);
       assert.equal(job.state, 'succeeded', JSON.stringify(job.errors));
     }
-    profile = await makeTempDir('conveyor-chromium-');
-    context = await chromium.launchPersistentContext(profile.path, {
-      executablePath: CHROMIUM,
-      args: ARGS,
-      headless: true,
-      timeout: CHILD_GUARD_MS,
-    });
-    context.setDefaultTimeout(CHILD_GUARD_MS);
+    browser = await launchChromium(AUTOPLAY);
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    await profile?.cleanup();
+    await browser?.close();
     await server?.close();
     await clips?.cleanup();
     await site?.close();
