@@ -10,6 +10,7 @@ import { measureLoudness } from '../../src/media/video/loudness.ts';
 import { probeVideo } from '../../src/media/video/probe.ts';
 import { VIDEO_JOB } from '../../src/media/video-job.ts';
 import { BACKENDS, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
+import { makeClip } from '../helpers/hls.ts';
 import { waitFor } from '../helpers/jobs.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 import { skipWithoutFfmpeg } from '../helpers/video-fixtures.ts';
@@ -73,16 +74,8 @@ describe(`video ladder extras (${backend.database} + ${backend.storage})`, () =>
   before(async () => {
     if (skip) return;
     dir = await makeTempDir('conveyor-video-extras-');
-    const path = join(dir.path, 'clip.mp4');
     // 3 s of 426x240 at 30 fps with a 440 Hz tone: rungs 120p and 240p.
-    await run('ffmpeg', [
-      ...['-hide_banner', '-loglevel', 'error'],
-      ...['-f', 'lavfi', '-i', 'testsrc2=size=426x240:rate=30:duration=3'],
-      ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=3'],
-      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest'],
-      path,
-    ]);
-    clip = await readFile(path);
+    clip = await makeClip(dir.path, 3);
     server = await startConveyor(backend, {
       serveWorkers: true,
       jobPollMs: 20,

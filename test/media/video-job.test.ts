@@ -1,30 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import HLS from 'hls-parser';
-import { VIDEO_JOB } from '../../src/media/video-job.ts';
 import { BACKENDS, skipIfNoPostgres, startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
-import { waitFor } from '../helpers/jobs.ts';
+import { makeClip, videoJob } from '../helpers/hls.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 import { skipWithoutFfmpeg, truncatedMp4 } from '../helpers/video-fixtures.ts';
-
-const run = promisify(execFile);
-
-/** The video job of an asset, once it has ended. */
-async function videoJob(server: TestServer, assetId: string): Promise<any> {
-  return waitFor(
-    `video job of ${assetId}`,
-    async () => {
-      const { body } = await server.json('GET', `/api/v1/jobs?type=${VIDEO_JOB}&limit=100`);
-      const job = body.items.find((j: any) => j.payload.assetId === assetId);
-      return job && ['succeeded', 'dead'].includes(job.state) ? job : null;
-    },
-    120_000,
-  );
-}
 
 for (const backend of BACKENDS) {
   describe(`video ladder job (${backend.database} + ${backend.storage})`, async () => {
@@ -36,16 +17,8 @@ for (const backend of BACKENDS) {
     before(async () => {
       if (skip) return;
       dir = await makeTempDir('conveyor-video-job-');
-      const path = join(dir.path, 'clip.mp4');
       // 3 s of 426x240 at 30 fps with a tone: a ladder of 120p and 240p with 1 s segments.
-      await run('ffmpeg', [
-        ...['-hide_banner', '-loglevel', 'error'],
-        ...['-f', 'lavfi', '-i', 'testsrc2=size=426x240:rate=30:duration=3'],
-        ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=3'],
-        ...['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest'],
-        ...['-movflags', '+faststart', path],
-      ]);
-      clip = await readFile(path);
+      clip = await makeClip(dir.path, 3);
       server = await startConveyor(backend, {
         serveWorkers: true,
         jobPollMs: 20,
