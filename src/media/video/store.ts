@@ -1,10 +1,20 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../../config/config.ts';
-import type { Database, VideoLaddersTable } from '../../db/tables.ts';
+import type { Database } from '../../db/tables.ts';
 import { assertSha256, type BlobStore } from '../../storage/blob-store.ts';
 import type { Fallback } from './fallback.ts';
-import { checkFilePath, checkLadderKey, checkRenditionName } from './keys.ts';
+import { checkFilePath, checkRenditionName } from './keys.ts';
 import { type LedgerWrites, storeFiles } from './store-files.ts';
+import {
+  BATCH,
+  checkKeys,
+  lock,
+  noLadder,
+  notEncoding,
+  pendingFiles,
+  rowsAt,
+  storedRenditions,
+} from './store-rows.ts';
 import {
   fileView,
   infoRow,
@@ -28,9 +38,6 @@ export type {
   VideoLadder,
 } from './store-views.ts';
 export { VideoStoreError } from './store-views.ts';
-
-/** Rows per INSERT, well inside SQLite's and PostgreSQL's limits on bound parameters. */
-const BATCH = 100;
 
 /**
  * Where a video's outputs are kept: per source content and ladder, a row with the ladder's state and
@@ -133,7 +140,7 @@ export class VideoStore {
     options: { signal?: AbortSignal } = {},
   ): Promise<VideoFile[]> {
     await this.#put(source, ladder, null, files, options.signal);
-    return this.#rowsAt(
+    return rowsAt(
       this.#db,
       source,
       ladder,
@@ -301,7 +308,7 @@ export class VideoStore {
     if (files.length === 0 || paths.size !== files.length) {
       throw new TypeError('a put stores at least one file, each at its own path');
     }
-    const todo = await this.#pending(this.#db, source, ladder, rendition, files);
+    const todo = await pendingFiles(this.#db, source, ladder, rendition, files);
     if (todo.length === 0) return;
     const row = await this.#db
       .selectFrom('video_ladders')
@@ -321,7 +328,7 @@ export class VideoStore {
     });
     await this.#db.transaction().execute(async (tx) => {
       const locked = await lock(tx, source, ladder);
-      const still = new Set((await this.#pending(tx, source, ladder, rendition, todo)).map((f) => f.path));
+      const still = new Set((await pendingFiles(tx, source, ladder, rendition, todo)).map((f) => f.path));
       if (still.size === 0) return;
       if (locked.state !== 'encoding') throw notEncoding(locked);
       const rows = stored.filter((f) => still.has(f.path));
@@ -349,105 +356,4 @@ export class VideoStore {
       }
     });
   }
-
-  /**
-   * The files still to store: none when the rendition has rows (they were inserted together); for files
-   * of the whole ladder, those whose path has no row yet. A path taken by another rendition's file, or
-   * one of the whole ladder taken by a rendition's, is refused (VideoStoreError `path_taken`).
-   */
-  async #pending(
-    db: Kysely<Database>,
-    source: string,
-    ladder: string,
-    rendition: string | null,
-    files: readonly OutputFile[],
-  ): Promise<OutputFile[]> {
-    if (rendition !== null) {
-      const any = await db
-        .selectFrom('video_files')
-        .select('path')
-        .where('source_sha256', '=', source)
-        .where('ladder', '=', ladder)
-        .where('rendition', '=', rendition)
-        .limit(1)
-        .executeTakeFirst();
-      if (any) return [];
-    }
-    const existing = await this.#rowsAt(
-      db,
-      source,
-      ladder,
-      files.map((f) => f.path),
-    );
-    const taken = existing.filter((f) => rendition !== null || f.rendition !== null);
-    if (taken.length > 0) {
-      throw new VideoStoreError(
-        'path_taken',
-        `ladder ${ladder} of ${source} already has ${taken.map((f) => `${f.path} (${f.rendition ?? 'ladder'})`).join(', ')}`,
-      );
-    }
-    const have = new Set(existing.map((f) => f.path));
-    return files.filter((f) => !have.has(f.path));
-  }
-
-  async #rowsAt(db: Kysely<Database>, source: string, ladder: string, paths: string[]): Promise<VideoFile[]> {
-    const found: VideoFile[] = [];
-    for (let i = 0; i < paths.length; i += BATCH) {
-      const rows = await db
-        .selectFrom('video_files')
-        .selectAll()
-        .where('source_sha256', '=', source)
-        .where('ladder', '=', ladder)
-        .where('path', 'in', paths.slice(i, i + BATCH))
-        .execute();
-      found.push(...rows.map(fileView));
-    }
-    return found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  }
-}
-
-/**
- * Locks a ladder's row until the transaction ends (an update that changes nothing still takes the row
- * lock on PostgreSQL; SQLite's transactions hold the database's write lock from their start), so writers
- * of one ladder take turns, and answers it.
- */
-async function lock(tx: Kysely<Database>, source: string, ladder: string): Promise<VideoLaddersTable> {
-  const row = await tx
-    .updateTable('video_ladders')
-    .set((eb) => ({ state: eb.ref('state') }))
-    .where('source_sha256', '=', source)
-    .where('ladder', '=', ladder)
-    .returningAll()
-    .executeTakeFirst();
-  if (!row) throw noLadder(source, ladder);
-  return row;
-}
-
-/** The renditions of a ladder that have their files. */
-async function storedRenditions(db: Kysely<Database>, source: string, ladder: string): Promise<Set<string>> {
-  const rows = await db
-    .selectFrom('video_files')
-    .select('rendition')
-    .distinct()
-    .where('source_sha256', '=', source)
-    .where('ladder', '=', ladder)
-    .where('rendition', 'is not', null)
-    .execute();
-  return new Set(rows.map((r) => r.rendition!));
-}
-
-function checkKeys(source: string, ladder: string): void {
-  assertSha256(source);
-  checkLadderKey(ladder);
-}
-
-function noLadder(source: string, ladder: string): VideoStoreError {
-  return new VideoStoreError('no_ladder', `no ladder ${ladder} of ${source}: begin it first`);
-}
-
-function notEncoding(row: VideoLaddersTable): VideoStoreError {
-  return new VideoStoreError(
-    'not_encoding',
-    `ladder ${row.ladder} of ${row.source_sha256} is ${row.state}, not encoding: begin it again first`,
-  );
 }
