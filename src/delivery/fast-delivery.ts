@@ -2,7 +2,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import type { Metrics } from '../ops/metrics.ts';
 import { requestIdOf } from '../ops/request-id.ts';
 import type { Derive } from './derive.ts';
-import type { DeliveryQuery, Origin } from './origin.ts';
+import type { DeliveryQuery } from './gate.ts';
+import type { Origin } from './origin.ts';
 
 /**
  * A delivery URL with nothing for Fastify to do: `/a/<id>` or `/v/<id>`, optionally with a preset variant's

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { etagOf } from '../assets/service.ts';
@@ -9,14 +9,14 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { CounterChild } from '../ops/prom.ts';
 import { toConveyorError, writeProblem } from '../problems.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
-import type { Principal } from '../tenancy/principal.ts';
-import type { AccessService, AccessVerdict } from './access.ts';
+import type { AccessService } from './access.ts';
 import { Bodies } from './bodies.ts';
 import { multipartByteranges, newBoundary } from './byteranges.ts';
 import { cacheControl } from './cache-policy.ts';
 import { evaluatePreconditions } from './conditional.ts';
 import { contentDisposition } from './content-disposition.ts';
 import { Derivations, type Derive } from './derive.ts';
+import { authorize, missing, type OriginRequest } from './gate.ts';
 import { formatHttpDate } from './http-date.ts';
 import type { DeliveryLookup, Representation } from './lookup.ts';
 import { ifRangeAllowsPartial, parseRange } from './range.ts';
@@ -31,47 +31,6 @@ const DELIVERY_KINDS = [
   'unsatisfiable',
 ] as const;
 type DeliveryKind = (typeof DELIVERY_KINDS)[number];
-
-/**
- * The answer for an id that does not exist, and for private content the caller may not see: one error,
- * so that the two responses are the same byte for byte (README: a tenant cannot detect another's assets).
- * `cacheControl` is the negative-caching policy; absent, the problem's own `no-store` stands.
- */
-function noSuchContent(cacheControl: string | undefined): ConveyorError {
-  return new ConveyorError('not_found', 'No such asset or version', {
-    ...(cacheControl ? { headers: { 'cache-control': cacheControl } } : {}),
-  });
-}
-
-/** Why a grant that once opened the content no longer does (the 403's detail). */
-const LAPSED: Record<Exclude<AccessVerdict, 'granted' | 'none'>, string> = {
-  expired: 'The access token or signed URL has expired',
-  revoked: 'The access token has been revoked',
-};
-
-/** Credentials a delivery URL may carry in its query: an access token, or a signature (signed-url.ts). */
-export interface DeliveryQuery {
-  token?: string;
-  exp?: string;
-  kid?: string;
-  sig?: string;
-  /** The prefix a prefix signature covers (signed-url.ts): HLS ladders. */
-  scope?: string;
-}
-
-/** One GET or HEAD of a delivery URL, as the origin needs it. */
-export interface OriginRequest {
-  method: string;
-  /** The path exactly as the client sent it, without the query: signatures cover it byte for byte. */
-  path: string;
-  headers: IncomingHttpHeaders;
-  requestId: string;
-  /** Response headers decided before the origin was called (X-Request-Id, RateLimit-*, CORS). */
-  responseHeaders: OutgoingHttpHeaders;
-  query: DeliveryQuery;
-  /** Who the Authorization header names, if anyone; asked only for private content. */
-  principal(): Promise<Principal | null>;
-}
 
 export interface OriginDeps {
   store: BlobStore;
@@ -208,9 +167,9 @@ export class Origin {
     try {
       const { lookup } = this.#deps;
       let rep = await (kind === 'latest' ? lookup.latest(id) : lookup.version(id));
-      if (!rep) throw this.#missing(request);
+      if (!rep) throw missing(request, this.#cacheControls.missing);
       const isPrivate = rep.visibility === 'private';
-      if (isPrivate) await this.#authorize(rep, request);
+      if (isPrivate) await authorize(this.#deps.access, rep, request, this.#cacheControls.missing);
       let bytes: Buffer | undefined;
       if (derive) {
         const derived = await this.#derivations.get(derive, rep, request);
@@ -222,39 +181,6 @@ export class Origin {
     } catch (error) {
       this.#fail(error, request, res, headers);
     }
-  }
-
-  /**
-   * The 404 for `request`: a shared cache may keep it (negative caching) unless the request carried an
-   * Authorization header, whose answer is that caller's alone (RFC 9111 §3.5 lets a shared cache store an
-   * answer to an authorized request once it says s-maxage).
-   */
-  #missing(request: OriginRequest): ConveyorError {
-    return noSuchContent(
-      request.headers.authorization === undefined ? this.#cacheControls.missing : undefined,
-    );
-  }
-
-  async #authorize(rep: Representation, request: OriginRequest): Promise<void> {
-    const { query } = request;
-    const principal = request.headers.authorization ? await request.principal().catch(() => null) : null;
-    const verdict = await this.#deps.access.verdict(
-      { id: rep.assetId, tenantId: rep.tenantId },
-      request.path,
-      {
-        token: query.token,
-        signature: query.sig === undefined ? undefined : query,
-        principal,
-      },
-    );
-    if (verdict === 'granted') return;
-    // No credential, an unknown or forged one, another asset's or another tenant's: the answer to an id
-    // that does not exist, so that nobody learns that private content is there.
-    if (verdict === 'none') throw this.#missing(request);
-    // A grant of this very content that has lapsed: its holder had access, so may be told why no longer.
-    throw new ConveyorError('access_denied', LAPSED[verdict], {
-      headers: { 'cache-control': 'private, no-store' },
-    });
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { DeliveryQuery, Origin } from '../../delivery/origin.ts';
+import type { DeliveryQuery } from '../../delivery/gate.ts';
+import type { Origin } from '../../delivery/origin.ts';
 import { ConveyorError } from '../../errors.ts';
 import type { AppDeps } from '../app.ts';
 import { enforceRateLimit } from '../auth.ts';
