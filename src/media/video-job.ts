@@ -13,6 +13,7 @@ import type { JobEngine } from '../jobs/engine.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
+import { readBlob } from './blob-bytes.ts';
 import { encodeRendition, MEDIA_PLAYLIST } from './video/encode.ts';
 import { asJobError } from './video/errors.ts';
 import {
@@ -61,6 +62,8 @@ export type { RenditionResult } from './video/measure.ts';
 
 /** Each rendition's measurements, stored beside its files so that a resumed job can write the master. */
 const RESULT_FILE = 'rendition.json';
+/** Far more than a rendition's measurements take. */
+const RESULT_MAX_BYTES = 64 * 1024;
 
 /** RFC 8216 §4 and the MIME registrations of the segment formats. */
 const CONTENT_TYPES: Record<string, string> = {
@@ -388,9 +391,9 @@ export class VideoProcessor {
   async #storedResult(sha256: string, ladder: string, name: string): Promise<RenditionResult> {
     const file = await this.store.file(sha256, ladder, `${name}/${RESULT_FILE}`);
     if (!file) throw new Error(`rendition ${name} of ${sha256} is stored without its ${RESULT_FILE}`);
-    const chunks: Buffer[] = [];
-    for await (const chunk of await this.#blobs.get(file.sha256)) chunks.push(chunk as Buffer);
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as RenditionResult;
+    // A few hundred bytes the job wrote itself; the bound only says so.
+    const bytes = await readBlob(this.#blobs, file.sha256, RESULT_MAX_BYTES);
+    return JSON.parse(bytes.toString('utf8')) as RenditionResult;
   }
 
   async #tier(context: JobContext): Promise<Tier | undefined> {
