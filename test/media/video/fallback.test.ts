@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -15,6 +14,7 @@ import {
 } from '../../../src/media/video/fallback.ts';
 import { detectEncoders, type EncoderReport } from '../../../src/media/video/hwaccel.ts';
 import { makeTempDir } from '../../helpers/tmp.ts';
+import { skipWithoutFfmpeg } from '../../helpers/video-fixtures.ts';
 
 const run = promisify(execFile);
 const FFMPEG = '/usr/bin/ffmpeg';
@@ -204,15 +204,7 @@ describe('encodeWithFallback', () => {
   });
 });
 
-/** The `skip` of the tests that run ffmpeg: a reason outside CI when it is missing; CI must have it. */
-function ffmpegSkip(): string | false {
-  if (existsSync(FFMPEG) && existsSync(FFPROBE)) return false;
-  if (process.env['CI'] === 'true')
-    throw new Error('ffmpeg and ffprobe are required in CI (.ci/run installs them)');
-  return 'ffmpeg is not installed';
-}
-
-describe('a real encode on a GPU that passed its trial and then fails', { skip: ffmpegSkip() }, () => {
+describe('a real encode on a GPU that passed its trial and then fails', { skip: skipWithoutFfmpeg() }, () => {
   it('ends on the CPU with a valid H.264 stream and the fallbacks recorded', async () => {
     const dir = await makeTempDir('fallback-');
     try {

@@ -24,17 +24,12 @@ import { encoderAvailability, encoderHealth } from '../../../src/media/video/hwa
 import { checkHealth } from '../../../src/ops/health.ts';
 import { Metrics } from '../../../src/ops/metrics.ts';
 import { makeTempDir, type TempDir } from '../../helpers/tmp.ts';
+import { skipWithoutFfmpeg } from '../../helpers/video-fixtures.ts';
 
 const FFMPEG = '/usr/bin/ffmpeg';
 const FAKE_GPU = new URL('../../fixtures/fake-gpu-ffmpeg.sh', import.meta.url).pathname;
 
-/** The `skip` of the tests that run ffmpeg: a reason outside CI when it is missing; CI must have it. */
-function ffmpegSkip(): string | false {
-  if (existsSync(FFMPEG)) return false;
-  if (process.env['CI'] === 'true') throw new Error(`${FFMPEG} is required in CI (.ci/run installs it)`);
-  return `${FFMPEG} is not installed`;
-}
-const skip = ffmpegSkip();
+const skip = skipWithoutFfmpeg();
 /** Most tests prove one or two codecs: each trial encode is a process start. */
 const H264 = ['h264'] as const;
 const H264_HEVC = ['h264', 'hevc'] as const;
