@@ -32,7 +32,8 @@ export interface VariantView {
 /**
  * Adds `media` (dimensions, placeholders, dominant colour, perceptual hash, safe EXIF; null until the
  * image job has run or for non-images), `variants` (with their delivery URLs, under the asset's or
- * version's own URL) and `video` (video-catalog.ts) to API views, for a whole page in four queries.
+ * version's own URL) and `video` (video-catalog.ts) to API views, for a whole page in two queries, four
+ * when it holds video.
  */
 export class MediaCatalog {
   readonly #db: Kysely<Database>;
@@ -41,7 +42,7 @@ export class MediaCatalog {
     this.#db = db;
   }
 
-  async describe<T extends { sha256: string; url: string }>(
+  async describe<T extends { sha256: string; url: string; contentType: string }>(
     views: readonly T[],
     /** Which complete video ladder the views' URLs serve: an asset's the newest, a version's the first. */
     ladder: 'newest' | 'first' = 'newest',

@@ -39,13 +39,16 @@ export interface VideoView {
  * renditions (sizes, bit rates, quality scores), encoder and the playlist, poster, sprite and MP4 URLs.
  * Two queries for a whole page.
  */
-export async function describeVideo<T extends { sha256: string; url: string }>(
+export async function describeVideo<T extends { sha256: string; url: string; contentType: string }>(
   db: Kysely<Database>,
   views: readonly T[],
   which: 'newest' | 'first',
 ): Promise<(T & { video: VideoView | null })[]> {
-  const shas = [...new Set(views.map((v) => v.sha256))];
-  if (shas.length === 0) return [];
+  // Only video content ever gets a probe (video-job.ts takes `video/*`): a page of images asks nothing.
+  const shas = [
+    ...new Set(views.filter((v) => v.contentType.toLowerCase().startsWith('video/')).map((v) => v.sha256)),
+  ];
+  if (shas.length === 0) return views.map((view) => ({ ...view, video: null }));
   const [infos, ladders] = await Promise.all([
     db.selectFrom('video_info').selectAll().where('sha256', 'in', shas).execute(),
     db.selectFrom('video_ladders').selectAll().where('source_sha256', 'in', shas).execute(),
