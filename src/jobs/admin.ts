@@ -5,7 +5,7 @@ import { ConveyorError, notFound } from '../errors.ts';
 import { type JobState, OPEN_STATES } from '../glossary.ts';
 import { type EngineContext, toJob } from './context.ts';
 import { charge, refund } from './credits.ts';
-import { markCancelled } from './sql/cancel.ts';
+import { markCancelled, openChildren } from './sql/cancel.ts';
 import { type JobFilter, jobIds, listJobs, tenantJob } from './sql/job-reads.ts';
 import { purgeDead } from './sql/purge.ts';
 import { requeueable, requeueJob } from './sql/requeue.ts';
@@ -73,9 +73,13 @@ export class JobAdmin {
   async cancel(tenantId: string, id: string): Promise<Job> {
     const job = await this.get(tenantId, id);
     const now = this.#ctx.now();
-    const [row] = await this.#ctx.db
-      .transaction()
-      .execute((trx) => cancelJobs(trx, tenantId, [job.id], OPEN_STATES, now));
+    const [row, ...children] = await this.#ctx.db.transaction().execute(async (trx) => {
+      const cancelled = await cancelJobs(trx, tenantId, [job.id], OPEN_STATES, now);
+      if (cancelled.length === 0) return [];
+      // Its unfinished children go with it: they exist only to serve it (a video's chunks).
+      const childIds = await openChildren(trx, tenantId, job.id);
+      return [...cancelled, ...(await cancelJobs(trx, tenantId, childIds, OPEN_STATES, now))];
+    });
     if (!row) {
       throw new ConveyorError(
         'conflict',
@@ -85,8 +89,10 @@ export class JobAdmin {
         },
       );
     }
-    this.#ctx.events.emit('cancel', id);
-    this.#ctx.emit('cancelled', toJob(row));
+    for (const cancelled of [row, ...children]) {
+      this.#ctx.events.emit('cancel', cancelled.id);
+      this.#ctx.emit('cancelled', toJob(cancelled));
+    }
     return toJob(row);
   }
 

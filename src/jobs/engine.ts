@@ -49,6 +49,11 @@ export class JobEngine {
     });
   }
 
+  /** Makes a job that deferred itself (JobDeferral) due now: what ends its wait. */
+  wake(id: string): Promise<boolean> {
+    return this.outcomes.wake(id);
+  }
+
   get registry(): JobRegistry {
     return this.context.registry;
   }

@@ -7,7 +7,7 @@ import { retryDelay } from './policy.ts';
 import type { Executor } from './sql/executor.ts';
 import { markFailed } from './sql/fail.ts';
 import type { Fence } from './sql/fence.ts';
-import { expiredLeases, extendLeases, releaseJobs, writeProgress } from './sql/leases.ts';
+import { deferJob, expiredLeases, extendLeases, releaseJobs, wakeJob, writeProgress } from './sql/leases.ts';
 import { markSucceeded } from './sql/succeed.ts';
 import type { Job, JobError, JobProgress } from './types.ts';
 
@@ -151,6 +151,34 @@ export class Outcomes {
       this.#ctx.wakeHere();
     }
     return rows.length;
+  }
+
+  /**
+   * Hands a job whose handler deferred (JobDeferral) back to the queue, due after `delayMs` (or at once
+   * when it was woken while it ran), the attempt not counted. Answers false when the job was no longer
+   * this worker's.
+   */
+  async defer(job: Job, owner: string, delayMs: number): Promise<boolean> {
+    const now = this.#ctx.now();
+    const fence = { owner, attempts: job.attempts };
+    const row = await deferJob(this.#ctx.db, job.id, fence, now + delayMs, now);
+    if (!row) return false;
+    this.#ctx.emit('released', toJob(row));
+    if (row.run_at <= now) {
+      await this.#ctx.wakeOthers(this.#ctx.db);
+      this.#ctx.wakeHere();
+    }
+    return true;
+  }
+
+  /** Makes a deferred job due now (see JobDeferral); answers whether it was waiting. */
+  async wake(id: string): Promise<boolean> {
+    const woken = await wakeJob(this.#ctx.db, id, this.#ctx.now());
+    if (woken) {
+      await this.#ctx.wakeOthers(this.#ctx.db);
+      this.#ctx.wakeHere();
+    }
+    return woken;
   }
 
   async #failAttempt(id: string, breakerKey: string | null, fence: Fence, error: AttemptError) {

@@ -33,6 +33,10 @@
  * - **credits**: a tenant's balance for billable job types; the cost is reserved at enqueue and refunded
  *   when the job ends `dead` or is cancelled before it succeeds.
  * - **idempotency key**: a client's name for one intended job; enqueueing it again returns the same job.
+ * - **deferral**: a handler that must wait for other jobs (a video's chunks) hands its job back to the
+ *   queue (JobDeferral) without consuming the attempt or holding a slot; a **wake** (`JobEngine.wake`,
+ *   from the job it waits for) makes it due again, and its delay bounds the wait if no wake comes.
+ * - **children**: jobs enqueued with a `parentId`; cancelling the parent cancels its unfinished children.
  */
 
 import type { ErrorCode } from '../errors.ts';
@@ -122,6 +126,21 @@ export class JobAbort extends Error {
     super(`job aborted: ${reason}`);
     this.name = 'JobAbort';
     this.reason = reason;
+  }
+}
+
+/**
+ * Thrown by a handler whose job must wait for other jobs (a video's chunks): the job goes back to the
+ * queue, due again after `delayMs` or as soon as something wakes it (`JobEngine.wake`), without counting
+ * the attempt and without holding a worker slot while it waits. The delay is the longest wait; the wake
+ * is what normally ends it. Its progress stays as last reported.
+ */
+export class JobDeferral extends Error {
+  readonly delayMs: number;
+  constructor(delayMs: number, reason = 'waiting') {
+    super(`job deferred: ${reason}`);
+    this.name = 'JobDeferral';
+    this.delayMs = delayMs;
   }
 }
 

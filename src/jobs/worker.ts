@@ -9,7 +9,7 @@ import type { Outcomes } from './outcome.ts';
 import { ProgressWriter } from './progress.ts';
 import { jobState } from './sql/job-reads.ts';
 import { registerWorker, workerSeen, workerStopped } from './sql/workers.ts';
-import { type AbortCause, type Job, JobAbort, PermanentJobError } from './types.ts';
+import { type AbortCause, type Job, JobAbort, JobDeferral, PermanentJobError } from './types.ts';
 
 export interface WorkerOptions {
   concurrency: number;
@@ -284,6 +284,10 @@ export class Worker {
       const cause: AbortCause | undefined = error instanceof JobAbort ? error.reason : undefined;
       // Cancelled, lost or released jobs are no longer ours to record anything about.
       if (cause === 'cancelled' || cause === 'lease_lost' || cause === 'shutdown') return;
+      if (error instanceof JobDeferral) {
+        await this.#record(job, () => this.#outcomes.defer(job, this.id, error.delayMs));
+        return;
+      }
       const permanent = error instanceof PermanentJobError;
       await this.#record(job, () =>
         this.#outcomes.fail(job, this.id, {

@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { JobsTable } from '../../db/tables.ts';
-import type { JobState, Lane } from '../../glossary.ts';
+import { type JobState, type Lane, OPEN_STATES } from '../../glossary.ts';
 import type { Executor } from './executor.ts';
 
 /** Cancelling jobs, the same statements on both dialects. */
@@ -39,5 +39,17 @@ export async function jobIdsIn(
   if (filter.type) query = query.where('type', '=', filter.type);
   if (filter.lane) query = query.where('lane', '=', filter.lane);
   const rows = await query.orderBy('id').limit(limit).execute();
+  return rows.map((r) => r.id);
+}
+
+/** The ids of the tenant's unfinished jobs whose parent is `parentId`. */
+export async function openChildren(trx: Executor, tenantId: string, parentId: string): Promise<string[]> {
+  const rows = await trx
+    .selectFrom('jobs')
+    .select('id')
+    .where('tenant_id', '=', tenantId)
+    .where('parent_id', '=', parentId)
+    .where('state', 'in', OPEN_STATES)
+    .execute();
   return rows.map((r) => r.id);
 }

@@ -81,3 +81,49 @@ export function expiredLeases(
     .limit(limit)
     .execute();
 }
+
+/**
+ * Hands an attempt's job back to the queue to run again at `runAt`, the attempt not counted (a handler's
+ * JobDeferral). A job woken while it ran (`wakeJob` moved its `run_at` past the claim) is due again at
+ * once instead, so a wake-up that arrives between the handler's last look and this write is not lost.
+ */
+export function deferJob(
+  db: Executor,
+  id: string,
+  fence: Fence,
+  runAt: number,
+  now: number,
+): Promise<Selectable<JobsTable> | undefined> {
+  return updateFenced(db, id, fence)
+    .set((eb) => ({
+      state: 'queued',
+      attempts: eb('attempts', '-', 1),
+      run_at: eb.case().when('run_at', '>', eb.ref('started_at')).then(now).else(runAt).end(),
+      updated_at: now,
+      lease_owner: null,
+      lease_expires_at: null,
+    }))
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * Makes a waiting job due now: a queued one runs at the next claim; an active one (a deferring handler
+ * still running) is marked so that its deferral does not wait (see deferJob). Answers whether it changed
+ * a row.
+ */
+export async function wakeJob(db: Executor, id: string, now: number): Promise<boolean> {
+  const rows = await db
+    .updateTable('jobs')
+    .set({ run_at: now })
+    .where('id', '=', id)
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('state', '=', 'queued'), eb('run_at', '>', now)]),
+        eb.and([eb('state', '=', 'active'), eb('started_at', '<', now)]),
+      ]),
+    )
+    .returning('id')
+    .execute();
+  return rows.length > 0;
+}
