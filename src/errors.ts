@@ -298,6 +298,11 @@ export const catalog = {
     title: 'No encoder for the codec works on this worker',
     when: 'No encoder of the requested codec passed its trial encode on this worker (e.g. AV1 with an ffmpeg built without libsvtav1), or a forced `CONVEYOR_VIDEO_HWACCEL` family proved none; the job is dead',
   },
+  video_chunk_failed: {
+    status: null,
+    title: 'A chunk of the video could not be encoded',
+    when: 'One `video.chunk` job of a ladder encoded in chunks ended dead or was cancelled; the ladder job is dead with that chunk job named. Replaying the ladder job queues the missing chunks again',
+  },
 
   // Video sites through yt-dlp (src/media/video/ytdlp-errors.ts): job failures; only ytdlp_failed
   // may be retried. A timed-out or cancelled run records download_timeout or download_aborted.

@@ -416,10 +416,43 @@ const storageSettings = {
   },
 } as const satisfies Record<string, Setting>;
 
+/** Chunked encoding: long sources are split into chunk jobs any worker of any process runs. */
+const chunkSettings = {
+  videoChunkMinSeconds: {
+    type: 'int',
+    default: 120,
+    min: 0,
+    max: 86_400,
+    doc: 'Sources longer than this many seconds are encoded in chunks (`video.chunk` jobs, shared by every worker of every process) and joined without re-encoding; 0 encodes every source whole. Chunks use the CPU encoders: hardware encoders differ between machines, and a rendition joined from chunks must be one bitstream.',
+  },
+  videoChunkSeconds: {
+    type: 'int',
+    default: 30,
+    min: 1,
+    max: 3600,
+    doc: 'Length of a chunk, rounded up to whole segments (chunk boundaries fall on the segment grid, so the joined rendition has the keyframes and segments of a whole encode).',
+  },
+  videoChunkMaxCount: {
+    type: 'int',
+    default: 100,
+    min: 2,
+    max: 1000,
+    doc: "Most chunks one source is split into; longer chunks are used instead. Chunk jobs count toward the tenant's job quotas.",
+  },
+  videoChunkWaitSeconds: {
+    type: 'int',
+    default: 30,
+    min: 1,
+    max: 3600,
+    doc: 'Longest a ladder job waits, off its worker slot, between two looks at its chunks; the last chunk to finish wakes it at once, so this only bounds a lost wake-up.',
+  },
+} as const satisfies Record<string, Setting>;
+
 export const videoSettings = joinSections(
   sourceSettings,
   probeSettings,
   encodingSettings,
   accelerationSettings,
   storageSettings,
+  chunkSettings,
 );

@@ -10,6 +10,7 @@ import * as turns from './migrations/004-job-turns.ts';
 import * as alertDeliveries from './migrations/005-alert-deliveries.ts';
 import * as media from './migrations/006-media.ts';
 import * as video from './migrations/007-video.ts';
+import * as videoChunks from './migrations/008-video-chunks.ts';
 import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
 import { NodeSqliteDialect } from './sqlite-dialect.ts';
 import type { Database } from './tables.ts';
@@ -103,6 +104,7 @@ const migrations: Record<string, Migration> = {
   '005-alert-deliveries': alertDeliveries,
   '006-media': media,
   '007-video': video,
+  '008-video-chunks': videoChunks,
 };
 
 class InCodeMigrations implements MigrationProvider {

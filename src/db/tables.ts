@@ -316,6 +316,8 @@ export interface VideoLaddersTable {
   /** JSON array of the encoder fallbacks taken. */
   fallbacks: string | null;
   error: string | null;
+  /** JSON: the chunk plan of a ladder encoded in chunks (src/media/video/chunks.ts); null otherwise. */
+  chunk_plan: string | null;
   created_at: number;
   updated_at: number;
   completed_at: number | null;

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
-import { VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
+import { type LadderCodec, VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
 import type { Database } from '../db/tables.ts';
 import type { Tier } from '../glossary.ts';
 import type { JobEngine } from '../jobs/engine.ts';
@@ -14,7 +14,7 @@ import type { JobRegistry } from '../jobs/registry.ts';
 import { type JobContext, PermanentJobError } from '../jobs/types.ts';
 import type { BlobStore } from '../storage/blob-store.ts';
 import { readBlob } from './blob-bytes.ts';
-import { encodeRendition, MEDIA_PLAYLIST } from './video/encode.ts';
+import { type EncodedRendition, encodeRendition, MEDIA_PLAYLIST, type RenditionJob } from './video/encode.ts';
 import { asJobError } from './video/errors.ts';
 import {
   FALLBACK_MP4,
@@ -40,13 +40,14 @@ import {
   ForcedEncoderError,
 } from './video/hwaccel.ts';
 import { ladderKey } from './video/keys.ts';
-import { ladderSettings, planLadder } from './video/ladder.ts';
+import { ladderSettings, planLadder, type Rendition } from './video/ladder.ts';
 import { checkVideo, verifyDecodable, videoLimits } from './video/limits.ts';
 import { measureLoudness } from './video/loudness.ts';
 import { jobResult, measureRendition, type RenditionResult } from './video/measure.ts';
 import { choosePreset } from './video/presets.ts';
-import { probeVideo } from './video/probe.ts';
+import { probeVideo, type VideoInfo as VideoProbe } from './video/probe.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
+import { type ChunkedLadder, VideoChunks } from './video-chunks.ts';
 
 /** The job type that probes a video and encodes its HLS ladder. */
 export const VIDEO_JOB = 'video.ladder';
@@ -80,6 +81,14 @@ function contentType(file: string): string {
   return CONTENT_TYPES[file.split('.').pop()!] ?? 'application/octet-stream';
 }
 
+/** What shapes a ladder's outputs (VideoProcessor's #shape). */
+interface LadderShape {
+  preset: VideoPreset;
+  rungs: Rendition[];
+  ladder: string;
+  jobs: { codec: LadderCodec; rung: Rendition; name: string }[];
+}
+
 /** What a process does with what video jobs learn about its encoders (server.ts: its Metrics). */
 export interface VideoObserver {
   detected(report: EncoderReport): void;
@@ -109,6 +118,7 @@ export class VideoProcessor {
   #report: EncoderReport | undefined;
   #observer: VideoObserver | undefined;
   #vmaf: Promise<boolean> | undefined;
+  readonly #chunks: VideoChunks;
 
   constructor(deps: {
     config: Config;
@@ -122,6 +132,7 @@ export class VideoProcessor {
     this.#blobs = deps.blobs;
     this.#jobs = deps.jobs;
     this.store = deps.store;
+    this.#chunks = new VideoChunks({ ...deps, encoders: () => this.encoders() });
   }
 
   register(registry: JobRegistry): void {
@@ -142,6 +153,7 @@ export class VideoProcessor {
       maxAttempts: 3,
       timeoutMs: this.#config.videoJobTimeoutSeconds * 1000,
     });
+    this.#chunks.register(registry);
   }
 
   /** The asset service's content hook: queue the ladder of video content in the same transaction. */
@@ -199,6 +211,16 @@ export class VideoProcessor {
     const config = this.#config;
     const { signal } = context;
     const tools = { ffmpegPath: config.ffmpegPath, cancelGraceMs: config.videoCancelGraceMs, signal };
+    // A ladder waiting for its chunks looks at them first: a look that finds chunks still missing costs a
+    // few queries, not a copy and probe of the source.
+    const known = await this.store.getInfo(payload.sha256);
+    if (known) {
+      const shape = await this.#shape(payload, context, known.probe as VideoProbe);
+      const plan = await this.store.chunkPlan(payload.sha256, shape.ladder);
+      if (plan)
+        await this.#chunks.ready(this.#chunkedLadder(payload, shape, work, known.durationMs), context, tools);
+    }
+
     context.progress({ stage: 'reading', percent: 0 });
     const source = join(work, 'source');
     await pipeline(await this.#blobs.get(payload.sha256), createWriteStream(source), { signal });
@@ -236,24 +258,9 @@ export class VideoProcessor {
       loudness,
     });
 
-    const preset = choosePreset({ override: payload.preset, tier: await this.#tier(context) }, config);
-    const rungs = planLadder(
-      { ...display, frameRate: video.fps ?? 30, hasAudio: info.audio !== null },
-      ladderSettings(config),
-    );
-    const ladder = ladderKey({
-      codecs: config.videoCodecs,
-      preset,
-      rungs: rungs.map((r) => `${r.width}x${r.height}@${r.frameRate.num}/${r.frameRate.den}`),
-      segment: `${rungs[0]!.segmentDuration.num}/${rungs[0]!.segmentDuration.den}`,
-      format: config.videoSegmentFormat,
-      // Left out when off, so that the keys of ladders made without it stay what they were.
-      loudnorm: config.videoLoudnorm ?? undefined,
-    });
+    const shape = await this.#shape(payload, context, info);
+    const { preset, rungs, ladder, jobs } = shape;
     const { ladder: row, completeRenditions } = await this.store.begin(payload.sha256, ladder);
-    const jobs = config.videoCodecs.flatMap((codec) =>
-      rungs.map((rung) => ({ codec, rung, name: `${codec}-${rung.name}` })),
-    );
     if (row.state === 'complete') {
       context.progress({ stage: 'done', percent: 100 });
       return jobResult(payload, ladder, row.renditions as RenditionResult[], row.encoder ?? '', 0);
@@ -292,38 +299,59 @@ export class VideoProcessor {
     const results: RenditionResult[] = [];
     const fallbacks: Fallback[] = [];
     let encoded = 0;
+    // A long source's renditions are made of chunks that chunk jobs encode (video-chunks.ts): this job
+    // waits for them off its slot, then joins each rendition from them.
+    const pending = jobs.filter((j) => !completeRenditions.includes(j.name));
+    const chunked = this.#chunkedLadder(payload, shape, work, durationMs, pending);
+    const plan =
+      pending.length > 0 && this.#chunks.wanted(durationMs, rungs[0]!.segmentDuration)
+        ? await this.#chunks.ready(chunked, context, tools)
+        : undefined;
     for (const [index, { codec, rung, name }] of jobs.entries()) {
-      const share = (fraction: number) => 5 + ((index + fraction) / jobs.length) * 88;
+      const share = (fraction: number) =>
+        (plan ? 80 : 5) + ((index + fraction) / jobs.length) * (plan ? 13 : 88);
       if (completeRenditions.includes(name)) {
         results.push(await this.#storedResult(payload.sha256, ladder, name));
         continue;
       }
-      context.progress({ stage: `encoding ${name}`, percent: share(0) });
+      context.progress({ stage: `${plan ? 'joining' : 'encoding'} ${name}`, percent: share(0) });
+      const fromChunks = plan?.renditions.find((r) => r.name === name);
       const dir = join(work, name);
-      await mkdir(dir);
-      const out = await encodeRendition({
-        source,
-        durationMs,
-        hasAudio: info.audio !== null,
-        ...(audioFilter ? { audioFilter } : {}),
-        rung,
-        codec,
-        preset,
-        attempts: fallbackChain(chooseEncoder(report, codec), report),
-        dir,
-        segmentFormat: config.videoSegmentFormat,
-        run: tools,
-        onProgress: (fraction, progress) =>
-          context.progress({
-            stage: `encoding ${name}`,
-            percent: share(fraction * encodeShare),
-            message: progress.speed === null ? undefined : `${progress.speed}x`,
-          }),
-        onFallback: (fallback) => {
-          fallbacks.push(fallback);
-          this.#observer?.fellBack(fallback);
-        },
-      });
+      const out = fromChunks
+        ? await this.#chunks.join(
+            {
+              ...chunked,
+              hasAudio: info.audio !== null,
+              ...(audioFilter ? { audioFilter } : {}),
+              segmentFormat: config.videoSegmentFormat,
+            },
+            plan!,
+            fromChunks,
+            tools,
+          )
+        : await this.#encode({
+            source,
+            durationMs,
+            hasAudio: info.audio !== null,
+            ...(audioFilter ? { audioFilter } : {}),
+            rung,
+            codec,
+            preset,
+            attempts: fallbackChain(chooseEncoder(report, codec), report),
+            dir,
+            segmentFormat: config.videoSegmentFormat,
+            run: tools,
+            onProgress: (fraction, progress) =>
+              context.progress({
+                stage: `encoding ${name}`,
+                percent: share(fraction * encodeShare),
+                message: progress.speed === null ? undefined : `${progress.speed}x`,
+              }),
+            onFallback: (fallback) => {
+              fallbacks.push(fallback);
+              this.#observer?.fellBack(fallback);
+            },
+          });
       let quality: Quality | null = null;
       if (config.videoQualityAnalysis) {
         context.progress({ stage: `quality ${name}`, percent: share(encodeShare) });
@@ -368,6 +396,60 @@ export class VideoProcessor {
     await this.store.complete(payload.sha256, ladder, { master, renditions: results, encoder, fallbacks });
     context.progress({ stage: 'done', percent: 100 });
     return jobResult(payload, ladder, results, encoder, encoded, fallbacks);
+  }
+
+  /** What shapes a ladder's outputs, from the probe: the preset, the rungs, the key and the renditions. */
+  async #shape(payload: VideoPayload, context: JobContext, info: VideoProbe): Promise<LadderShape> {
+    const config = this.#config;
+    const video = info.video!;
+    const preset = choosePreset({ override: payload.preset, tier: await this.#tier(context) }, config);
+    const rungs = planLadder(
+      {
+        width: video.displayWidth,
+        height: video.displayHeight,
+        frameRate: video.fps ?? 30,
+        hasAudio: info.audio !== null,
+      },
+      ladderSettings(config),
+    );
+    const ladder = ladderKey({
+      codecs: config.videoCodecs,
+      preset,
+      rungs: rungs.map((r) => `${r.width}x${r.height}@${r.frameRate.num}/${r.frameRate.den}`),
+      segment: `${rungs[0]!.segmentDuration.num}/${rungs[0]!.segmentDuration.den}`,
+      format: config.videoSegmentFormat,
+      // Left out when off, so that the keys of ladders made without it stay what they were.
+      loudnorm: config.videoLoudnorm ?? undefined,
+    });
+    const jobs = config.videoCodecs.flatMap((codec) =>
+      rungs.map((rung) => ({ codec, rung, name: `${codec}-${rung.name}` })),
+    );
+    return { preset, rungs, ladder, jobs };
+  }
+
+  #chunkedLadder(
+    payload: VideoPayload,
+    shape: LadderShape,
+    work: string,
+    durationMs: number,
+    renditions = shape.jobs,
+  ): ChunkedLadder {
+    return {
+      sha256: payload.sha256,
+      ladder: shape.ladder,
+      source: join(work, 'source'),
+      work,
+      durationMs,
+      segment: shape.rungs[0]!.segmentDuration,
+      renditions,
+      preset: shape.preset,
+    };
+  }
+
+  /** Encodes one rendition whole, into a folder of its own. */
+  async #encode(job: RenditionJob): Promise<EncodedRendition> {
+    await mkdir(job.dir);
+    return encodeRendition(job);
   }
 
   /** A stored rendition's files, written back to `<work>/stored-<name>`; answers that folder. */

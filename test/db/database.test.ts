@@ -46,6 +46,7 @@ const MIGRATIONS = [
   '005-alert-deliveries',
   '006-media',
   '007-video',
+  '008-video-chunks',
 ];
 
 describe('migrations', async () => {

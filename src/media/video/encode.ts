@@ -91,7 +91,6 @@ export function attemptFilter(rung: Rendition, attempt: EncodeAttempt, family: E
 /** The ffmpeg arguments of one attempt, writing into `dir`. */
 export function renditionArgs(job: RenditionJob, attempt: EncodeAttempt, dir: string): string[] {
   const family = presetFamilyOf(attempt.encoder);
-  const segment = job.segmentFormat === 'fmp4' ? 'seg_%05d.m4s' : 'seg_%05d.ts';
   return ffmpegArgs({
     inputs: [{ path: job.source, options: attempt.inputArgs }],
     outputs: [
@@ -103,24 +102,39 @@ export function renditionArgs(job: RenditionJob, attempt: EncodeAttempt, dir: st
         ...(job.hasAudio && job.audioFilter ? { audioFilter: job.audioFilter } : {}),
         options: [
           ...encoderArgs(job.rung, job.preset, family),
-          // RFC 8216 §4.3.3.5: a VOD playlist "MUST NOT change"; ffmpeg writes EXT-X-PLAYLIST-TYPE:VOD
-          // and EXT-X-ENDLIST, and independent_segments says every segment starts with a keyframe
-          // (§4.3.5.1), which the keyframe grid guarantees.
-          '-hls_time',
-          hlsTime(job.rung),
-          '-hls_playlist_type',
-          'vod',
-          '-hls_flags',
-          'independent_segments',
-          '-hls_segment_type',
-          job.segmentFormat,
-          ...(job.segmentFormat === 'fmp4' ? ['-hls_fmp4_init_filename', INIT_SEGMENT] : []),
-          '-hls_segment_filename',
-          join(dir, segment),
+          ...hlsOptions(job.rung, job.segmentFormat, dir),
         ],
       },
     ],
   });
+}
+
+/** The HLS muxer's options for a rendition written into `dir` (a whole encode and a join of chunks alike). */
+export function hlsOptions(rung: Rendition, segmentFormat: SegmentFormat, dir: string): string[] {
+  const segment = segmentFormat === 'fmp4' ? 'seg_%05d.m4s' : 'seg_%05d.ts';
+  return [
+    // RFC 8216 §4.3.3.5: a VOD playlist "MUST NOT change"; ffmpeg writes EXT-X-PLAYLIST-TYPE:VOD and
+    // EXT-X-ENDLIST, and independent_segments says every segment starts with a keyframe (§4.3.5.1),
+    // which the keyframe grid guarantees.
+    '-hls_time',
+    hlsTime(rung),
+    '-hls_playlist_type',
+    'vod',
+    '-hls_flags',
+    'independent_segments',
+    '-hls_segment_type',
+    segmentFormat,
+    ...(segmentFormat === 'fmp4' ? ['-hls_fmp4_init_filename', INIT_SEGMENT] : []),
+    '-hls_segment_filename',
+    join(dir, segment),
+  ];
+}
+
+/** The files of a rendition ffmpeg wrote into `dir`: the playlist, the init segment (fMP4), the segments. */
+export async function renditionFiles(dir: string): Promise<string[]> {
+  const names = await readdir(dir);
+  const segments = names.filter((name) => name.startsWith('seg_')).sort();
+  return [MEDIA_PLAYLIST, ...(names.includes(INIT_SEGMENT) ? [INIT_SEGMENT] : []), ...segments];
 }
 
 /**
@@ -153,8 +167,6 @@ export async function encodeRendition(job: RenditionJob): Promise<EncodedRenditi
       ...(job.onFallback ? { onFallback: job.onFallback } : {}),
     },
   );
-  const names = await readdir(outcome.result);
-  const segments = names.filter((name) => name.startsWith('seg_')).sort();
-  const files = [MEDIA_PLAYLIST, ...(names.includes(INIT_SEGMENT) ? [INIT_SEGMENT] : []), ...segments];
+  const files = await renditionFiles(outcome.result);
   return { dir: outcome.result, files, attempt: outcome.attempt, fallbacks: outcome.fallbacks };
 }

@@ -20,6 +20,12 @@ export function ladderKey(parts: Readonly<Record<string, unknown>>): string {
 const FILE_PATH = /^[A-Za-z0-9][A-Za-z0-9._-]*(?:\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
 const FILE_PATH_MAX = 200;
 
+/**
+ * The folder of a ladder's chunk files (chunks.ts): the source's pieces and each chunk's encodes. They
+ * live only while the ladder encodes; `VideoStore.complete` deletes them.
+ */
+export const CHUNKS_DIR = 'chunks';
+
 /** A rendition's name (e.g. `720p`, `av1-1080p`) or a ladder key: one path step, at most 64 characters. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 

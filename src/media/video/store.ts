@@ -3,7 +3,7 @@ import type { Config } from '../../config/config.ts';
 import type { Database } from '../../db/tables.ts';
 import { assertSha256, type BlobStore } from '../../storage/blob-store.ts';
 import type { Fallback } from './fallback.ts';
-import { checkFilePath, checkRenditionName } from './keys.ts';
+import { CHUNKS_DIR, checkFilePath, checkRenditionName } from './keys.ts';
 import { type LedgerWrites, storeFiles } from './store-files.ts';
 import {
   BATCH,
@@ -93,6 +93,7 @@ export class VideoStore {
         encoder: null,
         fallbacks: null,
         error: null,
+        chunk_plan: null,
         created_at: now,
         updated_at: now,
         completed_at: null,
@@ -178,6 +179,13 @@ export class VideoStore {
           missing,
         );
       }
+      // The chunks a ladder was joined from are done with: their blobs go to the collector.
+      await tx
+        .deleteFrom('video_files')
+        .where('source_sha256', '=', source)
+        .where('ladder', '=', ladder)
+        .where('path', 'like', `${CHUNKS_DIR}/%`)
+        .execute();
       const now = Date.now();
       await tx
         .updateTable('video_ladders')
@@ -188,6 +196,7 @@ export class VideoStore {
           encoder: result.encoder,
           fallbacks: JSON.stringify(result.fallbacks ?? []),
           error: null,
+          chunk_plan: null,
           updated_at: now,
           completed_at: now,
         })
@@ -212,6 +221,39 @@ export class VideoStore {
       .where('state', '=', 'encoding')
       .execute();
     return this.find(source, ladder);
+  }
+
+  /**
+   * The chunk plan of an `encoding` ladder, once one is set (a complete ladder has none). Plans are JSON the store keeps as given: the
+   * chunk module (chunks.ts) reads and writes them.
+   */
+  async chunkPlan(source: string, ladder: string): Promise<unknown> {
+    checkKeys(source, ladder);
+    const row = await this.#db
+      .selectFrom('video_ladders')
+      .select('chunk_plan')
+      .where('source_sha256', '=', source)
+      .where('ladder', '=', ladder)
+      .where('state', '=', 'encoding')
+      .executeTakeFirst();
+    return row?.chunk_plan ? JSON.parse(row.chunk_plan) : undefined;
+  }
+
+  /**
+   * Sets an `encoding` ladder's chunk plan unless it has one: the first plan stays, so that every chunk
+   * job encodes for the same join. Answers the plan the ladder has.
+   */
+  async setChunkPlan(source: string, ladder: string, plan: unknown): Promise<unknown> {
+    checkKeys(source, ladder);
+    await this.#db
+      .updateTable('video_ladders')
+      .set({ chunk_plan: JSON.stringify(plan), updated_at: Date.now() })
+      .where('source_sha256', '=', source)
+      .where('ladder', '=', ladder)
+      .where('state', '=', 'encoding')
+      .where('chunk_plan', 'is', null)
+      .execute();
+    return this.chunkPlan(source, ladder);
   }
 
   async find<R extends RenditionRecord = RenditionRecord>(
