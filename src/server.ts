@@ -168,7 +168,7 @@ export async function createConveyor(
       lookup,
       authenticator: createAuthenticator({ tenancy, verifyJwt }),
       space,
-      // Known once this process has run a video job (its in-process worker proves its encoders then).
+      // Known once this process's worker has proved its encoders (at its start or its first video job).
       encoders: () => (media.video.report ? encoderHealth(media.video.report) : undefined),
       ready: async () => {
         const database = await check('database', () => ping(db));
@@ -245,6 +245,7 @@ export async function createConveyor(
       alerter.start();
       if (config.serveWorkers) {
         worker = jobs.createWorker(app.log.child({ component: 'worker' }));
+        await media.video.detectAtStart(config.workerTypes ?? null, app.log);
         await worker.start();
       }
       return baseUrl();

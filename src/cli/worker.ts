@@ -57,6 +57,7 @@ export async function runWorker(config: Config, flags: WorkerFlags): Promise<voi
   const metrics = config.workerMetricsPort > 0 ? await serveMetrics(engine, media, config, log) : undefined;
   const settled = settleMemory();
   if (settled) log.debug(settled, 'start-up memory returned');
+  await media.video.detectAtStart(types ?? null, log);
   await worker.start();
   log.info(
     {
@@ -106,7 +107,7 @@ async function serveMetrics(
 ): Promise<MetricsListener> {
   const metrics = new Metrics({ hostLabels: config.metricsHostLabels });
   engine.context.events.on('job', (event: JobEvent) => metrics.observeJob(event));
-  // The video encoders this worker proves at its first video job, and the fallbacks its encodes take.
+  // The video encoders this worker proves (at start, or at its first video job), and its encode fallbacks.
   media.video.observe({
     detected: (report) => metrics.observeEncoders(encoderAvailability(report)),
     fellBack: (fallback) => metrics.countEncodeFallback(fallback),

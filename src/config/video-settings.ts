@@ -381,6 +381,11 @@ const accelerationSettings = {
     values: ['auto', 'off', 'nvenc', 'qsv', 'vaapi', 'videotoolbox'],
     doc: 'Hardware encoders: `auto` uses the best one a trial encode proves at worker start (nvenc, qsv, vaapi, videotoolbox, then the CPU); `off` encodes on the CPU only and tries no hardware; a family name ranks that family first and fails the worker start when it proves none of its encoders.',
   },
+  videoDetectEncodersAtStart: {
+    type: 'bool',
+    default: true,
+    doc: 'A process that runs video jobs proves its encoders when its worker starts, so that `/api/v1/health` and the metrics show them before the first video job; in the background under `auto` and `off`, before the worker starts under a forced family (which then fails the start). false leaves detection to the first video job.',
+  },
   videoVaapiDevice: {
     type: 'optional',
     doc: 'DRM render node VAAPI encodes on, e.g. /dev/dri/renderD129; default the first renderD* under /dev/dri.',

@@ -47,7 +47,7 @@ import { jobResult, measureRendition, type RenditionResult } from './video/measu
 import { choosePreset } from './video/presets.ts';
 import { probeVideo, type VideoInfo as VideoProbe } from './video/probe.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
-import { type ChunkedLadder, VideoChunks } from './video-chunks.ts';
+import { CHUNK_JOB, type ChunkedLadder, VideoChunks } from './video-chunks.ts';
 
 /** The job type that probes a video and encodes its HLS ladder. */
 export const VIDEO_JOB = 'video.ladder';
@@ -180,7 +180,29 @@ export class VideoProcessor {
     this.#observer = observer;
   }
 
-  /** This worker's encoders, proved once per process (hwaccel.ts), at its first video job. */
+  /**
+   * Proves this process's encoders as its worker starts (CONVEYOR_VIDEO_DETECT_ENCODERS_AT_START), when
+   * the worker runs video jobs (`types` null: every type). Under `auto` or `off` it runs in the
+   * background and start-up does not wait; a failure is logged and the first video job tries again.
+   * Under a forced family it is awaited, and a family that proves none of its encoders fails the start
+   * (ForcedEncoderError): a worker told to use a GPU it cannot open is misconfigured.
+   */
+  async detectAtStart(types: readonly string[] | null, log: { warn(obj: object, msg: string): void }) {
+    const config = this.#config;
+    if (!config.videoDetectEncodersAtStart) return;
+    if (types && !types.includes(VIDEO_JOB) && !types.includes(CHUNK_JOB)) return;
+    const detection = this.encoders();
+    if (config.videoHwaccel !== 'auto' && config.videoHwaccel !== 'off') {
+      await detection;
+      return;
+    }
+    detection.catch((error) => {
+      this.#encoders = undefined;
+      log.warn({ err: error }, 'encoder detection failed; the first video job tries again');
+    });
+  }
+
+  /** This worker's encoders, proved once per process (hwaccel.ts): at start, or at its first video job. */
   encoders(): Promise<EncoderReport> {
     this.#encoders ??= detectEncoders(
       detectOptionsFrom(this.#config, this.#config.ffmpegPath, this.#config.videoCodecs),

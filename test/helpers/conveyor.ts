@@ -125,6 +125,9 @@ async function start(
     rateLimitPerAddress: 0,
     // Suites that test jobs turn the in-process worker on; the others need no polling in the background.
     serveWorkers: false,
+    // Each server's data folder is new, so its detection would run trial encodes every time: suites
+    // that look at encoders turn it on, and the others detect at their first video job, if any.
+    videoDetectEncodersAtStart: false,
   };
   if (backend.database === 'postgres') {
     const schema = await postgresSchema();
