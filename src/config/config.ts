@@ -107,6 +107,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
   if (db !== undefined && !/^postgres(ql)?:\/\//.test(db) && !db.startsWith('sqlite:')) {
     problems.push('CONVEYOR_DATABASE_URL: expected postgres://… or sqlite:<path>');
   }
+  // HLS players read H.264 from MPEG-TS segments; AV1 and VP9 have no mapping there that they read, and
+  // need fMP4 (CMAF) segments.
+  const codecs = (out['videoCodecs'] as readonly string[] | undefined) ?? [];
+  if (out['videoSegmentFormat'] === 'mpegts' && codecs.some((c) => c !== 'h264')) {
+    problems.push(
+      `CONVEYOR_VIDEO_SEGMENT_FORMAT: mpegts carries only h264, not ${codecs.filter((c) => c !== 'h264').join(', ')} (CONVEYOR_VIDEO_CODECS)`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const config = Object.freeze(out) as Config;
   givenText.set(config, texts);
