@@ -26,7 +26,7 @@ import { asJobError } from './video/errors.ts';
 import type { EncodeAttempt } from './video/fallback.ts';
 import type { EncoderReport } from './video/hwaccel.ts';
 import type { Fraction } from './video/ladder.ts';
-import { type FfmpegRunOptions, runFfmpeg } from './video/run.ts';
+import { type FfmpegRunOptions, progressMessage, runFfmpeg } from './video/run.ts';
 import type { VideoStore } from './video/store.ts';
 
 /** The job type that encodes one chunk of a long video, every rendition of it. */
@@ -316,6 +316,7 @@ export class VideoChunks {
               context.progress({
                 stage: `encoding ${rendition.name}`,
                 percent: share(Math.min(1, p.outTimeUs / 1e6 / spanSeconds)),
+                message: progressMessage(p),
               });
             },
           },

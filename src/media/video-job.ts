@@ -46,6 +46,7 @@ import { measureLoudness } from './video/loudness.ts';
 import { jobResult, measureRendition, type RenditionResult } from './video/measure.ts';
 import { choosePreset } from './video/presets.ts';
 import { probeVideo, type VideoInfo as VideoProbe } from './video/probe.ts';
+import { progressMessage } from './video/run.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
 import { CHUNK_JOB, type ChunkedLadder, VideoChunks } from './video-chunks.ts';
 
@@ -367,7 +368,7 @@ export class VideoProcessor {
               context.progress({
                 stage: `encoding ${name}`,
                 percent: share(fraction * encodeShare),
-                message: progress.speed === null ? undefined : `${progress.speed}x`,
+                message: progressMessage(progress),
               }),
             onFallback: (fallback) => {
               fallbacks.push(fallback);

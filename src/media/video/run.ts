@@ -82,6 +82,15 @@ export interface FfprobeRunOptions extends CommonOptions {
   maxOutputBytes?: number;
 }
 
+/** An encode's pace for the job's progress message: `87 fps, 2.9x`, either part when ffmpeg reported it. */
+export function progressMessage(progress: Pick<FfmpegProgress, 'fps' | 'speed'>): string | undefined {
+  const parts = [
+    ...(progress.fps === null ? [] : [`${Math.round(progress.fps)} fps`]),
+    ...(progress.speed === null ? [] : [`${progress.speed}x`]),
+  ];
+  return parts.length > 0 ? parts.join(', ') : undefined;
+}
+
 /**
  * Runs ffmpeg with `args` (from ffmpegArgs, which adds `-progress pipe:1`); resolves on exit status 0.
  * Rejects with a VideoError for a missing binary, a failed or killed process or the time limit, and

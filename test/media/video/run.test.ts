@@ -7,6 +7,7 @@ import { ffmpegArgs, safePath } from '../../../src/media/video/ffmpeg-args.ts';
 import {
   type FfmpegProgress,
   ProgressParser,
+  progressMessage,
   runFfmpeg,
   runFfprobe,
   STDERR_TAIL_BYTES,
@@ -67,6 +68,14 @@ describe('ProgressParser', () => {
     parser.push('out_time_us=-23220\nprogress=continue\n');
     assert.equal(seen[0]?.outTimeUs, 62_500_000);
     assert.equal(seen[1]?.outTimeUs, 0);
+  });
+});
+
+describe('progressMessage', () => {
+  it('says the frames per second and the speed that ffmpeg reported', () => {
+    assert.equal(progressMessage({ fps: 87.4, speed: 2.9 }), '87 fps, 2.9x');
+    assert.equal(progressMessage({ fps: null, speed: 0.5 }), '0.5x');
+    assert.equal(progressMessage({ fps: null, speed: null }), undefined);
   });
 });
 
