@@ -24,10 +24,10 @@
  * Detection runs once per process (memo) and, with a cache file, once per change of the ffmpeg binary,
  * the render nodes or the settings (hwaccel-cache.ts).
  */
-import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheKey, readCache, writeCache } from './hwaccel-cache.ts';
+import { runTool, type ToolEnd } from './tool.ts';
 
 export const HARDWARE_FAMILIES = ['nvenc', 'qsv', 'vaapi', 'videotoolbox'] as const;
 export type HardwareFamily = (typeof HARDWARE_FAMILIES)[number];
@@ -132,9 +132,9 @@ export class ForcedEncoderError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 /**
- * Most bytes kept of one ffmpeg run's stdout or stderr. `-encoders` prints about 30 KiB; a trial's
- * stderr is a few lines (SVT-AV1 and x265 add their banners). A run past it is killed and counts as
- * failed: not a limit an operator tunes, only a guard against a wrapper that floods.
+ * Most bytes kept of one ffmpeg run's stdout (of stderr, runTool keeps the end). `-encoders` prints about
+ * 30 KiB. A run past it is killed and counts as failed: not a limit an operator tunes, only a guard
+ * against a wrapper that floods.
  */
 const OUTPUT_MAX_BYTES = 1024 * 1024;
 /** Longest reason kept from a trial's stderr. */
@@ -145,25 +145,24 @@ export const TRIAL_SOURCE = 'testsrc2=size=256x144:rate=25';
 
 type RunResult = { ok: true; stdout: string } | { ok: false; reason: string };
 
-/** Runs ffmpeg with an argument array (no shell), bounded in time and output. */
-function runFfmpeg(ffmpegPath: string, args: readonly string[], timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(
-      ffmpegPath,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: OUTPUT_MAX_BYTES, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (!error) return resolve({ ok: true, stdout });
-        const { code, killed } = error as NodeJS.ErrnoException & { killed?: boolean };
-        if (code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
-          return resolve({ ok: false, reason: `more than ${OUTPUT_MAX_BYTES} bytes of output` });
-        }
-        if (killed) return resolve({ ok: false, reason: `no answer within ${timeoutMs} ms` });
-        if (typeof code === 'string') return resolve({ ok: false, reason: `${code}: ${error.message}` });
-        resolve({ ok: false, reason: stderrTail(stderr) || `exit code ${error.code ?? 'unknown'}` });
-      },
-    );
-  });
+/** Runs ffmpeg through runTool, bounded in time and output; a failure answers its reason. */
+async function runFfmpeg(ffmpegPath: string, args: readonly string[], timeoutMs: number): Promise<RunResult> {
+  let end: ToolEnd;
+  try {
+    end = await runTool(ffmpegPath, args, {
+      stopping: { how: 'kill' },
+      timeLimitMs: timeoutMs,
+      collectStdout: OUTPUT_MAX_BYTES,
+    });
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    return { ok: false, reason: `${code}: ${message}` };
+  }
+  if (end.stopped?.by === 'output')
+    return { ok: false, reason: `more than ${OUTPUT_MAX_BYTES} bytes of output` };
+  if (end.stopped !== undefined) return { ok: false, reason: `no answer within ${timeoutMs} ms` };
+  if (end.exitCode === 0 && end.signal === null) return { ok: true, stdout: end.stdout };
+  return { ok: false, reason: stderrTail(end.stderrTail) || `exit code ${end.exitCode ?? end.signal}` };
 }
 
 /**
