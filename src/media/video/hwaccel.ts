@@ -31,7 +31,11 @@ import { runTool, type ToolEnd } from './tool.ts';
 
 export const HARDWARE_FAMILIES = ['nvenc', 'qsv', 'vaapi', 'videotoolbox'] as const;
 export type HardwareFamily = (typeof HARDWARE_FAMILIES)[number];
-export type EncoderFamily = HardwareFamily | 'cpu';
+/**
+ * An acceleration family: the hardware (or the CPU) an encoder runs on, the unit detection proves and
+ * ranks. The presets group the same encoders by rate control instead (presets.ts, PresetFamily).
+ */
+export type AccelFamily = HardwareFamily | 'cpu';
 /** `videoHwaccel`: `auto`, `off` (CPU only) or one family forced first. */
 export type HwaccelMode = 'auto' | 'off' | HardwareFamily;
 
@@ -39,9 +43,9 @@ export const VIDEO_CODECS = ['h264', 'hevc', 'av1', 'vp9'] as const;
 export type VideoCodec = (typeof VIDEO_CODECS)[number];
 
 /** Best first (see the file comment for why). */
-const RANKING: readonly EncoderFamily[] = ['nvenc', 'qsv', 'vaapi', 'videotoolbox', 'cpu'];
+const RANKING: readonly AccelFamily[] = ['nvenc', 'qsv', 'vaapi', 'videotoolbox', 'cpu'];
 
-interface FamilyInfo {
+interface AccelFamilyInfo {
   /** The `-hwaccel` method that decodes into this family's frames, as `-hwaccels` lists it. */
   hwaccel: string | null;
   /** The one platform the family exists on, when it is tied to one. */
@@ -49,7 +53,7 @@ interface FamilyInfo {
   encoders: Partial<Record<VideoCodec, string>>;
 }
 
-export const FAMILIES: Readonly<Record<EncoderFamily, FamilyInfo>> = {
+export const ACCEL_FAMILIES: Readonly<Record<AccelFamily, AccelFamilyInfo>> = {
   nvenc: { hwaccel: 'cuda', encoders: { h264: 'h264_nvenc', hevc: 'hevc_nvenc', av1: 'av1_nvenc' } },
   qsv: {
     hwaccel: 'qsv',
@@ -69,7 +73,7 @@ export const FAMILIES: Readonly<Record<EncoderFamily, FamilyInfo>> = {
 
 export interface EncoderCandidate {
   encoder: string;
-  family: EncoderFamily;
+  family: AccelFamily;
   codec: VideoCodec;
 }
 
@@ -212,7 +216,7 @@ export function candidatesFor(
 ): EncoderCandidate[] {
   const candidates: EncoderCandidate[] = [];
   for (const family of rankFamilies(mode)) {
-    const info = FAMILIES[family];
+    const info = ACCEL_FAMILIES[family];
     if (info.platform !== undefined && info.platform !== platform) continue;
     for (const codec of VIDEO_CODECS.filter((c) => codecs.includes(c))) {
       const encoder = info.encoders[codec];
@@ -223,7 +227,7 @@ export function candidatesFor(
 }
 
 /** Families in the order a mode ranks them: `off` is the CPU alone, a forced family goes first. */
-export function rankFamilies(mode: HwaccelMode): EncoderFamily[] {
+export function rankFamilies(mode: HwaccelMode): AccelFamily[] {
   if (mode === 'off') return ['cpu'];
   if (mode === 'auto') return [...RANKING];
   return [mode, ...RANKING.filter((family) => family !== mode)];
@@ -235,7 +239,7 @@ export function rankFamilies(mode: HwaccelMode): EncoderFamily[] {
  * display name)", which also becomes the device `hwupload` uploads to. NVENC, QSV and VideoToolbox open
  * their own session when the encoder starts.
  */
-export function deviceArgs(family: EncoderFamily, vaapiDevice: string | null): string[] {
+export function deviceArgs(family: AccelFamily, vaapiDevice: string | null): string[] {
   return family === 'vaapi' && vaapiDevice !== null ? ['-vaapi_device', vaapiDevice] : [];
 }
 
@@ -245,7 +249,7 @@ export function deviceArgs(family: EncoderFamily, vaapiDevice: string | null): s
  * hwupload filter to upload them to the GPU." NV12 is the surface format every VAAPI driver encodes
  * 8-bit video from. The other families accept frames in system memory.
  */
-export function uploadFilters(family: EncoderFamily): string[] {
+export function uploadFilters(family: AccelFamily): string[] {
   return family === 'vaapi' ? ['format=nv12', 'hwupload'] : [];
 }
 
