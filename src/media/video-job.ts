@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -47,6 +47,7 @@ import { jobResult, measureRendition, type RenditionResult } from './video/measu
 import { choosePreset } from './video/presets.ts';
 import { probeVideo } from './video/probe.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
+import { makeWorkDir, sweepWorkDirs } from './video/work-dirs.ts';
 
 /** The job type that probes a video and encodes its HLS ladder. */
 export const VIDEO_JOB = 'video.ladder';
@@ -109,6 +110,7 @@ export class VideoProcessor {
   #report: EncoderReport | undefined;
   #observer: VideoObserver | undefined;
   #vmaf: Promise<boolean> | undefined;
+  #swept: Promise<unknown> | undefined;
 
   constructor(deps: {
     config: Config;
@@ -181,7 +183,11 @@ export class VideoProcessor {
   }
 
   async #process(payload: VideoPayload, context: JobContext) {
-    const work = await mkdtemp(join(this.#config.videoWorkDir ?? tmpdir(), 'conveyor-video-'));
+    const parent = this.#config.videoWorkDir ?? tmpdir();
+    // Folders of workers killed mid-job, swept once, before this processor's first job (work-dirs.ts).
+    this.#swept ??= sweepWorkDirs(parent);
+    await this.#swept;
+    const work = await makeWorkDir(parent);
     try {
       return await this.#ladder(payload, context, work);
     } catch (error) {
