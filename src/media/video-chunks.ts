@@ -1,6 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config/config.ts';
@@ -77,6 +76,7 @@ export class VideoChunks {
   readonly #blobs: BlobStore;
   readonly #store: VideoStore;
   readonly #encoders: () => Promise<EncoderReport>;
+  readonly #workDir: () => Promise<string>;
 
   constructor(deps: {
     config: Config;
@@ -84,12 +84,15 @@ export class VideoChunks {
     blobs: BlobStore;
     store: VideoStore;
     encoders: () => Promise<EncoderReport>;
+    /** A fresh working folder for an attempt (VideoProcessor.workDir: named for this process, swept when it dies). */
+    workDir: () => Promise<string>;
   }) {
     this.#config = deps.config;
     this.#jobs = deps.jobs;
     this.#blobs = deps.blobs;
     this.#store = deps.store;
     this.#encoders = deps.encoders;
+    this.#workDir = deps.workDir;
   }
 
   register(registry: JobRegistry): void {
@@ -286,7 +289,7 @@ export class VideoChunks {
       signal,
     };
     const report = await this.#encoders();
-    const work = await mkdtemp(join(this.#config.videoWorkDir ?? tmpdir(), 'conveyor-chunk-'));
+    const work = await this.#workDir();
     try {
       const piece = await this.#store.file(payload.sha256, payload.ladder, piecePath(span.index));
       if (!piece)

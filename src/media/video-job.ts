@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -48,6 +48,7 @@ import { choosePreset } from './video/presets.ts';
 import { probeVideo, type VideoInfo as VideoProbe } from './video/probe.ts';
 import { progressMessage } from './video/run.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
+import { makeWorkDir, sweepWorkDirs } from './video/work-dirs.ts';
 import { CHUNK_JOB, type ChunkedLadder, VideoChunks } from './video-chunks.ts';
 
 /** The job type that probes a video and encodes its HLS ladder. */
@@ -106,8 +107,11 @@ export interface VideoObserver {
  * finished rendition is stored at once, whole, with its measurements; a killed attempt's successor
  * starts after the stored ones, and makes only the extra files not stored yet. The MP4 fallback is
  * remuxed from one stored rendition; the master playlist is written last, from the measurements, and
- * the ladder becomes `complete` only then, so a complete ladder always has all of its files. Results are keyed by the content's SHA-256 and the ladder's
- * settings, so identical content is encoded once whoever uploads it.
+ * the ladder becomes `complete` only then, so a complete ladder always has all of its files. Results
+ * are keyed by the content's SHA-256 and the ladder's settings, so identical content is encoded once
+ * whoever uploads it. A source longer than CONVEYOR_VIDEO_CHUNK_MIN_SECONDS has its renditions made of
+ * chunks that `video.chunk` jobs encode in any worker (video-chunks.ts): the job waits for them off its
+ * slot, then joins each rendition and goes on as above.
  */
 export class VideoProcessor {
   readonly #config: Config;
@@ -120,6 +124,7 @@ export class VideoProcessor {
   #observer: VideoObserver | undefined;
   #vmaf: Promise<boolean> | undefined;
   readonly #chunks: VideoChunks;
+  #swept: Promise<unknown> | undefined;
 
   constructor(deps: {
     config: Config;
@@ -133,7 +138,11 @@ export class VideoProcessor {
     this.#blobs = deps.blobs;
     this.#jobs = deps.jobs;
     this.store = deps.store;
-    this.#chunks = new VideoChunks({ ...deps, encoders: () => this.encoders() });
+    this.#chunks = new VideoChunks({
+      ...deps,
+      encoders: () => this.encoders(),
+      workDir: () => this.workDir(),
+    });
   }
 
   register(registry: JobRegistry): void {
@@ -215,8 +224,19 @@ export class VideoProcessor {
     return this.#encoders;
   }
 
+  /**
+   * A fresh working folder for one attempt of a ladder or chunk job. Before the first, the folders of
+   * this host's workers killed mid-job are swept, once per processor (work-dirs.ts).
+   */
+  async workDir(): Promise<string> {
+    const parent = this.#config.videoWorkDir ?? tmpdir();
+    this.#swept ??= sweepWorkDirs(parent);
+    await this.#swept;
+    return makeWorkDir(parent);
+  }
+
   async #process(payload: VideoPayload, context: JobContext) {
-    const work = await mkdtemp(join(this.#config.videoWorkDir ?? tmpdir(), 'conveyor-video-'));
+    const work = await this.workDir();
     try {
       return await this.#ladder(payload, context, work);
     } catch (error) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -167,5 +167,7 @@ describe('a video job resumes after its worker is killed', () => {
     assert.deepEqual([count(firstName), count(secondName), count('h264-180p')], [1, 2, 1]);
     const ladder = await server.conveyor.media.video.store.find(asset.sha256, job.result.ladder);
     assert.equal(ladder?.state, 'complete');
+    // The killed worker's working folder went in the second worker's sweep, the second's own at its end.
+    assert.deepEqual(await readdir(work), []);
   });
 });

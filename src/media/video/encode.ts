@@ -19,7 +19,7 @@ import type { EncodeAttempt, Fallback } from './fallback.ts';
 import { encodeWithFallback } from './fallback.ts';
 import { ffmpegArgs } from './ffmpeg-args.ts';
 import { frameRateText, hlsTime, type Rendition } from './ladder.ts';
-import { type EncoderFamily, encoderArgs, FAMILIES, rungFilter } from './presets.ts';
+import { encoderArgs, PRESET_ENCODERS, type PresetFamily, rungFilter } from './presets.ts';
 import { type FfmpegProgress, type FfmpegRunOptions, runFfmpeg } from './run.ts';
 
 /** The media playlist of a rendition, in its folder. */
@@ -65,10 +65,10 @@ export interface EncodedRendition {
  * The presets' name for an encoder: the family whose encoder it is (`libx264` → `x264`, `h264_nvenc` →
  * `nvenc`). The detection and the presets name the same encoders from two sides; this is where they meet.
  */
-export function presetFamilyOf(encoder: string): EncoderFamily {
-  for (const [family, info] of Object.entries(FAMILIES) as [
-    EncoderFamily,
-    (typeof FAMILIES)[EncoderFamily],
+export function presetFamilyOf(encoder: string): PresetFamily {
+  for (const [family, info] of Object.entries(PRESET_ENCODERS) as [
+    PresetFamily,
+    (typeof PRESET_ENCODERS)[PresetFamily],
   ][]) {
     if (info.encoder === encoder) return family;
   }
@@ -81,7 +81,7 @@ export function presetFamilyOf(encoder: string): EncoderFamily {
  * can only be scaled there (`scale_cuda`, `scale_vaapi`: the attempt's scale filter), and the encoder
  * takes them as they are.
  */
-export function attemptFilter(rung: Rendition, attempt: EncodeAttempt, family: EncoderFamily): string {
+export function attemptFilter(rung: Rendition, attempt: EncodeAttempt, family: PresetFamily): string {
   if (attempt.step !== 'hw_decode') return rungFilter(rung, family);
   return [`fps=${frameRateText(rung.frameRate)}`, `${attempt.scaleFilter}=${rung.width}:${rung.height}`].join(
     ',',

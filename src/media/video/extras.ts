@@ -7,7 +7,6 @@
  * one ffmpeg run (or none) over files on the job's disk; the job (video-job.ts) decides when to run
  * them and stores what they make.
  */
-import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LadderCodec, LoudnormTarget } from '../../config/video-settings.ts';
@@ -23,11 +22,14 @@ import {
 import { frameRateText, type Rendition } from './ladder.ts';
 import type { Loudness } from './loudness.ts';
 import { type FfmpegRunOptions, runFfmpeg } from './run.ts';
+import { runTool } from './tool.ts';
 
 export const POSTER = 'poster.jpg';
 export const SPRITE = 'sprite.jpg';
 export const SPRITE_VTT = 'sprite.vtt';
 export const FALLBACK_MP4 = 'fallback.mp4';
+/** `ffmpeg -filters` prints about 30 KiB; more is a wrapper that floods, not a filter list. */
+const FILTER_LIST_MAX_BYTES = 1024 * 1024;
 
 /**
  * The JPEG quantiser scale of the poster and the sprite (`-q:v`, 2 best to 31 worst). ffmpeg's MJPEG
@@ -155,15 +157,14 @@ export interface Quality {
 }
 
 /** Whether the ffmpeg at `ffmpegPath` has the libvmaf filter (`ffmpeg -filters` lists it). */
-export function hasLibvmaf(ffmpegPath: string, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile(
-      ffmpegPath,
-      ['-hide_banner', '-nostdin', '-filters'],
-      { timeout: timeoutMs, maxBuffer: 1024 * 1024 },
-      (error, stdout) => resolve(!error && /^\s*\S+\s+libvmaf\s/m.test(stdout)),
-    );
-  });
+export async function hasLibvmaf(ffmpegPath: string, timeoutMs: number): Promise<boolean> {
+  const end = await runTool(ffmpegPath, ['-hide_banner', '-nostdin', '-filters'], {
+    stopping: { how: 'kill' },
+    timeLimitMs: timeoutMs,
+    collectStdout: FILTER_LIST_MAX_BYTES,
+  }).catch(() => undefined);
+  const ok = end !== undefined && end.stopped === undefined && end.exitCode === 0 && end.signal === null;
+  return ok && /^\s*\S+\s+libvmaf\s/m.test(end.stdout);
 }
 
 /**

@@ -22,11 +22,11 @@
  */
 import { PermanentJobError } from '../../jobs/types.ts';
 import {
+  ACCEL_FAMILIES,
+  type AccelFamily,
   deviceArgs,
   type EncoderCandidate,
-  type EncoderFamily,
   type EncoderReport,
-  FAMILIES,
   stderrTail,
   uploadFilters,
   type VideoCodec,
@@ -39,7 +39,7 @@ export interface EncodeAttempt {
   /** Names it in fallbacks and metric labels: `h264_nvenc:hw_decode`, `h264_nvenc:sw_decode`, `libx264`. */
   name: string;
   step: AttemptStep;
-  family: EncoderFamily;
+  family: AccelFamily;
   codec: VideoCodec;
   encoder: string;
   /** Options before `-i`: the hardware device and decoder. */
@@ -60,7 +60,7 @@ export interface EncodeAttempt {
  * filters must be used", and a ladder scales.
  */
 function hardwareDecode(
-  family: EncoderFamily,
+  family: AccelFamily,
   vaapiDevice: string | null,
 ): { inputArgs: string[]; scaleFilter: string } | null {
   switch (family) {
@@ -108,7 +108,7 @@ export function fallbackChain(chosen: EncoderCandidate, report: EncoderReport): 
   const attempts: EncodeAttempt[] = [];
   if (chosen.family !== 'cpu') {
     const device = deviceArgs(chosen.family, report.vaapiDevice);
-    const method = FAMILIES[chosen.family].hwaccel;
+    const method = ACCEL_FAMILIES[chosen.family].hwaccel;
     const decode = hardwareDecode(chosen.family, report.vaapiDevice);
     if (decode && method !== null && report.hwaccels.includes(method)) {
       attempts.push({

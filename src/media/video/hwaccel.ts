@@ -24,14 +24,18 @@
  * Detection runs once per process (memo) and, with a cache file, once per change of the ffmpeg binary,
  * the render nodes or the settings (hwaccel-cache.ts).
  */
-import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheKey, readCache, writeCache } from './hwaccel-cache.ts';
+import { runTool, type ToolEnd } from './tool.ts';
 
 export const HARDWARE_FAMILIES = ['nvenc', 'qsv', 'vaapi', 'videotoolbox'] as const;
 export type HardwareFamily = (typeof HARDWARE_FAMILIES)[number];
-export type EncoderFamily = HardwareFamily | 'cpu';
+/**
+ * An acceleration family: the hardware (or the CPU) an encoder runs on, the unit detection proves and
+ * ranks. The presets group the same encoders by rate control instead (presets.ts, PresetFamily).
+ */
+export type AccelFamily = HardwareFamily | 'cpu';
 /** `videoHwaccel`: `auto`, `off` (CPU only) or one family forced first. */
 export type HwaccelMode = 'auto' | 'off' | HardwareFamily;
 
@@ -39,9 +43,9 @@ export const VIDEO_CODECS = ['h264', 'hevc', 'av1', 'vp9'] as const;
 export type VideoCodec = (typeof VIDEO_CODECS)[number];
 
 /** Best first (see the file comment for why). */
-const RANKING: readonly EncoderFamily[] = ['nvenc', 'qsv', 'vaapi', 'videotoolbox', 'cpu'];
+const RANKING: readonly AccelFamily[] = ['nvenc', 'qsv', 'vaapi', 'videotoolbox', 'cpu'];
 
-interface FamilyInfo {
+interface AccelFamilyInfo {
   /** The `-hwaccel` method that decodes into this family's frames, as `-hwaccels` lists it. */
   hwaccel: string | null;
   /** The one platform the family exists on, when it is tied to one. */
@@ -49,7 +53,7 @@ interface FamilyInfo {
   encoders: Partial<Record<VideoCodec, string>>;
 }
 
-export const FAMILIES: Readonly<Record<EncoderFamily, FamilyInfo>> = {
+export const ACCEL_FAMILIES: Readonly<Record<AccelFamily, AccelFamilyInfo>> = {
   nvenc: { hwaccel: 'cuda', encoders: { h264: 'h264_nvenc', hevc: 'hevc_nvenc', av1: 'av1_nvenc' } },
   qsv: {
     hwaccel: 'qsv',
@@ -69,7 +73,7 @@ export const FAMILIES: Readonly<Record<EncoderFamily, FamilyInfo>> = {
 
 export interface EncoderCandidate {
   encoder: string;
-  family: EncoderFamily;
+  family: AccelFamily;
   codec: VideoCodec;
 }
 
@@ -132,9 +136,9 @@ export class ForcedEncoderError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 /**
- * Most bytes kept of one ffmpeg run's stdout or stderr. `-encoders` prints about 30 KiB; a trial's
- * stderr is a few lines (SVT-AV1 and x265 add their banners). A run past it is killed and counts as
- * failed: not a limit an operator tunes, only a guard against a wrapper that floods.
+ * Most bytes kept of one ffmpeg run's stdout (of stderr, runTool keeps the end). `-encoders` prints about
+ * 30 KiB. A run past it is killed and counts as failed: not a limit an operator tunes, only a guard
+ * against a wrapper that floods.
  */
 const OUTPUT_MAX_BYTES = 1024 * 1024;
 /** Longest reason kept from a trial's stderr. */
@@ -145,25 +149,24 @@ export const TRIAL_SOURCE = 'testsrc2=size=256x144:rate=25';
 
 type RunResult = { ok: true; stdout: string } | { ok: false; reason: string };
 
-/** Runs ffmpeg with an argument array (no shell), bounded in time and output. */
-function runFfmpeg(ffmpegPath: string, args: readonly string[], timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(
-      ffmpegPath,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: OUTPUT_MAX_BYTES, encoding: 'utf8' },
-      (error, stdout, stderr) => {
-        if (!error) return resolve({ ok: true, stdout });
-        const { code, killed } = error as NodeJS.ErrnoException & { killed?: boolean };
-        if (code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
-          return resolve({ ok: false, reason: `more than ${OUTPUT_MAX_BYTES} bytes of output` });
-        }
-        if (killed) return resolve({ ok: false, reason: `no answer within ${timeoutMs} ms` });
-        if (typeof code === 'string') return resolve({ ok: false, reason: `${code}: ${error.message}` });
-        resolve({ ok: false, reason: stderrTail(stderr) || `exit code ${error.code ?? 'unknown'}` });
-      },
-    );
-  });
+/** Runs ffmpeg through runTool, bounded in time and output; a failure answers its reason. */
+async function runFfmpeg(ffmpegPath: string, args: readonly string[], timeoutMs: number): Promise<RunResult> {
+  let end: ToolEnd;
+  try {
+    end = await runTool(ffmpegPath, args, {
+      stopping: { how: 'kill' },
+      timeLimitMs: timeoutMs,
+      collectStdout: OUTPUT_MAX_BYTES,
+    });
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    return { ok: false, reason: `${code}: ${message}` };
+  }
+  if (end.stopped?.by === 'output')
+    return { ok: false, reason: `more than ${OUTPUT_MAX_BYTES} bytes of output` };
+  if (end.stopped !== undefined) return { ok: false, reason: `no answer within ${timeoutMs} ms` };
+  if (end.exitCode === 0 && end.signal === null) return { ok: true, stdout: end.stdout };
+  return { ok: false, reason: stderrTail(end.stderrTail) || `exit code ${end.exitCode ?? end.signal}` };
 }
 
 /**
@@ -213,7 +216,7 @@ export function candidatesFor(
 ): EncoderCandidate[] {
   const candidates: EncoderCandidate[] = [];
   for (const family of rankFamilies(mode)) {
-    const info = FAMILIES[family];
+    const info = ACCEL_FAMILIES[family];
     if (info.platform !== undefined && info.platform !== platform) continue;
     for (const codec of VIDEO_CODECS.filter((c) => codecs.includes(c))) {
       const encoder = info.encoders[codec];
@@ -224,7 +227,7 @@ export function candidatesFor(
 }
 
 /** Families in the order a mode ranks them: `off` is the CPU alone, a forced family goes first. */
-export function rankFamilies(mode: HwaccelMode): EncoderFamily[] {
+export function rankFamilies(mode: HwaccelMode): AccelFamily[] {
   if (mode === 'off') return ['cpu'];
   if (mode === 'auto') return [...RANKING];
   return [mode, ...RANKING.filter((family) => family !== mode)];
@@ -236,7 +239,7 @@ export function rankFamilies(mode: HwaccelMode): EncoderFamily[] {
  * display name)", which also becomes the device `hwupload` uploads to. NVENC, QSV and VideoToolbox open
  * their own session when the encoder starts.
  */
-export function deviceArgs(family: EncoderFamily, vaapiDevice: string | null): string[] {
+export function deviceArgs(family: AccelFamily, vaapiDevice: string | null): string[] {
   return family === 'vaapi' && vaapiDevice !== null ? ['-vaapi_device', vaapiDevice] : [];
 }
 
@@ -246,7 +249,7 @@ export function deviceArgs(family: EncoderFamily, vaapiDevice: string | null): s
  * hwupload filter to upload them to the GPU." NV12 is the surface format every VAAPI driver encodes
  * 8-bit video from. The other families accept frames in system memory.
  */
-export function uploadFilters(family: EncoderFamily): string[] {
+export function uploadFilters(family: AccelFamily): string[] {
   return family === 'vaapi' ? ['format=nv12', 'hwupload'] : [];
 }
 

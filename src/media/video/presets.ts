@@ -15,11 +15,16 @@ import { frameRateText, type Rendition } from './ladder.ts';
  * exercised by real encodes in the tests, the hardware ones only as argument lists.
  */
 
-export const ENCODER_FAMILIES = ['x264', 'nvenc', 'qsv', 'vaapi', 'svt-av1', 'libvpx-vp9'] as const;
-export type EncoderFamily = (typeof ENCODER_FAMILIES)[number];
+/**
+ * The families a preset table is written for: one per encoder whose options (speed, quality target,
+ * rate control) the presets set. Acceleration families (hwaccel.ts, AccelFamily) group encoders by the
+ * hardware they run on; encode.ts's presetFamilyOf turns a proven encoder into its preset family.
+ */
+export const PRESET_FAMILIES = ['x264', 'nvenc', 'qsv', 'vaapi', 'svt-av1', 'libvpx-vp9'] as const;
+export type PresetFamily = (typeof PRESET_FAMILIES)[number];
 
-/** What each family encodes, and the ffmpeg encoder that does it. */
-export const FAMILIES: Readonly<Record<EncoderFamily, { codec: LadderCodec; encoder: string }>> = {
+/** What each preset family encodes, and the ffmpeg encoder that does it. */
+export const PRESET_ENCODERS: Readonly<Record<PresetFamily, { codec: LadderCodec; encoder: string }>> = {
   x264: { codec: 'h264', encoder: 'libx264' },
   nvenc: { codec: 'h264', encoder: 'h264_nvenc' },
   qsv: { codec: 'h264', encoder: 'h264_qsv' },
@@ -31,7 +36,7 @@ export const FAMILIES: Readonly<Record<EncoderFamily, { codec: LadderCodec; enco
 /** SVT-AV1's smallest picture side. */
 export const SVT_MIN_SIDE = 64;
 
-/** One preset on one encoder family. */
+/** One preset on one preset family. */
 export interface FamilyPreset {
   /**
    * The quality aimed at, lower is better: x264 `-crf` (0-51), NVENC `-cq` (0-51), QSV `-global_quality`
@@ -56,7 +61,7 @@ export interface FamilyPreset {
  * lower ceiling for smaller files; `archive` the best quality the bit rates allow, with a ceiling 30 %
  * higher (peaks up to 2.6x the average: past Apple's 200 % guidance, which archive copies accept).
  */
-export const PRESETS: Readonly<Record<VideoPreset, Readonly<Record<EncoderFamily, FamilyPreset>>>> = {
+export const PRESETS: Readonly<Record<VideoPreset, Readonly<Record<PresetFamily, FamilyPreset>>>> = {
   fast: {
     x264: { quality: 23, speed: 'veryfast', rateScale: 1 },
     nvenc: { quality: 25, speed: 'p2', rateScale: 1 },
@@ -106,8 +111,8 @@ export function choosePreset(
  * level, pixel format, and the audio. Scaling and frame rate are `rungFilter`'s, as a filter chain the
  * caller places (`-filter:v` or one branch of a `-filter_complex` split).
  */
-export function encoderArgs(rung: Rendition, preset: VideoPreset, family: EncoderFamily): string[] {
-  const { codec, encoder } = FAMILIES[family];
+export function encoderArgs(rung: Rendition, preset: VideoPreset, family: PresetFamily): string[] {
+  const { codec, encoder } = PRESET_ENCODERS[family];
   const p = PRESETS[preset][family];
   const rates = rung.bitrates[codec];
   const target = Math.round(rates.target * p.rateScale);
@@ -208,7 +213,7 @@ export function audioArgs(rung: Rendition): string[] {
  * takes NV12 from memory; VA-API takes frames in GPU memory, uploaded here (the hardware device is the
  * caller's `-init_hw_device`/`-filter_hw_device`).
  */
-export function rungFilter(rung: Rendition, family: EncoderFamily): string {
+export function rungFilter(rung: Rendition, family: PresetFamily): string {
   const chain = [`fps=${frameRateText(rung.frameRate)}`, `scale=${rung.width}:${rung.height}`, 'setsar=1'];
   if (family === 'qsv') chain.push('format=nv12');
   else if (family === 'vaapi') chain.push('format=nv12', 'hwupload');

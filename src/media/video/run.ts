@@ -1,6 +1,6 @@
 /**
- * Running ffmpeg and ffprobe: spawn with an argument array (no shell), progress from ffmpeg's
- * `-progress pipe:1` stream, a bounded tail of stderr for the error, cancel and time limits.
+ * Running ffmpeg and ffprobe: their contracts over runTool (tool.ts), progress from ffmpeg's
+ * `-progress pipe:1` stream, and what each way a run ends means.
  *
  * Only an exit status of 0 without a signal is success. Anything else rejects, and so does a run that
  * was stopped, even if ffmpeg then exits 0 as it does after `q`: a stopped run's outputs are incomplete
@@ -8,19 +8,15 @@
  * properly, so an HLS playlist cut off halfway still ends with #EXT-X-ENDLIST and looks finished; only
  * the exit status tells. Callers write to a temporary place and keep the outputs only after success.
  *
- * Stopping (an AbortSignal, the time limit) is graceful first: `q` on ffmpeg's stdin, the key its
- * interactive mode reads to quit, which makes it stop reading and finalise its outputs (ffmpeg(1):
- * "-stdin: Enable interaction on standard input. On by default unless standard input is used as an
- * input." So stdin stays a pipe and no `-nostdin` is passed, and no input may be `pipe:0`). If it has
- * not exited after the grace period, SIGKILL. The promise settles only once the process has exited and
- * its pipes have closed, so when it rejects the process is gone. ffprobe reads no keys and is killed at
- * once.
+ * Stopping (an AbortSignal, the time limit) is graceful for ffmpeg: `q` on its stdin, then SIGKILL
+ * after the grace period (tool.ts, `quit-key`). ffprobe reads no keys and is killed at once. The promise
+ * settles only once the process has exited, so when it rejects the process is gone.
  */
-import { spawn } from 'node:child_process';
 import { type ProcessEnd, VideoError } from './errors.ts';
+import { runTool, type ToolEnd, type ToolSpec } from './tool.ts';
 
-/** How much of a process's stderr is kept for the error: ffmpeg's last messages explain the failure. */
-export const STDERR_TAIL_BYTES = 16 * 1024;
+export { STDERR_TAIL_BYTES } from './tool.ts';
+
 /** ffprobe's JSON for one file is a few KiB; more than this is not a file worth probing. */
 export const PROBE_OUTPUT_MAX_BYTES = 4 * 1024 * 1024;
 /** The default grace between `q` and SIGKILL (the setting `videoCancelGraceMs`). */
@@ -105,10 +101,12 @@ export async function runFfmpeg(
     lastProgress = progress;
     options.onProgress?.(progress);
   });
-  const { stderrTail } = await execute(options.ffmpegPath ?? 'ffmpeg', args, options, {
-    graceMs: options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS,
-    onStdout: (text) => parser.push(text),
+  const tool = options.ffmpegPath ?? 'ffmpeg';
+  const end = await start(tool, args, options, {
+    stopping: { how: 'quit-key', graceMs: options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS },
+    onLine: (line) => parser.line(line),
   });
+  const stderrTail = verdict(tool, end);
   return { stderrTail, lastProgress };
 }
 
@@ -119,111 +117,57 @@ export async function runFfmpeg(
 export async function runFfprobe(args: readonly string[], options: FfprobeRunOptions = {}): Promise<unknown> {
   const tool = options.ffprobePath ?? 'ffprobe';
   const max = options.maxOutputBytes ?? PROBE_OUTPUT_MAX_BYTES;
-  let text = '';
-  await execute(tool, args, options, {
-    graceMs: null,
-    onStdout: (chunk) => {
-      text += chunk;
-      // Counted in UTF-16 units, close enough to bytes for a bound.
-      if (text.length > max)
-        throw new VideoError('video_process_failed', `${tool} wrote more than ${max} bytes`);
-    },
-  });
+  const end = await start(tool, args, options, { stopping: { how: 'kill' }, collectStdout: max });
+  if (end.stopped?.by === 'output') {
+    throw new VideoError('video_process_failed', `${tool} wrote more than ${max} bytes`);
+  }
+  verdict(tool, end);
   try {
-    return JSON.parse(text) as unknown;
+    return JSON.parse(end.stdout) as unknown;
   } catch (error) {
     throw new VideoError('video_process_failed', `${tool} did not write JSON`, { cause: error });
   }
 }
 
-/** What differs between the tools: how to stop one, and what its stdout is. */
-interface Handling {
-  /** Grace between `q` and SIGKILL; null: the tool reads no keys, SIGKILL at once. */
-  graceMs: number | null;
-  /** Handles a piece of stdout; throwing stops the run with that error. */
-  onStdout: (text: string) => void;
-}
-
-function execute(
+/** runTool with the options both share, a failed start as a VideoError. */
+async function start(
   tool: string,
   args: readonly string[],
   options: CommonOptions,
-  handling: Handling,
-): Promise<{ stderrTail: string }> {
-  const { signal } = options;
-  if (signal?.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const child = spawn(tool, args, {
-      stdio: [handling.graceMs === null ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      cwd: options.cwd,
-      windowsHide: true,
+  spec: Pick<ToolSpec, 'stopping' | 'onLine' | 'collectStdout'>,
+): Promise<ToolEnd> {
+  try {
+    return await runTool(tool, args, {
+      ...spec,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.timeLimitMs !== undefined ? { timeLimitMs: options.timeLimitMs } : {}),
+      ...(options.onSpawn ? { onSpawn: options.onSpawn } : {}),
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
     });
-    const stderr = new TailBuffer(STDERR_TAIL_BYTES);
-    // Boxed, so that an abort whose reason is undefined still counts as stopped.
-    let stopped: { reason: unknown } | undefined;
-    let spawnError: NodeJS.ErrnoException | undefined;
-    let killTimer: NodeJS.Timeout | undefined;
+  } catch (error) {
+    throw spawnFailure(tool, error as NodeJS.ErrnoException);
+  }
+}
 
-    const stop = (reason: unknown) => {
-      if (stopped !== undefined) return;
-      stopped = { reason };
-      if (handling.graceMs !== null && child.stdin?.writable) {
-        child.stdin.write('q');
-        killTimer = setTimeout(() => child.kill('SIGKILL'), handling.graceMs);
-      } else {
-        child.kill('SIGKILL');
-      }
-    };
-    const onAbort = () => stop(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const limit = options.timeLimitMs;
-    const limitTimer =
-      limit !== undefined && limit > 0
-        ? setTimeout(
-            () =>
-              stop(
-                new VideoError('video_timeout', `${tool} ran longer than ${limit} ms and was stopped`, {
-                  details: { limitMs: limit },
-                }),
-              ),
-            limit,
-          )
-        : undefined;
-
-    // ffmpeg may exit before reading the `q` (EPIPE), and an exit closes the pipe: nothing to report.
-    child.stdin?.on('error', () => {});
-    child.once('spawn', () => {
-      try {
-        if (child.pid !== undefined) options.onSpawn?.(child.pid);
-      } catch (error) {
-        stop(error);
-      }
-    });
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (text: string) => {
-      if (stopped !== undefined) return;
-      try {
-        handling.onStdout(text);
-      } catch (error) {
-        stop(error);
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
-    // A failed spawn emits 'error', then 'close'; so does a failed kill of a running process.
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (child.pid === undefined) spawnError = error;
-    });
-    child.once('close', (exitCode: number | null, exitSignal: NodeJS.Signals | null) => {
-      clearTimeout(killTimer);
-      clearTimeout(limitTimer);
-      signal?.removeEventListener('abort', onAbort);
-      const stderrTail = stderr.text();
-      if (spawnError !== undefined) reject(spawnFailure(tool, spawnError));
-      else if (stopped !== undefined) reject(stopped.reason);
-      else if (exitCode === 0 && exitSignal === null) resolve({ stderrTail });
-      else reject(exitFailure({ tool, exitCode, signal: exitSignal, stderrTail }));
-    });
-  });
+/** The end of stderr when the run succeeded; otherwise throws what its end stands for. */
+function verdict(tool: string, end: ToolEnd): string {
+  const { stopped, exitCode, signal, stderrTail } = end;
+  if (stopped === undefined) {
+    if (exitCode === 0 && signal === null) return stderrTail;
+    throw exitFailure({ tool, exitCode, signal, stderrTail });
+  }
+  switch (stopped.by) {
+    case 'signal':
+      throw stopped.reason;
+    case 'handler':
+      throw stopped.error;
+    case 'time-limit':
+      throw new VideoError('video_timeout', `${tool} ran longer than ${stopped.limitMs} ms and was stopped`, {
+        details: { limitMs: stopped.limitMs },
+      });
+    case 'output':
+      throw new VideoError('video_process_failed', `${tool} wrote more than ${stopped.maxBytes} bytes`);
+  }
 }
 
 function spawnFailure(tool: string, error: NodeJS.ErrnoException): VideoError {
@@ -269,42 +213,6 @@ function lastLines(tail: string): string {
   const text = lines.slice(-3).join(' | ');
   return `: ${text.length > 400 ? `…${text.slice(-400)}` : text}`;
 }
-
-/** Keeps the last `limit` bytes of a stream without holding more than twice that at any time. */
-class TailBuffer {
-  #chunks: Buffer[] = [];
-  #size = 0;
-  #cut = false;
-  readonly #limit: number;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  push(chunk: Buffer): void {
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-    if (this.#size > 2 * this.#limit) this.#trim();
-  }
-
-  text(): string {
-    this.#trim();
-    const text = Buffer.concat(this.#chunks).toString('utf8');
-    if (!this.#cut) return text;
-    // Begin at a line (and so at a character) boundary when the front was cut off.
-    const newline = text.indexOf('\n');
-    return newline === -1 ? text : text.slice(newline + 1);
-  }
-
-  #trim(): void {
-    if (this.#size <= this.#limit) return;
-    const all = Buffer.concat(this.#chunks);
-    this.#chunks = [all.subarray(all.length - this.#limit)];
-    this.#size = this.#limit;
-    this.#cut = true;
-  }
-}
-
 /**
  * Turns the `-progress` stream into blocks: lines of `key=value` accumulate until the `progress` line
  * that ends each block. Written for input that arrives in arbitrary pieces.
@@ -322,10 +230,12 @@ export class ProgressParser {
     const lines = (this.#partial + text).split('\n');
     this.#partial = lines.pop() ?? '';
     if (this.#partial.length > MAX_PROGRESS_LINE) this.#partial = '';
-    for (const line of lines) this.#line(line.trim());
+    for (const line of lines) this.line(line);
   }
 
-  #line(line: string): void {
+  /** One whole line of the stream, without its newline. */
+  line(text: string): void {
+    const line = text.trim();
     const eq = line.indexOf('=');
     if (eq <= 0) return;
     const key = line.slice(0, eq);

@@ -24,21 +24,22 @@
  * `download` writes into a fresh directory inside `dir` and answers the file (the caller removes the
  * directory once it has stored the file); on any failure or cancel the directory is removed. `.part`
  * files are kept (no --no-part): a file has its final name only once it is complete, and yt-dlp can resume
- * a dropped connection into it. Cancel (the AbortSignal) sends SIGTERM to yt-dlp's whole process group,
- * which includes an ffmpeg it started, then SIGKILL after CONVEYOR_YTDLP_KILL_GRACE_MS. A worker killed
- * outright leaves yt-dlp behind, but its proxy dies with the worker, so it can fetch nothing more.
+ * a dropped connection into it. yt-dlp runs through runTool (tool.ts) like ffmpeg: cancel (the
+ * AbortSignal) sends SIGTERM to its whole process group, which includes an ffmpeg it started, then
+ * SIGKILL after CONVEYOR_YTDLP_KILL_GRACE_MS. A worker killed outright leaves yt-dlp behind, but its
+ * proxy dies with the worker, so it can fetch nothing more.
  *
  * Failures reject with a YtdlpError (ytdlp-errors.ts); a URL that checkUrl refuses before anything runs
  * rejects with its BadUrlError or ForbiddenAddressError (bad_url, ssrf_forbidden). Both carry `code` and
  * `retryable`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import type { Config } from '../../config/config.ts';
 import { GuardedProxy, ingestPolicy } from '../ingest/proxy.ts';
 import { checkUrl, type Resolver, type SsrfPolicy } from '../ingest/ssrf.ts';
+import { runTool, type StopCause, type ToolEnd } from './tool.ts';
 import { classify, missing, type RunOutcome, YtdlpError } from './ytdlp-errors.ts';
 import {
   type DownloadedFile,
@@ -203,35 +204,49 @@ export class Ytdlp {
       maxConnections: o.maxConnections,
       maxBytes: o.maxBytes + o.proxyExtraBytes,
     });
+    const lines: string[] = [];
+    let end: ToolEnd;
     try {
       const socketTimeout = String(Math.max(1, Math.ceil(o.idleTimeoutMs / 1000)));
       const common = ['--ignore-config', '--no-cache-dir', '--no-colors', '--newline'];
-      const child = spawn(o.path, [...common, '--socket-timeout', socketTimeout, ...args, '--', url], {
+      end = await runTool(o.path, [...common, '--socket-timeout', socketTimeout, ...args, '--', url], {
         cwd: spec.home,
         env: childEnv(proxy.url, spec.home),
-        // Its own process group, so a cancel reaches the ffmpeg it may have started as well.
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stopping: { how: 'group', graceMs: o.killGraceMs },
+        ...(spec.signal ? { signal: spec.signal } : {}),
+        ...(spec.timeoutMs !== undefined ? { timeLimitMs: spec.timeoutMs } : {}),
+        ...(spec.onSpawn ? { onSpawn: spec.onSpawn } : {}),
+        ...(spec.collect
+          ? { collectStdout: o.maxJsonBytes }
+          : {
+              onLine: (line: string) => {
+                if (spec.onLine?.(line)) return;
+                lines.push(line.slice(0, LINE_KEPT_CHARS));
+                if (lines.length > LINES_KEPT) lines.shift();
+              },
+            }),
       });
-      const ended = await watch(child, spec, o);
-      return {
-        ...ended,
-        proxy: proxy.stats,
-        maxBytes: o.maxBytes,
-        timeoutMs: o.probeTimeoutMs,
-        maxJsonBytes: o.maxJsonBytes,
-      };
     } catch (err) {
-      if (
-        (err as NodeJS.ErrnoException).code === 'ENOENT' ||
-        (err as NodeJS.ErrnoException).code === 'EACCES'
-      ) {
-        throw missing(o.path, err as NodeJS.ErrnoException);
-      }
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EACCES') throw missing(o.path, err as NodeJS.ErrnoException);
       throw err;
     } finally {
       await proxy.close();
     }
+    // A progress handler that threw: the caller's own error, not yt-dlp's failure.
+    if (end.stopped?.by === 'handler') throw end.stopped.error;
+    return {
+      exitCode: end.exitCode,
+      signal: end.signal,
+      stopped: stopReason(end.stopped),
+      lines,
+      stderr: end.stderrTail,
+      stdout: end.stdout,
+      proxy: proxy.stats,
+      maxBytes: o.maxBytes,
+      timeoutMs: o.probeTimeoutMs,
+      maxJsonBytes: o.maxJsonBytes,
+    };
   }
 }
 
@@ -246,86 +261,21 @@ interface RunSpec {
   onSpawn?: (pid: number) => void;
 }
 
-const STDERR_TAIL = 16 * 1024;
+/** The last stdout lines that were not progress, each cut to LINE_KEPT_CHARS, for classify(). */
 const LINES_KEPT = 40;
-const LONGEST_LINE = 64 * 1024;
+const LINE_KEPT_CHARS = 1000;
 
-type Ended = Pick<RunOutcome, 'exitCode' | 'signal' | 'stopped' | 'lines' | 'stderr'> & { stdout: string };
-
-/** Reads the child's output, stops it on abort, timeout or too much JSON, and waits for it to end. */
-function watch(child: ChildProcess, spec: RunSpec, o: YtdlpOptions): Promise<Ended> {
-  return new Promise((resolvePromise, reject) => {
-    let stopped: RunOutcome['stopped'];
-    let exited = false;
-    let grace: NodeJS.Timeout | undefined;
-    const group = (signal: NodeJS.Signals) => {
-      try {
-        process.kill(-child.pid!, signal);
-      } catch {
-        // the group is already gone
-      }
-    };
-    const stop = (why: NonNullable<RunOutcome['stopped']>) => {
-      if (stopped !== undefined || exited || child.pid === undefined) return;
-      stopped = why;
-      group('SIGTERM');
-      grace = setTimeout(() => group('SIGKILL'), o.killGraceMs);
-    };
-    const onAbort = () => stop('aborted');
-    spec.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer =
-      spec.timeoutMs === undefined ? undefined : setTimeout(() => stop('timeout'), spec.timeoutMs);
-
-    const chunks: Buffer[] = [];
-    let collected = 0;
-    const lines: string[] = [];
-    let partial = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (spec.collect) {
-        collected += chunk.length;
-        if (collected > o.maxJsonBytes) stop('output');
-        else chunks.push(chunk);
-        return;
-      }
-      const parts = (partial + chunk.toString('utf8')).split('\n');
-      partial = parts.pop()!.slice(-LONGEST_LINE);
-      for (const line of parts) {
-        if (spec.onLine?.(line)) continue;
-        lines.push(line.slice(0, 1000));
-        if (lines.length > LINES_KEPT) lines.shift();
-      }
-    });
-    let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL);
-    });
-    child.once('spawn', () => spec.onSpawn?.(child.pid!));
-    child.once('exit', () => {
-      exited = true;
-      // What the group still holds after yt-dlp itself is gone (a stopped run's ffmpeg) goes too.
-      if (stopped !== undefined) group('SIGKILL');
-    });
-    const done = () => {
-      clearTimeout(timer);
-      clearTimeout(grace);
-      spec.signal?.removeEventListener('abort', onAbort);
-    };
-    child.once('error', (err) => {
-      done();
-      if (child.pid === undefined) reject(err); // not started; 'close' may not follow
-    });
-    child.once('close', (exitCode, signal) => {
-      done();
-      resolvePromise({
-        exitCode,
-        signal,
-        stopped,
-        lines,
-        stderr,
-        stdout: Buffer.concat(chunks).toString('utf8'),
-      });
-    });
-  });
+function stopReason(cause: Exclude<StopCause, { by: 'handler' }> | undefined): RunOutcome['stopped'] {
+  switch (cause?.by) {
+    case undefined:
+      return undefined;
+    case 'signal':
+      return 'aborted';
+    case 'time-limit':
+      return 'timeout';
+    case 'output':
+      return 'output';
+  }
 }
 
 /** A download's arguments: what is fetched and how, where it goes, and how it reports. */

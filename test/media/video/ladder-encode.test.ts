@@ -16,10 +16,15 @@ import {
   rewriteMediaPlaylist,
 } from '../../../src/media/video/hls/media.ts';
 import { hlsTime, type LadderSettings, planLadder, type Rendition } from '../../../src/media/video/ladder.ts';
-import { type EncoderFamily, encoderArgs, FAMILIES, rungFilter } from '../../../src/media/video/presets.ts';
+import {
+  encoderArgs,
+  PRESET_ENCODERS,
+  type PresetFamily,
+  rungFilter,
+} from '../../../src/media/video/presets.ts';
 
 /**
- * One tiny real encode per software encoder family, through the ladder's own plan and arguments: a
+ * One tiny real encode per software preset family, through the ladder's own plan and arguments: a
  * few seconds of lavfi at 160x90 and 59.94 fps with a tone, two rungs (the smaller held to half the
  * frame rate), one-second segments (shorter ones make ffmpeg write EXT-X-TARGETDURATION:0, which a
  * strict parser rightly refuses). Checked with ffprobe: keyframes exactly
@@ -30,7 +35,7 @@ import { type EncoderFamily, encoderArgs, FAMILIES, rungFilter } from '../../../
 const execFileAsync = promisify(execFile);
 HLS.setOptions({ strictMode: true });
 
-const SOFTWARE: readonly EncoderFamily[] = ['x264', 'svt-av1', 'libvpx-vp9'];
+const SOFTWARE: readonly PresetFamily[] = ['x264', 'svt-av1', 'libvpx-vp9'];
 const SETTINGS: LadderSettings = {
   heights: [64, 90],
   segmentSeconds: 1,
@@ -49,11 +54,11 @@ const encoders = (() => {
   }
 })();
 
-function skipReason(family: EncoderFamily): string | false {
+function skipReason(family: PresetFamily): string | false {
   if (encoders === null) return 'ffmpeg is not installed';
-  if (new RegExp(` ${FAMILIES[family].encoder} `).test(encoders)) return false;
-  if (process.env['CI'] === 'true') throw new Error(`ffmpeg lacks ${FAMILIES[family].encoder} in CI`);
-  return `this ffmpeg has no ${FAMILIES[family].encoder}`;
+  if (new RegExp(` ${PRESET_ENCODERS[family].encoder} `).test(encoders)) return false;
+  if (process.env['CI'] === 'true') throw new Error(`ffmpeg lacks ${PRESET_ENCODERS[family].encoder} in CI`);
+  return `this ffmpeg has no ${PRESET_ENCODERS[family].encoder}`;
 }
 
 interface Encoded {
@@ -62,7 +67,7 @@ interface Encoded {
   playlist: string;
 }
 
-async function encode(rung: Rendition, family: EncoderFamily, dir: string): Promise<Encoded> {
+async function encode(rung: Rendition, family: PresetFamily, dir: string): Promise<Encoded> {
   await execFileAsync('ffmpeg', [
     ...['-hide_banner', '-loglevel', 'error', '-nostdin'],
     ...['-f', 'lavfi', '-i', `testsrc2=size=160x90:rate=60000/1001:duration=${SOURCE_SECONDS}`],

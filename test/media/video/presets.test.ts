@@ -12,9 +12,9 @@ import {
 import {
   audioArgs,
   choosePreset,
-  ENCODER_FAMILIES,
   encoderArgs,
-  FAMILIES,
+  PRESET_ENCODERS,
+  PRESET_FAMILIES,
   PRESETS,
   rungFilter,
 } from '../../../src/media/video/presets.ts';
@@ -36,9 +36,9 @@ describe('encoderArgs: every family', () => {
   const r720 = ladder()[3]!;
 
   it('names the encoder, the GOP in frames and the forced-keyframe grid', () => {
-    for (const family of ENCODER_FAMILIES) {
+    for (const family of PRESET_FAMILIES) {
       const args = encoderArgs(r720, 'balanced', family);
-      assert.equal(optionValue(args, '-c:v'), FAMILIES[family].encoder, family);
+      assert.equal(optionValue(args, '-c:v'), PRESET_ENCODERS[family].encoder, family);
       assert.equal(optionValue(args, '-g'), '120', family);
       assert.equal(optionValue(args, '-force_key_frames'), 'expr:gte(t,n_forced*4-0.000001)', family);
     }
@@ -75,9 +75,9 @@ describe('encoderArgs: every family', () => {
 
   it('caps the rate at the table max and buffer, scaled by the preset', () => {
     for (const preset of VIDEO_PRESETS) {
-      for (const family of ENCODER_FAMILIES) {
+      for (const family of PRESET_FAMILIES) {
         const args = encoderArgs(r720, preset, family);
-        const rates = r720.bitrates[FAMILIES[family].codec];
+        const rates = r720.bitrates[PRESET_ENCODERS[family].codec];
         const scale = PRESETS[preset][family].rateScale;
         assert.equal(
           optionValue(args, '-maxrate'),
@@ -94,7 +94,7 @@ describe('encoderArgs: every family', () => {
   });
 
   it('gives every preset a quality and speed per family, better quality for slower presets', () => {
-    for (const family of ENCODER_FAMILIES) {
+    for (const family of PRESET_FAMILIES) {
       const q = (name: (typeof VIDEO_PRESETS)[number]) => PRESETS[name][family].quality;
       if (family === 'vaapi') {
         for (const name of VIDEO_PRESETS) assert.equal(q(name), null);
@@ -145,7 +145,7 @@ describe('encoderArgs: every family', () => {
   });
 
   it('adds AAC-LC stereo at 48 kHz, or no audio', () => {
-    for (const family of ENCODER_FAMILIES) {
+    for (const family of PRESET_FAMILIES) {
       const args = encoderArgs(r720, 'fast', family);
       assert.deepEqual(args.slice(-8), ['-c:a', 'aac', '-b:a', '128000', '-ac', '2', '-ar', '48000'], family);
     }
@@ -262,9 +262,9 @@ describe('encoderArgs against ffmpeg 5.1', { skip: ffmpegHere ? false : 'ffmpeg 
     }
   }
 
-  for (const family of ENCODER_FAMILIES) {
-    it(`knows every option of ${family} (${FAMILIES[family].encoder})`, () => {
-      const encoder = avOptions(help('-h', `encoder=${FAMILIES[family].encoder}`));
+  for (const family of PRESET_FAMILIES) {
+    it(`knows every option of ${family} (${PRESET_ENCODERS[family].encoder})`, () => {
+      const encoder = avOptions(help('-h', `encoder=${PRESET_ENCODERS[family].encoder}`));
       const aac = avOptions(help('-h', 'encoder=aac'));
       for (const preset of VIDEO_PRESETS) {
         for (const rung of ladder({ frameRate: 59.94 })) {
