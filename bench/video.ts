@@ -186,7 +186,10 @@ async function startConveyor(work: string, env: Record<string, string>): Promise
 async function api(c: Conveyor, method: string, path: string, body?: unknown): Promise<any> {
   const res = await fetch(c.base + path, {
     method,
-    headers: { authorization: `Bearer ${c.key}`, 'content-type': 'application/json' },
+    headers: {
+      authorization: `Bearer ${c.key}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
