@@ -11,9 +11,12 @@
  *             ladder of it (ffmpeg's own memory reported apart).
  *   delivery  ~2 MB HLS segments of a real ladder through /v/<version>/hls/… against nginx serving the same
  *             files from disk, with wrk, as many processes each.
+ *   chunked   a 5-minute 720p source encoded whole and in chunks (video.chunk jobs), each by an API-only
+ *             server and two `conveyor worker` processes on its database: wall time, CPU, and each
+ *             worker's share.
  *
- *   node_modules/.bin/node bench/video.ts [--only overhead,ladder,memory,delivery] [--rounds 3]
- *     [--seconds 60] [--memory-mib 1024] [--duration 10] [--warmup 3] [--processes 1]
+ *   node_modules/.bin/node bench/video.ts [--only overhead,ladder,memory,delivery,chunked] [--rounds 3]
+ *     [--seconds 60] [--memory-mib 1024] [--duration 10] [--warmup 3] [--processes 1] [--chunked-seconds 300]
  *
  * Conveyor runs as users start it (bin/conveyor serve, SQLite + local folder, its in-process worker), in
  * a temporary data folder; everything listens on 127.0.0.1. Sources are made with lavfi (testsrc2 + sine)
@@ -37,15 +40,14 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * The scenarios, in the order a full run takes them. A scenario is a name, a line saying what it
- * measures, and a function that appends its tables to the report. `chunked` (chunked against unchunked
- * encoding of a 5-minute source with 2 worker processes: wall time and CPU) joins this table with the
- * chunked-encoding feature.
+ * measures, and a function that appends its tables to the report.
  */
 const SCENARIOS: readonly Scenario[] = [
   { name: 'overhead', what: 'ladder job against the same ffmpeg commands by hand', run: benchOverhead },
   { name: 'ladder', what: 'time to first rendition and full ladder; PeerTube and Immich', run: benchLadder },
   { name: 'memory', what: 'worker RSS during the ladder of a ~1 GiB source', run: benchMemory },
   { name: 'delivery', what: '~2 MB HLS segments: Conveyor against nginx', run: benchDelivery },
+  { name: 'chunked', what: 'a 5-minute source whole and in chunks, 2 worker processes', run: benchChunked },
 ];
 
 interface Scenario {
@@ -71,6 +73,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     processes: { type: 'string', default: '1' },
+    'chunked-seconds': { type: 'string', default: '300' },
   },
 });
 
@@ -89,6 +92,8 @@ const SOURCE = { width: 1920, height: 1080, fps: 30 };
 const DELIVERY_SECONDS = 24;
 /** The delivery scenario's wrk settings, as bench/delivery.ts's. */
 const WRK = { threads: 2, connections: 50 };
+/** The chunked scenario's source size (its length is --chunked-seconds) and worker processes. */
+const CHUNKED = { width: 1280, height: 720, workers: 2 };
 /** Sizes of the PeerTube comparison's ladder: the rungs Conveyor makes of a 1080p source. */
 const PEER_RUNGS = [240, 360, 480, 720, 1080];
 const CLK_TCK = 100;
@@ -357,6 +362,128 @@ async function replay(runs: Recorded[], prefix: string, dir: string): Promise<nu
     if (status !== r.status) throw new Error(`replay of ${argv.join(' ')}: exit ${status}\n${stderr}`);
   }
   return times;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Scenario: chunked
+
+/** A `conveyor worker` process on `c`'s database and storage, started once it has registered. */
+async function startWorker(
+  c: Conveyor,
+  env: Record<string, string>,
+): Promise<{ pid: number; stop(): Promise<void> }> {
+  const before = workerCount(c);
+  const child = spawn(join(ROOT, 'bin/conveyor'), ['worker'], {
+    cwd: ROOT,
+    env: benchServerEnv({ dataDir: c.dataDir, port: 0, adminKey: c.key }, env),
+    stdio: 'inherit',
+  });
+  const deadline = Date.now() + 60_000;
+  while (workerCount(c) <= before) {
+    if (child.exitCode !== null) throw new Error('a worker exited during start-up');
+    if (Date.now() > deadline) throw new Error('a worker did not start');
+    await sleep(100);
+  }
+  return {
+    pid: child.pid!,
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+/** Workers that have registered on `c`'s database and not stopped. */
+function workerCount(c: Conveyor): number {
+  const db = new DatabaseSync(join(c.dataDir, 'conveyor.db'), { readOnly: true });
+  try {
+    const row = db.prepare('SELECT COUNT(*) AS n FROM job_workers WHERE stopped_at IS NULL').get() as {
+      n: number;
+    };
+    return Number(row.n);
+  } finally {
+    db.close();
+  }
+}
+
+async function benchChunked(ctx: Context): Promise<void> {
+  const seconds = Number(args['chunked-seconds']);
+  const dir = join(ctx.work, 'chunked');
+  await mkdir(dir);
+  log(`  making the ${seconds} s ${CHUNKED.height}p source`);
+  const source = await makeSource(join(dir, 'source.mp4'), {
+    seconds,
+    width: CHUNKED.width,
+    height: CHUNKED.height,
+  });
+  const sourceFrames = await frames(source);
+  const rows: any[] = [];
+  for (const mode of ['whole', 'chunks'] as const) {
+    const settings = {
+      CONVEYOR_SERVE_WORKERS: 'false',
+      CONVEYOR_WORKER_CONCURRENCY: '1',
+      CONVEYOR_VIDEO_QUALITY_ANALYSIS: 'false',
+      // The defaults (120 s, 30 s chunks) when chunked; 0 encodes every source whole.
+      CONVEYOR_VIDEO_CHUNK_MIN_SECONDS: mode === 'chunks' ? '120' : '0',
+    };
+    const conveyor = await startConveyor(ctx.work, settings);
+    const workers: { pid: number; stop(): Promise<void> }[] = [];
+    try {
+      for (let i = 0; i < CHUNKED.workers; i++) workers.push(await startWorker(conveyor, settings));
+      // A short clip first: each worker's encoder detection and first code paths happen there.
+      const clip = await makeSource(join(dir, `warmup-${mode}.mp4`), { seconds: 2, width: 640, height: 360 });
+      const warm = await upload(conveyor, clip, 'warmup.mp4');
+      await videoJob(conveyor, warm.id, Date.now());
+      const file = await variant(source, join(dir, `${mode}.mp4`), mode);
+      const q = await quiet();
+      const pids = [conveyor.pid, ...workers.map((w) => w.pid)];
+      const cpu0 = pids.map(cpuWithChildren);
+      const meter = otherMeter();
+      const uploaded = Date.now();
+      const asset = await upload(conveyor, file, `${mode}.mp4`);
+      const job = await videoJob(conveyor, asset.id, uploaded);
+      const cpus = pids.map((pid, i) => cpuWithChildren(pid) - cpu0[i]!);
+      const other = meter.stop(sum(cpus));
+      const page = await api(conveyor, 'GET', '/api/v1/jobs?type=video.chunk&limit=1000');
+      const chunks = page.items.filter((j: any) => j.parentId === job.id);
+      const row = {
+        mode,
+        wallMs: job.finished - uploaded,
+        cpuS: sum(cpus),
+        serverCpuS: cpus[0]!,
+        workerCpuS: cpus.slice(1),
+        chunks: chunks.length,
+        renditions: job.result.renditions.length,
+        quiet: q,
+        otherPercent: other.otherPercent,
+      };
+      rows.push(row);
+      log(
+        `  ${mode}: ${s1(row.wallMs)}, CPU ${row.cpuS.toFixed(0)} s (${row.workerCpuS.map((c) => c.toFixed(0)).join(' + ')} in the workers), ${row.chunks} chunk jobs`,
+      );
+      await rm(file, { force: true });
+    } finally {
+      for (const w of workers) await w.stop();
+      await conveyor.stop();
+    }
+  }
+  ctx.raw.chunked = { seconds, sourceFrames, rows };
+  const [whole, chunked] = rows;
+  ctx.out.push(
+    `### Chunked encoding: a ${seconds} s ${CHUNKED.height}p source whole and in chunks, ${CHUNKED.workers} worker processes`,
+    '',
+    `An API-only \`conveyor serve\` and ${CHUNKED.workers} \`conveyor worker\` processes (concurrency 1 each) on one SQLite database and folder; the ladder of the defaults (${whole.renditions} renditions), quality analysis off. \`whole\`: \`CONVEYOR_VIDEO_CHUNK_MIN_SECONDS=0\`, one worker encodes every rendition; \`chunks\`: the defaults (sources over 120 s in 30 s chunks), \`video.chunk\` jobs shared by both workers. Wall time from the upload's start to the ladder job's end; CPU of the server and workers with their ffmpeg runs.`,
+    '',
+    '| Mode | Wall time | CPU | CPU per worker | Chunk jobs | Load at start | Other CPU |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.mode} | ${s1(r.wallMs)} | ${r.cpuS.toFixed(0)} s | ${r.workerCpuS.map((c: number) => `${c.toFixed(0)} s`).join(' / ')} | ${r.chunks} | ${r.quiet.load1.toFixed(2)} | ${r.otherPercent.toFixed(0)} % |`,
+    ),
+    '',
+    `Chunked ÷ whole: wall time **${(chunked.wallMs / whole.wallMs).toFixed(2)}x**, CPU ${(chunked.cpuS / whole.cpuS).toFixed(2)}x.`,
+    '',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------

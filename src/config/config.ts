@@ -17,6 +17,8 @@ export const NON_SETTING_VARIABLES = new Set([
   'CONVEYOR_UPLOAD_CHUNK_SIZE',
   'CONVEYOR_UPLOAD_STATE_FILE',
   'CONVEYOR_WORKER_INDEX',
+  // Set by bin/conveyor: the allocator variables it set for Node, which tools do not inherit (tool.ts).
+  'CONVEYOR_LAUNCHER_MALLOC',
 ]);
 
 export class ConfigError extends Error {

@@ -251,10 +251,10 @@ export const settings = {
   },
   blobCacheItemBytes: {
     type: 'int',
-    default: 1 * MiB,
+    default: 4 * MiB,
     min: 0,
     max: 1 * GiB,
-    doc: "Largest blob kept in the delivery cache. Served from memory it skips the kernel's page-cache copy, which on virtual machines can cost more than the socket write (docs/benchmarks.md).",
+    doc: "Largest blob kept in the delivery cache: 4 MiB holds an HLS segment (4 s at the ladder's top bit rates), the hottest file a video origin serves. Served from memory a blob skips the kernel's page-cache copy, which on virtual machines can cost more than the socket write, and a blob over CONVEYOR_DELIVERY_BUFFER_MAX_BYTES the streamed reads (docs/benchmarks.md).",
   },
   deliveryBufferMaxBytes: {
     type: 'int',

@@ -59,8 +59,26 @@ export interface ToolSpec {
   /** Keep stdout, up to this many bytes (more stops the run); otherwise it is read as lines. */
   collectStdout?: number;
   cwd?: string;
-  /** The whole environment of the tool; the process's own when unset. */
+  /**
+   * The whole environment of the tool; the process's own when unset. Either way without what the
+   * launcher set for Node alone (`toolEnv`).
+   */
   env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * `env` without the allocator variables bin/conveyor set for Node (it names them in
+ * CONVEYOR_LAUNCHER_MALLOC): two malloc arenas and every block of 128 KiB or more mapped and unmapped
+ * suit libvips inside Node, not ffmpeg's encoder threads and frame buffers. Values the operator set
+ * before the launcher stay, as the launcher left them.
+ */
+export function toolEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const tuned = env['CONVEYOR_LAUNCHER_MALLOC'];
+  if (tuned === undefined) return env;
+  const out = { ...env };
+  for (const name of tuned.split(' ')) if (name !== '') delete out[name];
+  delete out['CONVEYOR_LAUNCHER_MALLOC'];
+  return out;
 }
 
 /** How a run ended. */
@@ -89,7 +107,7 @@ export function runTool(tool: string, args: readonly string[], spec: ToolSpec): 
     const child = spawn(tool, args, {
       stdio: [stopping.how === 'quit-key' ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       cwd: spec.cwd,
-      env: spec.env,
+      env: toolEnv(spec.env ?? process.env),
       // A group of its own, so that a stop reaches what the tool started as well.
       detached: stopping.how === 'group',
       windowsHide: true,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { MAX_LINE_CHARS, runTool } from '../../../src/media/video/tool.ts';
+import { MAX_LINE_CHARS, runTool, toolEnv } from '../../../src/media/video/tool.ts';
 
 /** Runs `script` in Node as the tool: behaviour no real tool can be made to show on demand. */
 function node(script: string): [string, string[]] {
@@ -19,6 +19,30 @@ function ended(pid: number): boolean {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
 }
+
+describe('toolEnv', () => {
+  it("leaves out the allocator variables the launcher set for Node, and keeps the operator's", () => {
+    const env = {
+      PATH: '/usr/bin',
+      MALLOC_ARENA_MAX: '2',
+      MALLOC_MMAP_THRESHOLD_: '65536',
+      CONVEYOR_LAUNCHER_MALLOC: 'MALLOC_ARENA_MAX',
+    };
+    assert.deepEqual(toolEnv(env), { PATH: '/usr/bin', MALLOC_MMAP_THRESHOLD_: '65536' });
+    assert.equal(toolEnv({ PATH: '/usr/bin' })['PATH'], '/usr/bin');
+  });
+
+  it('is what a tool runs with', async () => {
+    const [tool, args] = node('process.stdout.write(String(process.env.MALLOC_ARENA_MAX))');
+    const lines: string[] = [];
+    await runTool(tool, args, {
+      stopping: { how: 'kill' },
+      env: { ...process.env, MALLOC_ARENA_MAX: '2', CONVEYOR_LAUNCHER_MALLOC: 'MALLOC_ARENA_MAX ' },
+      onLine: (l) => lines.push(l),
+    });
+    assert.deepEqual(lines, ['undefined']);
+  });
+});
 
 describe('runTool', () => {
   it('hands stdout over line by line, the last line without a newline too, and long lines cut', async () => {
