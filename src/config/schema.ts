@@ -4,6 +4,7 @@
  * this table as Markdown for the README, so the docs cannot drift from the code.
  */
 
+import { cdnSettings } from './cdn-settings.ts';
 import { ingestSettings } from './ingest-settings.ts';
 import { jobSettings } from './job-settings.ts';
 import { mediaSettings } from './media-settings.ts';
@@ -376,6 +377,8 @@ export const settings = {
   ...ingestSettings,
   ...mediaSettings,
   ...videoSettings,
+
+  ...cdnSettings,
 
   gcIntervalSeconds: {
     type: 'int',
