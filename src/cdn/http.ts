@@ -127,6 +127,7 @@ export function parseJson(provider: string, what: string, text: string): unknown
 /** The UTC days in [from, to): `YYYY-MM-DD` each. */
 export function utcDays(from: Date, to: Date): string[] {
   const days: string[] = [];
+  if (to.getTime() <= from.getTime()) return days;
   const start = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate());
   for (let t = start; t < to.getTime(); t += 86_400_000) {
     if (t + 86_400_000 > from.getTime()) days.push(new Date(t).toISOString().slice(0, 10));

@@ -3,10 +3,12 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { BunnyProvider } from '../../src/cdn/providers/bunny.ts';
 import { CLOUDFLARE_MAX_PURGE_ITEMS, CloudflareProvider } from '../../src/cdn/providers/cloudflare.ts';
+import { CloudFrontProvider } from '../../src/cdn/providers/cloudfront.ts';
 import { FASTLY_MAX_KEYS, FastlyProvider } from '../../src/cdn/providers/fastly.ts';
 import { VarnishProvider } from '../../src/cdn/providers/varnish.ts';
 import { startBunnyServer } from '../helpers/cdn/bunny-server.ts';
 import { startCloudflareServer } from '../helpers/cdn/cloudflare-server.ts';
+import { startCloudFrontServer } from '../helpers/cdn/cloudfront-server.ts';
 import { startFastlyServer } from '../helpers/cdn/fastly-server.ts';
 import { header } from '../helpers/cdn/http-loopback.ts';
 import { startVarnishServer } from '../helpers/cdn/varnish-server.ts';
@@ -71,6 +73,20 @@ cdnProviderContract('Cloudflare', cloudflare);
 cdnProviderContract('Bunny', bunny);
 cdnProviderContract('Fastly', fastly);
 cdnProviderContract('Varnish', varnish);
+cdnProviderContract('CloudFront', async () => {
+  const server = await startCloudFrontServer({ domain: 'https://d111111abcdef8.cloudfront.net' });
+  const provider = new CloudFrontProvider({
+    name: 'cloudfront',
+    baseUrl: 'https://d111111abcdef8.cloudfront.net',
+    distributionId: server.distributionId,
+    apiUrl: server.url,
+    cloudwatchUrl: server.url,
+    accessKeyId: server.accessKeyId,
+    secretAccessKey: server.secretAccessKey,
+    timeoutMs: TIMEOUT_MS,
+  });
+  return { provider, server };
+});
 
 describe('Cloudflare', () => {
   it('sends the API token as Bearer and the purge body the API documents', async () => {

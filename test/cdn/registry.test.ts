@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { CdnProvider } from '../../src/cdn/provider.ts';
+import { CloudFrontProvider, cloudfrontFromEntry } from '../../src/cdn/providers/cloudfront.ts';
 import { createProviders } from '../../src/cdn/registry.ts';
 import { ConfigError, loadConfig } from '../../src/config/config.ts';
 
@@ -135,5 +140,26 @@ describe('createProviders', () => {
     });
     assert.equal(providers[0]?.name, 'cfr');
     assert.deepEqual(seen, [{ ...cloudfront, region: 'us-east-1', timeoutMs: 10_000 }]);
+  });
+
+  it("cloudfrontFromEntry builds the CloudFront provider, its key read from the entry's file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'conveyor-cf-'));
+    try {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const file = join(dir, 'cf.pem');
+      await writeFile(file, privateKey.export({ type: 'pkcs1', format: 'pem' }));
+      const [provider] = createProviders(load([{ ...cloudfront, privateKeyFile: file }]), {
+        cloudfront: cloudfrontFromEntry,
+      });
+      assert.ok(provider instanceof CloudFrontProvider);
+      assert.equal(provider.capabilities.signing, true);
+      const signed = provider.sign!({
+        url: 'https://d111.cloudfront.net/v/ver_1',
+        expiresAt: new Date(Date.now() + 60_000),
+      });
+      assert.match(signed.url, /Key-Pair-Id=K1/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

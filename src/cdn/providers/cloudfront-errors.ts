@@ -1,3 +1,4 @@
+import { parseRetryAfter } from '../http.ts';
 import { CdnError } from '../provider.ts';
 
 /**
@@ -80,17 +81,4 @@ function header(headers: Record<string, string | undefined> | undefined, name: s
     if (key.toLowerCase() === name && value !== undefined) return value;
   }
   return null;
-}
-
-/**
- * RFC 9110, section 10.2.3: `Retry-After = HTTP-date / delay-seconds`, "a non-negative decimal integer,
- * representing time in seconds". A date in the past means now; an unreadable value is ignored (null), so
- * the caller's own backoff applies.
- */
-export function parseRetryAfter(value: string | null, now: number = Date.now()): number | null {
-  if (value === null) return null;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? null : Math.max(0, date - now);
 }

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { CloudFrontClient, CreateInvalidationCommand } from '@aws-sdk/client-cloudfront';
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
+import type { CloudfrontEntry } from '../../config/cdn-settings.ts';
+import { utcDays } from '../http.ts';
 import {
   type CdnCapabilities,
   CdnError,
@@ -271,11 +274,22 @@ function encodeUnsafe(path: string): string {
   return out;
 }
 
-/** The UTC days in [from, to): `YYYY-MM-DD` each. */
-function utcDays(from: Date, to: Date): string[] {
-  const days: string[] = [];
-  if (to.getTime() <= from.getTime()) return days;
-  const first = Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate());
-  for (let t = first; t < to.getTime(); t += DAY_MS) days.push(new Date(t).toISOString().slice(0, 10));
-  return days;
+/**
+ * The registry's factory for a `cloudfront` entry of CONVEYOR_CDN_PROVIDERS (`createProviders(config,
+ * { cloudfront: cloudfrontFromEntry })`): the private key is read from its file once, at start.
+ */
+export function cloudfrontFromEntry(entry: CloudfrontEntry): CloudFrontProvider {
+  return new CloudFrontProvider({
+    name: entry.name,
+    baseUrl: entry.baseUrl,
+    distributionId: entry.distributionId,
+    region: entry.region,
+    timeoutMs: entry.timeoutMs,
+    ...(entry.apiUrl ? { apiUrl: entry.apiUrl } : {}),
+    ...(entry.accessKeyId ? { accessKeyId: entry.accessKeyId } : {}),
+    ...(entry.secretAccessKey ? { secretAccessKey: entry.secretAccessKey } : {}),
+    ...(entry.keyPairId ? { keyPairId: entry.keyPairId } : {}),
+    ...(entry.privateKeyFile ? { privateKey: readFileSync(entry.privateKeyFile, 'utf8') } : {}),
+    ...(entry.cloudwatchUrl ? { cloudwatchUrl: entry.cloudwatchUrl } : {}),
+  });
 }
