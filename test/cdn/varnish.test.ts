@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { type Recorder, startRecorder } from '../helpers/recorder.ts';
 import { skipWithoutVarnish, startVarnish, type Varnish } from '../helpers/varnish.ts';
 
-// The shipped VCL (deploy/varnish/conveyor.vcl) in a real varnishd, with Conveyor behind it, and then in
-// front of a small backend that sends xkey tags (Conveyor does not send them yet).
+// The shipped VCL (deploy/varnish/conveyor.vcl) in a real varnishd, with Conveyor behind it, then in front
+// of a small backend that sends xkey tags (Conveyor does not send them yet), then of one that speaks
+// WebSocket.
 
 const skip = skipWithoutVarnish();
 /** How long `until` waits for a state before it calls the test hung. */
@@ -358,3 +361,49 @@ async function until(check: () => boolean | Promise<boolean>, what: string): Pro
     await sleep(POLL_MS);
   }
 }
+
+describe('WebSockets through the shipped VCL', { skip }, () => {
+  let backend: Server;
+  let varnish: Varnish;
+  /** Upgraded sockets leave the server's bookkeeping, so closing it must end them itself. */
+  const upgraded = new Set<Socket>();
+
+  before(async () => {
+    backend = createServer((_req, res) => res.writeHead(404).end());
+    backend.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+      upgraded.add(socket);
+      // RFC 6455 §4.2.2: Sec-WebSocket-Accept is the base64 SHA-1 of the key joined with this GUID.
+      const accept = createHash('sha1')
+        .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
+      // RFC 6455 §5.2: one unmasked final text frame (opcode 0x1) with a payload under 126 bytes.
+      const payload = Buffer.from(`hello ${req.url}`);
+      socket.write(Buffer.concat([Buffer.from([0x81, payload.length]), payload]));
+    });
+    backend.listen(0, '127.0.0.1');
+    await once(backend, 'listening');
+    const { port } = backend.address() as AddressInfo;
+    varnish = await startVarnish({ backend: { host: '127.0.0.1', port } });
+  });
+
+  after(async () => {
+    await varnish?.close();
+    for (const socket of upgraded) socket.destroy();
+    backend?.closeAllConnections();
+    await new Promise((resolve) => backend?.close(resolve));
+  });
+
+  it('pipes an upgrade through to the backend (job events over WebSocket)', async () => {
+    const socket = new WebSocket(`${varnish.url.replace(/^http/, 'ws')}/jobs/job_1/events`);
+    const message = await new Promise<string>((resolve, reject) => {
+      socket.addEventListener('message', (event) => resolve(String(event.data)));
+      socket.addEventListener('error', () => reject(new Error('the WebSocket failed')));
+    });
+    socket.close();
+    assert.equal(message, 'hello /jobs/job_1/events');
+  });
+});

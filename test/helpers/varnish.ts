@@ -52,8 +52,6 @@ export interface VarnishOptions {
   backend: { host: string; port: number };
   /** The entries of `acl purgers`; loopback 127.0.0.1 by default, `[]` lists no one. */
   purgers?: string[];
-  /** The main VCL; the shipped one by default. */
-  vcl?: string;
 }
 
 export interface Varnish {
@@ -68,7 +66,7 @@ export interface Varnish {
 }
 
 /** The include file conveyor.vcl expects, as an operator writes it (deploy/varnish/conveyor-backend.vcl.example). */
-export function backendVcl(options: Pick<VarnishOptions, 'backend' | 'purgers'>): string {
+function backendVcl(options: Pick<VarnishOptions, 'backend' | 'purgers'>): string {
   const purgers = (options.purgers ?? ['127.0.0.1']).map((entry) => `  "${entry}";\n`).join('');
   return [
     'backend conveyor {',
@@ -94,7 +92,7 @@ export async function startVarnish(options: VarnishOptions): Promise<Varnish> {
     writeFileSync(join(include, 'conveyor-backend.vcl'), backendVcl(options));
     for (let attempt = 1; ; attempt++) {
       try {
-        return await startOnce(dir, include, options.vcl ?? SHIPPED_VCL);
+        return await startOnce(dir, include);
       } catch (error) {
         if (!(error instanceof PortTaken) || attempt === BIND_ATTEMPTS) throw error;
       }
@@ -107,13 +105,13 @@ export async function startVarnish(options: VarnishOptions): Promise<Varnish> {
 
 class PortTaken extends Error {}
 
-async function startOnce(dir: TempDir, include: string, vcl: string): Promise<Varnish> {
+async function startOnce(dir: TempDir, include: string): Promise<Varnish> {
   const host = '127.0.0.1';
   const port = await freePort();
   // -j none: run as the test's own user, which owns the temporary folders (the default jail switches to
   // the varnish user when started as root, and that user cannot read them).
   const args = ['-F', '-j', 'none', '-n', join(dir.path, 'work'), '-a', `${host}:${port}`];
-  args.push('-f', vcl, '-p', `vcl_path=${include}`, '-s', STORAGE);
+  args.push('-f', SHIPPED_VCL, '-p', `vcl_path=${include}`, '-s', STORAGE);
   const child = spawn('varnishd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (text: string) => {
@@ -169,7 +167,8 @@ function answers(host: string, port: number): Promise<boolean> {
     });
     req.on('response', (res) => {
       res.resume();
-      resolve(true);
+      // Varnish stamps every answer, its own included, with X-Varnish: anything else on the port is not it.
+      resolve(res.headers['x-varnish'] !== undefined);
     });
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(false));
