@@ -5,6 +5,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { VarnishProvider } from '../../src/cdn/providers/varnish.ts';
 import { startConveyor, type TestServer, upload } from '../helpers/conveyor.ts';
 import { type Recorder, startRecorder } from '../helpers/recorder.ts';
 import { skipWithoutVarnish, startVarnish, type Varnish } from '../helpers/varnish.ts';
@@ -322,6 +323,23 @@ describe('xkey tag purge with the shipped VCL', { skip }, () => {
     const none = await purge(edge, '/', { 'xkey-purge': 'ast_404' });
     assert.equal(none.headers.get('xkey-purged'), '0');
     assert.deepEqual(await misses(), []);
+  });
+
+  it("takes Conveyor's Varnish client's purges: a URL, and tags", async () => {
+    await warm();
+    // The client sends PURGE under the public host (its baseUrl), the Host viewers' requests were cached
+    // under: here the edge itself.
+    const provider = new VarnishProvider({
+      name: 'edge',
+      baseUrl: edge,
+      apiUrl: edge,
+      maxTags: 64,
+      timeoutMs: 5_000,
+    });
+    await provider.purge({ kind: 'urls', items: [`${edge}/a/ast_2`] });
+    assert.deepEqual(await misses(), ['/a/ast_2']);
+    await provider.purge({ kind: 'tags', items: ['ver_2', 'ast_3'] });
+    assert.deepEqual(await misses(), ['/v/ver_2', '/a/ast_3']);
   });
 
   it('soft-purges a tag: stale answers while Varnish refetches, then the new ones', async () => {
