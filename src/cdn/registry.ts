@@ -7,11 +7,11 @@ import type {
   VarnishEntry,
 } from '../config/cdn-settings.ts';
 import { type Config, ConfigError } from '../config/config.ts';
-import type { CdnProvider } from './provider.ts';
-import { BunnyProvider } from './providers/bunny.ts';
-import { CloudflareProvider } from './providers/cloudflare.ts';
-import { FastlyProvider } from './providers/fastly.ts';
-import { VarnishProvider } from './providers/varnish.ts';
+import type { CdnProvider, TagHeader } from './provider.ts';
+import { BUNNY_TAG_HEADER, BunnyProvider } from './providers/bunny.ts';
+import { CLOUDFLARE_TAG_HEADER, CloudflareProvider } from './providers/cloudflare.ts';
+import { FASTLY_TAG_HEADER, FastlyProvider } from './providers/fastly.ts';
+import { VARNISH_TAG_HEADER, VarnishProvider } from './providers/varnish.ts';
 
 /**
  * The configured CDN providers (CONVEYOR_CDN_PROVIDERS), built. The four HTTP providers are built here;
@@ -50,4 +50,18 @@ export function createProviders(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return providers;
+}
+
+/** The header each kind's edge reads cache tags from; CloudFront reads none. */
+export const TAG_HEADERS: Readonly<Record<CdnKind, TagHeader | null>> = {
+  cloudflare: CLOUDFLARE_TAG_HEADER,
+  bunny: BUNNY_TAG_HEADER,
+  fastly: FASTLY_TAG_HEADER,
+  varnish: VARNISH_TAG_HEADER,
+  cloudfront: null,
+};
+
+/** The tag headers delivery adds for the configured providers (without building them). */
+export function tagHeadersOf(config: Pick<Config, 'cdnProviders'>): TagHeader[] {
+  return (config.cdnProviders ?? []).flatMap((entry) => TAG_HEADERS[entry.kind] ?? []);
 }

@@ -125,5 +125,7 @@ export function derivedRepresentation(source: Representation, blob: DerivedBlob)
     filename: source.filename.replace(/\.[^.]*$/, '') + blob.nameSuffix,
     lastModified: new Date(Math.max(source.lastModified.getTime(), Math.floor(blob.createdAt / 1000) * 1000)),
     visibility: source.visibility,
+    ...(source.versionId ? { versionId: source.versionId } : {}),
+    derived: true,
   };
 }

@@ -14,6 +14,10 @@ export interface Representation {
   filename: string;
   lastModified: Date;
   visibility: Visibility;
+  /** The version a `/v/<versionId>` URL names; absent for an asset's latest URL. */
+  versionId?: string;
+  /** Made from the content (a variant, a transform, a ladder file) rather than the content itself. */
+  derived?: boolean;
 }
 
 /** Delivery paths: `/a/<assetId>` follows the latest content, `/v/<versionId>` is pinned forever. */
@@ -118,6 +122,7 @@ export class DeliveryLookup {
     if (!row) return null;
     return {
       kind: 'version',
+      versionId,
       assetId: row.asset_id,
       tenantId: row.tenant_id,
       sha256: row.sha256,

@@ -56,6 +56,11 @@ export interface OriginDeps {
   >;
   /** Where a failure that is our fault (a 500) is reported. */
   log: { error(obj: object, msg: string): void };
+  /**
+   * The cache-tag headers of public responses for the configured CDNs (src/cdn/tags.ts); absent when no
+   * configured CDN reads tags.
+   */
+  tags?: { headersFor(rep: Representation): OutgoingHttpHeaders } | undefined;
 }
 
 interface FixedHeaders {
@@ -201,6 +206,7 @@ export class Origin {
     headers.etag = fixed.etag;
     headers['last-modified'] = fixed.lastModified;
     headers['cache-control'] = this.#cacheControls[policy];
+    if (policy !== 'private' && this.#deps.tags) Object.assign(headers, this.#deps.tags.headersFor(rep));
     headers['accept-ranges'] = 'bytes';
     headers['x-content-type-options'] = 'nosniff';
     if (fixed.active) headers['content-security-policy'] = "sandbox; default-src 'none'";

@@ -4,6 +4,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { AssetService } from '../assets/service.ts';
+import { tagHeadersOf } from '../cdn/registry.ts';
+import { CacheTags } from '../cdn/tags.ts';
 import type { Config } from '../config/config.ts';
 import type { AccessService } from '../delivery/access.ts';
 import { FastDelivery } from '../delivery/fast-delivery.ts';
@@ -95,6 +97,7 @@ export async function buildApp(
     metrics: deps.metrics,
     settings: config,
     log: { error: (obj, msg) => app.log.error(obj, msg) },
+    tags: cacheTagsFor(config),
   });
   // Plain public delivery requests skip Fastify (see fast-delivery.ts); a rate limit or per-request debug
   // logging needs Fastify's request, so either turns the shortcut off.
@@ -274,4 +277,10 @@ function limiter(
   if (perMinute === 0) return null;
   const rule = { name, limit: perMinute, windowSeconds: 60 };
   return { limiter: new RateLimiter(rule, { maxKeys }), rule };
+}
+
+/** The cache-tag headers of the configured CDNs, or none when no configured CDN reads tags. */
+function cacheTagsFor(config: Config): CacheTags | undefined {
+  const tags = new CacheTags(tagHeadersOf(config));
+  return tags.enabled ? tags : undefined;
 }

@@ -73,7 +73,13 @@ describe('Varnish with the shipped VCL in front of Conveyor', { skip }, () => {
   let edge: string;
 
   before(async () => {
-    server = await startConveyor();
+    // A Varnish among the CDNs: public responses carry `xkey` tags (its purges go to the edge started
+    // below, through a provider the test makes; the API URL here is never called).
+    server = await startConveyor(undefined, {
+      cdnProviders: JSON.stringify([
+        { name: 'edge', kind: 'varnish', baseUrl: 'http://edge.invalid', apiUrl: 'http://127.0.0.1:9' },
+      ]),
+    });
     const origin = new URL(server.url);
     counter = await startRecorder('127.0.0.1', (req, res) => {
       const forward = httpRequest(
@@ -115,6 +121,34 @@ describe('Varnish with the shipped VCL in front of Conveyor', { skip }, () => {
     assert.equal(second.headers.get('cache-control'), first.headers.get('cache-control'));
     assert.match(first.headers.get('cache-control')!, /^public, /);
     assert.equal(reached(counter, path), 1);
+  });
+
+  it("tags public responses with xkey; a version's tag purges its URL and leaves the asset's", async () => {
+    const asset = await upload(server, bytes('tagged'));
+    const published = await server.json('POST', `/api/v1/assets/${asset.id}/publish`, {});
+    assert.equal(published.status, 201, JSON.stringify(published.body));
+    const version = published.body.id as string;
+    const direct = await fetch(`${server.url}/v/${version}`);
+    await direct.arrayBuffer();
+    const tags = direct.headers.get('xkey')!.split(' ');
+    assert.deepEqual(tags.slice(0, 2), [asset.id, version]);
+    assert.match(tags[2]!, /^ten_/);
+    const latestDirect = await fetch(`${server.url}/a/${asset.id}`);
+    await latestDirect.arrayBuffer();
+    assert.deepEqual(latestDirect.headers.get('xkey')!.split(' '), [asset.id, tags[2]]);
+
+    const [latest, pinned] = [`/a/${asset.id}`, `/v/${version}`];
+    for (const path of [latest, pinned]) {
+      await get(edge, path);
+      assert.equal((await get(edge, path)).headers.get('x-cache'), 'HIT', path);
+    }
+    const provider = new VarnishProvider({ name: 'edge', baseUrl: edge, apiUrl: edge, timeoutMs: 5_000 });
+    await provider.purge({ kind: 'tags', items: [version] });
+    assert.equal((await get(edge, pinned)).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(edge, latest)).headers.get('x-cache'), 'HIT');
+    await provider.purge({ kind: 'tags', items: [asset.id] });
+    assert.equal((await get(edge, latest)).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(edge, pinned)).headers.get('x-cache'), 'MISS');
   });
 
   it('serves new content after a replacement and a PURGE of the URL', async () => {

@@ -39,6 +39,9 @@ export interface BunnyOptions {
   timeoutMs: number;
 }
 
+/** The header this edge reads cache tags from, and its limit. */
+export const BUNNY_TAG_HEADER: TagHeader = { name: 'CDN-Tag', separator: ',', maxBytes: 1024 };
+
 /** The charts `/statistics` answers: date-time keys (`2024-05-01T00:00:00Z`) to values. */
 interface Statistics {
   BandwidthUsedChart?: Record<string, number>;
@@ -53,7 +56,7 @@ export class BunnyProvider implements CdnProvider {
   readonly baseUrl: string;
   readonly capabilities: CdnCapabilities;
   /** "CDN-Tag header values are limited to 1024 bytes" (Purge cache, purge by tag). */
-  readonly tagHeader: TagHeader = { name: 'CDN-Tag', separator: ',', maxBytes: 1024 };
+  readonly tagHeader: TagHeader = BUNNY_TAG_HEADER;
   readonly #apiUrl: string;
   readonly #accessKey: string;
   readonly #pullZoneId: string;

@@ -40,6 +40,9 @@ export interface CloudflareOptions {
   timeoutMs: number;
 }
 
+/** The header this edge reads cache tags from, and its limit. */
+export const CLOUDFLARE_TAG_HEADER: TagHeader = { name: 'Cache-Tag', separator: ',', maxBytes: 16 * 1024 };
+
 /** The envelope every Cloudflare v4 API answer comes in. */
 interface Envelope {
   success?: boolean;
@@ -91,7 +94,7 @@ export class CloudflareProvider implements CdnProvider {
    * "the aggregate Cache-Tag HTTP header cannot exceed 16 KB after the header field name" (Purge cache by
    * cache-tags); tags are separated by commas.
    */
-  readonly tagHeader: TagHeader = { name: 'Cache-Tag', separator: ',', maxBytes: 16 * 1024 };
+  readonly tagHeader: TagHeader = CLOUDFLARE_TAG_HEADER;
   readonly #apiUrl: string;
   readonly #token: string;
   readonly #zoneId: string;

@@ -35,6 +35,9 @@ export interface FastlyOptions {
   timeoutMs: number;
 }
 
+/** The header this edge reads cache tags from, and its limit. */
+export const FASTLY_TAG_HEADER: TagHeader = { name: 'Surrogate-Key', separator: ' ', maxBytes: 16_384 };
+
 /** The Historical Stats answer, `by=day`: one entry per day, `start_time` in Unix seconds. */
 interface HistoricalStats {
   status?: string;
@@ -56,7 +59,7 @@ export class FastlyProvider implements CdnProvider {
    * Surrogate-Key: "space-separated purge keys"; the header may be up to 16,384 bytes long (Fastly's
    * Surrogate-Key reference: keys longer than 1024 bytes or past that total are ignored).
    */
-  readonly tagHeader: TagHeader = { name: 'Surrogate-Key', separator: ' ', maxBytes: 16_384 };
+  readonly tagHeader: TagHeader = FASTLY_TAG_HEADER;
   readonly #apiUrl: string;
   readonly #token: string;
   readonly #serviceId: string;

@@ -21,6 +21,9 @@ import type { CdnCapabilities, CdnProvider, PurgeRequest, PurgeResult, TagHeader
  * https://varnish-cache.org/docs/trunk/users-guide/purging.html
  */
 
+/** The header this edge reads cache tags from, and its limit. */
+export const VARNISH_TAG_HEADER: TagHeader = { name: 'xkey', separator: ' ', maxBytes: 8 * 1024 };
+
 /**
  * Tags per xkey purge. Varnish refuses a request header longer than `http_req_hdr_len` (8 KiB by
  * default): 128 tags of up to 63 bytes fit in it.
@@ -49,7 +52,7 @@ export class VarnishProvider implements CdnProvider {
    * xkey reads space-separated keys from `xkey` response headers; a response header longer than
    * `http_resp_hdr_len` (8 KiB by default) fails the fetch.
    */
-  readonly tagHeader: TagHeader = { name: 'xkey', separator: ' ', maxBytes: 8 * 1024 };
+  readonly tagHeader: TagHeader = VARNISH_TAG_HEADER;
   readonly #apiUrl: URL;
   readonly #method: string;
   readonly #timeoutMs: number;
