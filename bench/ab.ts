@@ -7,6 +7,10 @@
  *
  *   node_modules/.bin/node bench/ab.ts --build <checkout> --build <checkout> [--build ...]
  *        [--rounds 8] [--duration 4] [--warmup 1] [--connections 50] [--scenarios small-200,...]
+ *        [--env N:KEY=VALUE ...]
+ *
+ * `--env` gives build N's measured server a setting of its own: the same checkout twice with one setting
+ * apart is an A/B of that setting (e.g. `--env 1:CONVEYOR_CDN_PROVIDERS=[...]` for cache tags).
  *
  * A build is a checkout with node_modules (e.g. `git worktree add /tmp/ref <commit>` and a hard-linked
  * copy of node_modules); each runs through its own launcher (bin/conveyor), as users run it. Fixtures go
@@ -36,11 +40,20 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '1' },
     connections: { type: 'string', default: '50' },
     scenarios: { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
   },
 });
 const builds = args.build.map((dir) => resolve(dir));
 if (builds.length < 2) throw new Error('give at least two --build <checkout>');
 const LABELS = builds.map((_, i) => String.fromCharCode(65 + i));
+/** `--env N:KEY=VALUE`: a setting for the measured server of build N only (0 is the first). */
+const buildEnv = builds.map(() => ({}) as Record<string, string>);
+for (const given of args.env) {
+  const match = /^(\d+):([A-Z0-9_]+)=(.*)$/s.exec(given);
+  const env = match && buildEnv[Number(match[1])];
+  if (!match || !env) throw new Error(`--env ${given}: expected N:KEY=VALUE with N a build's index`);
+  env[match[2]!] = match[3]!;
+}
 const rounds = Number(args.rounds);
 const duration = Number(args.duration);
 const warmup = Number(args.warmup);
@@ -169,7 +182,9 @@ const servers: Server[] = [];
 try {
   const all = await fixtures(data);
   const chosen = args.scenarios ? args.scenarios.split(',') : Object.keys(all);
-  for (const build of builds) servers.push(await start(build, data, { CONVEYOR_SERVE_WORKERS: 'false' }));
+  for (const [i, build] of builds.entries()) {
+    servers.push(await start(build, data, { CONVEYOR_SERVE_WORKERS: 'false', ...buildEnv[i] }));
+  }
   // Every build answers every scenario alike (status, ETag, length), and the first time fills its memos.
   for (const name of chosen) {
     const s = all[name];
