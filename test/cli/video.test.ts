@@ -75,7 +75,7 @@ describe('conveyor video', () => {
     // Not a terminal: one plain line per stage seen (and per 10 % within one), ending at done 100 %. The
     // CLI polls, so which of the job's quick stages it sees depends on timing; the last line does not.
     const lines = r.stderr.trim().split('\n');
-    for (const line of lines) assert.match(line, /^video: [\w -]+ \d+%( \([\d.]+x\))?$/, show(r));
+    for (const line of lines) assert.match(line, /^video: [\w -]+ \d+%( \((\d+ fps, )?[\d.]+x\))?$/, show(r));
     assert.equal(lines.at(-1), 'video: done 100%', show(r));
     assert.ok(!r.stderr.includes('\r'));
     assert.match(r.stdout, /^state +succeeded$/m);

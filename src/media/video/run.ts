@@ -81,7 +81,8 @@ export interface FfprobeRunOptions extends CommonOptions {
 /** An encode's pace for the job's progress message: `87 fps, 2.9x`, either part when ffmpeg reported it. */
 export function progressMessage(progress: Pick<FfmpegProgress, 'fps' | 'speed'>): string | undefined {
   const parts = [
-    ...(progress.fps === null ? [] : [`${Math.round(progress.fps)} fps`]),
+    // ffmpeg says 0 until it has timed a few frames: no figure rather than a wrong one.
+    ...(progress.fps === null || progress.fps <= 0 ? [] : [`${Math.round(progress.fps)} fps`]),
     ...(progress.speed === null ? [] : [`${progress.speed}x`]),
   ];
   return parts.length > 0 ? parts.join(', ') : undefined;

@@ -76,6 +76,7 @@ describe('progressMessage', () => {
     assert.equal(progressMessage({ fps: 87.4, speed: 2.9 }), '87 fps, 2.9x');
     assert.equal(progressMessage({ fps: null, speed: 0.5 }), '0.5x');
     assert.equal(progressMessage({ fps: null, speed: null }), undefined);
+    assert.equal(progressMessage({ fps: 0, speed: 1.5 }), '1.5x', 'before ffmpeg has timed any frame');
   });
 });
 
