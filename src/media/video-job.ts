@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Kysely, Transaction } from 'kysely';
 import type { ContentAdded } from '../assets/service.ts';
 import type { Config } from '../config/config.ts';
-import { type LadderCodec, VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
+import { VIDEO_PRESETS, type VideoPreset } from '../config/video-settings.ts';
 import type { Database } from '../db/tables.ts';
 import type { Tier } from '../glossary.ts';
 import type { JobEngine } from '../jobs/engine.ts';
@@ -39,14 +39,13 @@ import {
   type EncoderReport,
   ForcedEncoderError,
 } from './video/hwaccel.ts';
-import { ladderKey } from './video/keys.ts';
-import { ladderSettings, planLadder, type Rendition } from './video/ladder.ts';
 import { checkVideo, verifyDecodable, videoLimits } from './video/limits.ts';
 import { measureLoudness } from './video/loudness.ts';
 import { jobResult, measureRendition, type RenditionResult } from './video/measure.ts';
 import { choosePreset } from './video/presets.ts';
 import { probeVideo, type VideoInfo as VideoProbe } from './video/probe.ts';
 import { progressMessage } from './video/run.ts';
+import { type LadderShape, ladderShape } from './video/shape.ts';
 import type { OutputFile, VideoStore } from './video/store.ts';
 import { makeWorkDir, sweepWorkDirs } from './video/work-dirs.ts';
 import { CHUNK_JOB, type ChunkedLadder, VideoChunks } from './video-chunks.ts';
@@ -81,14 +80,6 @@ const CONTENT_TYPES: Record<string, string> = {
 
 function contentType(file: string): string {
   return CONTENT_TYPES[file.split('.').pop()!] ?? 'application/octet-stream';
-}
-
-/** What shapes a ladder's outputs (VideoProcessor's #shape). */
-interface LadderShape {
-  preset: VideoPreset;
-  rungs: Rendition[];
-  ladder: string;
-  jobs: { codec: LadderCodec; rung: Rendition; name: string }[];
 }
 
 /** What a process does with what video jobs learn about its encoders (server.ts: its Metrics). */
@@ -441,33 +432,10 @@ export class VideoProcessor {
     return jobResult(payload, ladder, results, encoder, encoded, fallbacks);
   }
 
-  /** What shapes a ladder's outputs, from the probe: the preset, the rungs, the key and the renditions. */
+  /** What shapes a ladder's outputs, from the probe and the preset this job uses (shape.ts). */
   async #shape(payload: VideoPayload, context: JobContext, info: VideoProbe): Promise<LadderShape> {
-    const config = this.#config;
-    const video = info.video!;
-    const preset = choosePreset({ override: payload.preset, tier: await this.#tier(context) }, config);
-    const rungs = planLadder(
-      {
-        width: video.displayWidth,
-        height: video.displayHeight,
-        frameRate: video.fps ?? 30,
-        hasAudio: info.audio !== null,
-      },
-      ladderSettings(config),
-    );
-    const ladder = ladderKey({
-      codecs: config.videoCodecs,
-      preset,
-      rungs: rungs.map((r) => `${r.width}x${r.height}@${r.frameRate.num}/${r.frameRate.den}`),
-      segment: `${rungs[0]!.segmentDuration.num}/${rungs[0]!.segmentDuration.den}`,
-      format: config.videoSegmentFormat,
-      // Left out when off, so that the keys of ladders made without it stay what they were.
-      loudnorm: config.videoLoudnorm ?? undefined,
-    });
-    const jobs = config.videoCodecs.flatMap((codec) =>
-      rungs.map((rung) => ({ codec, rung, name: `${codec}-${rung.name}` })),
-    );
-    return { preset, rungs, ladder, jobs };
+    const preset = choosePreset({ override: payload.preset, tier: await this.#tier(context) }, this.#config);
+    return ladderShape(this.#config, info, preset);
   }
 
   #chunkedLadder(
